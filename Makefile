@@ -1,0 +1,68 @@
+# Lepton Edge — the two quick-start commands are `make demo` and `make test`; everything else is what they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+KAFKA_VERSION := 4.4.0
+KAFKA_LIBS ?= $(HOME)/.cache/lepton-edge/kafka-$(KAFKA_VERSION)/libs
+# Debian packages the integration tests use: the GStreamer RTSP server (run with Debian's python3), PortAudio.
+SYSTEM_PACKAGES := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi python3-gst-1.0 \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly \
+	gstreamer1.0-libav gstreamer1.0-tools libportaudio2 alsa-utils maven openjdk-17-jre-headless
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast setup setup-dev system-deps kafka-jars samples model lint clean
+
+demo: setup
+	@mkdir -p .lepton
+	$(BIN)/edge run -c configs/demo.yaml
+	@echo "Read the events again with: $(BIN)/alerts tail"
+
+test: setup-dev system-deps kafka-jars
+	LEPTON_KAFKA_LIBS=$(KAFKA_LIBS) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fast tests alone (no Kafka broker, no RTSP server).
+test-fast: setup-dev
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# The runtime only: no torch.
+setup: $(VENV)/.setup-runtime
+$(VENV)/.setup-runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# Tests and training: adds torch (a large download the first time; pip's cache serves it afterwards).
+setup-dev: $(VENV)/.setup-dev
+$(VENV)/.setup-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev,train]'
+	touch $@ $(VENV)/.setup-runtime
+
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# Apache Kafka's broker and its runtime dependencies from Maven Central, into a cache outside the repo.
+kafka-jars: $(KAFKA_LIBS)/.complete
+$(KAFKA_LIBS)/.complete: tests/kafka/pom.xml
+	mvn -q -B -f tests/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(KAFKA_LIBS)
+	touch $@
+
+# Regenerate the bundled sample clips (deterministic) and retrain the default model package on them.
+samples: setup-dev
+	$(BIN)/python samples/generate.py --out samples/
+
+model: setup-dev
+	$(BIN)/edge train --normal samples/normal_train_1.mkv samples/normal_train_2.mkv \
+		--out samples/models/default --minutes 5
+
+lint: setup-dev
+	$(BIN)/ruff check pipeline edge alerts tests
+
+clean:
+	rm -rf .lepton .pytest_cache

@@ -1,0 +1,148 @@
+"""The ``edge`` command: run the daemon, train a camera's model, check a config.
+
+One entry function per command, each returning an exit code. Human output on stdout, logs on stderr. Errors a
+user can fix (bad config, missing file, camera unreachable, missing model) print one line on stderr and exit
+non-zero without a traceback. Heavy imports (torch) happen inside the command that needs them, so ``edge --help``
+stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("edge")
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _fail(message: str, code: int = EXIT_RUNTIME) -> int:
+    from pipeline.redact import redact_text
+
+    print(f"edge: {redact_text(message)}", file=sys.stderr)
+    return code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from alerts import AlertsError
+    from edge.config import load_config
+    from edge.daemon import Daemon
+    from edge.errors import ConfigError, EdgeError
+    from pipeline.errors import PipelineError
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    daemon = Daemon(cfg, console=None if args.quiet else sys.stdout, duration_s=args.duration)
+    try:
+        summary = daemon.run()
+    except (EdgeError, PipelineError, AlertsError) as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps({"seconds": round(summary.seconds, 2), "events_new": summary.events_new,
+                          "events_end": summary.events_end, "cameras": summary.per_camera,
+                          "outbox_pending": summary.outbox_pending}))
+    else:
+        print(f"-- {summary.events_new} event(s) opened, {summary.events_end} ended in {summary.seconds:.1f} s")
+        for cam, st in summary.per_camera.items():
+            print(f"   {cam}: {st['frames_scored']} frames and {st['audio_windows_scored']} audio windows scored, "
+                  f"{st['events']} event messages, {st['dropped']} dropped")
+        where = "Kafka" if cfg.kafka else f"the outbox {cfg.outbox.path} (read it with: alerts tail)"
+        print(f"   events are in {where}")
+        if summary.outbox_pending:
+            print(f"   {summary.outbox_pending} event(s) not yet acknowledged by Kafka stay in the outbox")
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.errors import ConfigError
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    print(f"{args.config}: ok ({len(cfg.cameras)} camera(s), model {cfg.model})")
+    return EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pipeline.errors import PipelineError
+
+    try:
+        from pipeline.models.train import train_package
+    except ImportError as exc:
+        return _fail(f"training needs torch ({exc}): pip install 'lepton-edge[train]'")
+    try:
+        report = train_package(
+            args.normal, Path(args.out), minutes=args.minutes, seed=args.seed, progress=not args.quiet,
+            input_fps=args.fps, video=not args.no_video, audio=not args.no_audio,
+        )
+    except (PipelineError, FileNotFoundError, ValueError) as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps(report, default=str))
+    else:
+        print(f"model package written to {args.out}")
+        for key in ("video", "audio"):
+            part = report.get(key)
+            if isinstance(part, dict):
+                details = ", ".join(f"{k}={v}" for k, v in part.items() if not isinstance(v, (list, dict)))
+                print(f"   {key}: {details}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge", description="Lepton Edge: real-time anomaly detection beside cameras")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon on the cameras of a config file")
+    run.add_argument("-c", "--config", required=True, help="YAML config (see configs/)")
+    run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    run.add_argument("--json", action="store_true", help="print the closing summary as one JSON object")
+    run.add_argument("-q", "--quiet", action="store_true", help="do not print events as they are decided")
+    run.set_defaults(func=cmd_run)
+
+    val = sub.add_parser("validate-config", help="check a config file and list every problem with its line")
+    val.add_argument("config")
+    val.set_defaults(func=cmd_validate)
+
+    train = sub.add_parser("train", help="learn a camera's normal picture and sound into a model package")
+    train.add_argument("--normal", nargs="+", required=True,
+                       help="normal footage: clips, image-sequence patterns (frames/%%03d.jpg) or folders of frames")
+    train.add_argument("--out", required=True, help="model package directory to write")
+    train.add_argument("--minutes", type=float, default=5.0, help="training time budget (default 5)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--fps", type=float, default=None, help="frame rate of image-sequence inputs")
+    train.add_argument("--no-video", action="store_true", help="train the audio model only")
+    train.add_argument("--no-audio", action="store_true", help="train the video model only")
+    train.add_argument("--json", action="store_true", help="print the training report as JSON")
+    train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

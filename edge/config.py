@@ -1,0 +1,171 @@
+"""The daemon's configuration: pydantic models with ``extra="forbid"``, loaded from YAML.
+
+An invalid file fails at start with every problem listed by YAML path and line (``ConfigError``), before anything
+starts. Relative paths in the file (model package, replayed clips) are resolved against the file's folder, so a
+config works from any working directory; the outbox path is relative to the working directory, where
+``alerts tail`` looks for it by default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from alerts.outbox import DEFAULT_OUTBOX_PATH
+from alerts.publisher import KafkaSettings
+from edge.errors import ConfigError
+from pipeline.aggregator import AggregatorSettings
+from pipeline.engines.base import EngineConfig, OrtEngineConfig
+from pipeline.sources.spec import SourceKind, SourceSpec, classify
+
+_HERE = Path(__file__).resolve().parent
+# The default model package ships in the repository beside the samples it was trained on.
+DEFAULT_MODEL = (_HERE.parent / "samples" / "models" / "default").resolve()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CameraConfig(_Strict):
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
+                             description="Camera id: Kafka key and label of every event")]
+    url: str = Field(min_length=1, description="rtsp://user:pass@host/path, a media file, an image pattern "
+                                              "such as frames/%03d.jpg, or a folder of frames")
+    fps: float | None = Field(None, gt=0, le=240, description="Frame rate of an image sequence")
+    replay: Literal["fast", "realtime"] = Field(
+        "realtime", description="Files only: replay at real-time pace or as fast as possible")
+    video: bool = Field(True, description="Score this camera's video")
+    audio: bool = Field(True, description="Score this camera's audio")
+    open_timeout_s: float = Field(5.0, gt=0, le=120, description="Bound on connecting to the camera")
+    read_timeout_s: float = Field(5.0, gt=0, le=120, description="Bound on waiting for data from the camera")
+    rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTP over the RTSP TCP connection, or UDP")
+
+    @property
+    def kind(self) -> SourceKind:
+        return classify(self.url)
+
+
+class DetectConfig(_Strict):
+    max_batch: int = Field(8, ge=1, le=256, description="Most frames scored in one batch across cameras")
+
+
+class EventsConfig(_Strict):
+    threshold: float = Field(3.0, gt=0, le=10, description="Calibrated score that counts as anomalous "
+                             "(3.0: exceeded by 1 in 1000 normal frames or windows)")
+    min_duration_s: float = Field(0.4, ge=0, le=60, description="Time above threshold before an event opens")
+    hold_s: float = Field(2.0, ge=0, le=600, description="Time below threshold before an event ends")
+    stale_s: float = Field(1.5, gt=0, le=60, description="A modality's last score counts this long")
+
+    def settings(self) -> AggregatorSettings:
+        return AggregatorSettings(self.threshold, self.min_duration_s, self.hold_s, self.stale_s)
+
+
+class OutboxConfig(_Strict):
+    path: Path = Field(DEFAULT_OUTBOX_PATH, description="SQLite outbox; without Kafka it is the event bus")
+
+
+class EdgeConfig(_Strict):
+    site: str = Field("default", min_length=1, max_length=128, description="Site label carried by every event")
+    model: Path = Field(DEFAULT_MODEL, description="Model package directory (model.json + ONNX graphs)")
+    engine: EngineConfig = Field(default_factory=OrtEngineConfig, description="Inference backend, by type")
+    detect: DetectConfig = Field(default_factory=DetectConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    kafka: KafkaSettings | None = Field(None, description="Kafka delivery; absent: the outbox is the bus")
+    cameras: list[CameraConfig] = Field(min_length=1, description="The cameras (or replayed files)")
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_ids(cls, cams: list[CameraConfig]) -> list[CameraConfig]:
+        seen: set[str] = set()
+        for cam in cams:
+            if cam.id in seen:
+                raise ValueError(f"camera id {cam.id!r} is used twice")
+            seen.add(cam.id)
+        return cams
+
+    @model_validator(mode="after")
+    def _image_sequences_need_fps(self) -> EdgeConfig:
+        for cam in self.cameras:
+            if cam.kind is SourceKind.IMAGES and cam.fps is None:
+                raise ValueError(f"camera {cam.id!r}: an image sequence needs fps")
+        return self
+
+    def source_specs(self) -> list[SourceSpec]:
+        return [
+            SourceSpec(
+                camera_id=c.id, url=c.url, input_fps=c.fps, pace=c.replay == "realtime",
+                open_timeout_s=c.open_timeout_s, read_timeout_s=c.read_timeout_s, rtsp_transport=c.rtsp_transport,
+                video=c.video, audio=c.audio,
+            )
+            for c in self.cameras
+        ]
+
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+    """Map each YAML path (keys and list indexes) to its 1-based line."""
+    lines = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = (*path, key.value)
+            lines[sub] = key.start_mark.line + 1
+            for p, ln in _line_index(value, sub).items():
+                lines.setdefault(p, ln)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(_line_index(item, (*path, i)))
+    return lines
+
+
+def _where(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> str:
+    # pydantic may append the union member tried; walk back to the deepest path the YAML has
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return f"line {lines[loc[:n]]}"
+    return "line ?"
+
+
+def load_config(path: str | Path) -> EdgeConfig:
+    """Load and validate a config file; raise :class:`ConfigError` listing every problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(p), ["no such file"]) from None
+    except OSError as exc:
+        raise ConfigError(str(p), [exc.strerror or str(exc)]) from None
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(str(p), [f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(p), ["line 1: the file must be a mapping (site:, model:, cameras: ...)"])
+    lines = _line_index(node) if node is not None else {}
+    try:
+        cfg = EdgeConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            dotted = ".".join(str(x) for x in loc) or "(top)"
+            problems.append(f"{_where(loc, lines)}: {dotted}: {err['msg']}")
+        raise ConfigError(str(p), problems) from None
+    return _resolve_paths(cfg, p.parent, data)
+
+
+def _resolve_paths(cfg: EdgeConfig, base: Path, data: dict[str, Any]) -> EdgeConfig:
+    model = cfg.model if cfg.model.is_absolute() or "model" not in data else (base / cfg.model).resolve()
+    cams = []
+    for cam in cfg.cameras:
+        if cam.kind is SourceKind.RTSP or Path(cam.url).is_absolute():
+            cams.append(cam)
+        else:
+            cams.append(cam.model_copy(update={"url": str((base / cam.url).resolve())}))
+    return cfg.model_copy(update={"model": model, "cameras": cams})

@@ -1,0 +1,159 @@
+"""The edge daemon: config → model → capture/scoring runner → outbox → (optional) Kafka publisher.
+
+Every decided event is written to the outbox before anything else happens to it; the publisher, when Kafka is
+configured, drains the outbox on its own thread and removes nothing Kafka did not acknowledge. A stop (SIGTERM,
+SIGINT, ``--duration``, or every replayed file ended) drains in flow order: capture stops, scoring finishes what
+was captured, open events end with ``shutdown`` (or ``eof`` for replays), the publisher gets a bounded time to
+deliver; whatever it could not deliver stays in the outbox for the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TextIO
+
+from alerts.outbox import Outbox
+from alerts.publisher import KafkaPublisher
+from alerts.schema import EventMessage, ModelProvenance
+from edge.config import EdgeConfig
+from edge.errors import StartupError
+from pipeline.events import AnomalyEvent, EventType
+from pipeline.frames import utc_now
+from pipeline.models.package import ModelPackage
+from pipeline.runner import Runner, RunnerSettings
+from pipeline.scoring_model import PackageScorer
+from pipeline.sources.spec import SourceKind
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    seconds: float = 0.0
+    events_new: int = 0
+    events_end: int = 0
+    per_camera: dict[str, dict[str, int]] = field(default_factory=dict)
+    outbox_pending: int = 0
+
+
+def format_event(msg: EventMessage) -> str:
+    """One human line per event, for the console and ``alerts tail``."""
+    mods = " ".join(f"{name}={m.peak:.1f}" for name, m in sorted(msg.modalities.items())) or "-"
+    t = msg.end_time if msg.type == "end" and msg.end_time else msg.start_time
+    stamp = t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    span = f"pts {msg.start_pts:7.2f}s"
+    if msg.type == "end" and msg.end_pts is not None:
+        span = f"pts {msg.start_pts:7.2f}-{msg.end_pts:.2f}s"
+    tail = f" reason={msg.reason}" if msg.reason else ""
+    return (f"{stamp}  {msg.camera_id:<10} {msg.type.upper():<6} {span}  peak={msg.peak_score:.1f}  "
+            f"[{mods}]  {msg.event_id[:8]}{tail}")
+
+
+class Daemon:
+    def __init__(self, cfg: EdgeConfig, *, console: TextIO | None = None, duration_s: float | None = None) -> None:
+        self.cfg = cfg
+        self.console = console
+        self.duration_s = duration_s
+        self.summary = RunSummary()
+        self._runner: Runner | None = None
+        self._outbox: Outbox | None = None
+        self._publisher: KafkaPublisher | None = None
+        self._provenance: ModelProvenance | None = None
+        self._stop_requested = threading.Event()
+
+    # -- start -----------------------------------------------------------------------------------------------
+    def _prepare(self) -> Runner:
+        cfg = self.cfg
+        package = ModelPackage.load(cfg.model)
+        scorer = PackageScorer(package, cfg.engine)
+        prov = package.provenance(engine=cfg.engine.type)
+        self._provenance = ModelProvenance(**prov)
+        settings = RunnerSettings(max_batch=cfg.detect.max_batch, aggregator=cfg.events.settings())
+        runner = Runner(cfg.source_specs(), scorer, self._on_event, settings)
+        failures = runner.open_sources()
+        replay_failures = {c: e for c, e in failures.items() if runner.workers[c].spec.kind is not SourceKind.RTSP}
+        if replay_failures or (failures and len(failures) == len(runner.workers)):
+            lines = [f"camera {cam}: {err}" for cam, err in sorted(failures.items())]
+            raise StartupError("; ".join(lines))
+        for cam, err in failures.items():
+            log.warning("camera %s unreachable at start, will keep retrying: %s", cam, err)
+        self._outbox = Outbox(cfg.outbox.path)
+        if cfg.kafka is not None:
+            self._publisher = KafkaPublisher(self._outbox, cfg.kafka)
+        return runner
+
+    def _on_event(self, ev: AnomalyEvent) -> None:
+        assert self._outbox is not None and self._provenance is not None
+        msg = EventMessage.from_anomaly(ev, site=self.cfg.site, model=self._provenance, decided_at=utc_now())
+        # durable first: the event exists once it is in the outbox, whatever happens next
+        self._outbox.put(msg, capture_monotonic_ns=ev.decided_from_monotonic_ns or None)
+        if ev.type is EventType.NEW:
+            self.summary.events_new += 1
+        elif ev.type is EventType.END:
+            self.summary.events_end += 1
+        if self.console is not None:
+            print(format_event(msg), file=self.console, flush=True)
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+        if self._runner is not None:
+            self._runner.stop()
+
+    # -- run -------------------------------------------------------------------------------------------------
+    def run(self, *, install_signals: bool = True) -> RunSummary:
+        started = time.monotonic()
+        runner = self._runner = self._prepare()
+        restore = self._install_signals() if install_signals else (lambda: None)
+        try:
+            if self._publisher is not None:
+                self._publisher.start()
+            runner.start()
+            deadline = None if self.duration_s is None else started + self.duration_s
+            while not runner.wait(0.2):
+                if deadline is not None and time.monotonic() >= deadline:
+                    log.info("duration reached, stopping")
+                    runner.stop()
+                if self._stop_requested.is_set():
+                    runner.stop()
+            runner.stop()
+            runner.join(timeout=15)
+        finally:
+            restore()
+            self._close()
+        self.summary.seconds = time.monotonic() - started
+        self.summary.per_camera = {
+            cam: {"frames_scored": st.frames_scored, "audio_windows_scored": st.windows_scored,
+                  "events": st.events, "dropped": runner.workers[cam].buffer.dropped}
+            for cam, st in runner.stats.items()
+        }
+        return self.summary
+
+    def _close(self) -> None:
+        if self._publisher is not None:
+            self._publisher.stop(drain_timeout_s=10.0)
+            self._publisher.join()
+        if self._outbox is not None:
+            self.summary.outbox_pending = self._outbox.stats().get("pending", 0) if self.cfg.kafka else 0
+            self._outbox.close()
+
+    def _install_signals(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %d: stopping", signum)
+            self.request_stop()
+
+        old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+
+        def restore() -> None:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+        return restore

@@ -1,0 +1,250 @@
+"""The runner wires the stages: capture workers → bounded buffers → scoring (micro-batched across cameras) →
+per-camera aggregators → an event callback (the daemon's outbox).
+
+Threads: one capture thread per source, one scoring thread. The scoring thread owns the per-camera state (the
+ring of recent luma frames the video model needs, the aggregator), so none of it needs a lock. Stop order follows
+the flow: capture stops first, scoring drains what was captured, open events end with ``shutdown``.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from pipeline.aggregator import AggregatorSettings, CameraAggregator
+from pipeline.errors import SourceError
+from pipeline.events import AnomalyEvent, EndReason
+from pipeline.frames import AudioWindow, Modality, Score, StreamEnd, VideoFrame, utc_now
+from pipeline.sources.capture import BoundedBuffer, BufferPolicy, CaptureWorker, SourceState
+from pipeline.sources.reader import MediaReader
+from pipeline.sources.spec import SourceSpec
+
+log = logging.getLogger(__name__)
+
+Box = tuple[float, float, float, float]
+
+
+class ScoringModel(Protocol):
+    """What the runner needs from a model package: input geometry and calibrated scoring of batches.
+
+    ``pipeline.scoring_model.PackageScorer`` implements it over a model package and an engine.
+    """
+
+    width: int
+    height: int
+    fps: float
+    context: int  # past frames the video model needs besides the current one
+    audio_window_s: float
+    audio_hop_s: float
+    sample_rate: int
+    has_video: bool
+    has_audio: bool
+
+    def score_video(self, stacks: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
+        """(B, context+1, H, W) uint8 → raw (B,), calibrated (B,), worst-region boxes."""
+        ...
+
+    def score_audio(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, samples) float32 → raw (B,), calibrated (B,)."""
+        ...
+
+
+@dataclass
+class CameraStats:
+    frames_scored: int = 0
+    windows_scored: int = 0
+    events: int = 0
+
+
+@dataclass
+class RunnerSettings:
+    max_batch: int = 8
+    live_buffer: int = 50  # items; live cameras drop the oldest beyond this
+    replay_buffer: int = 200
+    idle_wait_s: float = 0.05
+    aggregator: AggregatorSettings = field(default_factory=AggregatorSettings)
+
+
+class Runner:
+    """Runs sources through a model into events. ``on_event`` is called on the scoring thread."""
+
+    def __init__(
+        self,
+        sources: Sequence[SourceSpec],
+        model: ScoringModel,
+        on_event: Callable[[AnomalyEvent], None],
+        settings: RunnerSettings | None = None,
+        *,
+        on_score: Callable[[Score], None] | None = None,
+    ) -> None:
+        self.settings = settings or RunnerSettings()
+        self.model = model
+        self.on_event = on_event
+        self.on_score = on_score
+        self.stop_event = threading.Event()
+        self._ready = threading.Event()
+        self.workers: dict[str, CaptureWorker] = {}
+        self.stats: dict[str, CameraStats] = {}
+        self._aggs: dict[str, CameraAggregator] = {}
+        self._rings: dict[str, collections.deque[np.ndarray]] = {}
+        self._ended: set[str] = set()
+        for spec in sources:
+            policy = BufferPolicy.DROP_OLDEST if spec.live else BufferPolicy.WAIT
+            size = self.settings.live_buffer if spec.live else self.settings.replay_buffer
+            buf = BoundedBuffer(size, policy, self._ready)
+            self.workers[spec.camera_id] = CaptureWorker(spec, self._reader_for, buf, self.stop_event)
+            self.stats[spec.camera_id] = CameraStats()
+            self._aggs[spec.camera_id] = CameraAggregator(spec.camera_id, self.settings.aggregator)
+            self._rings[spec.camera_id] = collections.deque(maxlen=model.context + 1)
+        self._thread = threading.Thread(target=self._score_loop, name="scoring", daemon=True)
+        self._finished = threading.Event()
+
+    def _reader_for(self, spec: SourceSpec) -> MediaReader:
+        m = self.model
+        return MediaReader(
+            spec, width=m.width, height=m.height, fps=m.fps, audio_window_s=m.audio_window_s,
+            audio_hop_s=m.audio_hop_s, sample_rate=m.sample_rate, video=m.has_video and spec.video, audio=m.has_audio and spec.audio,
+        )
+
+    def open_sources(self) -> dict[str, SourceError]:
+        """Connect every source once, in parallel (each bounded by its timeouts). Returns the failures."""
+        errors: dict[str, SourceError] = {}
+        lock = threading.Lock()
+
+        def probe(cam: str, worker: CaptureWorker) -> None:
+            err = worker.open_first()
+            if err is not None:
+                with lock:
+                    errors[cam] = err
+
+        threads = [threading.Thread(target=probe, args=item, daemon=True) for item in self.workers.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return errors
+
+    def start(self) -> None:
+        for w in self.workers.values():
+            w.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self._ready.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every source ended (replays) or the runner was stopped; True when finished."""
+        return self._finished.wait(timeout)
+
+    def join(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        for w in self.workers.values():
+            w.join(max(0.0, deadline - time.monotonic()))
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+
+    def states(self) -> dict[str, SourceState]:
+        return {cam: w.state for cam, w in self.workers.items()}
+
+    # -- scoring thread --------------------------------------------------------------------------------------
+    def _score_loop(self) -> None:
+        try:
+            while True:
+                self._ready.clear()
+                video, audio, ends = self._collect()
+                if video or audio or ends:
+                    self._score(video, audio)
+                    for end in ends:
+                        self._stream_end(end)
+                    continue
+                if self.stop_event.is_set() or len(self._ended) == len(self.workers):
+                    break
+                self._ready.wait(self.settings.idle_wait_s)
+            self._shutdown()
+        except Exception:
+            log.exception("scoring thread failed; stopping the pipeline")
+            self.stop_event.set()
+            raise
+        finally:
+            self._finished.set()
+
+    def _collect(self) -> tuple[list[VideoFrame], list[AudioWindow], list[StreamEnd]]:
+        """Take up to ``max_batch`` items of each modality, round-robin over cameras, in each camera's order."""
+        video: list[VideoFrame] = []
+        audio: list[AudioWindow] = []
+        ends: list[StreamEnd] = []
+        cap = self.settings.max_batch
+        progress = True
+        while progress and len(video) < cap and len(audio) < cap:
+            progress = False
+            for cam, w in self.workers.items():
+                if cam in self._ended:
+                    continue
+                item = w.buffer.get_nowait()
+                if item is None:
+                    continue
+                progress = True
+                if isinstance(item, VideoFrame):
+                    video.append(item)
+                elif isinstance(item, AudioWindow):
+                    audio.append(item)
+                else:
+                    ends.append(item)
+                    # nothing from this camera after its end in this batch: keep per-camera order
+                    if item.lost is False or not w.spec.live:
+                        self._ended.add(cam)
+            if ends:
+                break
+        return video, audio, ends
+
+    def _score(self, video: list[VideoFrame], audio: list[AudioWindow]) -> None:
+        scores: list[Score] = []
+        if video:
+            stacks, kept = [], []
+            for f in video:
+                ring = self._rings[f.camera_id]
+                ring.append(f.luma)
+                if len(ring) == ring.maxlen:
+                    stacks.append(np.stack(ring))
+                    kept.append(f)
+            if kept:
+                raw, cal, boxes = self.model.score_video(np.stack(stacks))
+                for f, r, c, b in zip(kept, raw, cal, boxes, strict=True):
+                    scores.append(Score(f.camera_id, Modality.VIDEO, f.pts, f.monotonic_ns, f.wall_time,
+                                        float(r), float(c), b))
+                    self.stats[f.camera_id].frames_scored += 1
+        if audio:
+            raw, cal = self.model.score_audio(np.stack([w.samples for w in audio]))
+            for w, r, c in zip(audio, raw, cal, strict=True):
+                scores.append(Score(w.camera_id, Modality.AUDIO, w.centre_pts, w.monotonic_ns, w.wall_time,
+                                    float(r), float(c)))
+                self.stats[w.camera_id].windows_scored += 1
+        # per camera, in stream order, so the aggregator sees a plausible sequence
+        scores.sort(key=lambda s: (s.camera_id, s.pts))
+        for s in scores:
+            if self.on_score is not None:
+                self.on_score(s)
+            self._emit(self._aggs[s.camera_id].push(s))
+
+    def _stream_end(self, end: StreamEnd) -> None:
+        reason = EndReason.STREAM_LOST if end.lost else EndReason.EOF
+        self._rings[end.camera_id].clear()
+        self._emit(self._aggs[end.camera_id].end_stream(end.pts, end.wall_time, reason))
+
+    def _shutdown(self) -> None:
+        now = utc_now()
+        for agg in self._aggs.values():
+            pts = agg.watermark if agg.watermark > -float("inf") else 0.0
+            self._emit(agg.end_stream(pts, now, EndReason.SHUTDOWN))
+
+    def _emit(self, events: list[AnomalyEvent]) -> None:
+        for ev in events:
+            self.stats[ev.camera_id].events += 1
+            self.on_event(ev)

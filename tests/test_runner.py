@@ -1,0 +1,73 @@
+"""The runner wires real decoding to scoring and aggregation; the model is a small fake with the real interface."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fixtures.media import make_clip
+from pipeline.aggregator import AggregatorSettings
+from pipeline.events import EndReason, EventType
+from pipeline.runner import Runner, RunnerSettings
+from pipeline.sources import SourceSpec
+from pipeline.sources.capture import SourceState
+
+
+class BrightLoudModel:
+    """Video is anomalous when the newest frame is bright, audio when the window is loud."""
+
+    width, height, fps, context = 64, 36, 5.0, 2
+    audio_window_s, audio_hop_s, sample_rate = 1.0, 0.5, 16000
+    has_video = has_audio = True
+
+    def __init__(self) -> None:
+        self.video_batches: list[int] = []
+
+    def score_video(self, stacks):
+        self.video_batches.append(len(stacks))
+        raw = stacks[:, -1].reshape(len(stacks), -1).mean(axis=1) / 255.0
+        return raw, np.where(raw > 0.6, 5.0, 0.5), [(0.0, 0.0, 1.0, 1.0)] * len(stacks)
+
+    def score_audio(self, windows):
+        raw = np.abs(windows).max(axis=1)
+        return raw, np.where(raw > 0.3, 5.0, 0.2)
+
+
+def run(sources, model, settings=None):
+    events = []
+    runner = Runner(sources, model, events.append, settings or RunnerSettings(
+        aggregator=AggregatorSettings(threshold=3.0, min_duration_s=0.4, hold_s=1.0)))
+    assert runner.open_sources() == {}
+    runner.start()
+    assert runner.wait(60)
+    runner.join()
+    return runner, events
+
+
+def test_replay_produces_one_event_per_anomaly_with_its_modality(tmp_path):
+    clip = make_clip(tmp_path / "a.mkv", seconds=8, bright=[(2.0, 3.4)], loud=[(5.0, 6.0)])
+    runner, events = run([SourceSpec("cam1", str(clip))], BrightLoudModel())
+    pairs = [(e.type, e.reason) for e in events]
+    assert pairs == [(EventType.NEW, None), (EventType.END, EndReason.QUIET)] * 2
+    video_new, video_end, audio_new, audio_end = events
+    assert set(video_end.modalities) == {"video"} and set(audio_end.modalities) == {"audio"}
+    assert video_new.start_pts == pytest.approx(2.0) and video_end.end_pts == pytest.approx(3.4)
+    assert 4.0 <= audio_new.start_pts <= 5.5
+    assert runner.stats["cam1"].frames_scored == 40 - BrightLoudModel.context
+    assert runner.states()["cam1"] is SourceState.STOPPED
+
+
+def test_cameras_are_batched_together_and_kept_apart(tmp_path):
+    a = make_clip(tmp_path / "a.mkv", seconds=6, bright=[(1.0, 2.0)], audio=False)
+    b = make_clip(tmp_path / "b.mkv", seconds=6, bright=[(4.0, 5.0)], audio=False)
+    model = BrightLoudModel()
+    _, events = run([SourceSpec("a", str(a)), SourceSpec("b", str(b))], model)
+    news = {e.camera_id: e.start_pts for e in events if e.type is EventType.NEW}
+    assert news == {"a": pytest.approx(1.0), "b": pytest.approx(4.0)}
+    assert max(model.video_batches) > 1  # frames of both cameras went through one inference
+
+
+def test_event_open_at_end_of_file_ends_with_eof(tmp_path):
+    clip = make_clip(tmp_path / "a.mkv", seconds=4, bright=[(2.0, 4.0)], audio=False)
+    _, events = run([SourceSpec("cam1", str(clip))], BrightLoudModel())
+    assert [(e.type, e.reason) for e in events] == [(EventType.NEW, None), (EventType.END, EndReason.EOF)]

@@ -1,0 +1,85 @@
+"""Decoding files and image sequences into the model's inputs, and the clear errors for bad sources."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from fixtures.media import make_clip, write_frames
+from pipeline.errors import SourceConnectionError, SourceFormatError, SourceNotFoundError
+from pipeline.frames import AudioWindow, StreamEnd, VideoFrame, WallClock
+from pipeline.sources import MediaReader, SourceSpec, read_media
+from pipeline.sources.capture import BoundedBuffer, BufferPolicy
+
+
+def split(items):
+    video = [i for i in items if isinstance(i, VideoFrame)]
+    audio = [i for i in items if isinstance(i, AudioWindow)]
+    return video, audio
+
+
+def test_clip_is_sampled_to_detection_fps_with_luma_and_audio_windows(tmp_path):
+    clip = make_clip(tmp_path / "c.mkv", seconds=4, bright=[(2.0, 3.0)], loud=[(1.0, 2.0)])
+    video, audio = split(list(read_media(str(clip), width=160, height=96, fps=5)))
+    assert len(video) == 20
+    assert [round(f.pts, 2) for f in video[:4]] == [0.0, 0.2, 0.4, 0.6]
+    assert all(f.luma.shape == (96, 160) and f.luma.dtype == np.uint8 for f in video)
+    assert [f.seq for f in video] == list(range(20))
+    bright = [f.pts for f in video if f.luma.mean() > 150]
+    assert min(bright) == pytest.approx(2.0) and max(bright) == pytest.approx(2.8)
+    assert all(f.clock is WallClock.FILE for f in video)
+    # 1 s windows every 0.5 s over ~4 s of audio
+    assert 6 <= len(audio) <= 7
+    assert all(w.samples.shape == (16000,) and w.samples.dtype == np.float32 for w in audio)
+    loud = [w for w in audio if np.abs(w.samples).max() > 0.3]
+    assert loud and all(0.0 <= w.pts <= 2.0 for w in loud)
+
+
+def test_image_sequence_pattern_and_folder(tmp_path):
+    folder = write_frames(tmp_path / "frames", 30, start=1)
+    by_pattern, _ = split(list(read_media(str(folder / "%03d.jpg"), width=80, height=48, fps=5, input_fps=10)))
+    by_folder, _ = split(list(read_media(str(folder), width=80, height=48, fps=5, input_fps=10)))
+    assert len(by_pattern) == len(by_folder) == 15
+    assert np.array_equal(by_pattern[3].luma, by_folder[3].luma)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(SourceNotFoundError, match="no such file"):
+        list(read_media(str(tmp_path / "nope.mkv"), width=32, height=32, fps=5))
+
+
+def test_file_that_is_not_media(tmp_path):
+    junk = tmp_path / "junk.mkv"
+    junk.write_bytes(b"this is not a video at all" * 100)
+    with pytest.raises(SourceFormatError):
+        list(read_media(str(junk), width=32, height=32, fps=5))
+
+
+def test_rtsp_nothing_listening_fails_fast_without_credentials(unused_tcp_port):
+    spec = SourceSpec("cam", f"rtsp://admin:s3cret@127.0.0.1:{unused_tcp_port}/x", open_timeout_s=2)
+    reader = MediaReader(spec, width=32, height=32, fps=5)
+    with pytest.raises(SourceConnectionError) as err:
+        reader.open()
+    assert "s3cret" not in str(err.value) and "***@" in str(err.value)
+
+
+def test_drop_oldest_buffer_counts_drops_and_keeps_stream_end():
+    ready, stop = threading.Event(), threading.Event()
+    buf = BoundedBuffer(3, BufferPolicy.DROP_OLDEST, ready)
+    end = StreamEnd("c", 0.0, 0, None, lost=True)  # type: ignore[arg-type]
+    buf.put(end, stop)
+    for i in range(5):
+        buf.put(i, stop)  # type: ignore[arg-type]
+    assert buf.dropped == 3
+    assert [buf.get_nowait() for _ in range(3)] == [end, 3, 4]
+
+
+def test_wait_buffer_blocks_until_stopped():
+    ready, stop = threading.Event(), threading.Event()
+    buf = BoundedBuffer(1, BufferPolicy.WAIT, ready)
+    assert buf.put(1, stop)  # type: ignore[arg-type]
+    stop.set()
+    assert buf.put(2, stop) is False  # type: ignore[arg-type]
+    assert buf.dropped == 0
