@@ -73,7 +73,11 @@ class Daemon:
         package = ModelPackage.load(cfg.model)
         scorer = PackageScorer(package, cfg.engine)
         prov = package.provenance(engine=cfg.engine.type)
-        self._provenance = ModelProvenance(**prov)
+        calibration = "; ".join(f"{name}: {desc}" for name, desc in sorted(prov["calibration"].items()))
+        self._provenance = ModelProvenance(
+            package_id=prov["package_id"], version=prov["version"], engine=cfg.engine.type,
+            calibration=calibration[:200],
+        )
         settings = RunnerSettings(max_batch=cfg.detect.max_batch, aggregator=cfg.events.settings())
         runner = Runner(cfg.source_specs(), scorer, self._on_event, settings)
         failures = runner.open_sources()
@@ -83,7 +87,7 @@ class Daemon:
             raise StartupError("; ".join(lines))
         for cam, err in failures.items():
             log.warning("camera %s unreachable at start, will keep retrying: %s", cam, err)
-        self._outbox = Outbox(cfg.outbox.path)
+        self._outbox = Outbox(cfg.outbox.path, local_only=cfg.kafka is None)
         if cfg.kafka is not None:
             self._publisher = KafkaPublisher(self._outbox, cfg.kafka)
         return runner
@@ -139,7 +143,7 @@ class Daemon:
             self._publisher.stop(drain_timeout_s=10.0)
             self._publisher.join()
         if self._outbox is not None:
-            self.summary.outbox_pending = self._outbox.stats().get("pending", 0) if self.cfg.kafka else 0
+            self.summary.outbox_pending = self._outbox.stats().pending if self.cfg.kafka else 0
             self._outbox.close()
 
     def _install_signals(self) -> Callable[[], None]:

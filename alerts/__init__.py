@@ -1,0 +1,102 @@
+"""Everything about anomaly events after they are decided: schema, outbox, Kafka publisher, consumers, CLI.
+
+Flow::
+
+    AnomalyEvent ──EventMessage.from_anomaly──► Outbox.put (SQLite, durable) ──KafkaPublisher──► Kafka topic
+                                                     │                                             │
+                                                alerts tail (local bus)              Subscriber / alerts tail
+
+Exceptions (leaf errors also inherit the builtin they resemble)::
+
+    AlertsError
+    ├── OutboxError(AlertsError, OSError)                     outbox cannot be opened/written: errno ENOSPC
+    │   │                                                     (disk or size cap full), EROFS, EACCES, EIO ...
+    │   └── OutboxNotFoundError(OutboxError, FileNotFoundError)   a reader's outbox file does not exist
+    ├── PublishError(AlertsError, ConnectionError)            Kafka unreachable or topic missing (check_kafka)
+    ├── SubscribeError(AlertsError, ConnectionError)          consumer cannot reach Kafka, its topic or group
+    └── MessageFormatError(AlertsError, ValueError)           bytes that are not a valid event message
+
+``kafka`` (kafka-python) is imported only when a publisher or subscriber connects.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from alerts.consumer import Subscriber, SubscriberStats, read_outbox
+    from alerts.errors import (
+        AlertsError,
+        MessageFormatError,
+        OutboxError,
+        OutboxNotFoundError,
+        PublishError,
+        SubscribeError,
+    )
+    from alerts.outbox import DEFAULT_OUTBOX_PATH, Outbox, OutboxRow, OutboxStats
+    from alerts.publisher import KafkaPublisher, KafkaSettings, PublisherState, PublisherStats, check_kafka
+    from alerts.schema import SCHEMA_VERSION, EventMessage, ModalityPeak, ModelProvenance
+
+# Exports resolve on first use (PEP 562), so `python -m alerts.schema` runs its module only once and importing
+# one part (the schema, for a consumer) does not import the rest.
+_EXPORTS = {
+    "alerts.consumer": ("Subscriber", "SubscriberStats", "read_outbox"),
+    "alerts.errors": (
+        "AlertsError",
+        "MessageFormatError",
+        "OutboxError",
+        "OutboxNotFoundError",
+        "PublishError",
+        "SubscribeError",
+    ),
+    "alerts.outbox": ("DEFAULT_OUTBOX_PATH", "Outbox", "OutboxRow", "OutboxStats"),
+    "alerts.publisher": (
+        "KafkaPublisher",
+        "KafkaSettings",
+        "PublisherState",
+        "PublisherStats",
+        "check_kafka",
+    ),
+    "alerts.schema": ("SCHEMA_VERSION", "EventMessage", "ModalityPeak", "ModelProvenance"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'alerts' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MODULE_OF])
+
+
+__all__ = [
+    "DEFAULT_OUTBOX_PATH",
+    "SCHEMA_VERSION",
+    "AlertsError",
+    "EventMessage",
+    "KafkaPublisher",
+    "KafkaSettings",
+    "MessageFormatError",
+    "ModalityPeak",
+    "ModelProvenance",
+    "Outbox",
+    "OutboxError",
+    "OutboxNotFoundError",
+    "OutboxRow",
+    "OutboxStats",
+    "PublishError",
+    "PublisherState",
+    "PublisherStats",
+    "SubscribeError",
+    "Subscriber",
+    "SubscriberStats",
+    "check_kafka",
+    "read_outbox",
+]

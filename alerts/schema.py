@@ -1,0 +1,206 @@
+"""The versioned wire message of an anomaly event, and its JSON Schema.
+
+``EventMessage`` is what leaves the edge: the aggregator's ``pipeline.events.AnomalyEvent`` plus the site, the
+model provenance and the time it was decided. It is written to the outbox, sent to Kafka as UTF-8 JSON (key =
+``camera_id``, headers ``schema_version`` and ``type``) and parsed back by consumers. Every time is UTC
+ISO-8601; ``*_pts`` are stream seconds of the camera's own clock.
+
+Rules the JSON Schema cannot express, checked here: a ``new`` message has ``seq`` 0 and every later message of
+the event a higher one; ``end_time``, ``end_pts`` and ``reason`` are set on ``end`` and only there. Duplicates
+(after a broker outage or a restart) carry the same ``event_id`` + ``seq``: consumers drop them by that pair.
+
+The committed ``alerts/event.schema.json`` is generated from this module (``python -m alerts.schema >
+alerts/event.schema.json``); a test keeps the two equal. A change that adds, removes or retypes a field
+changes ``SCHEMA_VERSION``: messages are validated with ``extra="forbid"``, so consumers reject what they do
+not know rather than silently dropping it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from alerts.errors import MessageFormatError
+from pipeline.events import AnomalyEvent, EventType
+
+SCHEMA_VERSION: Final = "1.0"
+SCHEMA_ID = "urn:lepton-edge:schema:event:" + SCHEMA_VERSION
+
+MessageType = Literal["new", "update", "end"]
+EndReasonName = Literal["quiet", "max_duration", "stream_lost", "shutdown", "eof"]
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(timezone.utc)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+"""A timezone-aware datetime, normalised to UTC (serialised as ``...Z``); naive datetimes are rejected."""
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ModalityPeak(BaseModel):
+    """The peak of one modality's calibrated score over the event so far."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    peak: float = Field(description="Highest calibrated score of this modality during the event.")
+    peak_time: UtcDatetime = Field(
+        description="Capture time (UTC) of the frame or window that scored the peak."
+    )
+
+
+class ModelProvenance(BaseModel):
+    """Which model package decided the event, so a consumer can tell events of different models apart."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    package_id: str = Field(
+        min_length=1, max_length=200, description="Model package id (directory name or hash)."
+    )
+    version: str = Field(min_length=1, max_length=100, description="Model package version.")
+    engine: str = Field(
+        min_length=1, max_length=100, description="Inference backend that scored it, e.g. 'onnxruntime-cpu'."
+    )
+    calibration: str = Field(
+        max_length=200, description="Identifier of the score calibration in use (fitted on normal footage)."
+    )
+
+
+class EventMessage(BaseModel):
+    """One message about an anomaly event: ``new``, then ``update``\\ s, then one ``end``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
+        title="Lepton Edge anomaly event message",
+        # The schema describes what is on the wire, where every field is present (nulls explicit).
+        json_schema_serialization_defaults_required=True,
+    )
+
+    schema_version: Literal["1.0"] = Field(
+        default=SCHEMA_VERSION, description="Version of this message format; changes with any field change."
+    )
+    event_id: str = Field(
+        min_length=1, max_length=128, description="Stable id of the event, the same in all of its messages."
+    )
+    seq: int = Field(ge=0, description="Number of this message within its event: 0 for new, then increasing.")
+    type: MessageType = Field(description="new: the event opened; update: its peak grew; end: it closed.")
+    camera_id: str = Field(
+        min_length=1, max_length=200, description="Camera that saw it; also the Kafka key."
+    )
+    site: str = Field(min_length=1, max_length=200, description="Site (deployment) the edge daemon runs at.")
+    start_time: UtcDatetime = Field(description="Capture time (UTC) of the first anomalous frame or window.")
+    end_time: UtcDatetime | None = Field(
+        description="Capture time (UTC) the event ended; null until type=end."
+    )
+    start_pts: float = Field(description="Stream time (seconds, camera clock) of the start.")
+    end_pts: float | None = Field(description="Stream time (seconds) of the end; null until type=end.")
+    peak_score: float = Field(description="Highest fused calibrated score so far.")
+    peak_time: UtcDatetime = Field(description="Capture time (UTC) of the peak.")
+    modalities: dict[str, ModalityPeak] = Field(
+        description="Per modality (e.g. 'video', 'audio', 'motion'): its peak score and when."
+    )
+    reason: EndReasonName | None = Field(
+        description="Why the event ended (quiet, max_duration, stream_lost, shutdown, eof); null unless"
+        " type=end."
+    )
+    box: tuple[Fraction, Fraction, Fraction, Fraction] | None = Field(
+        default=None, description="Worst region at the peak as (x0, y0, x1, y1), fractions of the frame."
+    )
+    model: ModelProvenance = Field(description="The model package that decided the event.")
+    snapshot: str | None = Field(
+        default=None, description="Reference to a kept snapshot image; null when none."
+    )
+    clip: str | None = Field(default=None, description="Reference to a kept video clip; null when none.")
+    decided_at: UtcDatetime = Field(description="Wall time (UTC) the edge decided this message.")
+
+    @model_validator(mode="after")
+    def _check_lifecycle(self) -> EventMessage:
+        if (self.type == "new") != (self.seq == 0):
+            raise ValueError(
+                f"a {self.type!r} message cannot have seq {self.seq} (seq 0 is the 'new' message)"
+            )
+        ended = self.type == "end"
+        for name in ("end_time", "end_pts", "reason"):
+            if (getattr(self, name) is not None) != ended:
+                state = "required" if ended else "only allowed"
+                raise ValueError(f"{name} is {state} on type='end' messages (this one is {self.type!r})")
+        return self
+
+    @classmethod
+    def from_anomaly(
+        cls, ev: AnomalyEvent, *, site: str, model: ModelProvenance, decided_at: datetime
+    ) -> EventMessage:
+        """The wire message of an aggregator event (``pydantic.ValidationError`` if it is inconsistent)."""
+        return cls(
+            event_id=ev.event_id,
+            seq=ev.seq,
+            type=EventType(ev.type).value,
+            camera_id=ev.camera_id,
+            site=site,
+            start_time=ev.start_time,
+            end_time=ev.end_time,
+            start_pts=ev.start_pts,
+            end_pts=ev.end_pts,
+            peak_score=ev.peak_score,
+            peak_time=ev.peak_time,
+            modalities={
+                name: ModalityPeak(peak=m.peak, peak_time=m.peak_time) for name, m in ev.modalities.items()
+            },
+            reason=ev.reason.value if ev.reason is not None else None,
+            box=ev.box,
+            model=model,
+            decided_at=decided_at,
+        )
+
+    def to_json(self) -> bytes:
+        """The UTF-8 JSON bytes sent on the wire and stored in the outbox."""
+        return self.model_dump_json().encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> EventMessage:
+        """Parse and validate a wire message; anything else raises ``MessageFormatError``."""
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            raise MessageFormatError(
+                f"not a valid event message v{SCHEMA_VERSION}: {_first_errors(exc)}"
+            ) from exc
+
+
+def _first_errors(exc: ValidationError, limit: int = 3) -> str:
+    parts = []
+    for err in exc.errors()[:limit]:
+        where = ".".join(str(p) for p in err["loc"]) or "message"
+        parts.append(f"{where}: {err['msg']}")
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of ``EventMessage``, as committed in ``alerts/event.schema.json``."""
+    schema = EventMessage.model_json_schema(mode="serialization")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
+
+
+def json_schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=False) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(json_schema_text())

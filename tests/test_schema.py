@@ -1,0 +1,118 @@
+"""The wire message: built from aggregator events, strict, UTC, and equal to the committed JSON Schema."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import jsonschema
+import pytest
+from pydantic import ValidationError
+from support.alert_messages import MODEL, T0, anomaly, lifecycle, message
+
+from alerts.errors import MessageFormatError
+from alerts.schema import SCHEMA_VERSION, EventMessage, json_schema, json_schema_text
+
+SCHEMA_FILE = Path(__file__).resolve().parents[1] / "alerts" / "event.schema.json"
+
+
+def test_committed_schema_file_is_the_generated_one() -> None:
+    assert SCHEMA_FILE.read_text() == json_schema_text(), (
+        "alerts/event.schema.json is stale: run `python -m alerts.schema > alerts/event.schema.json`"
+    )
+
+
+def test_messages_of_a_whole_event_validate_against_the_committed_schema() -> None:
+    schema = json.loads(SCHEMA_FILE.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    for msg in lifecycle("ev-7", "cam-3", updates=2):
+        validator.validate(json.loads(msg.to_json()))
+
+
+def test_committed_schema_rejects_unknown_and_missing_fields() -> None:
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    wire = json.loads(message().to_json())
+    assert not list(validator.iter_errors(wire))
+    assert list(validator.iter_errors({**wire, "extra": 1}))
+    assert list(validator.iter_errors({k: v for k, v in wire.items() if k != "end_time"}))
+    assert list(validator.iter_errors({**wire, "type": "opened"}))
+
+
+def test_from_anomaly_maps_every_field() -> None:
+    ev = anomaly("ev-1", 3, "cam-9", end=True)
+    decided = datetime(2026, 5, 1, 14, 0, 5, tzinfo=timezone(timedelta(hours=2)))
+    msg = EventMessage.from_anomaly(ev, site="lobby", model=MODEL, decided_at=decided)
+    assert msg.schema_version == SCHEMA_VERSION == "1.0"
+    assert (msg.event_id, msg.seq, msg.type, msg.camera_id, msg.site) == ("ev-1", 3, "end", "cam-9", "lobby")
+    assert (msg.start_time, msg.end_time) == (ev.start_time, ev.end_time)
+    assert (msg.start_pts, msg.end_pts) == (10.0, 30.0)
+    assert (msg.peak_score, msg.peak_time) == (ev.peak_score, ev.peak_time)
+    assert msg.modalities["video"].peak == ev.modalities["video"].peak
+    assert msg.modalities["audio"].peak_time == ev.modalities["audio"].peak_time
+    assert msg.reason == "quiet"
+    assert msg.box == (0.1, 0.2, 0.5, 0.6)
+    assert msg.model == MODEL
+    assert msg.snapshot is None and msg.clip is None
+    assert msg.decided_at == decided and msg.decided_at.utcoffset() == timedelta(0)
+
+
+def test_times_are_utc_iso8601_on_the_wire() -> None:
+    wire = json.loads(message().to_json())
+    for name in ("start_time", "peak_time", "decided_at"):
+        assert wire[name].endswith("Z"), wire[name]
+        assert datetime.fromisoformat(wire[name].replace("Z", "+00:00")).tzinfo is not None
+    assert wire["end_time"] is None and wire["reason"] is None and wire["end_pts"] is None
+
+
+def test_round_trip_through_json() -> None:
+    msg = message("ev-2", 2, end=True)
+    assert EventMessage.from_json(msg.to_json()) == msg
+
+
+def test_naive_datetimes_are_rejected() -> None:
+    with pytest.raises(ValidationError, match="timezone"):
+        EventMessage.from_anomaly(anomaly(), site="s", model=MODEL, decided_at=datetime(2026, 1, 1))  # noqa: DTZ001
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"type": "update", "seq": 0}, "seq"),
+        ({"type": "new", "seq": 2}, "seq"),
+        ({"type": "end", "seq": 2}, "end_time is required"),
+        ({"reason": "quiet"}, "reason is only allowed"),
+        ({"end_time": T0}, "end_time is only allowed"),
+        ({"peak_score": float("nan")}, "finite"),
+        ({"box": (0.1, 0.2, 1.5, 0.6)}, "less than or equal"),
+        ({"event_id": ""}, "at least 1"),
+        ({"reason": "boredom", "type": "end", "seq": 1, "end_time": T0, "end_pts": 1.0}, "reason"),
+    ],
+)
+def test_inconsistent_messages_are_rejected(changes: dict[str, object], problem: str) -> None:
+    data = {**message().model_dump(), **changes}
+    with pytest.raises(ValidationError, match=problem):
+        EventMessage.model_validate(data)
+
+
+def test_unknown_fields_are_rejected_and_the_message_is_frozen() -> None:
+    data = {**message().model_dump(), "colour": "red"}
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        EventMessage.model_validate(data)
+    with pytest.raises(ValidationError, match="frozen"):
+        message().seq = 5  # type: ignore[misc]
+
+
+def test_from_json_turns_garbage_into_message_format_error() -> None:
+    with pytest.raises(MessageFormatError, match="not a valid event message"):
+        EventMessage.from_json(b'{"schema_version": "1.0"}')
+    with pytest.raises(ValueError):  # MessageFormatError is a ValueError too
+        EventMessage.from_json(b"\xff not json")
+
+
+def test_schema_names_its_version() -> None:
+    schema = json_schema()
+    assert schema["$id"].endswith(SCHEMA_VERSION)
+    assert schema["properties"]["schema_version"]["const"] == SCHEMA_VERSION
+    assert schema["additionalProperties"] is False
