@@ -1,0 +1,1 @@
+"""Bundled sample clips with ground truth, and the deterministic generator that makes them (generate.py)."""
