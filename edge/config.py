@@ -53,17 +53,6 @@ class DetectConfig(_Strict):
     max_batch: int = Field(8, ge=1, le=256, description="Most frames scored in one batch across cameras")
 
 
-class EventsConfig(_Strict):
-    threshold: float = Field(3.0, gt=0, le=10, description="Calibrated score that counts as anomalous "
-                             "(3.0: exceeded by 1 in 1000 normal frames or windows)")
-    min_duration_s: float = Field(0.4, ge=0, le=60, description="Time above threshold before an event opens")
-    hold_s: float = Field(2.0, ge=0, le=600, description="Time below threshold before an event ends")
-    stale_s: float = Field(1.5, gt=0, le=60, description="A modality's last score counts this long")
-
-    def settings(self) -> AggregatorSettings:
-        return AggregatorSettings(self.threshold, self.min_duration_s, self.hold_s, self.stale_s)
-
-
 class OutboxConfig(_Strict):
     path: Path = Field(DEFAULT_OUTBOX_PATH, description="SQLite outbox; without Kafka it is the event bus")
 
@@ -73,7 +62,7 @@ class EdgeConfig(_Strict):
     model: Path = Field(DEFAULT_MODEL, description="Model package directory (model.json + ONNX graphs)")
     engine: EngineConfig = Field(default_factory=OrtEngineConfig, description="Inference backend, by type")
     detect: DetectConfig = Field(default_factory=DetectConfig)
-    events: EventsConfig = Field(default_factory=EventsConfig)
+    events: AggregatorSettings = Field(default_factory=AggregatorSettings, description="Event decisions")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     kafka: KafkaSettings | None = Field(None, description="Kafka delivery; absent: the outbox is the bus")
     cameras: list[CameraConfig] = Field(min_length=1, description="The cameras (or replayed files)")

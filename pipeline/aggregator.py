@@ -21,20 +21,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from pipeline.events import AnomalyEvent, EndReason, EventType, ModalityScore
 from pipeline.frames import Score
 
 
-@dataclass(frozen=True, slots=True)
-class AggregatorSettings:
-    threshold: float = 3.0  # calibrated score: 3.0 = exceeded by 1 in 1000 normal frames/windows
-    min_duration_s: float = 0.4
-    hold_s: float = 2.0
-    stale_s: float = 1.5
+class AggregatorSettings(BaseModel):
+    """Per-camera event decisions; the daemon's config embeds this block as ``events:``."""
 
-    def __post_init__(self) -> None:
-        if self.min_duration_s < 0 or self.hold_s < 0 or self.stale_s <= 0:
-            raise ValueError("durations must be >= 0 (stale_s > 0)")
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threshold: float = Field(3.0, gt=0, le=10, description="Calibrated score that counts as anomalous "
+                             "(3.0: exceeded by 1 in 1000 normal frames or windows)")
+    min_duration_s: float = Field(0.4, ge=0, le=60, description="Time above threshold before an event opens")
+    hold_s: float = Field(2.0, ge=0, le=600, description="Time below threshold before an event ends")
+    stale_s: float = Field(1.5, gt=0, le=60, description="A modality's last score counts this long")
 
 
 @dataclass(slots=True)
