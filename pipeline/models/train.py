@@ -1,0 +1,607 @@
+"""Train a model package on normal footage: ``train_package`` and ``python -m pipeline.models.train``. Needs
+torch.
+
+    decode each normal input (pipeline.sources.read_media) ─► last ``holdout`` of each input kept aside
+    train the video predictor and the audio predictor on the rest, within the time budget (fixed seeds)
+    export both to ONNX ─► score the held-out part through the runtime path (VideoScorer / AudioScorer on the
+    onnxruntime engine) ─► fit the calibrations ─► write the package atomically (tmp dir, then rename)
+
+Video is decoded at ``OVERSAMPLE`` times the model's rate so that every phase of the 5 fps sampling becomes a
+training sequence: five times the data from the same footage, and the calibration sees every phase a live
+camera's sampling could land on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+import torch
+from tqdm import tqdm
+
+import pipeline
+from pipeline.calibration import Calibration
+from pipeline.engines.ort import OrtEngine
+from pipeline.features import LogMelConfig, log_mel
+from pipeline.frames import AudioWindow, VideoFrame
+from pipeline.models.audio import AudioPredictor
+from pipeline.models.export import OPSET, export_onnx
+from pipeline.models.package import (
+    AudioModelSpec,
+    LogMelSpec,
+    ModelPackage,
+    SourceInfo,
+    TensorSpec,
+    TrainedOn,
+    VideoModelSpec,
+    file_sha256,
+)
+from pipeline.models.video import VideoPredictor, grid_shape
+from pipeline.scorer import AudioScorer, VideoScorer
+
+log = logging.getLogger(__name__)
+
+# Model input: 160x96 luma keeps ~16:9 (the samples and most cameras) with sides divisible by 8 for the three
+# stride-2 stages; a 40-pixel-wide object of a 640x360 frame is still 10 pixels wide. 5 fps with 4 past frames
+# gives 0.8 s of motion context, and keeps inference at a few ms per camera-second on one core.
+WIDTH, HEIGHT, CONTEXT, FPS = 160, 96, 4, 5.0
+PATCH, PATCH_STRIDE = 8, 4
+OVERSAMPLE = 5
+SAMPLE_RATE = 16000
+WINDOW_S, HOP_S = 1.0, 0.5
+SKIP_FRAMES, TOP_K = 10, 5
+HOLDOUT = 0.2
+VIDEO_SHARE = 0.75  # of the time budget, when both models train
+
+
+@dataclass
+class NormalInput:
+    """One decoded normal input."""
+
+    source: SourceInfo
+    frames: np.ndarray  # uint8 (N, HEIGHT, WIDTH) at FPS * OVERSAMPLE
+    audio: np.ndarray  # float32 (M,) at SAMPLE_RATE
+
+
+def source_sha256(path: str) -> str:
+    """sha256 of a media file, or of the files an image-sequence pattern names (in order)."""
+    if os.path.isfile(path):
+        return file_sha256(Path(path))
+    files = sorted(glob.glob(re.sub(r"%0?\d*d", "*", path)))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(file_sha256(Path(f)).encode())
+    return h.hexdigest()
+
+
+def decode(path: str, *, video: bool = True, audio: bool = True) -> NormalInput:
+    from pipeline.sources import read_media
+
+    frames: list[np.ndarray] = []
+    chunks: list[np.ndarray] = []
+    last_pts = 0.0
+    for item in read_media(
+        path,
+        width=WIDTH,
+        height=HEIGHT,
+        fps=FPS * OVERSAMPLE,
+        audio_window_s=WINDOW_S,
+        audio_hop_s=WINDOW_S,  # hop = window: consecutive windows tile the audio exactly
+        sample_rate=SAMPLE_RATE,
+        video=video,
+        audio=audio,
+    ):
+        if isinstance(item, VideoFrame) and video:
+            frames.append(item.luma)
+            last_pts = max(last_pts, item.pts)
+        elif isinstance(item, AudioWindow) and audio:
+            chunks.append(np.asarray(item.samples, dtype=np.float32))
+            last_pts = max(last_pts, item.pts + item.duration)
+    vid = np.stack(frames) if frames else np.zeros((0, HEIGHT, WIDTH), np.uint8)
+    aud = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    duration = max(last_pts, len(vid) / (FPS * OVERSAMPLE), len(aud) / SAMPLE_RATE)
+    return NormalInput(
+        SourceInfo(name=path, sha256=source_sha256(path), duration_s=round(duration, 3)), vid, aud
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- video
+
+
+def _stack_indices(n: int, lo: int, hi: int) -> np.ndarray:
+    """Indices (frame being scored) in [lo, hi) whose whole context lies in [lo, hi)."""
+    first = lo + CONTEXT * OVERSAMPLE
+    return np.arange(first, hi) if hi > first else np.zeros(0, np.int64)
+
+
+def _gather(frames: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    offsets = np.arange(-CONTEXT, 1) * OVERSAMPLE
+    return frames[idx[:, None] + offsets[None, :]]  # (B, CONTEXT+1, H, W)
+
+
+def _augment_video(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Lighting drift (gain and offset changing across the stack) and sensor noise, in luma levels."""
+    b = batch.shape[0]
+    steps = torch.linspace(0, 1, batch.shape[1]).view(1, -1, 1, 1)
+    gain0 = 0.75 + 0.5 * torch.rand(b, 1, 1, 1, generator=gen)
+    gain1 = gain0 * (1 + 0.06 * (torch.rand(b, 1, 1, 1, generator=gen) - 0.5))
+    off0 = 30 * (torch.rand(b, 1, 1, 1, generator=gen) - 0.5)
+    off1 = off0 + 8 * (torch.rand(b, 1, 1, 1, generator=gen) - 0.5)
+    gain = gain0 + (gain1 - gain0) * steps
+    off = off0 + (off1 - off0) * steps
+    sigma = 3.0 * torch.rand(b, 1, 1, 1, generator=gen)
+    noise = torch.randn(batch.shape, generator=gen) * sigma
+    return (batch * gain + off + noise).clamp(0, 255)
+
+
+def _lr_at(frac: float, base: float) -> float:
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+def train_video(
+    inputs: Sequence[NormalInput], seconds: float, *, seed: int, progress: bool, batch: int = 16
+) -> tuple[VideoPredictor, dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    frames = [x.frames for x in inputs]
+    train_idx = [_stack_indices(len(f), 0, int(len(f) * (1 - HOLDOUT))) for f in frames]
+    pool = [(i, j) for i, idx in enumerate(train_idx) for j in idx.tolist()]
+    if len(pool) < batch:
+        raise ValueError(f"too little normal video to train on ({len(pool)} sequences)")
+    model = VideoPredictor(CONTEXT, channels=16, patch=PATCH, stride=PATCH_STRIDE, height=HEIGHT, width=WIDTH)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    model.train()
+    losses: list[float] = []
+    start = time.monotonic()
+    steps = 0
+    bar = tqdm(
+        total=round(seconds), desc="video", unit="s", disable=not progress, file=sys.stderr, leave=False
+    )
+    done = False
+    while not done:
+        order = rng.permutation(len(pool))
+        epoch_loss, n = 0.0, 0
+        for k in range(0, len(order) - batch + 1, batch):
+            elapsed = time.monotonic() - start
+            if elapsed >= seconds:
+                done = True
+                break
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(elapsed / seconds, 2e-3)
+            picks = order[k : k + batch]
+            x = np.stack([_gather(frames[pool[p][0]], np.array([pool[p][1]]))[0] for p in picks])
+            xb = _augment_video(torch.from_numpy(x).float(), gen)
+            loss = model.error_map(xb).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            epoch_loss += loss.item()
+            n += 1
+            steps += 1
+            bar.update(round(time.monotonic() - start) - bar.n)
+            if steps % 20 == 0:
+                bar.set_postfix(loss=f"{epoch_loss / n:.4f}", epoch=len(losses) + 1)
+        if n:
+            losses.append(epoch_loss / n)
+    bar.close()
+    model.eval()
+    # per-patch normal error level, from the training part (every other sequence is plenty)
+    t = time.monotonic()
+    errs = []
+    with torch.inference_mode():
+        for i, idx in enumerate(train_idx):
+            sub = idx[::2]
+            for k in range(0, len(sub), 64):
+                errs.append(model.patch_errors(torch.from_numpy(_gather(frames[i], sub[k : k + 64]))))
+    model.fit_patch_scale(torch.cat(errs))
+    return model, {
+        "epoch_losses": [round(v, 6) for v in losses],
+        "steps": steps,
+        "patch_scale_s": round(time.monotonic() - t, 1),
+        "sequences": len(pool),
+        "seconds": round(time.monotonic() - start, 1),
+    }
+
+
+def heldout_video(inputs: Sequence[NormalInput]) -> Iterator[np.ndarray]:
+    """Batches of held-out stacks, every phase of the 5 fps sampling."""
+    for x in inputs:
+        n = len(x.frames)
+        idx = _stack_indices(n, int(n * (1 - HOLDOUT)), n)
+        for k in range(0, len(idx), 64):
+            yield _gather(x.frames, idx[k : k + 64])
+
+
+# ---------------------------------------------------------------------------------------------------- audio
+
+
+def _split_audio(x: NormalInput) -> tuple[np.ndarray, np.ndarray]:
+    cut = int(len(x.audio) * (1 - HOLDOUT))
+    return x.audio[:cut], x.audio[cut:]
+
+
+def train_audio(
+    inputs: Sequence[NormalInput],
+    seconds: float,
+    *,
+    seed: int,
+    progress: bool,
+    batch: int = 32,
+    crop: int = 200,
+) -> tuple[AudioPredictor, np.ndarray, np.ndarray, dict[str, Any]]:
+    rng = np.random.default_rng(seed + 1)
+    torch.manual_seed(seed + 1)
+    cfg = LogMelConfig(sample_rate=SAMPLE_RATE)
+    mels = [log_mel(_split_audio(x)[0], cfg) for x in inputs]
+    mels = [m for m in mels if len(m) > crop + 1]
+    if not mels:
+        raise ValueError("too little normal audio to train on")
+    allm = np.concatenate(mels)
+    mean = allm.mean(axis=0)
+    std = np.maximum(allm.std(axis=0), 1e-3)
+    norm = [((m - mean) / std).astype(np.float32) for m in mels]
+    weights = np.array([len(m) - crop for m in norm], dtype=np.float64)
+    weights /= weights.sum()
+    model = AudioPredictor(cfg.n_mels, hidden=64)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    losses: list[float] = []
+    start = time.monotonic()
+    steps = 0
+    per_epoch = max(20, int(sum(len(m) for m in norm) / (batch * crop)))
+    bar = tqdm(
+        total=round(seconds), desc="audio", unit="s", disable=not progress, file=sys.stderr, leave=False
+    )
+    while time.monotonic() - start < seconds:
+        epoch_loss = 0.0
+        for _ in range(per_epoch):
+            elapsed = time.monotonic() - start
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(elapsed / seconds, 3e-3)
+            src = rng.choice(len(norm), size=batch, p=weights)
+            xs = []
+            for s in src:
+                o = rng.integers(0, len(norm[s]) - crop)
+                xs.append(norm[s][o : o + crop])
+            xb = torch.from_numpy(np.stack(xs))
+            # level changes of +-3 dB: an offset in the log domain
+            xb = xb + (torch.rand(batch, 1, 1) - 0.5) * (2 * math.log(10**0.3)) / torch.from_numpy(std)
+            loss = model(xb)[:, SKIP_FRAMES:].mean()
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            epoch_loss += loss.item()
+            steps += 1
+            bar.update(round(time.monotonic() - start) - bar.n)
+        losses.append(epoch_loss / per_epoch)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", epoch=len(losses))
+    bar.close()
+    model.eval()
+    return (
+        model,
+        mean,
+        std,
+        {
+            "epoch_losses": [round(v, 6) for v in losses],
+            "steps": steps,
+            "frames": int(sum(len(m) for m in norm)),
+            "seconds": round(time.monotonic() - start, 1),
+        },
+    )
+
+
+def heldout_audio(inputs: Sequence[NormalInput], n_samples: int, hop: int) -> Iterator[np.ndarray]:
+    for x in inputs:
+        held = _split_audio(x)[1]
+        starts = np.arange(0, len(held) - n_samples + 1, hop)
+        for k in range(0, len(starts), 64):
+            yield np.stack([held[s : s + n_samples] for s in starts[k : k + 64]])
+
+
+# ---------------------------------------------------------------------------------------------------- package
+
+
+def _placeholder_calibration() -> Calibration:
+    return Calibration.fit(np.linspace(0.0, 1.0, 100))
+
+
+def _calibrate(
+    score: Callable[[np.ndarray], np.ndarray], batches: Iterator[np.ndarray]
+) -> tuple[Calibration, dict]:
+    raw = np.concatenate([score(b) for b in batches])
+    cal = Calibration.fit(raw)
+    q = np.quantile(raw, [0.5, 0.9, 0.99, 1.0])
+    return cal, {
+        "n": int(raw.size),
+        "raw_quantiles": {k: float(v) for k, v in zip(("p50", "p90", "p99", "max"), q, strict=True)},
+        "raw_threshold_at": {str(c): round(cal.raw_threshold(c), 6) for c in (2.0, 3.0, 4.0)},
+        "calibration": cal.describe(),
+    }
+
+
+def _versions() -> dict[str, str | int]:
+    import onnx
+
+    return {
+        "lepton_edge": pipeline.__version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+        "opset": OPSET,
+    }
+
+
+def train_package(
+    normal: list[str],
+    out: Path,
+    *,
+    minutes: float = 5,
+    seed: int = 0,
+    progress: bool = True,
+    video: bool = True,
+    audio: bool = True,
+    package_id: str | None = None,
+    threads: int = 2,
+) -> dict[str, Any]:
+    """Train, export, calibrate and write a package to ``out``; returns a report (losses, calibration,
+    timings)."""
+    if not normal:
+        raise ValueError("no normal inputs given")
+    if not (video or audio):
+        raise ValueError("nothing to train: both video and audio are off")
+    t0 = time.monotonic()
+    inputs = [decode(p, video=video, audio=audio) for p in normal]
+    decode_s = time.monotonic() - t0
+    report = train_from_inputs(
+        inputs,
+        out,
+        minutes=minutes,
+        seed=seed,
+        progress=progress,
+        video=video,
+        audio=audio,
+        package_id=package_id,
+        threads=threads,
+    )
+    report["timings_s"]["decode"] = round(decode_s, 1)
+    report["timings_s"]["total"] = round(time.monotonic() - t0, 1)
+    return report
+
+
+def train_from_inputs(
+    inputs: Sequence[NormalInput],
+    out: Path,
+    *,
+    minutes: float = 5,
+    seed: int = 0,
+    progress: bool = True,
+    video: bool = True,
+    audio: bool = True,
+    package_id: str | None = None,
+    threads: int = 2,
+) -> dict[str, Any]:
+    """``train_package`` after decoding: for inputs already in memory (tests, synthetic footage)."""
+    if not (video or audio):
+        raise ValueError("nothing to train: both video and audio are off")
+    out = Path(out)
+    torch.set_num_threads(max(1, threads))
+    timings: dict[str, float] = {}
+    report: dict[str, Any] = {"timings_s": timings}
+    t0 = time.monotonic()
+    min_frames = (CONTEXT * OVERSAMPLE + 1) / HOLDOUT
+    do_video = video and all(len(x.frames) >= min_frames for x in inputs)
+    do_audio = audio and all(len(x.audio) >= SAMPLE_RATE * WINDOW_S / HOLDOUT for x in inputs)
+    if video and not do_video:
+        log.warning("not training a video model: an input has too little video")
+    if audio and not do_audio:
+        log.warning("not training an audio model: an input has too little audio")
+    if not (do_video or do_audio):
+        raise ValueError("the normal inputs are too short to train anything")
+    budget = minutes * 60.0
+    video_s = budget * (VIDEO_SHARE if do_audio else 1.0)
+    audio_s = budget - video_s if do_video else budget
+
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        video_spec = audio_spec = None
+        if do_video:
+            t = time.monotonic()
+            vmodel, report["video"] = train_video(inputs, video_s, seed=seed, progress=progress)
+            timings["train_video"] = round(time.monotonic() - t, 1)
+            video_spec = _export_video(vmodel, tmp, inputs, report["video"], timings)
+        if do_audio:
+            t = time.monotonic()
+            amodel, mean, std, report["audio"] = train_audio(inputs, audio_s, seed=seed, progress=progress)
+            timings["train_audio"] = round(time.monotonic() - t, 1)
+            audio_spec = _export_audio(amodel, mean, std, tmp, inputs, report["audio"], timings)
+        hashes = "".join(
+            s.sha256 + s.calibration.describe() for s in (video_spec, audio_spec) if s is not None
+        )
+        package = ModelPackage(
+            package_id=package_id or out.name,
+            version=hashlib.sha256(hashes.encode()).hexdigest()[:12],
+            created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            video=video_spec,
+            audio=audio_spec,
+            trained_on=TrainedOn(
+                sources=[x.source for x in inputs],
+                duration_s=round(sum(x.source.duration_s for x in inputs), 3),
+                holdout_fraction=HOLDOUT,
+            ),
+            versions=_versions(),
+        )
+        package.save(tmp)
+        ModelPackage.load(tmp)  # what we ship must load
+        _replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    timings["total"] = round(time.monotonic() - t0, 1)
+    report.update(package=str(out), package_id=package.package_id, version=package.version)
+    report["size_bytes"] = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+    return report
+
+
+def _scratch_package(video: VideoModelSpec | None, audio: AudioModelSpec | None) -> ModelPackage:
+    return ModelPackage(
+        package_id="calibrating",
+        version="0",
+        created="",
+        video=video,
+        audio=audio,
+        trained_on=TrainedOn(sources=[], duration_s=0, holdout_fraction=HOLDOUT),
+        versions={},
+    )
+
+
+def _export_video(
+    model: VideoPredictor, tmp: Path, inputs: Sequence[NormalInput], report: dict, timings: dict
+) -> VideoModelSpec:
+    t = time.monotonic()
+    graph = export_onnx(
+        model,
+        torch.zeros(2, CONTEXT + 1, HEIGHT, WIDTH, dtype=torch.uint8),
+        tmp / "video.onnx",
+        arch="video_predictor",
+        input_name="frames",
+        output_name="patch_err",
+    )
+    gh, gw = grid_shape(HEIGHT, WIDTH, PATCH, PATCH_STRIDE)
+    spec = VideoModelSpec(
+        graph=graph.name,
+        sha256=file_sha256(graph),
+        reference_weights=graph.with_suffix(".pt").name,
+        input=TensorSpec(name="frames", dtype="uint8", shape=[None, CONTEXT + 1, HEIGHT, WIDTH]),
+        output=TensorSpec(name="patch_err", dtype="float32", shape=[None, gh, gw]),
+        calibration=_placeholder_calibration(),
+        width=WIDTH,
+        height=HEIGHT,
+        context=CONTEXT,
+        fps=FPS,
+        patch=PATCH,
+        patch_stride=PATCH_STRIDE,
+    )
+    timings["export_video"] = round(time.monotonic() - t, 1)
+    t = time.monotonic()
+    engine = OrtEngine()
+    engine.load(graph)
+    scorer = VideoScorer(_scratch_package(spec, None), engine)
+    cal, report["calibration"] = _calibrate(lambda b: scorer.score(b)[0], heldout_video(inputs))
+    engine.close()
+    timings["calibrate_video"] = round(time.monotonic() - t, 1)
+    return spec.model_copy(update={"calibration": cal})
+
+
+def _export_audio(
+    model: AudioPredictor,
+    mean: np.ndarray,
+    std: np.ndarray,
+    tmp: Path,
+    inputs: Sequence[NormalInput],
+    report: dict,
+    timings: dict,
+) -> AudioModelSpec:
+    t = time.monotonic()
+    cfg = LogMelConfig(sample_rate=SAMPLE_RATE)
+    n_frames = cfg.n_frames(round(WINDOW_S * SAMPLE_RATE))
+    graph = export_onnx(
+        model,
+        torch.zeros(2, n_frames, cfg.n_mels),
+        tmp / "audio.onnx",
+        arch="audio_predictor",
+        input_name="mel",
+        output_name="frame_err",
+        dynamic_axes=(0, 1),
+        output_dynamic_axes=(0, 1),
+    )
+    spec = AudioModelSpec(
+        graph=graph.name,
+        sha256=file_sha256(graph),
+        reference_weights=graph.with_suffix(".pt").name,
+        input=TensorSpec(name="mel", dtype="float32", shape=[None, None, cfg.n_mels]),
+        output=TensorSpec(name="frame_err", dtype="float32", shape=[None, None]),
+        calibration=_placeholder_calibration(),
+        sample_rate=SAMPLE_RATE,
+        n_mels=cfg.n_mels,
+        window_s=WINDOW_S,
+        hop_s=HOP_S,
+        features=LogMelSpec(**cfg.to_dict()),
+        norm_mean=[float(v) for v in mean],
+        norm_std=[float(v) for v in std],
+        skip_frames=SKIP_FRAMES,
+        top_k=TOP_K,
+    )
+    timings["export_audio"] = round(time.monotonic() - t, 1)
+    t = time.monotonic()
+    engine = OrtEngine()
+    engine.load(graph)
+    scorer = AudioScorer(_scratch_package(None, spec), engine)
+    # a finer hop than the runtime's: more (overlapping) windows for the tail fit, same per-window
+    # computation; finer still for short inputs, so that there are enough windows to fit at all
+    held = min(len(_split_audio(x)[1]) for x in inputs)
+    hop = max(cfg.hop_length, min(round(HOP_S * SAMPLE_RATE / 4), (held - spec.n_samples) // 40))
+    cal, report["calibration"] = _calibrate(scorer.score, heldout_audio(inputs, spec.n_samples, hop))
+    engine.close()
+    timings["calibrate_audio"] = round(time.monotonic() - t, 1)
+    return spec.model_copy(update={"calibration": cal})
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Put ``tmp`` at ``out``; an existing package there is replaced, never left half-written."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.models.train", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--normal", nargs="+", required=True, help="normal footage (files or image-sequence patterns)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="package directory to write")
+    parser.add_argument("--minutes", type=float, default=5.0, help="training time budget (both models)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-video", action="store_true")
+    parser.add_argument("--no-audio", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    report = train_package(
+        args.normal,
+        args.out,
+        minutes=args.minutes,
+        seed=args.seed,
+        progress=not args.quiet,
+        video=not args.no_video,
+        audio=not args.no_audio,
+    )
+    print(json.dumps(report, indent=1))  # noqa: T201 - CLI output
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

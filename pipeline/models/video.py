@@ -1,0 +1,122 @@
+"""Video model: future-frame prediction (after Liu et al., CVPR 2018) on small luma frames. Needs torch.
+
+The exported graph takes the last ``context`` frames plus the frame being scored, ``frames`` (B, context+1, H,
+W) uint8, and returns ``patch_err`` (B, gh, gw): the mean squared error between the predicted and the actual
+newest frame over ``patch`` x ``patch`` squares every ``stride`` pixels. The scorer takes the worst patch as
+the raw score and as the box, so a small unusual object is not averaged away by a large normal scene.
+
+Robustness, all causal (nothing a live stream could not do):
+- each frame has its own spatial mean removed before prediction, so slow (and sudden global) lighting changes
+  barely move the error;
+- the comparison happens at half resolution (2x2 mean), and the patch mean averages sensor noise down further;
+- the network predicts a correction to the newest past frame, so "nothing moves" costs nothing to learn and
+  capacity goes into the scene's normal motion.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Luma in [0, 1] after mean removal has a spread of ~0.2; scaled up, errors and gradients are O(1).
+_SCALE = 4.0
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.ReLU(inplace=True))
+
+
+class VideoPredictor(nn.Module):
+    """The exported graph: ``frames`` (B, context+1, H, W) uint8 or float in [0, 255] → ``patch_err`` (B, gh,
+    gw)."""
+
+    def __init__(
+        self,
+        context: int = 4,
+        channels: int = 16,
+        patch: int = 16,
+        stride: int = 8,
+        height: int = 96,
+        width: int = 160,
+    ) -> None:
+        super().__init__()
+        if patch % 2 or stride % 2:
+            raise ValueError("patch and stride must be even (the error map is at half resolution)")
+        if height % 8 or width % 8:
+            raise ValueError("height and width must be multiples of 8 (three stride-2 stages)")
+        self.context, self.patch, self.stride, self.height, self.width = context, patch, stride, height, width
+        c = channels
+        # Learned per-location embeddings: a camera is fixed, and "someone walking here" is normal on a path
+        # and abnormal on a lawn. Convolutions alone are translation-equivariant and would predict both
+        # equally well.
+        self.pos2 = nn.Parameter(torch.zeros(1, 2 * c, height // 4, width // 4))
+        self.pos3 = nn.Parameter(torch.zeros(1, 2 * c, height // 8, width // 8))
+        # Typical error of each patch on normal footage (set by ``fit_patch_scale`` after training). People
+        # near the camera are large and make large errors, a scooter by the far facade is a few pixels:
+        # dividing by each patch's own normal level lets the worst patch be the most *unusual* one, not the
+        # nearest one.
+        gh, gw = grid_shape(height, width, patch, stride)
+        self.register_buffer("patch_scale", torch.ones(1, gh, gw))
+        self.enc1 = _conv(context, c, stride=2)  # 1/2
+        self.enc2 = _conv(c, 2 * c, stride=2)  # 1/4
+        self.enc3 = nn.Sequential(_conv(2 * c, 2 * c, stride=2), _conv(2 * c, 2 * c))  # 1/8
+        self.dec2 = _conv(4 * c, 2 * c)  # 1/4, after the skip from enc2
+        self.dec1 = _conv(3 * c, c)  # 1/2, after the skip from enc1
+        self.out = nn.Conv2d(c, 1, 3, padding=1)
+        nn.init.zeros_(self.out.weight)  # start as "copy the newest frame": the frame-difference baseline
+        nn.init.zeros_(self.out.bias)
+
+    @staticmethod
+    def normalise(frames: torch.Tensor) -> torch.Tensor:
+        x = frames.to(torch.float32) * (_SCALE / 255.0)
+        return x - x.mean(dim=(2, 3), keepdim=True)
+
+    def error_map(self, frames: torch.Tensor) -> torch.Tensor:
+        """Squared prediction error at half resolution, (B, 1, H/2, W/2)."""
+        x = self.normalise(frames)
+        past, target = x[:, : self.context], x[:, self.context :]
+        e1 = self.enc1(past)
+        e2 = self.enc2(e1) + self.pos2
+        e3 = self.enc3(e2) + self.pos3
+        d2 = self.dec2(torch.cat([F.interpolate(e3, scale_factor=2.0, mode="nearest"), e2], dim=1))
+        d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0, mode="nearest"), e1], dim=1))
+        pred = F.avg_pool2d(past[:, -1:], 2) + self.out(d1)
+        return (pred - F.avg_pool2d(target, 2)) ** 2
+
+    def patch_errors(self, frames: torch.Tensor) -> torch.Tensor:
+        """Mean error per patch before the per-patch scaling, (B, gh, gw)."""
+        return F.avg_pool2d(self.error_map(frames), self.patch // 2, stride=self.stride // 2)[:, 0]
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.patch_errors(frames) / self.patch_scale
+
+    @torch.no_grad()
+    def fit_patch_scale(
+        self, errors: torch.Tensor, quantile: float = 0.99, row_floor: float = 0.5, floor: float = 0.05
+    ) -> None:
+        """Set ``patch_scale`` from unscaled patch errors of normal training footage, (N, gh, gw).
+
+        Each patch's ``quantile`` plus two floors: ``row_floor`` x the upper quartile of its row (rows are
+        distances from the camera, so a patch that saw nobody in training still expects what people at that
+        distance do, and a normal walker on a rarely used spot does not score in the hundreds), and ``floor``
+        x the median patch (a region where nothing ever moves does not turn sensor noise into huge scores)."""
+        q = torch.quantile(errors.reshape(errors.shape[0], -1).double(), quantile, dim=0).float()
+        q = q.reshape(errors.shape[1:])
+        row = torch.quantile(q, 0.75, dim=1, keepdim=True)
+        self.patch_scale.copy_((q + row_floor * row + floor * q.median() + 1e-8)[None])
+
+    def arch_config(self) -> dict[str, int]:
+        return {
+            "context": self.context,
+            "channels": self.enc1[0].out_channels,
+            "patch": self.patch,
+            "stride": self.stride,
+            "height": self.height,
+            "width": self.width,
+        }
+
+
+def grid_shape(height: int, width: int, patch: int, stride: int) -> tuple[int, int]:
+    """(gh, gw) of ``patch_err`` for a frame of ``height`` x ``width``."""
+    return (height - patch) // stride + 1, (width - patch) // stride + 1
