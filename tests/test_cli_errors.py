@@ -1,0 +1,117 @@
+"""Mistakes a user makes get one clear line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import DEFAULT_MODEL, ROOT
+
+
+def edge(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+
+def write_config(tmp_path: Path, body: str) -> Path:
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text(textwrap.dedent(body))
+    return cfg
+
+
+def one_clear_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines and lines[0].startswith("edge: "), proc.stderr
+    return proc.stderr
+
+
+def test_missing_file(tmp_path):
+    cfg = write_config(tmp_path, f"""
+        model: {DEFAULT_MODEL}
+        cameras: [{{id: cam1, url: nowhere.mkv, replay: fast}}]
+    """)
+    err = one_clear_line(edge("run", "-c", str(cfg), cwd=tmp_path))
+    assert "cam1" in err and "nowhere.mkv" in err and "no such file" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_file_that_is_not_media(tmp_path):
+    (tmp_path / "notes.mkv").write_text("shopping list: eggs, milk\n" * 50)
+    cfg = write_config(tmp_path, f"""
+        model: {DEFAULT_MODEL}
+        cameras: [{{id: cam1, url: notes.mkv, replay: fast}}]
+    """)
+    err = one_clear_line(edge("run", "-c", str(cfg), cwd=tmp_path))
+    assert "notes.mkv" in err and "not a media file" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_rtsp_where_nothing_listens_is_bounded_and_redacted(tmp_path, unused_tcp_port):
+    cfg = write_config(tmp_path, f"""
+        model: {DEFAULT_MODEL}
+        cameras:
+          - id: door
+            url: rtsp://admin:hunter2@127.0.0.1:{unused_tcp_port}/stream1
+            open_timeout_s: 2
+    """)
+    proc = edge("run", "-c", str(cfg), cwd=tmp_path, timeout=30)
+    err = one_clear_line(proc)
+    assert "door" in err and "connection refused" in err
+    assert "hunter2" not in err + proc.stdout
+
+
+def test_invalid_config_lists_every_problem_with_its_line(tmp_path):
+    cfg = write_config(tmp_path, """\
+        site: lobby
+        cameras:
+          - id: cam1
+            url: a.mkv
+            colour: red
+          - id: cam2
+            url: b.mkv
+            open_timeout_s: soon
+        events:
+          threshold: 3
+    """)
+    proc = edge("run", "-c", str(cfg), cwd=tmp_path)
+    err = one_clear_line(proc)
+    assert proc.returncode == 2
+    assert "line 5: cameras.0.colour: Extra inputs are not permitted" in err
+    assert "line 8: cameras.1.open_timeout_s" in err and "number" in err
+
+
+def test_validate_config_accepts_the_shipped_configs():
+    for name in ("demo.yaml", "site.yaml"):
+        proc = edge("validate-config", str(ROOT / "configs" / name), cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr
+        assert "ok" in proc.stdout
+
+
+def test_missing_model_package(tmp_path):
+    cfg = write_config(tmp_path, """
+        model: no-such-model
+        cameras: [{id: cam1, url: x.mkv}]
+    """)
+    err = one_clear_line(edge("run", "-c", str(cfg), cwd=tmp_path))
+    assert "model package not found" in err and "no-such-model" in err
+
+
+def test_missing_config_file(tmp_path):
+    err = one_clear_line(edge("run", "-c", str(tmp_path / "absent.yaml"), cwd=tmp_path))
+    assert "no such file" in err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"]])
+def test_help_does_not_import_torch(argv, tmp_path):
+    code = ("import sys, runpy; sys.argv=['edge', *%r]\n"
+            "try:\n    runpy.run_module('edge.cli', run_name='__main__')\n"
+            "except SystemExit: pass\nassert 'torch' not in sys.modules, 'torch imported'\n" % (argv,))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
