@@ -14,6 +14,10 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edge.config import EdgeConfig
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -35,16 +39,22 @@ def _fail(message: str, code: int = EXIT_RUNTIME) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from alerts import AlertsError
     from edge.config import load_config
-    from edge.daemon import Daemon
-    from edge.errors import ConfigError, EdgeError
-    from pipeline.errors import PipelineError
+    from edge.errors import ConfigError
 
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    return _run_daemon(cfg, args)
+
+
+def _run_daemon(cfg: EdgeConfig, args: argparse.Namespace) -> int:
+    from alerts import AlertsError
+    from edge.daemon import Daemon
+    from edge.errors import EdgeError
+    from pipeline.errors import PipelineError
+
     daemon = Daemon(cfg, console=None if args.quiet else sys.stdout, duration_s=args.duration)
     try:
         summary = daemon.run()
@@ -104,6 +114,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay files through a model without writing a config: the integrator's quick look at a site or model."""
+    from pydantic import ValidationError
+
+    from edge.config import EdgeConfig
+
+    ids: dict[str, int] = {}
+    cameras = []
+    for clip in args.clips:
+        stem = Path(clip.rstrip("/")).stem.replace("%", "") or "clip"
+        n = ids.get(stem, 0)
+        ids[stem] = n + 1
+        cameras.append({"id": stem if n == 0 else f"{stem}-{n + 1}", "url": str(Path(clip).resolve()),
+                        "replay": "realtime" if args.realtime else "fast", **({"fps": args.fps} if args.fps else {})})
+    data: dict[str, object] = {"site": args.site, "cameras": cameras, "events": {"threshold": args.threshold}}
+    if args.model:
+        data["model"] = str(Path(args.model).resolve())
+    if args.outbox:
+        data["outbox"] = {"path": args.outbox}
+    if args.bootstrap:
+        data["kafka"] = {"bootstrap": args.bootstrap, "topic": args.topic}
+    try:
+        cfg = EdgeConfig.model_validate(data)
+    except ValidationError as exc:
+        return _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), EXIT_USAGE)
+    return _run_daemon(cfg, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge", description="Lepton Edge: real-time anomaly detection beside cameras")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv: debug)")
@@ -115,6 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the closing summary as one JSON object")
     run.add_argument("-q", "--quiet", action="store_true", help="do not print events as they are decided")
     run.set_defaults(func=cmd_run)
+
+    replay = sub.add_parser("replay", help="replay clips or image sequences through a model (no config file)")
+    replay.add_argument("clips", nargs="+", help="media files, image patterns (frames/%%03d.jpg) or folders")
+    replay.add_argument("--model", default=None, help="model package (default: the bundled one)")
+    replay.add_argument("--realtime", action="store_true", help="pace the replay like a live camera")
+    replay.add_argument("--fps", type=float, default=None, help="frame rate of image-sequence inputs")
+    replay.add_argument("--threshold", type=float, default=3.0, help="calibrated event threshold (default 3.0)")
+    replay.add_argument("--site", default="replay")
+    replay.add_argument("--outbox", default=None, help="outbox path (default .lepton/outbox.db)")
+    replay.add_argument("--bootstrap", default=None, help="also deliver to Kafka at HOST:PORT")
+    replay.add_argument("--topic", default="lepton.events", help="Kafka topic (with --bootstrap)")
+    replay.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    replay.add_argument("--json", action="store_true", help="print the closing summary as one JSON object")
+    replay.add_argument("-q", "--quiet", action="store_true", help="do not print events as they are decided")
+    replay.set_defaults(func=cmd_replay)
 
     val = sub.add_parser("validate-config", help="check a config file and list every problem with its line")
     val.add_argument("config")
@@ -132,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--json", action="store_true", help="print the training report as JSON")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
+
+    from edge import doctor
+
+    doctor.add_parser(sub)
     return parser
 
 

@@ -110,7 +110,8 @@ class Runner:
         m = self.model
         return MediaReader(
             spec, width=m.width, height=m.height, fps=m.fps, audio_window_s=m.audio_window_s,
-            audio_hop_s=m.audio_hop_s, sample_rate=m.sample_rate, video=m.has_video and spec.video, audio=m.has_audio and spec.audio,
+            audio_hop_s=m.audio_hop_s, sample_rate=m.sample_rate,
+            video=m.has_video and spec.video, audio=m.has_audio and spec.audio,
         )
 
     def open_sources(self) -> dict[str, SourceError]:

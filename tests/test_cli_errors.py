@@ -8,7 +8,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import DEFAULT_MODEL, ROOT
 
 
@@ -109,9 +108,9 @@ def test_missing_config_file(tmp_path):
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"]])
 def test_help_does_not_import_torch(argv, tmp_path):
-    code = ("import sys, runpy; sys.argv=['edge', *%r]\n"
+    code = (f"import sys, runpy; sys.argv=['edge', *{argv!r}]\n"
             "try:\n    runpy.run_module('edge.cli', run_name='__main__')\n"
-            "except SystemExit: pass\nassert 'torch' not in sys.modules, 'torch imported'\n" % (argv,))
+            "except SystemExit: pass\nassert 'torch' not in sys.modules, 'torch imported'\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr

@@ -16,10 +16,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import DEFAULT_MODEL, ROOT, SAMPLES
 
 from alerts.outbox import Outbox
 from alerts.schema import EventMessage
-from conftest import DEFAULT_MODEL, ROOT, SAMPLES
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +68,9 @@ def test_demo_config_writes_the_expected_events_and_alerts_tail_prints_them(tmp_
     assert [(m.event_id, m.seq) for m in printed] == [(m.event_id, m.seq) for m in messages]
 
 
-def consume_all(bootstrap: str, topic: str, idle_s: float = 8.0, limit_s: float = 60.0) -> list[tuple[bytes, dict, EventMessage]]:
+def consume_all(
+    bootstrap: str, topic: str, idle_s: float = 8.0, limit_s: float = 60.0
+) -> list[tuple[bytes, dict, EventMessage]]:
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(

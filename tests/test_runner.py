@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
-
 from fixtures.media import make_clip
+
 from pipeline.aggregator import AggregatorSettings
 from pipeline.events import EndReason, EventType
 from pipeline.runner import Runner, RunnerSettings
@@ -31,6 +33,15 @@ class BrightLoudModel:
     def score_audio(self, windows):
         raw = np.abs(windows).max(axis=1)
         return raw, np.where(raw > 0.3, 5.0, 0.2)
+
+
+class SlowFirstBatchModel(BrightLoudModel):
+    """Holds its first batch long enough for both cameras' decoders to fill their buffers."""
+
+    def score_video(self, stacks):
+        if not self.video_batches:
+            time.sleep(0.5)
+        return super().score_video(stacks)
 
 
 def run(sources, model, settings=None):
@@ -60,7 +71,7 @@ def test_replay_produces_one_event_per_anomaly_with_its_modality(tmp_path):
 def test_cameras_are_batched_together_and_kept_apart(tmp_path):
     a = make_clip(tmp_path / "a.mkv", seconds=6, bright=[(1.0, 2.0)], audio=False)
     b = make_clip(tmp_path / "b.mkv", seconds=6, bright=[(4.0, 5.0)], audio=False)
-    model = BrightLoudModel()
+    model = SlowFirstBatchModel()
     _, events = run([SourceSpec("a", str(a)), SourceSpec("b", str(b))], model)
     news = {e.camera_id: e.start_pts for e in events if e.type is EventType.NEW}
     assert news == {"a": pytest.approx(1.0), "b": pytest.approx(4.0)}

@@ -1,0 +1,43 @@
+"""The CLI's everyday commands: replay without a config, doctor, health endpoint output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT, SAMPLES
+
+from edge.health import Snapshot, render_metrics
+
+
+def edge(*args: str, cwd, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_replay_a_clip_without_a_config(tmp_path):
+    proc = edge("replay", str(SAMPLES / "test_1.mkv"), "--json", "-q", "--outbox", str(tmp_path / "o.db"),
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["events_new"] >= 1 and summary["events_new"] == summary["events_end"]
+    assert summary["cameras"]["test_1"]["frames_scored"] > 200
+
+
+def test_doctor_reports_each_check_and_passes_the_demo_config(tmp_path):
+    proc = edge("doctor", "-c", str(ROOT / "configs" / "demo.yaml"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[ok  ] decoding" in proc.stdout and "[ok  ] model" in proc.stdout
+    assert proc.stdout.strip().endswith("-- ready")
+
+
+def test_metrics_carry_camera_ids_and_states_never_urls():
+    snap = Snapshot(cameras={"door": {"state": "backoff", "frames": 12, "drops": 3}}, outbox={"pending": 2})
+    text = render_metrics(snap)
+    assert 'lepton_frames_captured_total{camera="door"} 12' in text
+    assert 'lepton_dropped_total{camera="door"} 3' in text
+    assert 'lepton_source_state{camera="door",state="backoff"} 1' in text
+    assert 'lepton_source_state{camera="door",state="streaming"} 0' in text
+    assert "lepton_outbox_pending 2" in text
+    assert not snap.healthy()
