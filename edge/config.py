@@ -43,6 +43,17 @@ class CameraConfig(_Strict):
     open_timeout_s: float = Field(5.0, gt=0, le=120, description="Bound on connecting to the camera")
     read_timeout_s: float = Field(5.0, gt=0, le=120, description="Bound on waiting for data from the camera")
     rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTP over the RTSP TCP connection, or UDP")
+    stall_timeout_s: float = Field(10.0, gt=0, le=600, description="Live cameras: no frame for this long means "
+                                   "stalled, and the camera is reconnected (the watchdog)")
+    backoff_initial_s: float = Field(0.5, gt=0, le=60, description="Live cameras: first wait before reconnecting; "
+                                     "doubles with each failed attempt, with jitter")
+    backoff_max_s: float = Field(30.0, gt=0, le=3600, description="Live cameras: longest wait between attempts")
+
+    @model_validator(mode="after")
+    def _backoff_bounds(self) -> CameraConfig:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must be at least backoff_initial_s")
+        return self
 
     @property
     def kind(self) -> SourceKind:
@@ -89,7 +100,8 @@ class EdgeConfig(_Strict):
             SourceSpec(
                 camera_id=c.id, url=c.url, input_fps=c.fps, pace=c.replay == "realtime",
                 open_timeout_s=c.open_timeout_s, read_timeout_s=c.read_timeout_s, rtsp_transport=c.rtsp_transport,
-                video=c.video, audio=c.audio,
+                video=c.video, audio=c.audio, stall_timeout_s=c.stall_timeout_s,
+                backoff_initial_s=c.backoff_initial_s, backoff_max_s=c.backoff_max_s,
             )
             for c in self.cameras
         ]

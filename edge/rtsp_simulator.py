@@ -2,8 +2,9 @@
 
 What it is for
     Integration tests and site rehearsals need real RTSP cameras that are cheap, repeatable and under our
-    control. This script serves each given file (Matroska, or MP4; H.264 or H.265 video and/or AAC or Opus
-    audio) at ``rtsp://HOST:PORT/NAME`` and loops it forever, so a client sees a camera that never ends::
+    control. This script serves each given file (Matroska, or MP4/MOV; H.264 or H.265 video and/or AAC, Opus
+    or G.711 audio) at ``rtsp://HOST:PORT/NAME`` and loops it forever, so a client sees a camera that never
+    ends::
 
         /usr/bin/python3 edge/rtsp_simulator.py --port 8554 --mount cam1=a.mkv --mount cam2=b.mkv
 
@@ -52,8 +53,12 @@ Why Debian's /usr/bin/python3
     the project's virtual environment. So this file uses only the standard library and ``gi``, imports
     nothing from the project, and runs as a separate process (which also lets tests kill the "camera").
 
-Later fault modes (freeze, corrupt RTP) belong in ``build_launch`` (elements between parser and payloader)
-and in ``LoopingMedia``; none exist yet.
+Fault modes
+    ``--corrupt NAME`` (repeatable) randomises payload bytes of that mount before its payloaders
+    (``breakmydata``), so RTP headers, SDP and RTCP stay valid and only the media is garbage.
+    ``--freeze-after SECONDS`` makes every media stop sending data after that many seconds of playing while
+    the RTSP connection (and RTCP) stays open: a camera that froze. Each new client of a non-shared mount
+    gets a fresh media, which plays again for SECONDS before freezing.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,9 +103,15 @@ VIDEO_BRANCHES = {
 AUDIO_BRANCHES = {
     "audio/mpeg": "aacparse ! rtpmp4gpay",  # mpegversion 2/4 is checked in probe_media
     "audio/x-opus": "opusparse ! rtpopuspay",
+    "audio/x-alaw": "rtppcmapay",  # G.711 (MP4/MOV only: Matroska has no G.711)
+    "audio/x-mulaw": "rtppcmupay",
 }
 VIDEO_PT = 96
 AUDIO_PT = 97
+# --corrupt: the probability of each payload byte being randomised. At 5 % hardly a packet decodes (FFmpeg
+# over RTSP: no video frame at all, nearly every AAC packet rejected): a camera sending garbage. (At 1 % H.264
+# still conceals its way to frames while AAC fails.)
+CORRUPT_PROBABILITY = 0.05
 
 
 class SimulatorError(Exception):
@@ -150,26 +162,33 @@ def probe_media(path: Path) -> MediaLayout:
         elif isinstance(stream, GstPbutils.DiscovererAudioInfo) and audio is None:
             ok, version = structure.get_int("mpegversion")
             if name not in AUDIO_BRANCHES or (name == "audio/mpeg" and (not ok or version not in (2, 4))):
-                raise SimulatorError(f"{path}: audio codec {caps.to_string()} not supported (AAC or Opus)")
+                raise SimulatorError(
+                    f"{path}: audio codec {caps.to_string()} not supported (AAC, Opus, G.711 A-law or mu-law)"
+                )
             audio = name
     if video is None and audio is None:
         raise SimulatorError(f"{path}: no video or audio stream")
     return MediaLayout(path, demuxer, video, audio, info.get_duration() / Gst.SECOND)
 
 
-def build_launch(layout: MediaLayout) -> str:
-    """The gst-launch description of one media; the file location is set on ``src`` after parsing."""
+def build_launch(layout: MediaLayout, *, corrupt: bool = False) -> str:
+    """The gst-launch description of one media; the file location is set on ``src`` after parsing.
+
+    ``corrupt`` puts a ``breakmydata`` before each payloader: payload bytes are randomised with probability
+    ``CORRUPT_PROBABILITY`` while RTP headers, SDP and RTCP stay valid, as with a camera whose encoder or
+    network mangles data. (The parameter sets in the SDP come from the caps and stay intact too.)
+    """
     parts = [f"filesrc name=src ! {layout.demuxer} name=demux"]
-    payloader = 0
+    branches = []
     if layout.video is not None:
-        parts.append(
-            f"demux.video_0 ! queue ! {VIDEO_BRANCHES[layout.video]} name=pay{payloader} pt={VIDEO_PT}"
-        )
-        payloader += 1
+        branches.append(("demux.video_0", VIDEO_BRANCHES[layout.video], VIDEO_PT))
     if layout.audio is not None:
-        parts.append(
-            f"demux.audio_0 ! queue ! {AUDIO_BRANCHES[layout.audio]} name=pay{payloader} pt={AUDIO_PT}"
-        )
+        branches.append(("demux.audio_0", AUDIO_BRANCHES[layout.audio], AUDIO_PT))
+    for index, (pad, chain, pt) in enumerate(branches):
+        *elements, payloader = chain.split(" ! ")
+        if corrupt:
+            elements.append(f"breakmydata probability={CORRUPT_PROBABILITY} seed={index + 1}")
+        parts.append(" ! ".join([f"{pad} ! queue", *elements, f"{payloader} name=pay{index} pt={pt}"]))
     return "  ".join(parts)
 
 
@@ -284,16 +303,47 @@ class LoopingMedia(GstRtspServer.RTSPMedia):
             log.error("/%s: seek to the start failed (flush=%s); the stream will end", self.mount, flush)
 
 
+class Freezer:
+    """``--freeze-after``: a media whose data stops after some seconds of playing, while its RTSP session and
+    RTCP stay up; a client sees a camera that accepted the connection and then froze."""
+
+    def __init__(self, mount: str, after_s: float) -> None:
+        self.mount = mount
+        self.after_s = after_s
+        self._lock = threading.Lock()
+        self._first: float | None = None
+        self._frozen = False
+
+    def watch(self, pad: Gst.Pad) -> None:
+        pad.add_probe(Gst.PadProbeType.BUFFER, self._probe)
+
+    def _probe(self, pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+        now = time.monotonic()
+        with self._lock:
+            if self._first is None:
+                self._first = now
+            if now - self._first < self.after_s:
+                return Gst.PadProbeReturn.OK
+            if not self._frozen:
+                self._frozen = True
+                log.info("/%s: frozen after %.1f s (connection kept open)", self.mount, self.after_s)
+        return Gst.PadProbeReturn.DROP
+
+
 class FileCameraFactory(GstRtspServer.RTSPMediaFactory):
     """Builds one ``LoopingMedia`` per client (or one shared) for a probed file."""
 
     __gtype_name__ = "LeptonFileCameraFactory"
 
-    def __init__(self, name: str, layout: MediaLayout, *, shared: bool) -> None:
+    def __init__(
+        self, name: str, layout: MediaLayout, *, shared: bool, corrupt: bool = False,
+        freeze_after_s: float | None = None,
+    ) -> None:
         super().__init__()
         self.name = name
         self.layout = layout
-        self.launch = build_launch(layout)
+        self.freeze_after_s = freeze_after_s
+        self.launch = build_launch(layout, corrupt=corrupt)
         self.set_shared(shared)
         self.set_media_gtype(LoopingMedia.__gtype__)
         try:  # fail at start, not at the first client, when a GStreamer plugin is missing
@@ -314,9 +364,12 @@ class FileCameraFactory(GstRtspServer.RTSPMediaFactory):
 
     def do_media_configure(self, media: GstRtspServer.RTSPMedia) -> None:
         element = media.get_element()
+        freezer = Freezer(self.name, self.freeze_after_s) if self.freeze_after_s is not None else None
         index = 0
         while (pay := element.get_by_name(f"pay{index}")) is not None:
             pay.get_static_pad("src").add_probe(Gst.PadProbeType.QUERY_UPSTREAM, _answer_not_seekable)
+            if freezer is not None:
+                freezer.watch(pay.get_static_pad("sink"))
             index += 1
         media.setup_looping(self.name)
         log.info("/%s: new media", self.name)
@@ -342,8 +395,15 @@ def base_url(host: str, port: int) -> str:
     return f"rtsp://[{host}]:{port}" if ":" in host else f"rtsp://{host}:{port}"
 
 
-def build_server(host: str, port: int, mounts: list[Mount], *, shared: bool) -> GstRtspServer.RTSPServer:
-    """A server with one factory per mount; raises ``SimulatorError`` for a file it cannot serve."""
+def build_server(
+    host: str, port: int, mounts: list[Mount], *, shared: bool, corrupt: frozenset[str] = frozenset(),
+    freeze_after_s: float | None = None,
+) -> GstRtspServer.RTSPServer:
+    """A server with one factory per mount; raises ``SimulatorError`` for a file it cannot serve.
+
+    Fault modes: the mounts named in ``corrupt`` send corrupted payloads; with ``freeze_after_s`` every media
+    stops sending data after that many seconds of playing (each new client gets a fresh media that plays
+    again, unless ``shared``)."""
     server = GstRtspServer.RTSPServer()
     server.set_address(host)
     server.set_service(str(port))
@@ -359,7 +419,10 @@ def build_server(host: str, port: int, mounts: list[Mount], *, shared: bool) -> 
             layout.audio,
             layout.duration_s,
         )
-        points.add_factory(f"/{mount.name}", FileCameraFactory(mount.name, layout, shared=shared))
+        factory = FileCameraFactory(
+            mount.name, layout, shared=shared, corrupt=mount.name in corrupt, freeze_after_s=freeze_after_s
+        )
+        points.add_factory(f"/{mount.name}", factory)
     return server
 
 
@@ -380,12 +443,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="one live media per mount for all clients (default: each client starts at the file's start)",
     )
+    parser.add_argument(
+        "--corrupt",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="fault: mount NAME sends corrupted RTP payloads (repeatable)",
+    )
+    parser.add_argument(
+        "--freeze-after",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="fault: every media stops sending data after SECONDS of playing, the connection kept open",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     names = [m.name for m in args.mount]
     if len(set(names)) != len(names):
         parser.error(f"duplicate mount names: {names}")
+    unknown = sorted(set(args.corrupt) - set(names))
+    if unknown:
+        parser.error(f"--corrupt names no mount: {unknown}")
     return args
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -396,7 +486,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     try:
-        server = build_server(args.host, args.port, args.mount, shared=args.shared)
+        server = build_server(
+            args.host, args.port, args.mount, shared=args.shared, corrupt=frozenset(args.corrupt),
+            freeze_after_s=args.freeze_after,
+        )
     except SimulatorError as exc:
         log.error("%s", exc)
         return EXIT_USAGE

@@ -6,8 +6,8 @@ import threading
 
 import numpy as np
 import pytest
-
 from fixtures.media import make_clip, write_frames
+
 from pipeline.errors import SourceConnectionError, SourceFormatError, SourceNotFoundError
 from pipeline.frames import AudioWindow, StreamEnd, VideoFrame, WallClock
 from pipeline.sources import MediaReader, SourceSpec, read_media
@@ -83,3 +83,16 @@ def test_wait_buffer_blocks_until_stopped():
     stop.set()
     assert buf.put(2, stop) is False  # type: ignore[arg-type]
     assert buf.dropped == 0
+
+
+def test_source_spec_rejects_impossible_timeouts_and_backoff():
+    with pytest.raises(ValueError, match="stall_timeout_s"):
+        SourceSpec("cam", "rtsp://h/x", stall_timeout_s=0)
+    with pytest.raises(ValueError, match="backoff_max_s"):
+        SourceSpec("cam", "rtsp://h/x", backoff_initial_s=5, backoff_max_s=1)
+    assert SourceSpec("cam", "rtsp://h/x").stall_timeout_s > 0
+
+
+def test_source_spec_repr_hides_credentials():
+    text = repr(SourceSpec("cam", "rtsp://admin:s3cret@10.0.0.5/stream"))
+    assert "s3cret" not in text and "rtsp://***@10.0.0.5/stream" in text and "stall_timeout_s=10.0" in text

@@ -27,6 +27,7 @@ restart.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import queue
@@ -42,6 +43,7 @@ import numpy as np
 
 from pipeline.errors import SourceConnectionError, SourceError, SourceFormatError, SourceNotFoundError
 from pipeline.frames import AudioWindow, WallClock
+from pipeline.sources.reader import StreamTimeline
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,8 @@ class MicrophoneSpec:
     latency: float | str = "high"
     read_timeout_s: float = 5.0
     queue_s: float = 2.0
+    backoff_initial_s: float = 0.5  # reconnection back-off, as for cameras (CaptureWorker reads these)
+    backoff_max_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.channels < 1:
@@ -253,8 +257,24 @@ class MicrophoneReader:
     def __iter__(self) -> Iterator[AudioWindow]:
         return self.items()
 
-    def items(self, stop: threading.Event | None = None) -> Iterator[AudioWindow]:
-        """Yield windows until ``stop`` is set; a silent or vanished device raises SourceConnectionError."""
+    @property
+    def decode_errors(self) -> int:
+        return 0  # PCM from PortAudio has nothing to decode
+
+    def items(
+        self, stop: threading.Event | None = None, *, timeline: StreamTimeline | None = None
+    ) -> Iterator[AudioWindow]:
+        """Yield windows until ``stop`` is set; a silent or vanished device raises SourceConnectionError.
+
+        With a ``timeline`` (the capture worker's), window pts continue across reopenings of the device."""
+        for window in self._windows(stop):
+            if timeline is not None:
+                pts = timeline.map("audio", window.pts, gap_s=self.hop / self.sample_rate,
+                                   now=window.monotonic_ns / 1e9)
+                window = dataclasses.replace(window, pts=pts)
+            yield window
+
+    def _windows(self, stop: threading.Event | None) -> Iterator[AudioWindow]:
         if self.container is None:
             self.open()
         spec = self.spec

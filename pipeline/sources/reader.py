@@ -4,16 +4,45 @@ This is the one place where media is decoded, for the daemon, ``edge score`` and
 sees at run time exactly what it was trained on. Work nobody needs is skipped: video frames between detection
 samples are decoded (H.264 needs them as references) but never converted, and the kept ones go straight from the
 decoder's YUV to a scaled luma plane with one swscale call, never through RGB.
+
+Streams that change under us
+    * **Resolution or codec parameters change mid-stream** (a new SPS): the decoder follows it and every kept
+      frame is scaled to the model's size, so nothing downstream notices.
+    * **Timestamps that jump** (a camera that restarts its encoder, concatenated recordings, RTP timestamps
+      that reset): every stream's pts goes through a :class:`StreamTimeline`, which keeps one continuous
+      source time that never goes back. A jump backwards by more than ``BACKWARD_JUMP_S`` or forwards by more
+      than ``FORWARD_JUMP_S`` starts a new *segment* placed right after the latest pts seen so far; the other
+      streams join that segment when they jump too, so audio and video stay aligned. Smaller forward gaps are
+      real gaps (frames lost): video sampling resynchronises at the new pts and audio windows restart there.
+      Smaller backward steps are repeated or out-of-order frames and are dropped (sliced keyframes, see
+      FACTS.md). A new connection to a live camera is a new segment placed after the real outage.
+    * **Video-only, audio-only, late or missing audio**: a source decodes whatever it has of what is wanted.
+      Audio that starts late is placed on the same time line as the video; audio that never comes is absent.
+    * **Codecs**: whatever the FFmpeg inside PyAV decodes (H.264, H.265, AAC, Opus, G.711 A-law and mu-law
+      among them); audio is resampled to ``sample_rate`` mono whatever it was.
+
+Clocks (``pipeline.frames``)
+    ``pts`` is the source time line above. ``wall_time`` of a live camera comes from its RTCP sender reports
+    when it sent any: FFmpeg's RTSP demuxer maps the first sender report's NTP time to pts 0 and PyAV 18
+    exposes it as ``InputContainer.start_time_realtime`` (µs since the Unix epoch), so wall time = that + the
+    frame's RTP-derived pts (``WallClock.RTCP``). Until the first report (GStreamer sends one within ~1 s) it
+    is the receive clock (``WallClock.RECEIVE``). Files count from the start of the replay (``WallClock.FILE``).
+
+Live cameras that stop sending
+    A live source is watched: a socket read is bounded by ``min(read_timeout_s, stall_timeout_s)`` (PyAV's
+    per-read ``timeout``), and packets that keep coming without a decoded frame of the main stream (video if
+    any, else audio) for ``stall_timeout_s`` end the session too. Both raise :class:`SourceStalledError`.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
-from datetime import datetime, timedelta
+from collections.abc import Callable, Generator, Iterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import av
@@ -28,12 +57,89 @@ from pipeline.sources.spec import SourceKind, SourceSpec, first_image, image_pat
 log = logging.getLogger(__name__)
 
 # Cameras may send a keyframe as several slices that decode to frames sharing one pts (see FACTS.md);
-# a repeated or backward pts is dropped rather than scored twice.
+# a repeated or slightly backward pts is dropped rather than scored twice.
 _PTS_EPS = 1e-6
-# This many undecodable packets in a row means the stream is garbage, not a glitch.
-_MAX_CONSECUTIVE_DECODE_ERRORS = 50
+# A stream is garbage, not glitching, when at least this fraction of its last packets failed to decode.
+_GARBAGE_WINDOW = 50
+_GARBAGE_FRACTION = 0.5
 # Container timestamps are rounded (ms in MKV): a frame this close before its due time counts as due.
 _SAMPLE_TOLERANCE_S = 0.005
+# Timestamp jumps that start a new segment of the time line (see the module docstring).
+BACKWARD_JUMP_S = 0.5
+FORWARD_JUMP_S = 5.0
+# Audio whose pts is this far from where the previous audio ended is a gap (or overlap): windows restart.
+_AUDIO_RESYNC_S = 0.1
+# An RTCP wall clock this far from ours is worth one warning: the camera's clock is probably not set.
+_RTCP_SKEW_WARN_S = 60.0
+
+
+class SourceStalledError(SourceConnectionError, TimeoutError):
+    """A live source stopped delivering frames (connection open, nothing decodable arriving)."""
+
+
+class StreamTimeline:
+    """One source's continuous time line across timestamp jumps and reconnections (see the module docstring).
+
+    ``map(kind, raw_pts)`` turns a stream's raw pts into source time. Each stream (``"video"``, ``"audio"``)
+    belongs to a segment; a segment is an offset added to raw pts. The time line survives a reader: a capture
+    worker keeps one per source and hands it to every reconnection, so pts keep increasing across outages,
+    which the aggregator relies on (its watermark never goes back).
+    """
+
+    def __init__(self) -> None:
+        self.latest: float | None = None  # latest source time handed out
+        self.latest_at: float | None = None  # monotonic time (s) of that
+        self.discontinuities = 0  # segments started by a jump (not by a reconnection)
+        self.video_seq = 0
+        self.audio_seq = 0
+        self._offsets = [0.0]
+        self._streams: dict[str, tuple[int, float]] = {}  # kind -> (segment, last raw pts)
+        self._pending_gap: float | None = None
+
+    def new_session(self, gap_s: float) -> None:
+        """A new connection: raw pts restart, and the next one maps to ``gap_s`` after the latest."""
+        if self.latest is not None:
+            self._pending_gap = gap_s
+            self._streams.clear()
+
+    def map(self, kind: str, raw: float, *, gap_s: float, now: float) -> float:
+        """Source time of ``raw`` on stream ``kind``; a jump starts a segment ``gap_s`` after the latest."""
+        state = self._streams.get(kind)
+        segment = len(self._offsets) - 1
+        if self._pending_gap is not None:
+            self._start_segment(raw, self._pending_gap)
+            self._pending_gap = None
+            segment = len(self._offsets) - 1
+        elif state is not None:
+            segment, last = state
+            if raw < last - BACKWARD_JUMP_S or raw > last + FORWARD_JUMP_S:
+                if segment < len(self._offsets) - 1:
+                    segment = len(self._offsets) - 1  # another stream already started this stream's segment
+                else:
+                    self._start_segment(raw, gap_s)
+                    self.discontinuities += 1
+                    segment = len(self._offsets) - 1
+                    log.info("%s pts jumped from %.3f to %.3f s: new segment at %.3f s", kind, last, raw,
+                             raw + self._offsets[segment])
+        self._streams[kind] = (segment, raw)
+        out = raw + self._offsets[segment]
+        if self.latest is None or out > self.latest:
+            self.latest, self.latest_at = out, now
+        return out
+
+    def segment(self, kind: str) -> int:
+        """The segment stream ``kind`` is in (changes when its timestamps jumped or it reconnected)."""
+        state = self._streams.get(kind)
+        return state[0] if state is not None else -1
+
+    def raw(self, kind: str, out: float) -> float:
+        """The raw pts of stream ``kind`` (in its current segment) that maps to source time ``out``."""
+        state = self._streams.get(kind)
+        return out - self._offsets[state[0] if state is not None else -1]
+
+    def _start_segment(self, raw: float, gap_s: float) -> None:
+        base = self.latest if self.latest is not None else raw
+        self._offsets.append(base + gap_s - raw)
 
 
 class MediaReader:
@@ -41,7 +147,8 @@ class MediaReader:
 
     ``fps`` is the detection rate video is sampled to; ``width`` x ``height`` the model's luma input. Audio is
     resampled to ``sample_rate`` mono and cut into windows of ``audio_window_s`` every ``audio_hop_s``.
-    Either modality can be turned off. Not thread-safe: one reader per capture thread.
+    Either modality can be turned off. Not thread-safe: one reader per capture thread. ``clock`` (monotonic
+    seconds) drives the stall watchdog.
     """
 
     def __init__(
@@ -56,6 +163,8 @@ class MediaReader:
         sample_rate: int = 16000,
         video: bool = True,
         audio: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        decoder_threads: int = 0,
     ) -> None:
         if fps <= 0:
             raise ValueError("fps must be positive")
@@ -71,6 +180,11 @@ class MediaReader:
         self.container: Any = None
         self.decode_errors = 0
         self.video_frames_decoded = 0
+        self._clock = clock
+        self._skew_warned = False
+        # 0: FFmpeg picks (frame threads); 1 when cameras outnumber cores: frame threads cost ~8 % more CPU per
+        # frame than one thread (edge bench), a price worth paying only when a core would otherwise sit idle
+        self.decoder_threads = decoder_threads
 
     # -- opening ---------------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -78,18 +192,20 @@ class MediaReader:
         kind = spec.kind
         try:
             if kind is SourceKind.RTSP:
+                # A frozen camera must end the read within the stall timeout, whichever is shorter.
+                read_s = min(spec.read_timeout_s, spec.stall_timeout_s)
                 self.container = av.open(
                     spec.url,
                     options={
                         "rtsp_transport": spec.rtsp_transport,
                         # socket I/O timeout in microseconds: a camera that stops sending ends the read
-                        "timeout": str(int(spec.read_timeout_s * 1_000_000)),
+                        "timeout": str(int(read_s * 1_000_000)),
                         # probing the default 5 s of stream costs ~1.9 s per (re)connect; this is enough for
                         # H.264/H.265 + one audio stream (FACTS.md)
                         "analyzeduration": "500000",
                         "probesize": "500000",
                     },
-                    timeout=(spec.open_timeout_s, spec.read_timeout_s),
+                    timeout=(spec.open_timeout_s, read_s),
                 )
             elif kind is SourceKind.IMAGES:
                 self.container = self._open_images()
@@ -126,7 +242,11 @@ class MediaReader:
         streams: list[Any] = []
         if self.want_video and self.container.streams.video:
             v = self.container.streams.video[0]
-            v.thread_type = "AUTO"
+            if self.decoder_threads > 0:
+                v.thread_type = "NONE"
+                v.thread_count = self.decoder_threads
+            else:
+                v.thread_type = "AUTO"
             streams.append(v)
         if self.want_audio and self.container.streams.audio:
             streams.append(self.container.streams.audio[0])
@@ -152,35 +272,60 @@ class MediaReader:
     def __iter__(self) -> Iterator[VideoFrame | AudioWindow]:
         return self.items()
 
-    def items(self, stop: threading.Event | None = None) -> Iterator[VideoFrame | AudioWindow]:
-        """Yield items until the stream ends, ``stop`` is set, or a :class:`SourceError` is raised."""
+    def items(
+        self, stop: threading.Event | None = None, *, timeline: StreamTimeline | None = None
+    ) -> Generator[VideoFrame | AudioWindow, None, None]:
+        """Yield items until the stream ends, ``stop`` is set, or a :class:`SourceError` is raised.
+
+        ``timeline`` carries source time across readers: a capture worker keeps one per source and calls its
+        ``new_session`` before each reconnection. Without one, pts are the source's own (jumps aside).
+        """
         if self.container is None:
             self.open()
+        yield from self._items(stop, timeline if timeline is not None else StreamTimeline())
+
+    def _items(
+        self, stop: threading.Event | None, tl: StreamTimeline
+    ) -> Generator[VideoFrame | AudioWindow, None, None]:
         spec = self.spec
         live = spec.live
         streams = self._streams()
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
-        audio_buf = np.zeros(0, dtype=np.float32)
-        audio_buf_pts: float | None = None
-        video_seq = audio_seq = 0
-        next_due: float | None = None
-        last_video_pts = -float("inf")
-        start_wall = utc_now()
-        start_mono = time.monotonic()
-        first_pts: float | None = None
-        consecutive_errors = 0
+        main_kind = "video" if any(s.type == "video" for s in streams) else "audio"
         period = 1.0 / self.fps
+        clock = self._clock
+        started = clock()
+        resampler: Any = None
+        audio_buf = np.zeros(0, dtype=np.float32)
+        audio_buf_pts: float | None = None  # source time of audio_buf[0]
+        audio_next: float | None = None  # source time where the last decoded audio frame ended
+        next_due: float | None = None
+        video_segment = -1
+        last_video = -float("inf")
+        start_wall = utc_now()
+        first_out: float | None = None
+        progress_at = started
+        recent_failures: dict[str, collections.deque[bool]] = {
+            s.type: collections.deque(maxlen=_GARBAGE_WINDOW) for s in streams
+        }
 
-        def wall(pts: float) -> tuple[datetime, WallClock]:
-            if live:
+        def wall(kind: str, out: float) -> tuple[datetime, WallClock]:
+            if not live:
+                return start_wall + timedelta(seconds=out - (first_out or 0.0)), WallClock.FILE
+            rtcp_us = self.container.start_time_realtime
+            if rtcp_us is None:
                 return utc_now(), WallClock.RECEIVE
-            return start_wall + timedelta(seconds=pts - (first_pts or 0.0)), WallClock.FILE
+            stamp = datetime.fromtimestamp(rtcp_us / 1e6 + tl.raw(kind, out), tz=timezone.utc)
+            if not self._skew_warned and abs((stamp - utc_now()).total_seconds()) > _RTCP_SKEW_WARN_S:
+                self._skew_warned = True
+                log.warning("camera %s: its RTCP clock is %.0f s off ours; wall times follow the camera",
+                            spec.camera_id, (stamp - utc_now()).total_seconds())
+            return stamp, WallClock.RTCP
 
-        def pace(pts: float) -> bool:
-            """Sleep until ``pts`` is due when replaying at real-time pace; False if stopped meanwhile."""
-            if not spec.pace or live or first_pts is None:
+        def pace(out: float) -> bool:
+            """Sleep until ``out`` is due when replaying at real-time pace; False if stopped meanwhile."""
+            if not spec.pace or live or first_out is None:
                 return True
-            delay = start_mono + (pts - first_pts) - time.monotonic()
+            delay = started + (out - first_out) - clock()
             if delay > 0:
                 if stop is not None:
                     return not stop.wait(delay)
@@ -191,65 +336,103 @@ class MediaReader:
             for packet in self.container.demux(streams):
                 if stop is not None and stop.is_set():
                     return
+                kind = packet.stream.type
                 try:
                     frames = packet.decode()
-                    consecutive_errors = 0
-                except (av.error.InvalidDataError, av.error.UndefinedError, ValueError) as exc:
+                    recent_failures[kind].append(False)
+                except (av.error.FFmpegError, ValueError) as exc:
+                    # one bad packet (corrupt data, a codec's complaint of any kind) is a glitch, not the end
                     self.decode_errors += 1
-                    consecutive_errors += 1
-                    log.debug("%s: undecodable packet: %s", spec.safe_url, exc)
-                    if consecutive_errors >= _MAX_CONSECUTIVE_DECODE_ERRORS:
+                    log.debug("%s: undecodable %s packet: %s", spec.safe_url, kind, exc)
+                    recent = recent_failures[kind]
+                    recent.append(True)
+                    if len(recent) == recent.maxlen and sum(recent) >= _GARBAGE_FRACTION * len(recent):
                         raise SourceFormatError(
-                            f"{spec.safe_url}: {consecutive_errors} undecodable packets in a row"
+                            f"{spec.safe_url}: garbage {kind}: {sum(recent)} of its last {len(recent)} packets "
+                            f"were undecodable ({redact_text(str(exc))})"
                         ) from exc
-                    continue
+                    frames = []
+                now = clock()
+                if frames and kind == main_kind:
+                    progress_at = now
+                elif live and now - progress_at > spec.stall_timeout_s:
+                    failed = sum(recent_failures[main_kind])
+                    if failed:  # data arrives but does not decode: garbage, not a frozen camera
+                        raise SourceFormatError(
+                            f"{spec.safe_url}: garbage {main_kind}: no decodable frame for "
+                            f"{now - progress_at:.1f} s, {failed} undecodable packets"
+                        )
+                    raise SourceStalledError(
+                        f"{spec.safe_url}: no {main_kind} frame for {now - progress_at:.1f} s"
+                    )
                 for frame in frames:
-                    pts = _seconds(frame)
-                    if pts is None:
-                        continue
-                    if first_pts is None:
-                        first_pts = pts
-                    if packet.stream.type == "video":
+                    raw = _seconds(frame)
+                    if kind == "video":
                         self.video_frames_decoded += 1
-                        if pts <= last_video_pts + _PTS_EPS:
+                        if raw is None:
                             continue
-                        last_video_pts = pts
-                        if next_due is None or pts - next_due > period or next_due - pts > 2.0:
-                            next_due = pts  # first frame, or a jump in the stream: resynchronise
-                        if pts < next_due - _SAMPLE_TOLERANCE_S:
+                        out = tl.map("video", raw, gap_s=period, now=now)
+                        if first_out is None:
+                            first_out = out
+                        if out <= last_video + _PTS_EPS:
+                            continue
+                        last_video = out
+                        if next_due is None or out - next_due > period or tl.segment("video") != video_segment:
+                            next_due = out  # first frame, a gap or a new segment: resynchronise sampling
+                            video_segment = tl.segment("video")
+                        if out < next_due - _SAMPLE_TOLERANCE_S:
                             continue
                         next_due += period
-                        if not pace(pts):
+                        if not pace(out):
                             return
                         luma = frame.to_ndarray(
                             width=self.width, height=self.height, format="gray", interpolation="AREA"
                         )
-                        wt, clock = wall(pts)
-                        yield VideoFrame(spec.camera_id, video_seq, pts, time.monotonic_ns(), wt, luma, clock)
-                        video_seq += 1
+                        wt, wclock = wall("video", out)
+                        yield VideoFrame(spec.camera_id, tl.video_seq, out, time.monotonic_ns(), wt, luma, wclock)
+                        tl.video_seq += 1
+                        continue
+                    duration = frame.samples / frame.sample_rate if frame.sample_rate else 0.0
+                    if raw is None:
+                        if audio_next is None:
+                            continue
+                        out = audio_next  # no pts: it follows the previous frame
                     else:
-                        for rf in resampler.resample(frame):
-                            chunk = rf.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-                            if audio_buf_pts is None:
-                                audio_buf_pts = _seconds(rf) if _seconds(rf) is not None else pts
-                            audio_buf = np.concatenate((audio_buf, chunk)) if audio_buf.size else chunk.copy()
-                        while audio_buf_pts is not None and audio_buf.size >= self.window:
-                            window_pts = audio_buf_pts
-                            if not pace(window_pts + self.window / self.sample_rate):
-                                return
-                            wt, clock = wall(window_pts)
-                            yield AudioWindow(
-                                spec.camera_id, audio_seq, window_pts, time.monotonic_ns(), wt,
-                                audio_buf[: self.window].copy(), self.sample_rate, clock,
-                            )
-                            audio_seq += 1
-                            audio_buf = audio_buf[self.hop :]
-                            audio_buf_pts += self.hop / self.sample_rate
+                        out = tl.map("audio", raw, gap_s=period, now=now)
+                    if first_out is None:
+                        first_out = out
+                    if audio_next is None or abs(out - audio_next) > _AUDIO_RESYNC_S:
+                        # first audio, or a gap / overlap: the partial window is dropped, windows restart here
+                        resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
+                        audio_buf = np.zeros(0, dtype=np.float32)
+                        audio_buf_pts = out
+                    audio_next = out + duration
+                    try:
+                        resampled = resampler.resample(frame)
+                    except ValueError:  # the input's rate or layout changed mid-stream: a fresh resampler
+                        resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
+                        resampled = resampler.resample(frame)
+                    for rf in resampled:
+                        chunk = rf.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                        audio_buf = np.concatenate((audio_buf, chunk)) if audio_buf.size else chunk.copy()
+                    while audio_buf_pts is not None and audio_buf.size >= self.window:
+                        window_pts = audio_buf_pts
+                        if not pace(window_pts + self.window / self.sample_rate):
+                            return
+                        wt, wclock = wall("audio", window_pts)
+                        yield AudioWindow(
+                            spec.camera_id, tl.audio_seq, window_pts, time.monotonic_ns(), wt,
+                            audio_buf[: self.window].copy(), self.sample_rate, wclock,
+                        )
+                        tl.audio_seq += 1
+                        audio_buf = audio_buf[self.hop :]
+                        audio_buf_pts += self.hop / self.sample_rate
         except SourceError:
             raise
-        except Exception as exc:  # noqa: BLE001 - see _translate
-            raise _translate(exc, spec) from exc
-        if first_pts is None and not live:
+        except (av.error.FFmpegError, OSError, EOFError) as exc:
+            # media and network errors become SourceErrors; anything else is a bug and propagates as it is
+            raise _read_error(exc, spec) from exc
+        if first_out is None and not live:
             raise SourceFormatError(f"{spec.safe_url}: nothing decodable in it")
 
 
@@ -276,9 +459,22 @@ def _translate(exc: BaseException, spec: SourceSpec) -> SourceError:
     if spec.kind is SourceKind.RTSP:
         # a server that accepts and never answers ends in InvalidData once the open timeout expires
         return SourceConnectionError(f"{where}: no usable RTSP answer within {spec.open_timeout_s:g} s ({detail})")
+    if isinstance(exc, EOFError):
+        return SourceFormatError(f"{where}: no media data after its header ({detail})")
     if isinstance(exc, (av.error.InvalidDataError, av.error.PatchWelcomeError, av.error.DecoderNotFoundError)):
         return SourceFormatError(f"{where}: not a media file we can decode ({detail})")
     return SourceError(f"{where}: {detail or type(exc).__name__}")
+
+
+def _read_error(exc: BaseException, spec: SourceSpec) -> SourceError:
+    """The error for a read that failed after a successful open."""
+    detail = redact_text(str(getattr(exc, "strerror", None) or exc)).strip() or type(exc).__name__
+    if not spec.live:
+        return SourceFormatError(f"{spec.safe_url}: cannot read on ({detail})")
+    if isinstance(exc, (TimeoutError, av.error.ExitError)):
+        read_s = min(spec.read_timeout_s, spec.stall_timeout_s)
+        return SourceStalledError(f"{spec.safe_url}: nothing received for {read_s:g} s")
+    return SourceConnectionError(f"{spec.safe_url}: reading the stream failed ({detail})")
 
 
 def read_media(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import Enum
 from pathlib import Path
 
@@ -33,7 +33,12 @@ def classify(url: str) -> SourceKind:
 
 @dataclass(frozen=True, slots=True)
 class SourceSpec:
-    """How to open one source. Timeouts bound every network wait."""
+    """How to open one source. Timeouts bound every network wait.
+
+    Live cameras only: ``stall_timeout_s`` without a decoded frame ends a session as stalled (the watchdog);
+    a lost camera is retried after an exponential back-off from ``backoff_initial_s`` up to ``backoff_max_s``,
+    with jitter (see ``pipeline.sources.capture``).
+    """
 
     camera_id: str
     url: str
@@ -44,6 +49,23 @@ class SourceSpec:
     rtsp_transport: str = "tcp"
     video: bool = True  # decode and score this source's video
     audio: bool = True  # decode and score this source's audio
+    stall_timeout_s: float = 10.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+    def __repr__(self) -> str:
+        # the generated repr would print the URL's credentials wherever a spec is logged
+        shown = ", ".join(
+            f"{f.name}={self.safe_url if f.name == 'url' else getattr(self, f.name)!r}" for f in fields(self)
+        )
+        return f"SourceSpec({shown})"
+
+    def __post_init__(self) -> None:
+        for name in ("open_timeout_s", "read_timeout_s", "stall_timeout_s", "backoff_initial_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must be at least backoff_initial_s")
 
     @property
     def kind(self) -> SourceKind:
