@@ -3,8 +3,12 @@
 Flow::
 
     AnomalyEvent ──EventMessage.from_anomaly──► Outbox.put (SQLite, durable) ──KafkaPublisher──► Kafka topic
-                                                     │                                             │
-                                                alerts tail (local bus)              Subscriber / alerts tail
+                                                     │        │                                    │
+                                 alerts tail (local bus)      recovery: end what a crash    Subscriber ─► sinks
+                                                              left open (at start)          (alerts tail/consume)
+
+Modules: ``schema`` (wire message, JSON Schema), ``outbox``, ``publisher`` (+ ``latency``: its ack hook),
+``recovery``, ``consumer`` (``Subscriber``), ``sinks`` (stdout, JSON lines, webhook), ``cli``.
 
 Exceptions (leaf errors also inherit the builtin they resemble)::
 
@@ -14,6 +18,7 @@ Exceptions (leaf errors also inherit the builtin they resemble)::
     │   └── OutboxNotFoundError(OutboxError, FileNotFoundError)   a reader's outbox file does not exist
     ├── PublishError(AlertsError, ConnectionError)            Kafka unreachable or topic missing (check_kafka)
     ├── SubscribeError(AlertsError, ConnectionError)          consumer cannot reach Kafka, its topic or group
+    ├── SinkError(AlertsError, OSError)                       a sink cannot take a message (file, webhook)
     └── MessageFormatError(AlertsError, ValueError)           bytes that are not a valid event message
 
 ``kafka`` (kafka-python) is imported only when a publisher or subscriber connects.
@@ -25,31 +30,37 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from alerts.consumer import Subscriber, SubscriberStats, read_outbox
+    from alerts.consumer import StartAt, Subscriber, SubscriberStats, read_outbox
     from alerts.errors import (
         AlertsError,
         MessageFormatError,
         OutboxError,
         OutboxNotFoundError,
         PublishError,
+        SinkError,
         SubscribeError,
     )
+    from alerts.latency import AckLatency, LatencyStats
     from alerts.outbox import DEFAULT_OUTBOX_PATH, Outbox, OutboxRow, OutboxStats
     from alerts.publisher import KafkaPublisher, KafkaSettings, PublisherState, PublisherStats, check_kafka
+    from alerts.recovery import end_interrupted, interrupted_events
     from alerts.schema import SCHEMA_VERSION, EventMessage, ModalityPeak, ModelProvenance
+    from alerts.sinks import DeadLetterFile, JsonlSink, StdoutSink, WebhookSink, open_sink
 
 # Exports resolve on first use (PEP 562), so `python -m alerts.schema` runs its module only once and importing
 # one part (the schema, for a consumer) does not import the rest.
 _EXPORTS = {
-    "alerts.consumer": ("Subscriber", "SubscriberStats", "read_outbox"),
+    "alerts.consumer": ("StartAt", "Subscriber", "SubscriberStats", "read_outbox"),
     "alerts.errors": (
         "AlertsError",
         "MessageFormatError",
         "OutboxError",
         "OutboxNotFoundError",
         "PublishError",
+        "SinkError",
         "SubscribeError",
     ),
+    "alerts.latency": ("AckLatency", "LatencyStats"),
     "alerts.outbox": ("DEFAULT_OUTBOX_PATH", "Outbox", "OutboxRow", "OutboxStats"),
     "alerts.publisher": (
         "KafkaPublisher",
@@ -58,7 +69,9 @@ _EXPORTS = {
         "PublisherStats",
         "check_kafka",
     ),
+    "alerts.recovery": ("end_interrupted", "interrupted_events"),
     "alerts.schema": ("SCHEMA_VERSION", "EventMessage", "ModalityPeak", "ModelProvenance"),
+    "alerts.sinks": ("DeadLetterFile", "JsonlSink", "StdoutSink", "WebhookSink", "open_sink"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -79,10 +92,14 @@ def __dir__() -> list[str]:
 __all__ = [
     "DEFAULT_OUTBOX_PATH",
     "SCHEMA_VERSION",
+    "AckLatency",
     "AlertsError",
+    "DeadLetterFile",
     "EventMessage",
+    "JsonlSink",
     "KafkaPublisher",
     "KafkaSettings",
+    "LatencyStats",
     "MessageFormatError",
     "ModalityPeak",
     "ModelProvenance",
@@ -94,9 +111,16 @@ __all__ = [
     "PublishError",
     "PublisherState",
     "PublisherStats",
+    "SinkError",
+    "StartAt",
+    "StdoutSink",
     "SubscribeError",
     "Subscriber",
     "SubscriberStats",
+    "WebhookSink",
     "check_kafka",
+    "end_interrupted",
+    "interrupted_events",
+    "open_sink",
     "read_outbox",
 ]

@@ -4,8 +4,16 @@
     alerts tail --follow                ... and keep printing new ones until Ctrl-C
     alerts tail --bootstrap HOST:PORT --topic T [--group G] [--from-beginning] [--follow] [--idle-timeout S]
     alerts tail ... --json              one wire message (JSON) per line instead of a human line
+    alerts consume --bootstrap HOST:PORT --topic T --group G
+                   [--from-beginning | --from-time ISO | --from-offset N|P:N,...]
+                   --sink stdout|jsonl:PATH|webhook:URL [--dead-letter PATH] [--idle-timeout S]
+                                        deliver every event to a sink, at least once, de-duplicated; offsets
+                                        are committed only after the sink took the message
 
 Output goes to stdout; errors are one line on stderr and a non-zero exit (1 runtime, 2 usage, 130 Ctrl-C).
+``alerts consume`` ends on SIGTERM or Ctrl-C (exit 0 / 130) after committing what its sink took, or after
+``--idle-timeout``; a sink that fails without a dead letter ends it with exit 1, the failed message
+uncommitted (it comes again at the next start).
 """
 
 from __future__ import annotations
@@ -14,10 +22,13 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
+from types import FrameType
 from typing import TextIO
 
 from pydantic import ValidationError
@@ -101,6 +112,67 @@ def _parser() -> argparse.ArgumentParser:
     )
     tail.add_argument("--json", action="store_true", help="one JSON wire message per line")
     tail.set_defaults(func=_cmd_tail)
+
+    consume = sub.add_parser(
+        "consume",
+        help="deliver events from a Kafka topic to stdout, a JSON-lines file or a webhook",
+        description="Consume the topic as a member of a consumer group and hand each event to a sink. Offsets"
+        " are committed only after the sink took the message (at least once); duplicates (same event_id +"
+        " seq) are dropped, across restarts too for a JSON-lines sink.",
+    )
+    consume.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logs")
+    consume.add_argument("--bootstrap", required=True, help="Kafka bootstrap host:port[,host:port...]")
+    consume.add_argument("--topic", required=True, help="Kafka topic")
+    consume.add_argument("--group", required=True, help="consumer group: members share the partitions")
+    start = consume.add_mutually_exclusive_group()
+    start.add_argument("--from-beginning", action="store_true", help="read each partition from its start")
+    start.add_argument(
+        "--from-time",
+        type=_iso_time,
+        metavar="ISO",
+        help="read from the first message at or after this time (ISO 8601; no zone: UTC)",
+    )
+    start.add_argument(
+        "--from-offset",
+        type=_offsets,
+        metavar="N|P:N,...",
+        help="read from offset N of every partition, or from N of partition P",
+    )
+    consume.add_argument(
+        "--sink",
+        required=True,
+        metavar="SPEC",
+        help="stdout, jsonl:PATH (appended, fsynced) or webhook:URL (POST, retried)",
+    )
+    consume.add_argument(
+        "--dead-letter",
+        type=Path,
+        metavar="PATH",
+        help="webhook: write messages that keep failing here (JSON lines) and go on",
+    )
+    consume.add_argument(
+        "--idle-timeout",
+        type=_positive_float,
+        metavar="S",
+        help="exit after S seconds without a message (default: run until Ctrl-C or SIGTERM)",
+    )
+    consume.add_argument(
+        "--connect-timeout", type=_positive_float, default=10.0, metavar="S", help="default: 10"
+    )
+    consume.add_argument(
+        "--webhook-timeout", type=_positive_float, default=5.0, metavar="S", help="per request (default: 5)"
+    )
+    consume.add_argument(
+        "--webhook-attempts", type=_positive_int, default=5, metavar="N", help="tries per message (default: 5)"
+    )
+    consume.add_argument(
+        "--webhook-backoff",
+        type=_positive_float,
+        default=0.5,
+        metavar="S",
+        help="first pause between tries, doubling up to 10 s (default: 0.5)",
+    )
+    consume.set_defaults(func=_cmd_consume)
     return parser
 
 
@@ -171,8 +243,80 @@ def _tail_kafka(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     return 0
 
 
+def _cmd_consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from alerts.consumer import StartAt, Subscriber
+    from alerts.publisher import KafkaSettings
+    from alerts.sinks import open_sink
+
+    try:
+        settings = KafkaSettings(
+            bootstrap=args.bootstrap,
+            topic=args.topic,
+            client_id="alerts-consume",
+            connect_timeout_s=args.connect_timeout,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'-'.join(str(p) for p in e['loc'][:1])}: {e['msg']}" for e in exc.errors())
+        parser.error(problems)
+    try:
+        sink = open_sink(
+            args.sink,
+            dead_letter=args.dead_letter,
+            webhook_timeout_s=args.webhook_timeout,
+            webhook_attempts=args.webhook_attempts,
+            webhook_backoff_s=min(args.webhook_backoff, 10.0),
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    start = StartAt(beginning=args.from_beginning, offset=args.from_offset, time=args.from_time)
+    stop = threading.Event()
+    restore = _stop_on_sigterm(stop)
+    handled = 0
+    try:
+        with Subscriber(
+            settings,
+            group_id=args.group,
+            start=start,
+            seen=sink.recent_keys(),
+            session_timeout_s=10.0,
+            heartbeat_interval_s=2.0,
+        ) as sub:
+            try:
+                stream = sub.messages(idle_timeout_s=args.idle_timeout, stop=stop)
+                with contextlib.closing(stream):  # type: ignore[type-var]
+                    for msg in stream:
+                        sink.deliver(msg)  # raises SinkError: the message stays uncommitted
+                        handled += 1
+            finally:
+                st = sub.stats()
+                dead = getattr(getattr(sink, "stats", None), "dead_lettered", 0)
+                sys.stderr.write(
+                    f"{PROG} consume: {handled} delivered to {sink.name}, {st.duplicates} duplicate(s) dropped,"
+                    f" {st.invalid} invalid skipped, {dead} dead-lettered\n"
+                )
+    finally:
+        sink.close()
+        restore()
+    return 0
+
+
+def _stop_on_sigterm(stop: threading.Event) -> Callable[[], None]:
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    old = signal.signal(signal.SIGTERM, handler)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, old)
+
+    return restore
+
+
 def format_event(msg: EventMessage) -> str:
-    """One human line: decision time, camera, type, event#seq, score, modalities; for an end, reason."""
+    """One human line: decision time, camera, type, event#seq, score, modalities; why an update or an end."""
     when = msg.decided_at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{msg.decided_at.microsecond // 1000:03d}Z"
     mods = " ".join(f"{name}={m.peak:.2f}" for name, m in sorted(msg.modalities.items()))
     parts = [
@@ -184,9 +328,13 @@ def format_event(msg: EventMessage) -> str:
     ]
     if mods:
         parts.append(mods)
+    if msg.type == "update" and msg.update_reason is not None:
+        parts.append(f"update={msg.update_reason}")
     if msg.type == "end" and msg.end_time is not None:
         parts.append(f"reason={msg.reason}")
         parts.append(f"duration={(msg.end_time - msg.start_time).total_seconds():.1f}s")
+    if msg.continues is not None:
+        parts.append(f"continues={msg.continues[:12]}")
     return "  ".join(parts)
 
 
@@ -197,6 +345,43 @@ def _emit(out: TextIO, line: str) -> None:
 
 def _error(message: str) -> None:
     sys.stderr.write(f"{PROG}: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _iso_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time (2026-05-01T12:00:00Z)") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def _offsets(text: str) -> int | dict[int, int]:
+    try:
+        if ":" not in text:
+            offset = int(text)
+            if offset < 0:
+                raise ValueError
+            return offset
+        pairs = {}
+        for part in text.split(","):
+            p, _, n = part.partition(":")
+            partition, offset = int(p), int(n)
+            if partition < 0 or offset < 0:
+                raise ValueError
+            pairs[partition] = offset
+        return pairs
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use N (every partition) or P:N[,P:N...]") from None
 
 
 def _positive_float(text: str) -> float:

@@ -1,7 +1,9 @@
 """Reading events back: ``Subscriber`` consumes the Kafka topic, ``read_outbox`` reads the local outbox bus.
 
-``Subscriber`` is the Python SDK for downstream teams (and what ``alerts tail --bootstrap`` uses): a member of
-a consumer group that yields validated ``EventMessage`` s, drops duplicates and commits at least once.
+``Subscriber`` is the Python SDK for downstream teams (and what ``alerts tail --bootstrap`` and ``alerts consume``
+use): a member of a consumer group that yields validated ``EventMessage`` s, drops duplicates and commits at
+least once. Where it starts reading is a ``StartAt``: the group's committed offsets (the default), the
+beginning, an offset, or a time (``offsets_for_times``).
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from alerts.errors import MessageFormatError, SubscribeError
@@ -30,6 +33,11 @@ class ConsumerLike(Protocol):
     def poll(self, timeout_ms: int = 0) -> dict[Any, list[Any]]: ...
     def assignment(self) -> set[Any]: ...
     def seek_to_beginning(self, *partitions: Any) -> None: ...
+    def seek_to_end(self, *partitions: Any) -> None: ...
+    def seek(self, partition: Any, offset: int) -> None: ...
+    def pause(self, *partitions: Any) -> None: ...
+    def resume(self, *partitions: Any) -> None: ...
+    def offsets_for_times(self, timestamps: dict[Any, int], timeout_ms: int | None = None) -> dict[Any, Any]: ...
     def commit(self, offsets: dict[Any, Any] | None = None, timeout_ms: int | None = None) -> None: ...
     def close(self, autocommit: bool = True, timeout_ms: int | None = None) -> None: ...
 
@@ -56,13 +64,55 @@ class DedupWindow:
 
     def seen(self, key: tuple[str, int]) -> bool:
         """True if ``key`` was seen within the window; records it either way."""
+        found = key in self
+        self.add(key)
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._seen
+
+    def add(self, key: tuple[str, int]) -> None:
+        """Record ``key`` as the newest pair."""
         if key in self._seen:
             self._seen.move_to_end(key)
-            return True
+            return
         self._seen[key] = None
         if len(self._seen) > self._capacity:
             self._seen.popitem(last=False)
-        return False
+
+
+@dataclass(frozen=True, slots=True)
+class StartAt:
+    """Where a subscriber reads each partition from, the first time this object is assigned it.
+
+    At most one of: ``beginning``; ``offset`` (one offset for every partition, or per partition number;
+    partitions not listed resume from the group); ``time`` (the first message at or after it, by the
+    broker's record timestamps; a partition with nothing that late starts at its end). None of them: the
+    group's committed offsets (a new group starts at the end).
+    """
+
+    beginning: bool = False
+    offset: int | dict[int, int] | None = None
+    time: datetime | None = None
+
+    def __post_init__(self) -> None:
+        chosen = [self.beginning, self.offset is not None, self.time is not None]
+        if sum(chosen) > 1:
+            raise ValueError("choose one of beginning, offset and time")
+        offsets = [self.offset] if isinstance(self.offset, int) else list((self.offset or {}).values())
+        if any(o < 0 for o in offsets):
+            raise ValueError("offsets are >= 0")
+        if self.time is not None and self.time.tzinfo is None:
+            raise ValueError("the start time needs a time zone")
+
+    @property
+    def rewinds(self) -> bool:
+        return self.beginning or self.offset is not None or self.time is not None
+
+    def offset_for(self, partition: int) -> int | None:
+        if isinstance(self.offset, int):
+            return self.offset
+        return (self.offset or {}).get(partition)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +132,13 @@ class Subscriber:
     dropped by (``event_id``, ``seq``) among the last ``dedup_window`` pairs this object saw. Messages that
     are not valid events are logged, counted and skipped, never handed over.
 
-    ``from_beginning``: read each partition from its start the first time it is assigned to this object, even
-    if the group has committed offsets; otherwise a group resumes where it committed (a new group starts at
-    the end).
+    ``start``: where to read each partition from the first time it is assigned to this object, even if the
+    group has committed offsets (``StartAt``); ``from_beginning=True`` is ``StartAt(beginning=True)``. By
+    default a group resumes where it committed (a new group starts at the end).
+
+    ``seen``: (event_id, seq) pairs already handled, to seed the de-duplication window. A sink that keeps its
+    own record (a JSON-lines file) passes its recent pairs, so messages re-delivered after a crash between
+    handling and committing are dropped across restarts, not only within one process.
     """
 
     def __init__(
@@ -93,6 +147,8 @@ class Subscriber:
         *,
         group_id: str,
         from_beginning: bool = False,
+        start: StartAt | None = None,
+        seen: Iterable[tuple[str, int]] = (),
         dedup_window: int = 10_000,
         session_timeout_s: float = 10.0,
         heartbeat_interval_s: float = 2.0,
@@ -100,9 +156,14 @@ class Subscriber:
     ) -> None:
         self.settings = settings
         self.group_id = group_id
-        self._from_beginning = from_beginning
+        if from_beginning and start is not None and start != StartAt(beginning=True):
+            raise ValueError("from_beginning and start are alternatives")
+        self._start = StartAt(beginning=True) if from_beginning else (start or StartAt())
         self._dedup = DedupWindow(dedup_window)
+        for key in seen:
+            self._dedup.add(key)
         self._rewound: set[Any] = set()
+        self._to_position_by_time: set[Any] = set()
         self._delivered = 0
         self._duplicates = 0
         self._invalid = 0
@@ -112,7 +173,7 @@ class Subscriber:
             **settings.client_config(),
             "group_id": group_id,
             "enable_auto_commit": False,
-            "auto_offset_reset": "earliest" if from_beginning else "latest",
+            "auto_offset_reset": "earliest" if self._start.rewinds else "latest",
             "session_timeout_ms": int(session_timeout_s * 1000),
             "heartbeat_interval_ms": int(heartbeat_interval_s * 1000),
             "allow_auto_create_topics": False,
@@ -128,7 +189,7 @@ class Subscriber:
             if not self._consumer.partitions_for_topic(settings.topic):
                 raise SubscribeError(f"topic {settings.topic!r} does not exist on {where}")
             self._consumer.subscribe(
-                [settings.topic], listener=_rewind_listener(self) if from_beginning else None
+                [settings.topic], listener=_rewind_listener(self) if self._start.rewinds else None
             )
         except SubscribeError:
             self._consumer.close(autocommit=False, timeout_ms=1000)
@@ -156,6 +217,8 @@ class Subscriber:
         try:
             while not stop.is_set():
                 batch = self._consumer.poll(timeout_ms=int(poll_timeout_s * 1000))
+                if self._to_position_by_time:
+                    batch = self._position_by_time(batch)
                 now = time.monotonic()
                 if not batch:
                     if self._consumer.assignment():
@@ -176,6 +239,9 @@ class Subscriber:
                         if msg is not None:
                             self._delivered += 1
                             yield msg
+                            # only now, after the caller handled it: a failed handler's message is not a
+                            # duplicate when it comes again
+                            self._dedup.add((msg.event_id, msg.seq))
                         handled[partition] = _offset(record)
                 self._commit(handled)
         finally:
@@ -218,7 +284,8 @@ class Subscriber:
             self._invalid += 1
             log.warning("alerts subscriber: skipping %s offset %d: %s", partition, offset, exc)
             return None
-        if self._dedup.seen((msg.event_id, msg.seq)):
+        if (msg.event_id, msg.seq) in self._dedup:
+            self._dedup.add((msg.event_id, msg.seq))  # refresh: it is among the newest again
             self._duplicates += 1
             log.debug("alerts subscriber: duplicate %s seq %d dropped", msg.event_id, msg.seq)
             return None
@@ -236,10 +303,47 @@ class Subscriber:
             log.warning("alerts subscriber: offset commit failed (messages may come again): %s", exc)
 
     def _rewind(self, assigned: Any) -> None:
+        """Called from the rebalance listener: position partitions assigned to this object for the first time."""
         fresh = [tp for tp in assigned if tp not in self._rewound]
-        if fresh:
-            self._rewound.update(fresh)
+        if not fresh:
+            return
+        self._rewound.update(fresh)
+        if self._start.beginning:
             self._consumer.seek_to_beginning(*fresh)
+        elif self._start.time is not None:
+            # offsets_for_times is a blocking request, which a (synchronous) rebalance listener must not make:
+            # hold the partitions and look their offsets up after this poll returns.
+            self._consumer.pause(*fresh)
+            self._to_position_by_time.update(fresh)
+        else:
+            for tp in fresh:
+                offset = self._start.offset_for(tp.partition)
+                if offset is not None:
+                    self._consumer.seek(tp, offset)
+
+    def _position_by_time(self, batch: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
+        assert self._start.time is not None
+        tps = set(self._to_position_by_time)
+        millis = int(self._start.time.timestamp() * 1000)
+        try:
+            found = self._consumer.offsets_for_times(
+                {tp: millis for tp in tps}, timeout_ms=int(self.settings.request_timeout_s * 1000)
+            )
+        except Exception as exc:  # noqa: BLE001 - timeout, unsupported broker: one clear error
+            raise SubscribeError(
+                f"cannot look up the offsets of {self._start.time.isoformat()} in {self.settings.topic!r}: {exc}"
+            ) from exc
+        for tp in tps:
+            hit = found.get(tp)
+            if hit is None:
+                self._consumer.seek_to_end(tp)
+            else:
+                self._consumer.seek(tp, hit.offset)
+        self._consumer.resume(*tps)
+        self._to_position_by_time.clear()
+        # paused partitions return nothing; should a record have slipped through, it is fetched again from the
+        # new position
+        return {tp: records for tp, records in batch.items() if tp not in tps}
 
 
 def _offset(record: Any) -> Any:
@@ -249,7 +353,7 @@ def _offset(record: Any) -> Any:
 
 
 def _rewind_listener(owner: Subscriber) -> Any:
-    """A rebalance listener that seeks partitions to their start the first time they are assigned."""
+    """A rebalance listener that positions partitions (``StartAt``) the first time they are assigned."""
     from kafka import ConsumerRebalanceListener
 
     class Rewind(ConsumerRebalanceListener):  # type: ignore[misc]

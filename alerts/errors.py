@@ -27,5 +27,9 @@ class SubscribeError(AlertsError, ConnectionError):
     """A consumer could not reach Kafka, find its topic or join its group in time."""
 
 
+class SinkError(AlertsError, OSError):
+    """A consumer's sink could not take a message: file not writable, webhook failing with no dead letter."""
+
+
 class MessageFormatError(AlertsError, ValueError):
     """Bytes that are not a valid event message of this schema version."""

@@ -339,6 +339,36 @@ class Outbox:
             ).fetchall()
         return [self._row(r) for r in rows]
 
+    def unfinished(self, *, site: str | None = None, camera_ids: Iterable[str] | None = None) -> list[OutboxRow]:
+        """The latest row of each event that has a ``new`` (or ``update``) here but no ``end``, oldest first.
+
+        After a crash these are the events the daemon left open: ``alerts.recovery`` ends them. ``site`` and
+        ``camera_ids`` keep only those events (the site is read from the payload). Rows whose payload does not
+        parse are skipped with a warning. An event whose every row was pruned (delivered and older than the
+        retention) is not found: interval updates keep a long event's latest row recent.
+        """
+        cameras = set(camera_ids) if camera_ids is not None else None
+        with self._locked("cannot read the outbox") as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM outbox AS o WHERE o.type != 'end'"
+                " AND o.seq = (SELECT MAX(m.seq) FROM outbox AS m WHERE m.event_id = o.event_id)"
+                " ORDER BY o.id"
+            ).fetchall()
+        found = []
+        for r in rows:
+            row = self._row(r)
+            if cameras is not None and row.camera_id not in cameras:
+                continue
+            if site is not None:
+                try:
+                    if row.message().site != site:
+                        continue
+                except ValueError as exc:  # MessageFormatError: a row this version cannot read
+                    log.warning("outbox %s: row %d of event %s is unreadable: %s", self.path, row.id, row.event_id, exc)
+                    continue
+            found.append(row)
+        return found
+
     @property
     def last_put_id(self) -> int:
         """Highest row id put through this object (0 before the first put)."""

@@ -255,8 +255,9 @@ class KafkaPublisher:
       * a row is marked delivered only after its send future resolved successfully (acks=all, idempotent);
       * when Kafka is unreachable rows simply stay pending; connect and send are retried with exponential
         back-off and jitter (``retry_backoff_s`` .. ``retry_backoff_max_s``), never dropped, and drain when
-        the broker returns. The producer is created lazily by the sender thread, so a broker that is down when
-        the daemon starts costs retries, not a crash;
+        the broker returns. The producer is created by the sender thread as soon as it starts (not at the
+        first event, which would pay for bootstrapping), so a broker that is down when the daemon starts costs
+        retries, not a crash;
       * per-camera order: rows are sent in id order through one idempotent producer, which keeps order per
         partition across its own retries. A round that failed is sent again from its oldest unacknowledged
         row; rows acknowledged after a failed one in the same round are not resent (consumers see them in the
@@ -373,6 +374,13 @@ class KafkaPublisher:
         if not rows:
             if self._stopping.is_set():
                 return False
+            if self._producer is None:
+                # Connect before the first event rather than at it: bootstrapping and topic metadata cost
+                # that event a few hundred milliseconds otherwise.
+                if self._connect() is None:
+                    self._wait_backoff()
+                    return True
+                self._recovered()
             self._outbox.wait_for_put(seen, timeout_s=0.2)
             return True
         producer = self._producer or self._connect()

@@ -6,13 +6,24 @@ model provenance and the time it was decided. It is written to the outbox, sent 
 ISO-8601; ``*_pts`` are stream seconds of the camera's own clock.
 
 Rules the JSON Schema cannot express, checked here: a ``new`` message has ``seq`` 0 and every later message of
-the event a higher one; ``end_time``, ``end_pts`` and ``reason`` are set on ``end`` and only there. Duplicates
-(after a broker outage or a restart) carry the same ``event_id`` + ``seq``: consumers drop them by that pair.
+the event a higher one; ``end_time``, ``end_pts`` and ``reason`` are set on ``end`` and only there;
+``update_reason`` on ``update`` and only there. Duplicates (after a broker outage or a restart) carry the same
+``event_id`` + ``seq``: consumers drop them by that pair.
 
 The committed ``alerts/event.schema.json`` is generated from this module (``python -m alerts.schema >
 alerts/event.schema.json``); a test keeps the two equal. A change that adds, removes or retypes a field
 changes ``SCHEMA_VERSION``: messages are validated with ``extra="forbid"``, so consumers reject what they do
 not know rather than silently dropping it.
+
+Versions:
+  * 1.0 — the first.
+  * 1.1 — end reason ``restart`` (the daemon was killed with the event open and ended it when it started again:
+    ``stream_lost`` would blame the camera for the edge's own crash, and a 1.0 consumer would reject an unknown
+    reason anyway, hence the version); ``update_reason`` (peak, modality, interval) on updates; ``continues``
+    (the event_id an event continues after its predecessor reached ``max_duration``).
+
+This module reads 1.0 messages too (outbox rows outlive upgrades): they validate with ``schema_version`` "1.0"
+and no ``update_reason``; the committed JSON Schema describes the current version only.
 """
 
 from __future__ import annotations
@@ -35,15 +46,23 @@ from pydantic import (
 from alerts.errors import MessageFormatError
 from pipeline.events import AnomalyEvent, EventType
 
-SCHEMA_VERSION: Final = "1.0"
+SCHEMA_VERSION: Final = "1.1"
+READABLE_VERSIONS: Final = ("1.1", "1.0")  # what EventMessage accepts: this version and the older ones
 SCHEMA_ID = "urn:lepton-edge:schema:event:" + SCHEMA_VERSION
 
 MessageType = Literal["new", "update", "end"]
-EndReasonName = Literal["quiet", "max_duration", "stream_lost", "shutdown", "eof"]
+EndReasonName = Literal["quiet", "max_duration", "stream_lost", "shutdown", "eof", "restart"]
+UpdateReasonName = Literal["peak", "modality", "interval"]
 
 
 def _to_utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
+
+
+def _current_version_only(schema: dict[str, Any]) -> None:
+    # The model also reads older versions; the published JSON Schema is that of the current one.
+    schema.pop("enum", None)
+    schema["const"] = SCHEMA_VERSION
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
@@ -92,14 +111,18 @@ class EventMessage(BaseModel):
         json_schema_serialization_defaults_required=True,
     )
 
-    schema_version: Literal["1.0"] = Field(
-        default=SCHEMA_VERSION, description="Version of this message format; changes with any field change."
+    schema_version: Literal["1.1", "1.0"] = Field(
+        default=SCHEMA_VERSION,
+        description="Version of this message format; changes with any field change.",
+        json_schema_extra=_current_version_only,
     )
     event_id: str = Field(
         min_length=1, max_length=128, description="Stable id of the event, the same in all of its messages."
     )
     seq: int = Field(ge=0, description="Number of this message within its event: 0 for new, then increasing.")
-    type: MessageType = Field(description="new: the event opened; update: its peak grew; end: it closed.")
+    type: MessageType = Field(
+        description="new: the event opened; update: it changed or is still going (update_reason); end: it closed."
+    )
     camera_id: str = Field(
         min_length=1, max_length=200, description="Camera that saw it; also the Kafka key."
     )
@@ -116,8 +139,20 @@ class EventMessage(BaseModel):
         description="Per modality (e.g. 'video', 'audio', 'motion'): its peak score and when."
     )
     reason: EndReasonName | None = Field(
-        description="Why the event ended (quiet, max_duration, stream_lost, shutdown, eof); null unless"
+        description="Why the event ended (quiet, max_duration, stream_lost, shutdown, eof, restart); null unless"
         " type=end."
+    )
+    update_reason: UpdateReasonName | None = Field(
+        default=None,
+        description="Why this update was sent: peak (the peak rose by the configured margin), modality (a"
+        " modality joined), interval (still going); null unless type=update.",
+    )
+    continues: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="event_id of the event this one continues: that one reached its maximum duration while the"
+        " anomaly went on; null otherwise.",
     )
     box: tuple[Fraction, Fraction, Fraction, Fraction] | None = Field(
         default=None, description="Worst region at the peak as (x0, y0, x1, y1), fractions of the frame."
@@ -140,6 +175,10 @@ class EventMessage(BaseModel):
             if (getattr(self, name) is not None) != ended:
                 state = "required" if ended else "only allowed"
                 raise ValueError(f"{name} is {state} on type='end' messages (this one is {self.type!r})")
+        if self.update_reason is not None and self.type != "update":
+            raise ValueError(f"update_reason is only allowed on type='update' messages (this one is {self.type!r})")
+        if self.type == "update" and self.update_reason is None and self.schema_version != "1.0":
+            raise ValueError("update_reason is required on type='update' messages")
         return self
 
     @classmethod
@@ -163,10 +202,29 @@ class EventMessage(BaseModel):
                 name: ModalityPeak(peak=m.peak, peak_time=m.peak_time) for name, m in ev.modalities.items()
             },
             reason=ev.reason.value if ev.reason is not None else None,
+            update_reason=ev.update_reason.value if ev.update_reason is not None else None,
+            continues=ev.continues,
             box=ev.box,
             model=model,
             decided_at=decided_at,
         )
+
+    def ended(
+        self, *, reason: EndReasonName, end_time: datetime, end_pts: float, decided_at: datetime
+    ) -> EventMessage:
+        """The ``end`` message that follows this one: same event and summary, the next ``seq``, this version."""
+        data = self.model_dump()
+        data.update(
+            schema_version=SCHEMA_VERSION,
+            seq=self.seq + 1,
+            type="end",
+            end_time=end_time,
+            end_pts=end_pts,
+            reason=reason,
+            update_reason=None,
+            decided_at=decided_at,
+        )
+        return EventMessage.model_validate(data)
 
     def to_json(self) -> bytes:
         """The UTF-8 JSON bytes sent on the wire and stored in the outbox."""

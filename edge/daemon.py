@@ -4,7 +4,9 @@ Every decided event is written to the outbox before anything else happens to it;
 configured, drains the outbox on its own thread and removes nothing Kafka did not acknowledge. A stop (SIGTERM,
 SIGINT, ``--duration``, or every replayed file ended) drains in flow order: capture stops, scoring finishes what
 was captured, open events end with ``shutdown`` (or ``eof`` for replays), the publisher gets a bounded time to
-deliver; whatever it could not deliver stays in the outbox for the next start.
+deliver; whatever it could not deliver stays in the outbox for the next start. A daemon that was killed instead
+(``kill -9``, power loss) left its open events without an end: the next start ends them first, with reason
+``restart``, the same event_id and the next seq (``alerts.recovery``).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TextIO
 
+from alerts.latency import AckLatency, LatencyStats
 from alerts.outbox import Outbox
 from alerts.publisher import KafkaPublisher
+from alerts.recovery import end_interrupted
 from alerts.schema import EventMessage, ModelProvenance
 from edge.config import EdgeConfig
 from edge.errors import StartupError
@@ -40,6 +44,10 @@ class RunSummary:
     events_end: int = 0
     per_camera: dict[str, dict[str, int]] = field(default_factory=dict)
     outbox_pending: int = 0
+    events_recovered: int = 0  # events a previous run left open, ended at start with reason=restart
+    # capture of the frame that decided a message -> Kafka acknowledgement (None: nothing acknowledged)
+    ack_latency_new: LatencyStats | None = None
+    ack_latency_all: LatencyStats | None = None
 
 
 def format_event(msg: EventMessage) -> str:
@@ -50,7 +58,7 @@ def format_event(msg: EventMessage) -> str:
     span = f"pts {msg.start_pts:7.2f}s"
     if msg.type == "end" and msg.end_pts is not None:
         span = f"pts {msg.start_pts:7.2f}-{msg.end_pts:.2f}s"
-    tail = f" reason={msg.reason}" if msg.reason else ""
+    tail = f" reason={msg.reason}" if msg.reason else f" update={msg.update_reason}" if msg.update_reason else ""
     return (f"{stamp}  {msg.camera_id:<10} {msg.type.upper():<6} {span}  peak={msg.peak_score:.1f}  "
             f"[{mods}]  {msg.event_id[:8]}{tail}")
 
@@ -65,6 +73,7 @@ class Daemon:
         self._outbox: Outbox | None = None
         self._publisher: KafkaPublisher | None = None
         self._provenance: ModelProvenance | None = None
+        self._latency = AckLatency()
         self._stop_requested = threading.Event()
 
     # -- start -----------------------------------------------------------------------------------------------
@@ -88,9 +97,18 @@ class Daemon:
         for cam, err in failures.items():
             log.warning("camera %s unreachable at start, will keep retrying: %s", cam, err)
         self._outbox = Outbox(cfg.outbox.path, local_only=cfg.kafka is None)
+        self._end_interrupted()
         if cfg.kafka is not None:
-            self._publisher = KafkaPublisher(self._outbox, cfg.kafka)
+            self._publisher = KafkaPublisher(self._outbox, cfg.kafka, on_ack=self._latency)
         return runner
+
+    def _end_interrupted(self) -> None:
+        """End the events a previous run of this site left open (it was killed): before anything is decided."""
+        assert self._outbox is not None
+        for msg in end_interrupted(self._outbox, site=self.cfg.site, decided_at=utc_now()):
+            self.summary.events_recovered += 1
+            if self.console is not None:
+                print(format_event(msg), file=self.console, flush=True)
 
     def _on_event(self, ev: AnomalyEvent) -> None:
         assert self._outbox is not None and self._provenance is not None
@@ -142,6 +160,8 @@ class Daemon:
         if self._publisher is not None:
             self._publisher.stop(drain_timeout_s=10.0)
             self._publisher.join()
+            self.summary.ack_latency_new = self._latency.stats("new")
+            self.summary.ack_latency_all = self._latency.stats()
         if self._outbox is not None:
             self.summary.outbox_pending = self._outbox.stats().pending if self.cfg.kafka else 0
             self._outbox.close()

@@ -26,6 +26,8 @@ class WallClock(str, Enum):
 class Modality(str, Enum):
     VIDEO = "video"
     AUDIO = "audio"
+    TEMPORAL = "temporal"  # the video's motion over time (RNN)
+    TAMPERING = "tampering"  # camera covered, moved, defocused or blinded
 
 
 def utc_now() -> datetime:

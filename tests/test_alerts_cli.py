@@ -18,6 +18,7 @@ from alerts.cli import format_event, main
 from alerts.outbox import DEFAULT_OUTBOX_PATH, Outbox
 
 REPO = Path(__file__).resolve().parents[1]
+CONSUME = ["consume", "--bootstrap", "k:9092", "--topic", "t", "--group", "g"]
 
 
 def write_outbox(path: Path, msgs: list[Any]) -> None:
@@ -49,7 +50,7 @@ def test_tail_human_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert end.startswith("2026-05-01T12:00:14.000Z  cam-1  end ")
     assert "ev-1#2" in end and "score=0.82" in end and "audio=0.40 video=0.82" in end
     assert "reason=quiet" in end and "duration=20.0s" in end
-    assert "reason" not in lines[0]
+    assert "reason" not in lines[0] and "update=peak" in lines[1]
 
 
 def test_missing_outbox_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -70,6 +71,15 @@ def test_missing_outbox_is_one_clear_line(tmp_path: Path, capsys: pytest.Capture
         ["tail", "--bootstrap", "nohostport", "--topic", "t"],
         ["tail", "--idle-timeout", "-1"],
         ["frobnicate"],
+        ["consume", "--bootstrap", "k:9092", "--topic", "t", "--group", "g"],  # no --sink
+        ["consume", "--bootstrap", "k:9092", "--topic", "t", "--sink", "stdout"],  # no --group
+        [*CONSUME, "--sink", "kafka:elsewhere"],
+        [*CONSUME, "--sink", "webhook:ftp://h/x"],
+        [*CONSUME, "--sink", "stdout", "--dead-letter", "d.jsonl"],
+        [*CONSUME, "--sink", "stdout", "--from-beginning", "--from-offset", "3"],
+        [*CONSUME, "--sink", "stdout", "--from-offset", "0:x"],
+        [*CONSUME, "--sink", "stdout", "--from-time", "yesterday"],
+        [*CONSUME, "--sink", "stdout", "--webhook-attempts", "0"],
     ],
 )
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -118,6 +128,18 @@ def test_unreachable_broker_is_a_bounded_clear_error(
     assert err.startswith(f"alerts: cannot reach Kafka at 127.0.0.1:{port} within 2 s")
     assert err.count("\n") == 1 and "Traceback" not in err
     assert elapsed < 15
+
+
+@pytest.mark.timeout(60)
+def test_consume_from_an_unreachable_broker_is_a_bounded_clear_error(
+    unused_tcp_port: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    t0 = time.monotonic()
+    rc = main([*CONSUME[:2], f"127.0.0.1:{unused_tcp_port}", *CONSUME[3:], "--sink", f"jsonl:{tmp_path / 'o'}",
+               "--connect-timeout", "2"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith(f"alerts: cannot reach Kafka at 127.0.0.1:{unused_tcp_port} within 2 s")
+    assert "Traceback" not in err and time.monotonic() - t0 < 15
 
 
 @pytest.mark.slow

@@ -118,3 +118,44 @@ def test_subscriber_errors_are_clear(kafka_broker: Any) -> None:
     with pytest.raises(SubscribeError, match="cannot reach Kafka at 127.0.0.1:9 within 2 s"):
         Subscriber(KafkaSettings(bootstrap="127.0.0.1:9", topic="t", connect_timeout_s=2.0), group_id="g")
     assert time.monotonic() - t0 < 10
+
+
+def test_start_at_choices_are_checked() -> None:
+    from datetime import datetime, timezone
+
+    from alerts.consumer import StartAt
+
+    assert not StartAt().rewinds
+    assert StartAt(offset={1: 5}).offset_for(1) == 5 and StartAt(offset={1: 5}).offset_for(0) is None
+    assert StartAt(offset=7).offset_for(2) == 7
+    with pytest.raises(ValueError, match="one of"):
+        StartAt(beginning=True, offset=3)
+    with pytest.raises(ValueError, match=">= 0"):
+        StartAt(offset=-1)
+    with pytest.raises(ValueError, match="time zone"):
+        StartAt(time=datetime(2026, 1, 1))  # noqa: DTZ001
+    assert StartAt(time=datetime(2026, 1, 1, tzinfo=timezone.utc)).rewinds
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_subscriber_replays_from_an_offset_or_a_time(kafka_broker: Any, kafka_topic: str) -> None:
+    from datetime import datetime, timezone
+
+    from alerts.consumer import StartAt
+
+    old = [message(f"old-{i}") for i in range(3)]
+    new = [message(f"new-{i}") for i in range(3)]
+    produce(kafka_broker.bootstrap, kafka_topic, [m.to_json() for m in old])  # one key: one partition
+    time.sleep(0.05)
+    between = datetime.now(timezone.utc)
+    time.sleep(0.05)
+    produce(kafka_broker.bootstrap, kafka_topic, [m.to_json() for m in new])
+
+    with subscriber(kafka_broker.bootstrap, kafka_topic, "g-time", start=StartAt(time=between)) as sub:
+        assert list(sub.messages(idle_timeout_s=2.0, assignment_timeout_s=30.0)) == new
+    with subscriber(kafka_broker.bootstrap, kafka_topic, "g-offset", start=StartAt(offset=2)) as sub:
+        assert list(sub.messages(idle_timeout_s=2.0, assignment_timeout_s=30.0)) == old[2:] + new
+    later = datetime.now(timezone.utc)
+    with subscriber(kafka_broker.bootstrap, kafka_topic, "g-late", start=StartAt(time=later)) as sub:
+        assert list(sub.messages(idle_timeout_s=2.0, assignment_timeout_s=30.0)) == []

@@ -12,6 +12,7 @@ from support.alert_messages import lifecycle, message
 
 from alerts.errors import AlertsError, OutboxError, OutboxNotFoundError
 from alerts.outbox import DEFAULT_OUTBOX_PATH, Outbox
+from alerts.schema import SCHEMA_VERSION
 
 
 class FakeClock:
@@ -58,7 +59,7 @@ def test_pending_in_id_order_until_acked(outbox: Outbox) -> None:
         (m.event_id, m.seq, m.type, m.camera_id) for m in msgs
     ]
     assert pending[0].message() == msgs[0]
-    assert pending[0].schema_version == "1.0"
+    assert pending[0].schema_version == SCHEMA_VERSION
     assert [r.id for r in outbox.pending(limit=2)] == ids[:2]
 
     assert outbox.mark_acked(ids[:3]) == 3
@@ -215,3 +216,21 @@ def test_wait_for_put_wakes_on_a_new_row(outbox: Outbox) -> None:
     t.start()
     assert outbox.wait_for_put(seen, timeout_s=10) is True
     t.join()
+
+
+# -- events a crash left open ---------------------------------------------------------------------------------
+
+
+def test_unfinished_finds_the_latest_row_of_each_event_without_an_end(outbox: Outbox) -> None:
+    outbox.put(message("ev-done", 0, "cam-1"))
+    outbox.put(message("ev-done", 1, "cam-1"))
+    outbox.put(message("ev-done", 2, "cam-1", end=True))
+    outbox.put(message("ev-open", 0, "cam-1"))
+    outbox.put(message("ev-new", 0, "cam-2"))
+    outbox.put(message("ev-open", 1, "cam-1"))
+    outbox.mark_acked([1, 2, 3, 4])  # delivered or not: what matters is that no end was ever decided
+    rows = outbox.unfinished()
+    assert [(r.event_id, r.seq, r.type) for r in rows] == [("ev-new", 0, "new"), ("ev-open", 1, "update")]
+    assert [r.event_id for r in outbox.unfinished(camera_ids=["cam-1"])] == ["ev-open"]
+    assert [r.event_id for r in outbox.unfinished(site="test-site")] == ["ev-new", "ev-open"]
+    assert outbox.unfinished(site="elsewhere") == []

@@ -18,7 +18,7 @@ from support.alert_messages import lifecycle, message
 from alerts.errors import PublishError
 from alerts.outbox import Outbox, OutboxRow
 from alerts.publisher import KafkaPublisher, KafkaSettings, PublisherState, check_kafka
-from alerts.schema import EventMessage
+from alerts.schema import SCHEMA_VERSION, EventMessage
 
 FAST = {
     "retry_backoff_s": 0.01,
@@ -189,7 +189,7 @@ def test_delivers_rows_in_id_order_with_key_headers_and_marks_them(outbox: Outbo
         wait_until(lambda: outbox.stats().pending == 0, what="delivery")
         assert [EventMessage.from_json(v) for _, _, v, _ in cluster.records] == msgs
         assert [k for _, k, _, _ in cluster.records] == [m.camera_id.encode() for m in msgs]
-        assert cluster.records[-1][3] == [("schema_version", b"1.0"), ("type", b"end")]
+        assert cluster.records[-1][3] == [("schema_version", SCHEMA_VERSION.encode()), ("type", b"end")]
         wait_until(lambda: len(acks) == len(ids), what="ack hooks")
         assert [r.id for r, _ in acks] == ids
         assert all(r.capture_monotonic_ns is not None and ns >= r.capture_monotonic_ns for r, ns in acks)
@@ -397,7 +397,7 @@ def test_real_broker_gets_every_event_with_key_headers_and_per_camera_order(
     for rec in records:
         msg = EventMessage.from_json(rec.value)
         assert rec.key == msg.camera_id.encode()
-        assert dict(rec.headers) == {"schema_version": b"1.0", "type": msg.type.encode()}
+        assert dict(rec.headers) == {"schema_version": SCHEMA_VERSION.encode(), "type": msg.type.encode()}
     # key = camera: each camera's messages are in one partition
     partitions: dict[bytes, set[int]] = {}
     for rec in records:
@@ -471,3 +471,54 @@ def test_check_kafka_against_the_real_broker(kafka_broker: Any, kafka_topic: str
     assert check_kafka(real_settings(kafka_broker.bootstrap, kafka_topic)) == 3
     with pytest.raises(PublishError, match="not found"):
         check_kafka(real_settings(kafka_broker.bootstrap, "no-such-topic"))
+
+
+def test_ack_latency_hook_reports_percentiles_per_message_type(outbox: Outbox) -> None:
+    from alerts.latency import AckLatency
+
+    latency = AckLatency()
+    assert latency.stats() is None
+    cluster = FakeCluster()
+    now = time.monotonic_ns()
+    for i, m in enumerate(lifecycle("ev-1", "cam-1", updates=1)):
+        outbox.put(m, capture_monotonic_ns=now - (i + 1) * 100_000_000)  # 100, 200, 300 ms before
+    outbox.put(message("ev-2"))  # no capture time: not counted
+    pub = KafkaPublisher(outbox, settings(), producer_factory=cluster.factory, on_ack=latency)
+    pub.start()
+    try:
+        wait_until(lambda: pub.stats().sent == 4, what="delivery")
+    finally:
+        pub.stop()
+    new = latency.stats("new")
+    assert new is not None and new.count == 1 and 0.1 <= new.p50_s == new.p95_s < 5
+    every = latency.stats()
+    assert every is not None and every.count == 3
+    assert every.p50_s < every.p95_s == every.max_s and every.max_s >= 0.3
+
+
+def test_tls_and_sasl_settings_are_options_kafka_python_knows(tmp_path: Path) -> None:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    for name in ("ca.pem", "client.pem", "client.key"):
+        (tmp_path / name).write_text("-----BEGIN-----\n")
+    s = KafkaSettings(
+        bootstrap="k:9093",
+        topic="t",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-256",
+        username="edge",
+        password="pw",
+        ssl_cafile=tmp_path / "ca.pem",
+        ssl_certfile=tmp_path / "client.pem",
+        ssl_keyfile=tmp_path / "client.key",
+        ssl_password="kpw",
+        ssl_check_hostname=False,
+    )
+    producer, client = s.producer_config(), s.client_config()
+    assert not set(producer) - set(KafkaProducer.DEFAULT_CONFIG)
+    assert not set(client) - set(KafkaConsumer.DEFAULT_CONFIG)
+    # kafka-python takes SCRAM credentials in its sasl_plain_* options too
+    assert (client["sasl_plain_username"], client["sasl_plain_password"]) == ("edge", "pw")
+    assert (client["ssl_certfile"], client["ssl_keyfile"], client["ssl_password"]) == (
+        str(tmp_path / "client.pem"), str(tmp_path / "client.key"), "kpw")
+    assert client["ssl_check_hostname"] is False and client["security_protocol"] == "SASL_SSL"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from support.alert_messages import MODEL, T0, anomaly, lifecycle, message
 
 from alerts.errors import MessageFormatError
 from alerts.schema import SCHEMA_VERSION, EventMessage, json_schema, json_schema_text
+from pipeline.events import EndReason
 
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "alerts" / "event.schema.json"
 
@@ -44,7 +46,7 @@ def test_from_anomaly_maps_every_field() -> None:
     ev = anomaly("ev-1", 3, "cam-9", end=True)
     decided = datetime(2026, 5, 1, 14, 0, 5, tzinfo=timezone(timedelta(hours=2)))
     msg = EventMessage.from_anomaly(ev, site="lobby", model=MODEL, decided_at=decided)
-    assert msg.schema_version == SCHEMA_VERSION == "1.0"
+    assert msg.schema_version == SCHEMA_VERSION == "1.1"
     assert (msg.event_id, msg.seq, msg.type, msg.camera_id, msg.site) == ("ev-1", 3, "end", "cam-9", "lobby")
     assert (msg.start_time, msg.end_time) == (ev.start_time, ev.end_time)
     assert (msg.start_pts, msg.end_pts) == (10.0, 30.0)
@@ -116,3 +118,68 @@ def test_schema_names_its_version() -> None:
     assert schema["$id"].endswith(SCHEMA_VERSION)
     assert schema["properties"]["schema_version"]["const"] == SCHEMA_VERSION
     assert schema["additionalProperties"] is False
+
+
+# -- version 1.1: restart, update_reason, continues; 1.0 still readable ---------------------------------------
+
+
+def test_updates_name_their_reason_and_only_updates_do() -> None:
+    update = message("ev-1", 1)
+    assert update.type == "update" and update.update_reason == "peak"
+    data = update.model_dump()
+    with pytest.raises(ValidationError, match="update_reason is required"):
+        EventMessage.model_validate({**data, "update_reason": None})
+    with pytest.raises(ValidationError, match="update_reason is only allowed"):
+        EventMessage.model_validate({**message().model_dump(), "update_reason": "peak"})
+    with pytest.raises(ValidationError, match="update_reason"):
+        EventMessage.model_validate({**data, "update_reason": "boredom"})
+
+
+def test_continues_and_the_restart_reason_are_on_the_wire() -> None:
+    ev = anomaly("ev-2", 0)
+    msg = EventMessage.from_anomaly(
+        replace(ev, continues="ev-1"), site="s", model=MODEL, decided_at=T0
+    )
+    assert json.loads(msg.to_json())["continues"] == "ev-1"
+    end = msg.ended(reason="restart", end_time=T0 + timedelta(seconds=30), end_pts=40.0, decided_at=T0)
+    assert (end.type, end.seq, end.reason, end.continues, end.event_id) == ("end", 1, "restart", "ev-1", "ev-2")
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    validator.validate(json.loads(end.to_json()))
+
+
+def test_a_version_1_0_message_is_still_read() -> None:
+    wire = json.loads(message("ev-1", 1).to_json())
+    del wire["update_reason"], wire["continues"]
+    wire["schema_version"] = "1.0"
+    msg = EventMessage.from_json(json.dumps(wire))
+    assert (msg.schema_version, msg.type, msg.update_reason) == ("1.0", "update", None)
+    # ...but the published JSON Schema is the current version's only
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    assert list(validator.iter_errors(wire))
+    with pytest.raises(MessageFormatError, match="schema_version"):
+        EventMessage.from_json(json.dumps({**wire, "schema_version": "0.9"}))
+
+
+def test_every_aggregator_message_becomes_a_valid_wire_message() -> None:
+    from pipeline.aggregator import AggregatorSettings, CameraAggregator
+    from pipeline.frames import Modality, Score
+
+    agg = CameraAggregator(
+        "cam-1",
+        AggregatorSettings(min_duration_s=0.2, hold_s=0.4, max_duration_s=2.0, update_interval_s=0.5),
+    )
+    events = []
+    for i in range(40):
+        pts = i * 0.2
+        value = 6.0 + i % 3 if 5 <= i < 30 else 0.5
+        modality = Modality.AUDIO if i % 4 == 0 else Modality.VIDEO
+        wall = T0 + timedelta(seconds=pts)
+        events += agg.push(Score("cam-1", modality, pts, i, wall, value / 10, value, (0.1, 0.1, 0.5, 0.5)))
+    events += agg.end_stream(8.0, T0 + timedelta(seconds=8), EndReason.SHUTDOWN)
+    assert {e.type.value for e in events} == {"new", "update", "end"}
+    validator = jsonschema.Draft202012Validator(
+        json.loads(SCHEMA_FILE.read_text()), format_checker=jsonschema.FormatChecker()
+    )
+    for ev in events:
+        msg = EventMessage.from_anomaly(ev, site="s", model=MODEL, decided_at=T0)
+        validator.validate(json.loads(msg.to_json()))

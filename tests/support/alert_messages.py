@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from alerts.schema import EventMessage, ModelProvenance
-from pipeline.events import AnomalyEvent, EndReason, EventType, ModalityScore
+from pipeline.events import AnomalyEvent, EndReason, EventType, ModalityScore, UpdateReason
 
 T0 = datetime(2026, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 MODEL = ModelProvenance(
@@ -36,6 +36,7 @@ def anomaly(
         end_time=start + timedelta(seconds=20) if end else None,
         end_pts=30.0 if end else None,
         reason=EndReason.QUIET if end else None,
+        update_reason=UpdateReason.PEAK if kind is EventType.UPDATE else None,
         box=(0.1, 0.2, 0.5, 0.6),
         decided_from_monotonic_ns=123,
     )
