@@ -60,12 +60,18 @@ def _run_daemon(cfg: EdgeConfig, args: argparse.Namespace) -> int:
         summary = daemon.run()
     except (EdgeError, PipelineError, AlertsError) as exc:
         return _fail(str(exc))
+    latency = {name: None if st is None else {"count": st.count, "p50_ms": round(st.p50_s * 1000, 1),
+                                              "p95_ms": round(st.p95_s * 1000, 1), "max_ms": round(st.max_s * 1000, 1)}
+               for name, st in (("new", summary.ack_latency_new), ("all", summary.ack_latency_all))}
     if args.json:
         print(json.dumps({"seconds": round(summary.seconds, 2), "events_new": summary.events_new,
                           "events_end": summary.events_end, "cameras": summary.per_camera,
-                          "outbox_pending": summary.outbox_pending}))
+                          "outbox_pending": summary.outbox_pending, "events_recovered": summary.events_recovered,
+                          "ack_latency": latency if cfg.kafka else None}))
     else:
         print(f"-- {summary.events_new} event(s) opened, {summary.events_end} ended in {summary.seconds:.1f} s")
+        if summary.events_recovered:
+            print(f"   {summary.events_recovered} event(s) left open by a previous run ended with reason=restart")
         for cam, st in summary.per_camera.items():
             print(f"   {cam}: {st['frames_scored']} frames and {st['audio_windows_scored']} audio windows scored, "
                   f"{st['events']} event messages, {st['dropped']} dropped")
@@ -73,6 +79,11 @@ def _run_daemon(cfg: EdgeConfig, args: argparse.Namespace) -> int:
         print(f"   events are in {where}")
         if summary.outbox_pending:
             print(f"   {summary.outbox_pending} event(s) not yet acknowledged by Kafka stay in the outbox")
+        for name, what in (("new", "new events"), ("all", "all messages")):
+            st = latency[name]
+            if cfg.kafka and st is not None:
+                print(f"   capture -> Kafka ack, {what}: p50 {st['p50_ms']:.0f} ms, p95 {st['p95_ms']:.0f} ms "
+                      f"(n={st['count']})")
     return EXIT_OK
 
 
@@ -186,9 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
-    from edge import doctor
+    from edge import bench, doctor, simulate
 
     doctor.add_parser(sub)
+    simulate.add_parser(sub)
+    bench.add_parser(sub)
     return parser
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -90,6 +91,8 @@ class Runner:
         self.on_score = on_score
         self.stop_event = threading.Event()
         self._ready = threading.Event()
+        # one decoder thread per camera once cameras outnumber cores (edge bench: cheaper per frame)
+        self._decoder_threads = 1 if len(sources) >= (os.cpu_count() or 1) else 0
         self.workers: dict[str, CaptureWorker] = {}
         self.stats: dict[str, CameraStats] = {}
         self._aggs: dict[str, CameraAggregator] = {}
@@ -112,6 +115,7 @@ class Runner:
             spec, width=m.width, height=m.height, fps=m.fps, audio_window_s=m.audio_window_s,
             audio_hop_s=m.audio_hop_s, sample_rate=m.sample_rate,
             video=m.has_video and spec.video, audio=m.has_audio and spec.audio,
+            decoder_threads=self._decoder_threads,
         )
 
     def open_sources(self) -> dict[str, SourceError]:

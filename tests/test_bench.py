@@ -1,0 +1,65 @@
+"""``edge bench`` runs end to end and prints its figures. No timing is asserted: speed is for benchmarks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge.cli import main
+
+PER_CAMERA_KEYS = {
+    "decode_only_fps", "decoded_fps", "throughput_fps", "scored_fps", "audio_windows_per_s", "dropped",
+    "latency_ms", "audio_latency_ms", "ratio",
+}
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One benchmark clip for the module (making it takes a few seconds)."""
+    return tmp_path_factory.mktemp("bench-cache")
+
+
+def _bench(capsys: pytest.CaptureFixture[str], cache: Path, *extra: str) -> dict:
+    code = main(["bench", "--cameras", "1", "--seconds", "3", "--json", "--cache-dir", str(cache), *extra])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return json.loads(out)
+
+
+def _check_mode(result: dict) -> None:
+    assert result["errors"] == []
+    assert set(result["per_camera"]) == {"cam1"}
+    cam = result["per_camera"]["cam1"]
+    assert PER_CAMERA_KEYS <= set(cam)
+    assert cam["decode_only_fps"] > 0 and cam["scored_fps"] > 0 and cam["audio_windows_per_s"] > 0
+    assert set(cam["latency_ms"]) == {"p50", "p95"}
+    assert result["rss_mb"]["per_camera"] is not None
+    sides = [p["side"] for p in result["phases"]]
+    assert sides[:4] == ["pipeline", "decode-only", "decode-only", "pipeline"]  # ABBA, repeated per round
+
+
+def test_bench_files_prints_the_figures(capsys: pytest.CaptureFixture[str], cache_dir: Path) -> None:
+    report = _bench(capsys, cache_dir)
+    for key in ("note", "clip", "model", "targets", "ratio", "cpu_ratio", "rss_mb_per_camera", "per_camera", "modes"):
+        assert key in report
+    assert "machine load" in report["note"]
+    video = report["clip"]["video"]
+    assert (video["width"], video["height"], video["fps"]) == (1280, 720, 25.0)
+    assert report["clip"]["audio"]["codec"] == "aac"
+    assert report["source"] == "file" and report["ratio"] > 0
+    _check_mode(report["modes"]["file"])
+
+
+@pytest.mark.slow
+def test_bench_over_rtsp(capsys: pytest.CaptureFixture[str], cache_dir: Path) -> None:
+    from fixtures.rtsp import gstreamer_problem
+
+    problem = gstreamer_problem()
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    report = _bench(capsys, cache_dir, "--source", "rtsp")
+    assert report["source"] == "rtsp"
+    _check_mode(report["modes"]["rtsp"])
+    assert report["modes"]["rtsp"]["cpu_utilisation"]["simulator"] is not None
