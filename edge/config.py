@@ -68,6 +68,11 @@ class OutboxConfig(_Strict):
     path: Path = Field(DEFAULT_OUTBOX_PATH, description="SQLite outbox; without Kafka it is the event bus")
 
 
+class HealthConfig(_Strict):
+    host: str = Field("127.0.0.1", description="Address of /healthz and /metrics (localhost: not on the network)")
+    port: int = Field(9108, ge=0, le=65535, description="Port of the health and Prometheus metrics endpoint")
+
+
 class EdgeConfig(_Strict):
     site: str = Field("default", min_length=1, max_length=128, description="Site label carried by every event")
     model: Path = Field(DEFAULT_MODEL, description="Model package directory (model.json + ONNX graphs)")
@@ -76,6 +81,7 @@ class EdgeConfig(_Strict):
     events: AggregatorSettings = Field(default_factory=AggregatorSettings, description="Event decisions")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     kafka: KafkaSettings | None = Field(None, description="Kafka delivery; absent: the outbox is the bus")
+    health: HealthConfig | None = Field(None, description="Health and Prometheus metrics over HTTP; absent: off")
     cameras: list[CameraConfig] = Field(min_length=1, description="The cameras (or replayed files)")
 
     @field_validator("cameras")

@@ -27,6 +27,7 @@ from alerts.recovery import end_interrupted
 from alerts.schema import EventMessage, ModelProvenance
 from edge.config import EdgeConfig
 from edge.errors import StartupError
+from edge.health import HealthServer, Snapshot
 from pipeline.events import AnomalyEvent, EventType
 from pipeline.frames import utc_now
 from pipeline.models.package import ModelPackage
@@ -74,6 +75,7 @@ class Daemon:
         self._publisher: KafkaPublisher | None = None
         self._provenance: ModelProvenance | None = None
         self._latency = AckLatency()
+        self._health: HealthServer | None = None
         self._stop_requested = threading.Event()
 
     # -- start -----------------------------------------------------------------------------------------------
@@ -135,6 +137,13 @@ class Daemon:
         try:
             if self._publisher is not None:
                 self._publisher.start()
+            if self.cfg.health is not None:
+                try:
+                    self._health = HealthServer(self.snapshot, host=self.cfg.health.host, port=self.cfg.health.port)
+                except OSError as exc:
+                    raise StartupError(f"health endpoint {self.cfg.health.host}:{self.cfg.health.port}: "
+                                       f"{exc.strerror or exc}") from exc
+                self._health.start()
             runner.start()
             deadline = None if self.duration_s is None else started + self.duration_s
             while not runner.wait(0.2):
@@ -156,7 +165,29 @@ class Daemon:
         }
         return self.summary
 
+    def snapshot(self) -> Snapshot:
+        """The state health and metrics report: sources, scoring, outbox, publisher."""
+        runner = self._runner
+        cams: dict[str, dict[str, object]] = {}
+        if runner is not None:
+            for cam, worker in runner.workers.items():
+                st = runner.stats[cam]
+                cams[cam] = {**worker.stats().as_dict(), "frames_scored": st.frames_scored,
+                             "windows_scored": st.windows_scored, "events": st.events}
+        outbox = {}
+        if self._outbox is not None:
+            ob = self._outbox.stats()
+            outbox = {"pending": ob.pending if self.cfg.kafka else 0, "size_bytes": ob.size_bytes}
+        publisher = None
+        if self._publisher is not None:
+            ps = self._publisher.stats()
+            publisher = {"state": ps.state.value, "sent": ps.sent, "failed_attempts": ps.failed_attempts,
+                         "last_ack_latency_s": ps.last_ack_latency_s, "last_error": ps.last_error}
+        return Snapshot(cameras=cams, outbox=outbox, publisher=publisher)
+
     def _close(self) -> None:
+        if self._health is not None:
+            self._health.stop()
         if self._publisher is not None:
             self._publisher.stop(drain_timeout_s=10.0)
             self._publisher.join()

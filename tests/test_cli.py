@@ -41,3 +41,39 @@ def test_metrics_carry_camera_ids_and_states_never_urls():
     assert 'lepton_source_state{camera="door",state="streaming"} 0' in text
     assert "lepton_outbox_pending 2" in text
     assert not snap.healthy()
+
+
+def test_running_daemon_serves_health_and_metrics(tmp_path, unused_tcp_port):
+    import time
+    import urllib.request
+
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text(f"""
+site: health
+outbox: {{path: {tmp_path / 'o.db'}}}
+health: {{port: {unused_tcp_port}}}
+cameras: [{{id: door, url: "{SAMPLES / 'normal_eval.mkv'}", replay: realtime}}]
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "-c", str(cfg), "--duration", "8", "-q"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        health = metrics = None
+        while time.monotonic() < deadline and metrics is None:
+            time.sleep(0.5)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{unused_tcp_port}/healthz", timeout=2) as r:
+                    health = json.loads(r.read())
+                with urllib.request.urlopen(f"http://127.0.0.1:{unused_tcp_port}/metrics", timeout=2) as r:
+                    text = r.read().decode()
+                if 'lepton_frames_scored_total{camera="door"}' in text and health["cameras"]["door"]["frames"]:
+                    metrics = text
+            except OSError:
+                continue
+        assert metrics is not None, proc.stderr.read() if proc.poll() is not None else "no metrics"
+        assert health["healthy"] and health["cameras"]["door"]["state"] == "streaming"
+        assert 'lepton_source_state{camera="door",state="streaming"} 1' in metrics
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert proc.returncode == 0
