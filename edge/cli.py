@@ -117,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(json.dumps(report, default=str))
     else:
         print(f"model package written to {args.out}")
-        for key in ("video", "audio"):
+        for key in ("video", "temporal", "audio"):
             part = report.get(key)
             if isinstance(part, dict):
                 details = ", ".join(f"{k}={v}" for k, v in part.items() if not isinstance(v, (list, dict)))
@@ -197,11 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
-    from edge import bench, doctor, simulate
+    from edge import bench, doctor, models_cli, simulate
 
     doctor.add_parser(sub)
     simulate.add_parser(sub)
     bench.add_parser(sub)
+    models_cli.add_parsers(sub)  # score, eval, export, build-engine, bench-engines
     return parser
 
 

@@ -1,12 +1,24 @@
-"""Detection quality of a model package on labelled clips: frame-level ROC-AUC per modality, causally scored.
+"""Scoring whole files offline, and the detection quality of a model package on labelled clips.
 
-numpy only. Each clip is decoded with ``read_media`` at the package's rates and scored through the runtime
-path (``VideoScorer`` / ``AudioScorer`` on an engine), exactly as the daemon would: a video frame is scored
-once its ``context`` past frames exist, with no per-clip normalisation. Ground truth is ``<clip>.json`` beside
-the clip: ``{"anomalies": [{"start", "end", "modalities": [...], "kind"}], "duration_s", ...}``. A video frame
-is anomalous when its pts lies in an interval whose modalities include video; an audio window when it overlaps
-an audio interval by at least half of the shorter of the two. A frame-difference baseline (worst patch of the
-absolute difference to the previous frame, same patches) is scored alongside as the floor to beat.
+``score_media`` decodes one clip, audio file or image sequence with ``read_media`` at the package's rates and
+scores it through the runtime path (``PackageScorer``: motion gate, engine, calibration), exactly as the daemon
+would: a video frame is scored once its ``context`` past frames exist, with no per-clip normalisation. It backs
+``edge score`` (``write_scores_csv``) and ``evaluate`` (``edge eval``, ``benchmarks/quality.py``).
+
+Ground truth is ``<clip>.json`` beside the clip: ``{"anomalies": [{"start", "end", "modalities": [...], "kind"}],
+"duration_s", ...}``. Frame-level labels:
+
+- video (and temporal): a video frame is anomalous when its pts lies in an interval whose modalities include video;
+- audio: a window is anomalous when it overlaps an audio interval by at least half of the shorter of the two;
+- fused: a video frame is anomalous when its pts lies in any interval (video or audio): the fused score is what
+  the aggregator sees (default fusion: the maximum of the calibrated modalities, each held until its next score);
+  audio-only packages use the audio windows.
+
+A frame-difference baseline (worst patch of the absolute difference to the previous frame, same patches) is
+scored alongside as the floor to beat. Event level: the calibrated streams go through
+``pipeline.aggregator.CameraAggregator`` (default ``AggregatorSettings`` unless given); an anomaly interval is
+recalled when an event overlaps it (up to ``EVENT_LATE_S`` after its end); an event that overlaps none is a
+false alarm, counted per hour of footage.
 
     python -m pipeline.evaluation --package samples/models/default samples/test_*.mkv samples/normal_eval.mkv
 """
@@ -14,20 +26,29 @@ absolute difference to the previous frame, same patches) is scored alongside as 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import math
 import sys
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from pipeline.engines import create_engine
-from pipeline.frames import AudioWindow, VideoFrame
+from pipeline.frames import AudioWindow, Modality, Score, VideoFrame
 from pipeline.models.package import ModelPackage
-from pipeline.scorer import AudioScorer, VideoScorer
+from pipeline.scoring_model import PackageScorer
+
+CSV_HEADER = ("frame", "pts", "video", "temporal", "audio", "fused")
+# An event that starts this long after an anomaly ended still counts as detecting it (aggregation delay).
+EVENT_LATE_S = 1.0
+# Image sequences carry no timing: without --fps they are taken as 25 fps video.
+DEFAULT_IMAGE_FPS = 25.0
+_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -49,14 +70,189 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def is_image_source(path: str) -> bool:
+    from pipeline.sources.spec import SourceKind, classify
+
+    return classify(path) is SourceKind.IMAGES
+
+
 @dataclass
-class ClipScores:
+class MediaScores:
+    """Scores of one input. Video arrays have one entry per sampled frame (NaN before the context is full);
+    audio arrays one per window."""
+
     name: str
-    video_pts: list[float] = field(default_factory=list)
-    video_raw: list[float] = field(default_factory=list)
-    video_baseline: list[float] = field(default_factory=list)
-    audio_span: list[tuple[float, float]] = field(default_factory=list)
-    audio_raw: list[float] = field(default_factory=list)
+    frame_pts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    video_raw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    video: np.ndarray = field(default_factory=lambda: np.zeros(0))  # calibrated
+    video_gated: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    video_boxes: list[tuple[float, float, float, float] | None] = field(default_factory=list)
+    baseline: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    temporal: np.ndarray = field(default_factory=lambda: np.zeros(0))  # calibrated, NaN where absent
+    audio_start: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    audio_end: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    audio_raw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    audio: np.ndarray = field(default_factory=lambda: np.zeros(0))  # calibrated
+    has_video: bool = False
+    has_audio: bool = False
+
+    @property
+    def audio_centre(self) -> np.ndarray:
+        centre: np.ndarray = (self.audio_start + self.audio_end) / 2
+        return centre
+
+    @property
+    def duration_s(self) -> float:
+        ends = [float(self.frame_pts.max()) if len(self.frame_pts) else 0.0]
+        if len(self.audio_end):
+            ends.append(float(self.audio_end.max()))
+        return max(ends)
+
+    def audio_at_frames(self) -> np.ndarray:
+        """Calibrated score of the audio window covering each video frame (of those covering it, the one whose
+        centre is nearest, the earlier on a tie), NaN where no window covers it."""
+        n = len(self.frame_pts)
+        out = np.full(n, np.nan)
+        if not len(self.audio) or not n:
+            return out
+        t, centres = self.frame_pts, self.audio_centre
+        idx = np.searchsorted(centres, t)
+        best = np.full(n, np.inf)
+        for cand in (np.clip(idx - 1, 0, len(centres) - 1), np.clip(idx, 0, len(centres) - 1)):
+            dist = np.abs(centres[cand] - t)
+            better = (self.audio_start[cand] <= t) & (t < self.audio_end[cand]) & (dist < best)
+            out = np.where(better, self.audio[cand], out)
+            best = np.where(better, dist, best)
+        return out
+
+    def fused_at_frames(self) -> np.ndarray:
+        """Per video frame: the maximum of its calibrated modalities (NaN where none is defined)."""
+        stack = np.vstack([self.video, self.temporal, self.audio_at_frames()])
+        fused = np.where(np.isnan(stack), -np.inf, stack).max(axis=0)
+        out: np.ndarray = np.where(np.isfinite(fused), fused, np.nan)
+        return out
+
+
+def score_media(
+    path: str,
+    scorer: PackageScorer,
+    *,
+    input_fps: float | None = None,
+    batch: int = 32,
+    baseline: bool = False,
+) -> MediaScores:
+    """Score ``path`` causally through ``scorer`` (see the module docstring)."""
+    from pipeline.sources import read_media
+
+    v = scorer.package.video
+    ctx = scorer.context
+    ring: deque[np.ndarray] = deque(maxlen=ctx + 1)
+    pts: list[float] = []
+    v_raw: list[float] = []
+    v_cal: list[float] = []
+    gated: list[bool] = []
+    boxes: list[tuple[float, float, float, float] | None] = []
+    base: list[float] = []
+    pending: list[np.ndarray] = []
+    pending_idx: list[int] = []  # frame index of each pending stack
+    emb_ring: deque[np.ndarray] = deque(maxlen=max(1, scorer.temporal_window))
+    t_windows: list[np.ndarray] = []
+    t_idx: list[int] = []
+    temporal: dict[int, float] = {}
+    a_span: list[tuple[float, float]] = []
+    a_raw: list[float] = []
+    a_cal: list[float] = []
+    windows: list[np.ndarray] = []
+
+    def flush_temporal() -> None:
+        if t_windows:
+            _, cal, _ = scorer.score_temporal(np.stack(t_windows))
+            temporal.update(zip(t_idx, cal.tolist(), strict=True))
+            t_windows.clear()
+            t_idx.clear()
+
+    def flush_video() -> None:
+        if pending:
+            raw, cal, bx = scorer.score_video(np.stack(pending))
+            v_raw.extend(raw.tolist())
+            v_cal.extend(cal.tolist())
+            gated.extend(scorer.last_gated.tolist())
+            boxes.extend(bx)
+            if scorer.has_temporal and scorer.last_embeddings is not None:
+                for i, e in zip(pending_idx, scorer.last_embeddings, strict=True):
+                    emb_ring.append(e)
+                    if len(emb_ring) == emb_ring.maxlen:
+                        t_windows.append(np.stack(emb_ring))
+                        t_idx.append(i)
+                if len(t_windows) >= batch:
+                    flush_temporal()
+            pending.clear()
+            pending_idx.clear()
+
+    def flush_audio() -> None:
+        if windows:
+            raw, cal = scorer.score_audio(np.stack(windows))
+            a_raw.extend(raw.tolist())
+            a_cal.extend(cal.tolist())
+            windows.clear()
+
+    if input_fps is None and is_image_source(path):
+        input_fps = DEFAULT_IMAGE_FPS
+    warmup = 0
+    for item in read_media(
+        path,
+        width=scorer.width,
+        height=scorer.height,
+        fps=scorer.fps,
+        audio_window_s=scorer.audio_window_s,
+        audio_hop_s=scorer.audio_hop_s,
+        sample_rate=scorer.sample_rate,
+        input_fps=input_fps,
+        video=scorer.has_video,
+        audio=scorer.has_audio,
+    ):
+        if isinstance(item, VideoFrame) and scorer.has_video and v is not None:
+            ring.append(item.luma)
+            pts.append(item.pts)
+            if len(ring) == ring.maxlen:
+                stack = np.stack(ring)
+                pending.append(stack)
+                pending_idx.append(len(pts) - 1)
+                if baseline:
+                    base.append(_frame_difference(stack, v.patch, v.patch_stride))
+                if len(pending) >= batch:
+                    flush_video()
+            elif not v_raw and not pending:
+                warmup += 1
+        elif isinstance(item, AudioWindow) and scorer.audio is not None:
+            if len(item.samples) != scorer.audio.n_samples:
+                continue
+            windows.append(item.samples)
+            a_span.append((item.pts, item.pts + item.duration))
+            if len(windows) >= batch:
+                flush_audio()
+    flush_video()
+    flush_temporal()
+    flush_audio()
+    nan = [math.nan] * warmup
+    n = len(pts)
+    out = MediaScores(Path(path).name)
+    out.frame_pts = np.asarray(pts, dtype=np.float64)
+    out.video_raw = np.asarray(nan + v_raw, dtype=np.float64)[:n]
+    out.video = np.asarray(nan + v_cal, dtype=np.float64)[:n]
+    out.video_gated = np.asarray([False] * warmup + gated, dtype=bool)[:n]
+    out.video_boxes = ([None] * warmup + boxes)[:n]
+    out.baseline = np.asarray(nan + base, dtype=np.float64)[:n] if baseline else np.full(n, np.nan)
+    out.temporal = np.full(n, np.nan)
+    for i, c in temporal.items():
+        out.temporal[i] = c
+    spans = np.asarray(a_span, dtype=np.float64).reshape(-1, 2)
+    out.audio_start, out.audio_end = spans[:, 0], spans[:, 1]
+    out.audio_raw = np.asarray(a_raw, dtype=np.float64)
+    out.audio = np.asarray(a_cal, dtype=np.float64)
+    out.has_video = n > 0
+    out.has_audio = len(a_cal) > 0
+    return out
 
 
 def _frame_difference(stack: np.ndarray, patch: int, stride: int) -> float:
@@ -65,143 +261,257 @@ def _frame_difference(stack: np.ndarray, patch: int, stride: int) -> float:
     return float(win.mean(axis=(-1, -2)).max())
 
 
-def score_clip(
-    path: str, package: ModelPackage, video: VideoScorer | None, audio: AudioScorer | None, batch: int = 32
-) -> ClipScores:
-    from pipeline.sources import read_media
-
-    out = ClipScores(Path(path).name)
-    v, a = package.video, package.audio
-    ring: deque[np.ndarray] = deque(maxlen=(video.context + 1) if video else 1)
-    stacks: list[np.ndarray] = []
-    windows: list[np.ndarray] = []
-
-    def flush_video() -> None:
-        if stacks and video is not None:
-            raw, _ = video.score(np.stack(stacks))
-            out.video_raw.extend(raw.tolist())
-            stacks.clear()
-
-    def flush_audio() -> None:
-        if windows and audio is not None:
-            out.audio_raw.extend(audio.score(np.stack(windows)).tolist())
-            windows.clear()
-
-    for item in read_media(
-        path,
-        width=v.width if v else 160,
-        height=v.height if v else 96,
-        fps=v.fps if v else 5.0,
-        audio_window_s=a.window_s if a else 1.0,
-        audio_hop_s=a.hop_s if a else 0.5,
-        sample_rate=a.sample_rate if a else 16000,
-        video=video is not None,
-        audio=audio is not None,
-    ):
-        if isinstance(item, VideoFrame) and video is not None and v is not None:
-            ring.append(item.luma)
-            if len(ring) == ring.maxlen:
-                stack = np.stack(ring)
-                stacks.append(stack)
-                out.video_pts.append(item.pts)
-                out.video_baseline.append(_frame_difference(stack, v.patch, v.patch_stride))
-                if len(stacks) >= batch:
-                    flush_video()
-        elif isinstance(item, AudioWindow) and audio is not None and len(item.samples) == audio.n_samples:
-            windows.append(item.samples)
-            out.audio_span.append((item.pts, item.pts + item.duration))
-            if len(windows) >= batch:
-                flush_audio()
-    flush_video()
-    flush_audio()
-    return out
+# ------------------------------------------------------------------------------------------------------ CSV
 
 
-def _intervals(path: str, modality: str) -> list[tuple[float, float]]:
+def csv_rows(scores: MediaScores) -> Iterable[tuple[str, ...]]:
+    """Rows of ``edge score``'s CSV (see ``CSV_HEADER``): one per video frame when there is video, else one per
+    audio window at its centre; calibrated scores, empty where a modality is absent."""
+
+    def cell(x: float) -> str:
+        return "" if x is None or not math.isfinite(x) else f"{x:.4f}"
+
+    if scores.has_video:
+        audio = scores.audio_at_frames()
+        fused = scores.fused_at_frames()
+        for i, t in enumerate(scores.frame_pts.tolist()):
+            yield (str(i), f"{t:.3f}", cell(scores.video[i]), cell(scores.temporal[i]), cell(audio[i]),
+                   cell(fused[i]))
+    else:
+        for t, a in zip(scores.audio_centre.tolist(), scores.audio.tolist(), strict=True):
+            yield ("", f"{t:.3f}", "", "", cell(a), cell(a))
+
+
+def write_scores_csv(scores: MediaScores, out: IO[str]) -> int:
+    """Write the CSV; returns the number of rows."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    n = 0
+    for row in csv_rows(scores):
+        writer.writerow(row)
+        n += 1
+    return n
+
+
+# -------------------------------------------------------------------------------------------------- quality
+
+
+def _intervals(path: str, modalities: Sequence[str] | None = None) -> list[tuple[float, float, str]]:
     gt = Path(path).with_suffix(".json")
     if not gt.is_file():
         return []
     data = json.loads(gt.read_text())
     return [
-        (float(x["start"]), float(x["end"])) for x in data.get("anomalies", []) if modality in x["modalities"]
+        (float(x["start"]), float(x["end"]), str(x.get("kind", "")))
+        for x in data.get("anomalies", [])
+        if modalities is None or any(m in x["modalities"] for m in modalities)
     ]
 
 
-def _video_labels(pts: Sequence[float], intervals: list[tuple[float, float]]) -> np.ndarray:
-    p = np.asarray(pts)
-    return np.array([any(s <= t < e for s, e in intervals) for t in p], dtype=bool)
+def _frame_labels(pts: np.ndarray, intervals: list[tuple[float, float, str]]) -> np.ndarray:
+    return np.array([any(s <= t < e for s, e, _ in intervals) for t in pts.tolist()], dtype=bool)
 
 
-def _audio_labels(spans: Sequence[tuple[float, float]], intervals: list[tuple[float, float]]) -> np.ndarray:
+def _window_labels(start: np.ndarray, end: np.ndarray, intervals: list[tuple[float, float, str]]) -> np.ndarray:
     labels = []
-    for a, b in spans:
-        labels.append(any(min(b, e) - max(a, s) >= 0.5 * min(b - a, e - s) for s, e in intervals))
+    for a, b in zip(start.tolist(), end.tolist(), strict=True):
+        labels.append(any(min(b, e) - max(a, s) >= 0.5 * min(b - a, e - s) for s, e, _ in intervals))
     return np.array(labels, dtype=bool)
 
 
-def evaluate(
-    clips: Sequence[str], package: ModelPackage, engine_config: dict[str, Any] | None = None
+def score_stream(scores: MediaScores, camera_id: str = "eval") -> list[Score]:
+    """The calibrated scores as the runner would emit them, in stream order."""
+    out: list[Score] = []
+
+    def add(modality: Modality | str, pts: float, cal: float, raw: float, box: Any = None) -> None:
+        wall = _EPOCH + timedelta(seconds=pts)
+        out.append(Score(camera_id, modality, pts, 0, wall, float(raw), float(cal), box))  # type: ignore[arg-type]
+
+    for i, t in enumerate(scores.frame_pts.tolist()):
+        if math.isfinite(scores.video[i]):
+            add(Modality.VIDEO, t, scores.video[i], scores.video_raw[i], scores.video_boxes[i])
+        if math.isfinite(scores.temporal[i]):
+            add("temporal", t, scores.temporal[i], scores.temporal[i])
+    for t, c, r in zip(scores.audio_centre.tolist(), scores.audio.tolist(), scores.audio_raw.tolist(), strict=True):
+        add(Modality.AUDIO, t, c, r)
+    out.sort(key=lambda s: s.pts)
+    return out
+
+
+def detect_events(scores: MediaScores, settings: Any = None) -> list[tuple[float, float, float, list[str]]]:
+    """Events the aggregator decides on the score streams: (start_pts, end_pts, peak, modalities)."""
+    from pipeline.aggregator import AggregatorSettings, CameraAggregator
+    from pipeline.events import EndReason, EventType
+
+    agg = CameraAggregator("eval", settings or AggregatorSettings())
+    ended = []
+    stream = score_stream(scores)
+    for s in stream:
+        ended += [e for e in agg.push(s) if e.type is EventType.END]
+    end_pts = scores.duration_s
+    ended += [e for e in agg.end_stream(end_pts, _EPOCH + timedelta(seconds=end_pts), EndReason.EOF)
+              if e.type is EventType.END]
+    return [
+        (e.start_pts, e.end_pts if e.end_pts is not None else end_pts, e.peak_score, sorted(e.modalities))
+        for e in ended
+    ]
+
+
+def _event_metrics(
+    events: list[tuple[float, float, float, list[str]]], intervals: list[tuple[float, float, str]]
 ) -> dict[str, Any]:
-    """Score ``clips`` and return per-modality AUC (pooled over clips and per clip) and normal exceedance
-    rates."""
-    cfg = engine_config or {"type": "onnxruntime"}
-    video = audio = None
-    if package.video is not None:
-        e = create_engine(cfg)
-        e.load(package.graph_path("video"))
-        video = VideoScorer(package, e)
-    if package.audio is not None:
-        e = create_engine(cfg)
-        e.load(package.graph_path("audio"))
-        audio = AudioScorer(package, e)
+    hit = [any(s < e1 and e0 <= e + EVENT_LATE_S for e0, e1, _, _ in events) for s, e, _ in intervals]
+    false = [
+        (round(e0, 2), round(e1, 2))
+        for e0, e1, _, _ in events
+        if not any(s < e1 and e0 <= e + EVENT_LATE_S for s, e, _ in intervals)
+    ]
+    return {
+        "anomalies": len(intervals),
+        "recalled": int(sum(hit)),
+        "missed": [f"{k} {s:.1f}-{e:.1f}s" for (s, e, k), h in zip(intervals, hit, strict=True) if not h],
+        "events": len(events),
+        "false_alarms": false,
+    }
+
+
+def _nan_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    ok = np.isfinite(scores)
+    return roc_auc(scores[ok], labels[ok])
+
+
+def evaluate(
+    clips: Sequence[str],
+    package: ModelPackage,
+    engine_config: Any = None,
+    *,
+    motion_threshold: float | None = None,
+    aggregator: Any = None,
+    input_fps: float | None = None,
+) -> dict[str, Any]:
+    """Score ``clips`` and report frame-level AUC per modality and fused (pooled over clips and per clip), the
+    normal exceedance rates, and event recall / false alarms per hour."""
+    kwargs = {} if motion_threshold is None else {"motion_threshold": motion_threshold}
+    scorer = PackageScorer(package, engine_config, **kwargs)
     report: dict[str, Any] = {"clips": {}}
-    pooled: dict[str, list[np.ndarray]] = {k: [] for k in ("v_raw", "v_base", "v_y", "a_raw", "a_y")}
-    for path in clips:
-        sc = score_clip(path, package, video, audio)
-        v_y = _video_labels(sc.video_pts, _intervals(path, "video"))
-        a_y = _audio_labels(sc.audio_span, _intervals(path, "audio"))
-        clip: dict[str, Any] = {}
-        if video is not None:
-            v_cal = video.calibrate(np.asarray(sc.video_raw))
-            clip["video"] = {
-                "frames": len(v_y),
-                "anomalous": int(v_y.sum()),
-                "auc": roc_auc(np.asarray(sc.video_raw), v_y),
-                "baseline_auc": roc_auc(np.asarray(sc.video_baseline), v_y),
-                "normal_rate_ge_3": float(np.mean(v_cal[~v_y] >= 3.0)) if (~v_y).any() else float("nan"),
-                "anomalous_rate_ge_3": float(np.mean(v_cal[v_y] >= 3.0)) if v_y.any() else float("nan"),
-            }
-            pooled["v_raw"].append(np.asarray(sc.video_raw))
-            pooled["v_base"].append(np.asarray(sc.video_baseline))
-            pooled["v_y"].append(v_y)
-        if audio is not None:
-            a_cal = audio.calibrate(np.asarray(sc.audio_raw))
-            clip["audio"] = {
-                "windows": len(a_y),
-                "anomalous": int(a_y.sum()),
-                "auc": roc_auc(np.asarray(sc.audio_raw), a_y),
-                "normal_rate_ge_3": float(np.mean(a_cal[~a_y] >= 3.0)) if (~a_y).any() else float("nan"),
-                "anomalous_rate_ge_3": float(np.mean(a_cal[a_y] >= 3.0)) if a_y.any() else float("nan"),
-            }
-            pooled["a_raw"].append(np.asarray(sc.audio_raw))
-            pooled["a_y"].append(a_y)
-        report["clips"][sc.name] = clip
-    if pooled["v_y"]:
-        y = np.concatenate(pooled["v_y"])
-        report["video_auc"] = roc_auc(np.concatenate(pooled["v_raw"]), y)
-        report["video_baseline_auc"] = roc_auc(np.concatenate(pooled["v_base"]), y)
-    if pooled["a_y"]:
-        report["audio_auc"] = roc_auc(np.concatenate(pooled["a_raw"]), np.concatenate(pooled["a_y"]))
+    pooled: dict[str, list[np.ndarray]] = {}
+
+    def pool(key: str, scores: np.ndarray, labels: np.ndarray) -> None:
+        ok = np.isfinite(scores)
+        pooled.setdefault(key + "_s", []).append(scores[ok])
+        pooled.setdefault(key + "_y", []).append(labels[ok])
+
+    total_s = 0.0
+    totals = {"anomalies": 0, "recalled": 0, "false_alarms": 0}
+    try:
+        for path in clips:
+            sc = score_media(path, scorer, input_fps=input_fps, baseline=True)
+            total_s += sc.duration_s
+            clip: dict[str, Any] = {"duration_s": round(sc.duration_s, 2)}
+            if sc.has_video:
+                y = _frame_labels(sc.frame_pts, _intervals(path, ["video"]))
+                scored = np.isfinite(sc.video)
+                clip["video"] = {
+                    "frames": int(scored.sum()),
+                    "anomalous": int(y[scored].sum()),
+                    "gated": int(sc.video_gated.sum()),
+                    "auc": _nan_auc(sc.video, y),
+                    "baseline_auc": _nan_auc(sc.baseline, y),
+                    "normal_rate_ge_3": _rate(sc.video[scored & ~y]),
+                    "anomalous_rate_ge_3": _rate(sc.video[scored & y]),
+                }
+                pool("video", sc.video, y)
+                pool("baseline", sc.baseline, y)
+                if np.isfinite(sc.temporal).any():
+                    clip["temporal"] = {"auc": _nan_auc(sc.temporal, y), "normal_rate_ge_3": _rate(
+                        sc.temporal[np.isfinite(sc.temporal) & ~y])}
+                    pool("temporal", sc.temporal, y)
+                fused = sc.fused_at_frames()
+                y_any = _frame_labels(sc.frame_pts, _intervals(path))
+                fused[~scored] = np.nan  # the same frames as the video AUC: the first ones have no video yet
+                clip["fused"] = {"auc": _nan_auc(fused, y_any), "normal_rate_ge_3": _rate(
+                    fused[np.isfinite(fused) & ~y_any])}
+                pool("fused", fused, y_any)
+            if sc.has_audio:
+                y = _window_labels(sc.audio_start, sc.audio_end, _intervals(path, ["audio"]))
+                clip["audio"] = {
+                    "windows": len(y),
+                    "anomalous": int(y.sum()),
+                    "auc": roc_auc(sc.audio, y),
+                    "normal_rate_ge_3": _rate(sc.audio[~y]),
+                    "anomalous_rate_ge_3": _rate(sc.audio[y]),
+                }
+                pool("audio", sc.audio, y)
+                if not sc.has_video:
+                    y_any = _window_labels(sc.audio_start, sc.audio_end, _intervals(path))
+                    pool("fused", sc.audio, y_any)
+            ev = _event_metrics(detect_events(sc, aggregator), _intervals(path))
+            clip["events"] = ev
+            totals["anomalies"] += ev["anomalies"]
+            totals["recalled"] += ev["recalled"]
+            totals["false_alarms"] += len(ev["false_alarms"])
+            report["clips"][sc.name] = clip
+    finally:
+        report["frames_gated"] = scorer.frames_gated
+        report["frames_scored"] = scorer.frames_scored
+        report["engines"] = scorer.describe_engines()
+        scorer.close()
+    for key, name in (("video", "video_auc"), ("baseline", "video_baseline_auc"), ("temporal", "temporal_auc"),
+                      ("audio", "audio_auc"), ("fused", "fused_auc")):
+        if key + "_y" in pooled:
+            report[name] = roc_auc(np.concatenate(pooled[key + "_s"]), np.concatenate(pooled[key + "_y"]))
+    report["event_recall"] = totals["recalled"] / totals["anomalies"] if totals["anomalies"] else float("nan")
+    report["anomalies"] = totals["anomalies"]
+    report["false_alarms"] = totals["false_alarms"]
+    report["hours"] = round(total_s / 3600.0, 4)
+    report["false_alarms_per_hour"] = totals["false_alarms"] / (total_s / 3600.0) if total_s else float("nan")
     return report
+
+
+def _rate(cal: np.ndarray, threshold: float = 3.0) -> float:
+    return float(np.mean(cal >= threshold)) if len(cal) else float("nan")
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """A human-readable summary of an ``evaluate`` report."""
+
+    def f(x: Any) -> str:
+        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+    lines = [f"{'clip':<18} {'video':>7} {'base':>7} {'temporal':>8} {'audio':>7} {'fused':>7}  events"]
+    for name, c in report["clips"].items():
+        ev = c["events"]
+        lines.append(
+            f"{name:<18} {f(c.get('video', {}).get('auc')):>7} {f(c.get('video', {}).get('baseline_auc')):>7} "
+            f"{f(c.get('temporal', {}).get('auc')):>8} {f(c.get('audio', {}).get('auc')):>7} "
+            f"{f(c.get('fused', {}).get('auc')):>7}  {ev['recalled']}/{ev['anomalies']} recalled, "
+            f"{len(ev['false_alarms'])} false" + (f" (missed: {', '.join(ev['missed'])})" if ev["missed"] else "")
+        )
+    lines.append(
+        f"{'pooled':<18} {f(report.get('video_auc')):>7} {f(report.get('video_baseline_auc')):>7} "
+        f"{f(report.get('temporal_auc')):>8} {f(report.get('audio_auc')):>7} {f(report.get('fused_auc')):>7}  "
+        f"recall {f(report['event_recall'])}, {report['false_alarms']} false alarm(s) in "
+        f"{report['hours'] * 60:.1f} min = {report['false_alarms_per_hour']:.1f}/h"
+    )
+    if report.get("frames_scored"):
+        lines.append(
+            f"motion gate: {report['frames_gated']} of {report['frames_scored']} frames skipped the CNN "
+            f"({100.0 * report['frames_gated'] / report['frames_scored']:.1f}%); engines: {report['engines']}"
+        )
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.evaluation", description=__doc__.split("\n")[0])
     parser.add_argument("--package", required=True, type=Path)
+    parser.add_argument("--json", action="store_true")
     parser.add_argument("clips", nargs="+", help="clips with <clip>.json ground truth beside them")
     args = parser.parse_args(argv)
     report = evaluate(args.clips, ModelPackage.load(args.package))
-    print(json.dumps(report, indent=1))  # noqa: T201 - CLI output
+    if args.json:
+        print(json.dumps(report, indent=1))  # noqa: T201 - CLI output
+    else:
+        print("\n".join(summary_lines(report)))  # noqa: T201 - CLI output
     return 0
 
 

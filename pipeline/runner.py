@@ -47,6 +47,15 @@ class ScoringModel(Protocol):
     sample_rate: int
     has_video: bool
     has_audio: bool
+    # Temporal model: 0 without one. With one, ``score_video`` leaves the embeddings of the stacks it was given in
+    # ``last_embeddings`` (B, ...) and ``score_temporal`` scores windows of each camera's last ``temporal_window``
+    # embeddings (oldest first), any cameras mixed in one batch.
+    temporal_window: int
+    last_embeddings: np.ndarray | None
+
+    def score_temporal(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
+        """(B, temporal_window, ...) float32 → raw (B,), calibrated (B,), worst-region boxes."""
+        ...
 
     def score_video(self, stacks: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
         """(B, context+1, H, W) uint8 → raw (B,), calibrated (B,), worst-region boxes."""
@@ -97,6 +106,8 @@ class Runner:
         self.stats: dict[str, CameraStats] = {}
         self._aggs: dict[str, CameraAggregator] = {}
         self._rings: dict[str, collections.deque[np.ndarray]] = {}
+        self._embeddings: dict[str, collections.deque[np.ndarray]] = {}
+        self._temporal_window = int(getattr(model, "temporal_window", 0) or 0)
         self._ended: set[str] = set()
         for spec in sources:
             policy = BufferPolicy.DROP_OLDEST if spec.live else BufferPolicy.WAIT
@@ -106,6 +117,7 @@ class Runner:
             self.stats[spec.camera_id] = CameraStats()
             self._aggs[spec.camera_id] = CameraAggregator(spec.camera_id, self.settings.aggregator)
             self._rings[spec.camera_id] = collections.deque(maxlen=model.context + 1)
+            self._embeddings[spec.camera_id] = collections.deque(maxlen=max(1, self._temporal_window))
         self._thread = threading.Thread(target=self._score_loop, name="scoring", daemon=True)
         self._finished = threading.Event()
 
@@ -225,6 +237,8 @@ class Runner:
                     scores.append(Score(f.camera_id, Modality.VIDEO, f.pts, f.monotonic_ns, f.wall_time,
                                         float(r), float(c), b))
                     self.stats[f.camera_id].frames_scored += 1
+                if self._temporal_window:
+                    scores += self._score_temporal(kept, self.model.last_embeddings)
         if audio:
             raw, cal = self.model.score_audio(np.stack([w.samples for w in audio]))
             for w, r, c in zip(audio, raw, cal, strict=True):
@@ -238,9 +252,27 @@ class Runner:
                 self.on_score(s)
             self._emit(self._aggs[s.camera_id].push(s))
 
+    def _score_temporal(self, frames: list[VideoFrame], embeddings: np.ndarray | None) -> list[Score]:
+        """Append each frame's embedding to its camera's window; score the cameras whose window is full."""
+        if embeddings is None:
+            return []
+        windows, owners = [], []
+        for f, e in zip(frames, embeddings, strict=True):  # per camera in stream order: batches keep it
+            ring = self._embeddings[f.camera_id]
+            ring.append(e)
+            if len(ring) == ring.maxlen:
+                windows.append(np.stack(ring))
+                owners.append(f)
+        if not windows:
+            return []
+        raw, cal, boxes = self.model.score_temporal(np.stack(windows))
+        return [Score(f.camera_id, Modality.TEMPORAL, f.pts, f.monotonic_ns, f.wall_time, float(r), float(c), b)
+                for f, r, c, b in zip(owners, raw, cal, boxes, strict=True)]
+
     def _stream_end(self, end: StreamEnd) -> None:
         reason = EndReason.STREAM_LOST if end.lost else EndReason.EOF
         self._rings[end.camera_id].clear()
+        self._embeddings[end.camera_id].clear()
         self._emit(self._aggs[end.camera_id].end_stream(end.pts, end.wall_time, reason))
 
     def _shutdown(self) -> None:

@@ -1,7 +1,15 @@
 """A model package bound to engines: the ``ScoringModel`` the runner calls, calibrated scores out.
 
-One engine per graph (video, audio), created from the engine config; both are loaded at start so a broken
+One engine per graph (video, audio, temporal), created from the engine config; all are loaded at start so a broken
 package fails before any camera is opened.
+
+Temporal model (when the package has one): ``score_video`` leaves the embeddings of the stacks it scored in
+``last_embeddings`` (NaN rows for gated stacks); the caller keeps each camera's last ``temporal_window`` of them and
+asks ``score_temporal`` for windows of any cameras in one batch. The scorer keeps no per-camera state.
+
+Video stacks pass the motion gate first (``pipeline.scorer.MotionGate``): a stack where nothing moves skips the CNN
+and scores the calibration floor (raw = the lowest held-out normal score, calibrated 0), so the score stays defined,
+low and on time; ``frames_gated`` counts them.
 """
 
 from __future__ import annotations
@@ -11,12 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.engines.base import Engine, OrtEngineConfig, TorchEngineConfig, create_engine
+from pipeline.engines.base import AnyEngineConfig, OrtEngineConfig, create_engine
+from pipeline.engines.interface import Engine
 from pipeline.models.package import ModelPackage
-from pipeline.scorer import AudioScorer, Box, VideoScorer
+from pipeline.scorer import AudioScorer, Box, MotionGate, TemporalScorer, VideoScorer
 
 _DEFAULT_FPS = 5.0
 _DEFAULT_CONTEXT = 1
+DEFAULT_MOTION_THRESHOLD = 5.0
 
 
 class PackageScorer:
@@ -25,17 +35,31 @@ class PackageScorer:
     def __init__(
         self,
         package: ModelPackage,
-        engine_config: OrtEngineConfig | TorchEngineConfig | Mapping[str, Any] | None = None,
+        engine_config: AnyEngineConfig | Mapping[str, Any] | None = None,
+        *,
+        motion_threshold: float = DEFAULT_MOTION_THRESHOLD,
     ) -> None:
         cfg = engine_config if engine_config is not None else OrtEngineConfig()
         self.package = package
         self._engines: list[Engine] = []
         self.video: VideoScorer | None = None
         self.audio: AudioScorer | None = None
-        if package.video is not None:
-            self.video = VideoScorer(package, self._engine(cfg, "video"))
-        if package.audio is not None:
-            self.audio = AudioScorer(package, self._engine(cfg, "audio"))
+        self.temporal: TemporalScorer | None = None
+        self.gate = MotionGate(motion_threshold)
+        self.frames_scored = 0  # video stacks scored, gated ones included
+        self.frames_gated = 0  # of which the CNN was skipped
+        self.last_gated = np.zeros(0, dtype=bool)  # which stacks of the last score_video call were gated
+        self.last_embeddings: np.ndarray | None = None  # their embeddings (NaN where gated), with a temporal model
+        try:
+            if package.video is not None:
+                self.video = VideoScorer(package, self._engine(cfg, "video"))
+            if package.audio is not None:
+                self.audio = AudioScorer(package, self._engine(cfg, "audio"))
+            if package.temporal is not None:
+                self.temporal = TemporalScorer(package, self._engine(cfg, "temporal"))
+        except BaseException:
+            self.close()
+            raise
         v, a = package.video, package.audio
         # without a video model, frames are still decoded at this geometry for nothing: turn video off instead
         self.width = v.width if v else 16
@@ -44,20 +68,53 @@ class PackageScorer:
         self.context = v.context if v else _DEFAULT_CONTEXT
         self.has_video = v is not None
         self.has_audio = a is not None
+        self.has_temporal = self.temporal is not None
+        self.temporal_window = self.temporal.window if self.temporal is not None else 0
         self.audio_window_s = a.window_s if a else 1.0
         self.audio_hop_s = a.hop_s if a else 0.5
         self.sample_rate = a.sample_rate if a else 16000
+        self._floor = float(v.calibration.values[0]) if v else 0.0
 
-    def _engine(self, cfg: OrtEngineConfig | TorchEngineConfig | Mapping[str, Any], modality: str) -> Engine:
+    def _engine(self, cfg: AnyEngineConfig | Mapping[str, Any], modality: str) -> Engine:
         engine = create_engine(cfg)
-        engine.load(self.package.graph_path(modality))  # type: ignore[arg-type]
         self._engines.append(engine)
+        engine.load(self.package.graph_path(modality))  # type: ignore[arg-type]
         return engine
+
+    def describe_engines(self) -> str:
+        return "; ".join(e.describe() for e in self._engines)
 
     def score_video(self, stacks: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
         assert self.video is not None
-        raw, boxes = self.video.score(stacks)
-        return raw, self.video.calibrate(raw), list(boxes)
+        n = len(stacks)
+        moving = self.gate.moving(stacks)
+        raw = np.full(n, self._floor, dtype=np.float32)
+        cal = np.zeros(n, dtype=np.float32)
+        boxes: list[Box | None] = [None] * n
+        idx = np.flatnonzero(moving)
+        emb_all: np.ndarray | None = None
+        if len(idx):
+            r, b, emb = self.video.run(stacks if len(idx) == n else stacks[idx])
+            if self.temporal is not None and emb is not None:
+                emb_all = np.full((n, *emb.shape[1:]), np.nan, dtype=np.float32)
+                emb_all[idx] = emb
+            raw[idx] = r
+            cal[idx] = self.video.calibrate(r)
+            for i, box in zip(idx.tolist(), b, strict=True):
+                boxes[i] = box
+        self.frames_scored += n
+        self.frames_gated += n - len(idx)
+        self.last_gated = ~moving
+        if self.temporal is not None and emb_all is None:
+            emb_all = np.full((n, *self.temporal.spec.embedding_shape), np.nan, dtype=np.float32)
+        self.last_embeddings = emb_all
+        return raw, cal, boxes
+
+    def score_temporal(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
+        """(B, temporal_window, C, eh, ew) embeddings, oldest first → raw (B,), calibrated (B,), worst cells."""
+        assert self.temporal is not None
+        raw, boxes = self.temporal.score(windows)
+        return raw, self.temporal.calibrate(raw), boxes
 
     def score_audio(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         assert self.audio is not None

@@ -22,21 +22,31 @@ torch = pytest.importorskip(
 def package(tmp_path_factory: pytest.TempPathFactory) -> ModelPackage:
     from fixtures.tiny_package import train_tiny_package
 
-    return ModelPackage.load(train_tiny_package(tmp_path_factory.mktemp("pkg") / "tiny"))
+    pkg = ModelPackage.load(train_tiny_package(tmp_path_factory.mktemp("pkg") / "tiny"))
+    _TINY[:] = [pkg]
+    return pkg
 
 
-def _inputs(name: str, batch: int, rng: np.random.Generator) -> np.ndarray:
+def _inputs(name: str, batch: int, rng: np.random.Generator, package: ModelPackage | None = None) -> np.ndarray:
+    """Random inputs of the tiny package's graphs (``package`` defaults to the module's tiny one)."""
+    spec = getattr(package or _TINY[0], name)
+    shape = [batch if d is None else d for d in spec.input.shape]
     if name == "video":
-        return rng.integers(0, 256, (batch, 5, 96, 160), dtype=np.uint8)
-    return rng.normal(0, 1, (batch, 98, 64)).astype(np.float32)
+        return rng.integers(0, 256, shape, dtype=np.uint8)
+    if name == "audio":
+        shape[1] = spec.features.config().n_frames(spec.n_samples)
+    return rng.normal(0, 1, shape).astype(np.float32)
 
 
-@pytest.mark.parametrize("modality", ["video", "audio"])
+_TINY: list[ModelPackage] = []
+
+
+@pytest.mark.parametrize("modality", ["video", "audio", "temporal"])
 @pytest.mark.parametrize("batch", [1, 4])
 def test_onnxruntime_matches_torch(package: ModelPackage, modality: str, batch: int) -> None:
     rng = np.random.default_rng(batch)
     ort_engine = create_engine({"type": "onnxruntime", "intra_op_num_threads": 1})
-    torch_engine = create_engine({"type": "torch"})
+    torch_engine = create_engine({"type": "torch", "device": "cpu"})
     for engine in (ort_engine, torch_engine):
         engine.load(package.graph_path(modality))  # type: ignore[arg-type]
     assert ort_engine.input_names == torch_engine.input_names
@@ -58,7 +68,7 @@ def test_scorers_on_both_engines_agree(package: ModelPackage) -> None:
     stacks = _inputs("video", 3, rng)
     windows = rng.normal(0, 0.05, (2, 16000)).astype(np.float32)
     results = []
-    for cfg in ({"type": "onnxruntime"}, {"type": "torch"}):
+    for cfg in ({"type": "onnxruntime"}, {"type": "torch", "device": "cpu"}):
         v, a = create_engine(cfg), create_engine(cfg)
         v.load(package.graph_path("video"))
         a.load(package.graph_path("audio"))
@@ -92,3 +102,47 @@ def test_bad_graph_and_wrong_graph_are_engine_errors(package: ModelPackage, tmp_
         VideoScorer(package, engine)
     with pytest.raises(EngineError, match="before load"):
         create_engine({"type": "onnxruntime"}).infer({})
+
+
+def test_torch_engine_config() -> None:
+    engine = create_engine({"type": "torch", "device": "cpu", "num_threads": 2})
+    assert engine.config.graph_batch_sizes == [1, 2, 4, 8]  # type: ignore[attr-defined]
+    with pytest.raises(ValueError):
+        create_engine({"type": "torch", "device": "gpu"})
+    with pytest.raises(ValueError):
+        create_engine({"type": "torch", "graph_batch_sizes": [0]})
+    assert create_engine({"type": "torch", "graph_batch_sizes": [8, 1, 4, 4]}).graph_batch_sizes == [1, 4, 8]  # type: ignore[attr-defined]
+
+
+def test_torch_fp16_or_cuda_without_a_gpu_is_a_clear_error(package: ModelPackage) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(EngineError, match="fp16 needs a CUDA device"):
+        create_engine({"type": "torch", "precision": "fp16"}).load(package.graph_path("video"))
+    with pytest.raises(EngineError, match="CUDA is not available"):
+        create_engine({"type": "torch", "device": "cuda"}).load(package.graph_path("video"))
+    auto = create_engine({"type": "torch"})
+    auto.load(package.graph_path("video"))
+    assert auto.describe() == "torch cpu fp32 threads=1"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("modality", ["video", "audio", "temporal"])
+def test_cuda_graphs_fp16_match_eager_and_onnxruntime(package: ModelPackage, modality: str) -> None:
+    rng = np.random.default_rng(7)
+    ref = create_engine({"type": "onnxruntime"})
+    ref.load(package.graph_path(modality))
+    (name,) = ref.input_names
+    graphs = create_engine({"type": "torch", "device": "cuda", "precision": "fp16", "graph_batch_sizes": [1, 4]})
+    eager = create_engine({"type": "torch", "device": "cuda", "precision": "fp32", "cuda_graphs": False})
+    for e in (graphs, eager):
+        e.load(package.graph_path(modality))
+    for batch in (1, 3, 4, 9):  # 3 pads to 4; 9 runs as 4 + 4 + 1
+        x = _inputs(modality, batch, rng)
+        want = ref.infer({name: x})
+        got16, got32 = graphs.infer({name: x}), eager.infer({name: x})
+        for key in want:
+            scale = max(1.0, float(np.abs(want[key]).max()))
+            assert got16[key].shape == want[key].shape
+            assert float(np.abs(got32[key] - want[key]).max()) <= 1e-4 * scale
+            assert float(np.abs(got16[key] - want[key]).max()) <= 5e-2 * scale

@@ -37,13 +37,15 @@ def test_good_package_loads(package_dir: Path) -> None:
     pkg = ModelPackage.load(package_dir)
     assert pkg.package_id == "tiny"
     assert pkg.video is not None and pkg.audio is not None
-    assert (pkg.video.width, pkg.video.height, pkg.video.context, pkg.video.fps) == (160, 96, 4, 5.0)
+    from pipeline.models.train import CONTEXT, FPS, HEIGHT, WIDTH
+
+    assert (pkg.video.width, pkg.video.height, pkg.video.context, pkg.video.fps) == (WIDTH, HEIGHT, CONTEXT, FPS)
     assert pkg.graph_path("video").is_file() and pkg.graph_path("audio").is_file()
     assert pkg.trained_on.holdout_fraction == pytest.approx(0.2)
     assert {"lepton_edge", "torch", "onnxruntime", "opset"} <= set(pkg.versions)
     prov = pkg.provenance("onnxruntime")
     assert prov["package_id"] == "tiny" and prov["version"] == pkg.version and prov["engine"] == "onnxruntime"
-    assert set(prov["calibration"]) == {"video", "audio"}
+    assert set(prov["calibration"]) == {"video", "audio", "temporal"}
 
 
 def test_save_round_trip(package_dir: Path, tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def test_train_package_from_a_clip(tmp_path: Path) -> None:
     assert report["video"]["epoch_losses"] and report["audio"]["epoch_losses"]
     assert not list(out.parent.glob(".*tmp*")), "no temporary directory is left behind"
     video, audio = _scorers(pkg)
-    raw, boxes = video.score(np.zeros((2, video.context + 1, 96, 160), np.uint8))
+    raw, boxes = video.score(np.zeros((2, video.context + 1, *video.frame_shape), np.uint8))
     assert raw.shape == (2,) and len(boxes) == 2
     cal = video.calibrate(raw)
     assert cal.shape == (2,) and np.all((cal >= 0) & (cal <= 10))
@@ -55,7 +55,8 @@ def test_synthetic_anomalies_score_above_normal(tmp_path: Path) -> None:
 
     pkg = ModelPackage.load(train_tiny_package(tmp_path / "tiny"))
     video, audio = _scorers(pkg)
-    frames = scene_frames(150, seed=7, intruder_from=100)[::5]  # 5 fps
+    h, w = video.frame_shape
+    frames = scene_frames(150, seed=7, intruder_from=100, height=h, width=w)[::5]  # 5 fps
     stacks = np.stack([frames[i - 4 : i + 1] for i in range(4, len(frames))])
     raw, _ = video.score(stacks)
     normal, anomalous = raw[: 20 - 4], raw[20 - 4 :]

@@ -1,5 +1,30 @@
-"""Inference backends behind one interface (see ``base``)."""
+"""Inference backends behind one interface (``interface.Engine``), selected by config (``base``).
 
-from pipeline.engines.base import Engine, EngineConfig, OrtEngineConfig, TorchEngineConfig, create_engine
+Imports are lazy (PEP 562): ``import pipeline.engines.torch_ref`` does not pull in pydantic or the other backends,
+so a backend can be used on a machine that has only its runtime.
+"""
 
-__all__ = ["Engine", "EngineConfig", "OrtEngineConfig", "TorchEngineConfig", "create_engine"]
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "Engine",
+    "EngineConfig",
+    "OrtEngineConfig",
+    "TensorRTEngineConfig",
+    "TorchEngineConfig",
+    "create_engine",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Engine":
+        from pipeline.engines.interface import Engine
+
+        return Engine
+    if name in __all__:
+        from pipeline.engines import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'pipeline.engines' has no attribute {name!r}")

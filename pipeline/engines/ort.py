@@ -14,22 +14,24 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from pipeline.engines.base import Engine, OrtEngineConfig
+from pipeline.engines.interface import Engine
 from pipeline.errors import EngineError
 
 
 class OrtEngine(Engine):
     name = "onnxruntime"
 
-    def __init__(self, config: OrtEngineConfig | None = None) -> None:
-        self.config = config or OrtEngineConfig()
+    def __init__(self, intra_op_num_threads: int = 1) -> None:
+        if intra_op_num_threads < 1:
+            raise ValueError("intra_op_num_threads must be at least 1")
+        self.intra_op_num_threads = intra_op_num_threads
         self._session: ort.InferenceSession | None = None
         self._inputs: list[str] = []
         self._outputs: list[str] = []
 
     def load(self, graph_path: str | Path) -> None:
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.config.intra_op_num_threads
+        opts.intra_op_num_threads = self.intra_op_num_threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -47,6 +49,15 @@ class OrtEngine(Engine):
         self._outputs = [o.name for o in session.get_outputs()]
 
     @property
+    def input_shapes(self) -> dict[str, list[int | None]]:
+        """Each input's shape as the graph declares it; None where a dimension is dynamic (batch, time)."""
+        if self._session is None:
+            return {}
+        return {
+            i.name: [d if isinstance(d, int) else None for d in i.shape] for i in self._session.get_inputs()
+        }
+
+    @property
     def input_names(self) -> list[str]:
         return list(self._inputs)
 
@@ -62,6 +73,9 @@ class OrtEngine(Engine):
         except Exception as e:  # noqa: BLE001 - see load()
             raise EngineError(f"onnxruntime inference failed: {e}") from e
         return dict(zip(self._outputs, results, strict=True))
+
+    def describe(self) -> str:
+        return f"onnxruntime cpu fp32 threads={self.intra_op_num_threads}"
 
     def close(self) -> None:
         self._session = None

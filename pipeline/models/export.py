@@ -8,6 +8,8 @@ reference backend (``pipeline.engines.torch_ref``) can rebuild the exact module 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +20,7 @@ import torch
 from torch import nn
 
 from pipeline.models.audio import AudioPredictor
+from pipeline.models.temporal import TemporalPredictor
 from pipeline.models.video import VideoPredictor
 
 OPSET = 17
@@ -25,6 +28,7 @@ OPSET = 17
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "video_predictor": VideoPredictor,
     "audio_predictor": AudioPredictor,
+    "temporal_predictor": TemporalPredictor,
 }
 
 
@@ -43,12 +47,13 @@ def export_onnx(
     *,
     arch: str,
     input_name: str,
-    output_name: str,
+    output_name: str | Sequence[str],
     dynamic_axes: Sequence[int] = (0,),
     output_dynamic_axes: Sequence[int] = (0,),
 ) -> Path:
-    """Export ``module`` (one input, one output) to ``path``; its state dict goes to
-    ``path.with_suffix('.pt')``."""
+    """Export ``module`` (one input; one output, or several named in ``output_name``, all with
+    ``output_dynamic_axes``) to ``path``; its state dict goes to ``path.with_suffix('.pt')``."""
+    outputs = [output_name] if isinstance(output_name, str) else list(output_name)
     module = module.eval()
     weights = path.with_suffix(".pt")
     axes_names = {0: "batch", 1: "time"}
@@ -61,10 +66,10 @@ def export_onnx(
             (example,),
             str(path),
             input_names=[input_name],
-            output_names=[output_name],
+            output_names=outputs,
             dynamic_axes={
                 input_name: {a: axes_names.get(a, f"d{a}") for a in dynamic_axes},
-                output_name: {a: axes_names.get(a, f"d{a}") for a in output_dynamic_axes},
+                **{name: {a: axes_names.get(a, f"d{a}") for a in output_dynamic_axes} for name in outputs},
             },
             opset_version=OPSET,
             do_constant_folding=True,
@@ -84,3 +89,77 @@ def export_onnx(
     onnx.save(graph, str(path))
     torch.save(module.state_dict(), weights)
     return path
+
+
+def reexport_package(directory: Path, out: Path | None = None) -> dict[str, Any]:
+    """Re-export every graph of the package at ``directory`` from its ``.pt`` weights (``edge export``): after an
+    ONNX / opset / exporter upgrade, or to repair a graph. Calibrations stay (same weights, same scores: checked by
+    running old and new graph on the same random input). Written to ``out`` (default: in place) atomically."""
+    import numpy as np
+
+    from pipeline.engines.ort import OrtEngine
+    from pipeline.models.package import ModelPackage, file_sha256
+
+    src = ModelPackage.load(directory)
+    out = Path(out) if out is not None else Path(directory)
+    tmp = out.parent / f".{out.name}.export-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src.root, tmp)
+    report: dict[str, Any] = {"package": str(out), "opset": OPSET, "graphs": {}}
+    updates: dict[str, Any] = {}
+    rng = np.random.default_rng(0)
+    try:
+        for modality in ("video", "audio", "temporal"):
+            spec = getattr(src, modality)
+            if spec is None:
+                continue
+            if spec.reference_weights is None:
+                raise ValueError(f"the {modality} model has no .pt weights to export from")
+            graph = onnx.load(str(src.root / spec.graph), load_external_data=False)
+            meta = {p.key: p.value for p in graph.metadata_props}
+            module = build_module(meta["lepton.arch"], json.loads(meta["lepton.arch_config"]))
+            module.load_state_dict(torch.load(src.root / spec.reference_weights, map_location="cpu",
+                                              weights_only=True))
+            if modality == "video":
+                example = torch.zeros(2, *spec.input.shape[1:], dtype=torch.uint8)
+                sample = rng.integers(0, 256, (3, *spec.input.shape[1:]), dtype=np.uint8)
+                axes: tuple[int, ...] = (0,)
+            elif modality == "temporal":
+                example = torch.zeros(2, *spec.input.shape[1:])
+                sample = rng.normal(0, 1, (3, *spec.input.shape[1:])).astype(np.float32)
+                axes = (0,)
+            else:
+                n_frames = spec.features.config().n_frames(spec.n_samples)
+                example = torch.zeros(2, n_frames, spec.n_mels)
+                sample = rng.normal(0, 1, (3, n_frames, spec.n_mels)).astype(np.float32)
+                axes = (0, 1)
+            target = tmp / spec.graph
+            outputs = [o.name for o in graph.graph.output]
+            export_onnx(module, example, target, arch=meta["lepton.arch"], input_name=spec.input.name,
+                        output_name=outputs, dynamic_axes=axes, output_dynamic_axes=axes)
+            diffs = []
+            for path in (src.root / spec.graph, target):
+                e = OrtEngine()
+                e.load(path)
+                diffs.append(e.infer({spec.input.name: sample})[spec.output.name])
+                e.close()
+            max_diff = float(np.abs(diffs[0] - diffs[1]).max())
+            if max_diff > 1e-4 * max(1.0, float(np.abs(diffs[0]).max())):
+                raise ValueError(f"re-exported {modality} graph disagrees with the old one (max diff {max_diff:.3g})")
+            updates[modality] = spec.model_copy(update={"sha256": file_sha256(target)})
+            report["graphs"][modality] = {"graph": spec.graph, "sha256": updates[modality].sha256,
+                                          "max_abs_diff_vs_previous": max_diff}
+        data = src.model_dump()
+        data.update({k: v.model_dump() for k, v in updates.items()})
+        data["versions"] = {**src.versions, "torch": torch.__version__, "onnx": onnx.__version__, "opset": OPSET}
+        package = ModelPackage.model_validate(data)
+        package.save(tmp)
+        ModelPackage.load(tmp)
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return report

@@ -4,6 +4,8 @@ runtime loads.
     <dir>/model.json    format, id, version, per-modality specs (graph file + sha256, input/output tensors,
                         preprocessing, score reduction, calibration), what it was trained on, versions
     <dir>/video.onnx    frames (B, context+1, H, W) uint8  -> patch_err (B, gh, gw) float32
+                                                           [+ embedding (B, C, eh, ew) float32]
+    <dir>/temporal.onnx embeddings (B, window, C, eh, ew) float32 -> cell_err (B, eh, ew) float32 (optional)
     <dir>/audio.onnx    mel (B, T, n_mels) float32 (normalised) -> frame_err (B, T-1) float32
     <dir>/*.pt          optional state dicts for the torch reference backend (parity checks only)
 
@@ -106,12 +108,37 @@ class VideoModelSpec(_GraphSpec):
     patch: int = Field(ge=1, description="side of an error patch, in input pixels")
     patch_stride: int = Field(ge=1, description="step between error patches, in input pixels")
     score: Literal["max_patch_mse"] = "max_patch_mse"
+    embedding: TensorSpec | None = Field(
+        None, description="second output: the bottleneck embedding the temporal model follows"
+    )
 
     @model_validator(mode="after")
     def _input_matches(self) -> VideoModelSpec:
         if self.input.shape[1:] != [self.context + 1, self.height, self.width]:
             raise ValueError(f"input shape {self.input.shape} does not match context/height/width")
         return self
+
+
+class TemporalModelSpec(_GraphSpec):
+    """Next-embedding prediction over the last ``window`` video embeddings; raw score = worst cell's error."""
+
+    window: int = Field(ge=2, le=64, description="embeddings (video frames at the video model's fps) per window")
+    score_steps: int = Field(ge=1, description="last prediction steps averaged into the score")
+    score: Literal["max_cell_mse"] = "max_cell_mse"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TemporalModelSpec:
+        if self.score_steps >= self.window:
+            raise ValueError("score_steps must be smaller than window")
+        if len(self.input.shape) != 5 or self.input.shape[1] != self.window:
+            raise ValueError(f"input shape {self.input.shape} does not match window {self.window}")
+        return self
+
+    @property
+    def embedding_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.input.shape[2:]
+        assert c is not None and h is not None and w is not None
+        return c, h, w
 
 
 class LogMelSpec(_Strict):
@@ -185,6 +212,7 @@ class ModelPackage(_Strict):
     created: str = Field(description="UTC ISO-8601 time of training")
     video: VideoModelSpec | None = None
     audio: AudioModelSpec | None = None
+    temporal: TemporalModelSpec | None = None
     trained_on: TrainedOn
     versions: dict[str, str | int]
 
@@ -194,6 +222,10 @@ class ModelPackage(_Strict):
     def _has_a_model(self) -> ModelPackage:
         if self.video is None and self.audio is None:
             raise ValueError("a package needs a video or an audio model")
+        if self.temporal is not None:
+            emb = self.video.embedding if self.video is not None else None
+            if emb is None or emb.shape[1:] != self.temporal.input.shape[2:]:
+                raise ValueError("the temporal model needs a video model whose embedding output matches its input")
         return self
 
     @property
@@ -202,12 +234,12 @@ class ModelPackage(_Strict):
             raise ModelPackageError("model package has no directory yet (save it first)")
         return self._root
 
-    def graph_path(self, modality: Literal["video", "audio"]) -> Path:
+    def graph_path(self, modality: Literal["video", "audio", "temporal"]) -> Path:
         spec = self._spec(modality)
         return self.root / spec.graph
 
-    def _spec(self, modality: str) -> VideoModelSpec | AudioModelSpec:
-        spec = self.video if modality == "video" else self.audio if modality == "audio" else None
+    def _spec(self, modality: str) -> VideoModelSpec | AudioModelSpec | TemporalModelSpec:
+        spec = {"video": self.video, "audio": self.audio, "temporal": self.temporal}.get(modality)
         if spec is None:
             raise ModelPackageError(f"model package {self.package_id} has no {modality} model")
         return spec
@@ -220,7 +252,7 @@ class ModelPackage(_Strict):
             "engine": engine,
             "calibration": {
                 name: spec.calibration.describe()
-                for name, spec in (("video", self.video), ("audio", self.audio))
+                for name, spec in (("video", self.video), ("audio", self.audio), ("temporal", self.temporal))
                 if spec is not None
             },
         }
@@ -241,7 +273,7 @@ class ModelPackage(_Strict):
             package = cls.model_validate(data)
         except ValidationError as e:
             raise ModelPackageError(f"model package {root}: {MANIFEST} is invalid: {_one_line(e)}") from e
-        for name, spec in (("video", package.video), ("audio", package.audio)):
+        for name, spec in (("video", package.video), ("audio", package.audio), ("temporal", package.temporal)):
             if spec is not None:
                 _check_file(root, name, "graph", spec.graph, spec.sha256)
         package._root = root.resolve()
@@ -252,7 +284,7 @@ class ModelPackage(_Strict):
         elsewhere."""
         root = Path(directory)
         root.mkdir(parents=True, exist_ok=True)
-        for spec in (self.video, self.audio):
+        for spec in (self.video, self.audio, self.temporal):
             if spec is None:
                 continue
             for name in (spec.graph, spec.reference_weights):

@@ -8,7 +8,12 @@ torch.
 
 Video is decoded at ``OVERSAMPLE`` times the model's rate so that every phase of the 5 fps sampling becomes a
 training sequence: five times the data from the same footage, and the calibration sees every phase a live
-camera's sampling could land on.
+camera's sampling could land on. A source slower than that (a 10 fps camera, a 2 fps snapshot sequence) gives
+what it has: each input's ``step`` (decoded frames per model period, measured from its timestamps) keeps the
+context frames one model period apart, as the runtime's sampling does.
+
+Inputs may be clips, audio files (WAV, FLAC, OGG...: audio-only packages), image-sequence patterns or folders of
+frames (``input_fps``, default 25, says the rate they were taken at: video-only packages).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any
 import numpy as np
 import onnxruntime
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 import pipeline
@@ -47,27 +53,36 @@ from pipeline.models.package import (
     LogMelSpec,
     ModelPackage,
     SourceInfo,
+    TemporalModelSpec,
     TensorSpec,
     TrainedOn,
     VideoModelSpec,
     file_sha256,
 )
+from pipeline.models.temporal import TemporalPredictor
 from pipeline.models.video import VideoPredictor, grid_shape
-from pipeline.scorer import AudioScorer, VideoScorer
+from pipeline.scorer import AudioScorer, TemporalScorer, VideoScorer
 
 log = logging.getLogger(__name__)
 
-# Model input: 160x96 luma keeps ~16:9 (the samples and most cameras) with sides divisible by 8 for the three
-# stride-2 stages; a 40-pixel-wide object of a 640x360 frame is still 10 pixels wide. 5 fps with 4 past frames
-# gives 0.8 s of motion context, and keeps inference at a few ms per camera-second on one core.
-WIDTH, HEIGHT, CONTEXT, FPS = 160, 96, 4, 5.0
+# Model input: 256x144 luma keeps 16:9 (the samples and most cameras) with sides divisible by 16 (three stride-2
+# stages and the 2x2-pooled embedding). A person 30 m away in a 720p frame (~10x25 px) is still ~4x5 px here, where
+# 160x96 left 2x3 px: measured on the samples, video AUC 0.899 → 0.920 (far scooter clip 0.73 → 0.78), for 2.4x the
+# compute (~1.6 ms per frame with ONNX Runtime on one core: ~8 ms per camera-second at 5 fps). 5 fps with 4 past
+# frames gives 0.8 s of motion context.
+WIDTH, HEIGHT, CONTEXT, FPS = 256, 144, 4, 5.0
+COPY_WEIGHT = 0.15  # see pipeline.models.video: errors relative to the change a patch saw
 PATCH, PATCH_STRIDE = 8, 4
 OVERSAMPLE = 5
 SAMPLE_RATE = 16000
 WINDOW_S, HOP_S = 1.0, 0.5
 SKIP_FRAMES, TOP_K = 10, 5
 HOLDOUT = 0.2
-VIDEO_SHARE = 0.75  # of the time budget, when both models train
+MIN_CALIBRATION = 20  # held-out scores a calibration needs at least
+VIDEO_SHARE = 0.75  # of the time budget, when both models train (the temporal model's share included)
+TEMPORAL_SHARE = 0.15  # of the video share
+TEMPORAL_WINDOW, TEMPORAL_SCORE_STEPS = 10, 3  # 2 s of embeddings at 5 fps; the last 0.6 s scored
+TEMPORAL_COPY_WEIGHT = 0.5
 
 
 @dataclass
@@ -75,25 +90,32 @@ class NormalInput:
     """One decoded normal input."""
 
     source: SourceInfo
-    frames: np.ndarray  # uint8 (N, HEIGHT, WIDTH) at FPS * OVERSAMPLE
+    frames: np.ndarray  # uint8 (N, HEIGHT, WIDTH) at FPS * OVERSAMPLE, or slower (see step)
     audio: np.ndarray  # float32 (M,) at SAMPLE_RATE
+    step: int = OVERSAMPLE  # decoded frames per model period (1 / FPS)
 
 
 def source_sha256(path: str) -> str:
     """sha256 of a media file, or of the files an image-sequence pattern names (in order)."""
+    from pipeline.sources.spec import image_pattern
+
     if os.path.isfile(path):
         return file_sha256(Path(path))
-    files = sorted(glob.glob(re.sub(r"%0?\d*d", "*", path)))
+    files = sorted(f for f in glob.glob(re.sub(r"%0?\d*d", "*", image_pattern(path))) if os.path.isfile(f))
     h = hashlib.sha256()
     for f in files:
         h.update(file_sha256(Path(f)).encode())
     return h.hexdigest()
 
 
-def decode(path: str, *, video: bool = True, audio: bool = True) -> NormalInput:
+def decode(path: str, *, video: bool = True, audio: bool = True, input_fps: float | None = None) -> NormalInput:
+    from pipeline.evaluation import DEFAULT_IMAGE_FPS, is_image_source
     from pipeline.sources import read_media
 
+    if input_fps is None and is_image_source(path):
+        input_fps = DEFAULT_IMAGE_FPS
     frames: list[np.ndarray] = []
+    frame_pts: list[float] = []
     chunks: list[np.ndarray] = []
     last_pts = 0.0
     for item in read_media(
@@ -104,11 +126,13 @@ def decode(path: str, *, video: bool = True, audio: bool = True) -> NormalInput:
         audio_window_s=WINDOW_S,
         audio_hop_s=WINDOW_S,  # hop = window: consecutive windows tile the audio exactly
         sample_rate=SAMPLE_RATE,
+        input_fps=input_fps,
         video=video,
         audio=audio,
     ):
         if isinstance(item, VideoFrame) and video:
             frames.append(item.luma)
+            frame_pts.append(item.pts)
             last_pts = max(last_pts, item.pts)
         elif isinstance(item, AudioWindow) and audio:
             chunks.append(np.asarray(item.samples, dtype=np.float32))
@@ -117,21 +141,33 @@ def decode(path: str, *, video: bool = True, audio: bool = True) -> NormalInput:
     aud = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     duration = max(last_pts, len(vid) / (FPS * OVERSAMPLE), len(aud) / SAMPLE_RATE)
     return NormalInput(
-        SourceInfo(name=path, sha256=source_sha256(path), duration_s=round(duration, 3)), vid, aud
+        SourceInfo(name=path, sha256=source_sha256(path), duration_s=round(duration, 3)), vid, aud,
+        step=frame_step(np.asarray(frame_pts)),
     )
+
+
+def frame_step(pts: np.ndarray) -> int:
+    """Decoded frames per model period, from the frames' timestamps (OVERSAMPLE when the source is fast enough,
+    fewer for slower sources, 1 for sources at or below the model's rate)."""
+    if len(pts) < 2:
+        return OVERSAMPLE
+    dt = float(np.median(np.diff(pts)))
+    if dt <= 0:
+        return OVERSAMPLE
+    return int(min(OVERSAMPLE, max(1, round(1.0 / (FPS * dt)))))
 
 
 # ---------------------------------------------------------------------------------------------------- video
 
 
-def _stack_indices(n: int, lo: int, hi: int) -> np.ndarray:
+def _stack_indices(n: int, lo: int, hi: int, step: int = OVERSAMPLE) -> np.ndarray:
     """Indices (frame being scored) in [lo, hi) whose whole context lies in [lo, hi)."""
-    first = lo + CONTEXT * OVERSAMPLE
+    first = lo + CONTEXT * step
     return np.arange(first, hi) if hi > first else np.zeros(0, np.int64)
 
 
-def _gather(frames: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    offsets = np.arange(-CONTEXT, 1) * OVERSAMPLE
+def _gather(frames: np.ndarray, idx: np.ndarray, step: int = OVERSAMPLE) -> np.ndarray:
+    offsets = np.arange(-CONTEXT, 1) * step
     return frames[idx[:, None] + offsets[None, :]]  # (B, CONTEXT+1, H, W)
 
 
@@ -156,16 +192,24 @@ def _lr_at(frac: float, base: float) -> float:
 
 def train_video(
     inputs: Sequence[NormalInput], seconds: float, *, seed: int, progress: bool, batch: int = 16
-) -> tuple[VideoPredictor, dict[str, Any]]:
+) -> tuple[VideoPredictor, dict[str, Any], list[np.ndarray]]:
+    """The video predictor, a report, and the embeddings of every frame of each input (what the temporal model
+    learns from; zeros before a frame's context is complete)."""
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     frames = [x.frames for x in inputs]
-    train_idx = [_stack_indices(len(f), 0, int(len(f) * (1 - HOLDOUT))) for f in frames]
+    steps_of = [x.step for x in inputs]
+    train_idx = [
+        _stack_indices(len(f), 0, int(len(f) * (1 - HOLDOUT)), st) for f, st in zip(frames, steps_of, strict=True)
+    ]
     pool = [(i, j) for i, idx in enumerate(train_idx) for j in idx.tolist()]
     if len(pool) < batch:
         raise ValueError(f"too little normal video to train on ({len(pool)} sequences)")
-    model = VideoPredictor(CONTEXT, channels=16, patch=PATCH, stride=PATCH_STRIDE, height=HEIGHT, width=WIDTH)
+    model = VideoPredictor(
+        CONTEXT, channels=16, patch=PATCH, stride=PATCH_STRIDE, height=HEIGHT, width=WIDTH, embedding=1,
+        copy_weight=COPY_WEIGHT,
+    )
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     model.train()
     losses: list[float] = []
@@ -186,8 +230,9 @@ def train_video(
             for g in opt.param_groups:
                 g["lr"] = _lr_at(elapsed / seconds, 2e-3)
             picks = order[k : k + batch]
-            x = np.stack([_gather(frames[pool[p][0]], np.array([pool[p][1]]))[0] for p in picks])
-            xb = _augment_video(torch.from_numpy(x).float(), gen)
+            sample = np.stack([_gather(frames[pool[p][0]], np.array([pool[p][1]]), steps_of[pool[p][0]])[0]
+                               for p in picks])
+            xb = _augment_video(torch.from_numpy(sample).float(), gen)
             loss = model.error_map(xb).mean()
             opt.zero_grad()
             loss.backward()
@@ -202,14 +247,23 @@ def train_video(
             losses.append(epoch_loss / n)
     bar.close()
     model.eval()
-    # per-patch normal error level, from the training part (every other sequence is plenty)
+    # one pass over every sequence: per-patch normal error level (training part) and the embeddings the temporal
+    # model learns from (all of it)
     t = time.monotonic()
     errs = []
+    embeddings: list[np.ndarray] = []
     with torch.inference_mode():
-        for i, idx in enumerate(train_idx):
-            sub = idx[::2]
-            for k in range(0, len(sub), 64):
-                errs.append(model.patch_errors(torch.from_numpy(_gather(frames[i], sub[k : k + 64]))))
+        for x in inputs:
+            idx = _stack_indices(len(x.frames), 0, len(x.frames), x.step)
+            emb = np.zeros((len(x.frames), *model.embed(torch.zeros(1, CONTEXT + 1, HEIGHT, WIDTH)).shape[1:]),
+                           np.float32)
+            cut = int(len(x.frames) * (1 - HOLDOUT))
+            for k in range(0, len(idx), 64):
+                sub = idx[k : k + 64]
+                err_map, e3 = model._run(torch.from_numpy(_gather(x.frames, sub, x.step)))
+                emb[sub] = F.avg_pool2d(e3, 2).numpy()
+                errs.append(model._patches(err_map)[torch.from_numpy(sub < cut)])
+            embeddings.append(emb)
     model.fit_patch_scale(torch.cat(errs))
     return model, {
         "epoch_losses": [round(v, 6) for v in losses],
@@ -217,16 +271,110 @@ def train_video(
         "patch_scale_s": round(time.monotonic() - t, 1),
         "sequences": len(pool),
         "seconds": round(time.monotonic() - start, 1),
-    }
+    }, embeddings
 
 
 def heldout_video(inputs: Sequence[NormalInput]) -> Iterator[np.ndarray]:
     """Batches of held-out stacks, every phase of the 5 fps sampling."""
     for x in inputs:
         n = len(x.frames)
-        idx = _stack_indices(n, int(n * (1 - HOLDOUT)), n)
+        idx = _stack_indices(n, int(n * (1 - HOLDOUT)), n, x.step)
         for k in range(0, len(idx), 64):
-            yield _gather(x.frames, idx[k : k + 64])
+            yield _gather(x.frames, idx[k : k + 64], x.step)
+
+
+# ------------------------------------------------------------------------------------------------- temporal
+
+
+def _window_indices(n: int, lo: int, hi: int, step: int) -> np.ndarray:
+    """Last frames j in [lo, hi) of temporal windows whose every embedding (frames j-(W-1)*step .. j, each with
+    its full video context) lies in [lo, hi)."""
+    first = max(lo, CONTEXT * step) + (TEMPORAL_WINDOW - 1) * step
+    return np.arange(first, hi) if hi > first else np.zeros(0, np.int64)
+
+
+def _windows(emb: np.ndarray, idx: np.ndarray, step: int) -> np.ndarray:
+    offsets = np.arange(-(TEMPORAL_WINDOW - 1), 1) * step
+    return emb[idx[:, None] + offsets[None, :]]  # (B, W, C, eh, ew)
+
+
+def train_temporal(
+    inputs: Sequence[NormalInput],
+    embeddings: Sequence[np.ndarray],
+    seconds: float,
+    *,
+    seed: int,
+    progress: bool,
+    batch: int = 16,
+) -> tuple[TemporalPredictor, dict[str, Any]]:
+    rng = np.random.default_rng(seed + 2)
+    torch.manual_seed(seed + 2)
+    train_idx = [
+        _window_indices(len(x.frames), 0, int(len(x.frames) * (1 - HOLDOUT)), x.step) for x in inputs
+    ]
+    pool = [(i, j) for i, idx in enumerate(train_idx) for j in idx.tolist()]
+    if len(pool) < batch:
+        raise ValueError(f"too little normal video to train the temporal model ({len(pool)} windows)")
+    _, c, eh, ew = embeddings[0].shape
+    model = TemporalPredictor(c, eh, ew, hidden=32, window=TEMPORAL_WINDOW, score_steps=TEMPORAL_SCORE_STEPS,
+                              copy_weight=TEMPORAL_COPY_WEIGHT)
+    used = np.concatenate([e[CONTEXT * x.step : int(len(e) * (1 - HOLDOUT))] for e, x in zip(embeddings, inputs,
+                                                                                            strict=True)])
+    model.mean.copy_(torch.from_numpy(used.mean(axis=(0, 2, 3))).view(1, 1, c, 1, 1))
+    model.std.copy_(torch.from_numpy(np.maximum(used.std(axis=(0, 2, 3)), 1e-4)).view(1, 1, c, 1, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    losses: list[float] = []
+    start = time.monotonic()
+    steps = 0
+    bar = tqdm(total=round(seconds), desc="temporal", unit="s", disable=not progress, file=sys.stderr, leave=False)
+    while time.monotonic() - start < seconds:
+        epoch_loss, n = 0.0, 0
+        for _ in range(50):
+            elapsed = time.monotonic() - start
+            if elapsed >= seconds:
+                break
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(elapsed / seconds, 3e-3)
+            picks = rng.integers(0, len(pool), batch)
+            xb = np.stack([_windows(embeddings[pool[p][0]], np.array([pool[p][1]]), inputs[pool[p][0]].step)[0]
+                           for p in picks])
+            loss = model.step_errors(torch.from_numpy(xb))[:, 2:].mean()  # after a short warm-up of the GRU
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            epoch_loss += loss.item()
+            n += 1
+            steps += 1
+            bar.update(round(time.monotonic() - start) - bar.n)
+        if n:
+            losses.append(epoch_loss / n)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    bar.close()
+    model.eval()
+    errs = []
+    with torch.inference_mode():
+        for i, idx in enumerate(train_idx):
+            sub = idx[::2]
+            for k in range(0, len(sub), 64):
+                errs.append(model.cell_errors(torch.from_numpy(_windows(embeddings[i], sub[k : k + 64],
+                                                                        inputs[i].step))))
+    model.fit_scale(torch.cat(errs))
+    return model, {
+        "epoch_losses": [round(v, 6) for v in losses],
+        "steps": steps,
+        "windows": len(pool),
+        "seconds": round(time.monotonic() - start, 1),
+    }
+
+
+def heldout_temporal(inputs: Sequence[NormalInput], embeddings: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
+    for x, emb in zip(inputs, embeddings, strict=True):
+        n = len(x.frames)
+        idx = _window_indices(n, int(n * (1 - HOLDOUT)), n, x.step)
+        for k in range(0, len(idx), 64):
+            yield _windows(emb, idx[k : k + 64], x.step)
 
 
 # ---------------------------------------------------------------------------------------------------- audio
@@ -361,15 +509,17 @@ def train_package(
     audio: bool = True,
     package_id: str | None = None,
     threads: int = 2,
+    input_fps: float | None = None,
+    temporal: bool = True,
 ) -> dict[str, Any]:
     """Train, export, calibrate and write a package to ``out``; returns a report (losses, calibration,
-    timings)."""
+    timings). ``input_fps``: the rate image-sequence inputs were taken at (default 25)."""
     if not normal:
         raise ValueError("no normal inputs given")
     if not (video or audio):
         raise ValueError("nothing to train: both video and audio are off")
     t0 = time.monotonic()
-    inputs = [decode(p, video=video, audio=audio) for p in normal]
+    inputs = [decode(p, video=video, audio=audio, input_fps=input_fps) for p in normal]
     decode_s = time.monotonic() - t0
     report = train_from_inputs(
         inputs,
@@ -381,6 +531,7 @@ def train_package(
         audio=audio,
         package_id=package_id,
         threads=threads,
+        temporal=temporal,
     )
     report["timings_s"]["decode"] = round(decode_s, 1)
     report["timings_s"]["total"] = round(time.monotonic() - t0, 1)
@@ -398,6 +549,7 @@ def train_from_inputs(
     audio: bool = True,
     package_id: str | None = None,
     threads: int = 2,
+    temporal: bool = True,
 ) -> dict[str, Any]:
     """``train_package`` after decoding: for inputs already in memory (tests, synthetic footage)."""
     if not (video or audio):
@@ -407,15 +559,32 @@ def train_from_inputs(
     timings: dict[str, float] = {}
     report: dict[str, Any] = {"timings_s": timings}
     t0 = time.monotonic()
-    min_frames = (CONTEXT * OVERSAMPLE + 1) / HOLDOUT
-    do_video = video and all(len(x.frames) >= min_frames for x in inputs)
-    do_audio = audio and all(len(x.audio) >= SAMPLE_RATE * WINDOW_S / HOLDOUT for x in inputs)
-    if video and not do_video:
-        log.warning("not training a video model: an input has too little video")
-    if audio and not do_audio:
-        log.warning("not training an audio model: an input has too little audio")
+    # each model learns from the inputs that have enough of its modality: a WAV beside a clip adds sound only
+    v_inputs = [x for x in inputs if len(x.frames) >= (CONTEXT * x.step + 1) / HOLDOUT] if video else []
+    a_inputs = [x for x in inputs if len(x.audio) >= SAMPLE_RATE * WINDOW_S / HOLDOUT] if audio else []
+    for kind, wanted, used, has in (
+        ("video", video, v_inputs, [len(x.frames) > 0 for x in inputs]),
+        ("audio", audio, a_inputs, [len(x.audio) > 0 for x in inputs]),
+    ):
+        short = [x.source.name for x, h in zip(inputs, has, strict=True) if h and all(x is not u for u in used)]
+        if wanted and short:
+            log.warning("%s of %s too short to learn from (needs %.0f s)", kind, ", ".join(short),
+                        (CONTEXT / FPS + 0.2) / HOLDOUT if kind == "video" else WINDOW_S / HOLDOUT)
+    held_stacks = sum(len(_stack_indices(len(x.frames), int(len(x.frames) * (1 - HOLDOUT)), len(x.frames), x.step))
+                      for x in v_inputs)
+    if v_inputs and held_stacks < MIN_CALIBRATION:
+        log.warning("not training a video model: the held-out %.0f%% of the video gives %d sequences to calibrate "
+                    "on, %d needed (give more footage)", 100 * HOLDOUT, held_stacks, MIN_CALIBRATION)
+        v_inputs = []
+    do_video, do_audio = bool(v_inputs), bool(a_inputs)
     if not (do_video or do_audio):
-        raise ValueError("the normal inputs are too short to train anything")
+        raise ValueError(
+            "the normal inputs are too short to train anything (video needs "
+            f"{(CONTEXT / FPS + 0.2) / HOLDOUT:.0f} s, audio {WINDOW_S / HOLDOUT:.0f} s)"
+            if any(len(x.frames) or len(x.audio) for x in inputs)
+            else "the normal inputs have neither video nor audio that this model can learn from"
+        )
+    report["inputs"] = {"video": [x.source.name for x in v_inputs], "audio": [x.source.name for x in a_inputs]}
     budget = minutes * 60.0
     video_s = budget * (VIDEO_SHARE if do_audio else 1.0)
     audio_s = budget - video_s if do_video else budget
@@ -424,19 +593,35 @@ def train_from_inputs(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        video_spec = audio_spec = None
+        video_spec = audio_spec = temporal_spec = None
         if do_video:
             t = time.monotonic()
-            vmodel, report["video"] = train_video(inputs, video_s, seed=seed, progress=progress)
+            held_windows = sum(len(_window_indices(len(x.frames), int(len(x.frames) * (1 - HOLDOUT)), len(x.frames),
+                                                   x.step)) for x in v_inputs)
+            if temporal and held_windows < MIN_CALIBRATION:
+                log.warning("not training a temporal model: the held-out video gives %d windows of %.0f s to "
+                            "calibrate on, %d needed (give more footage)", held_windows, TEMPORAL_WINDOW / FPS,
+                            MIN_CALIBRATION)
+                temporal = False
+            temporal_s = video_s * TEMPORAL_SHARE if temporal else 0.0
+            vmodel, report["video"], embeddings = train_video(v_inputs, video_s - temporal_s, seed=seed,
+                                                              progress=progress)
             timings["train_video"] = round(time.monotonic() - t, 1)
-            video_spec = _export_video(vmodel, tmp, inputs, report["video"], timings)
+            video_spec = _export_video(vmodel, tmp, v_inputs, report["video"], timings)
+            if temporal:
+                t = time.monotonic()
+                tmodel, report["temporal"] = train_temporal(v_inputs, embeddings, temporal_s, seed=seed,
+                                                            progress=progress)
+                timings["train_temporal"] = round(time.monotonic() - t, 1)
+                temporal_spec = _export_temporal(tmodel, tmp, v_inputs, embeddings, video_spec, report["temporal"],
+                                                 timings)
         if do_audio:
             t = time.monotonic()
-            amodel, mean, std, report["audio"] = train_audio(inputs, audio_s, seed=seed, progress=progress)
+            amodel, mean, std, report["audio"] = train_audio(a_inputs, audio_s, seed=seed, progress=progress)
             timings["train_audio"] = round(time.monotonic() - t, 1)
-            audio_spec = _export_audio(amodel, mean, std, tmp, inputs, report["audio"], timings)
+            audio_spec = _export_audio(amodel, mean, std, tmp, a_inputs, report["audio"], timings)
         hashes = "".join(
-            s.sha256 + s.calibration.describe() for s in (video_spec, audio_spec) if s is not None
+            s.sha256 + s.calibration.describe() for s in (video_spec, audio_spec, temporal_spec) if s is not None
         )
         package = ModelPackage(
             package_id=package_id or out.name,
@@ -444,6 +629,7 @@ def train_from_inputs(
             created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
             video=video_spec,
             audio=audio_spec,
+            temporal=temporal_spec,
             trained_on=TrainedOn(
                 sources=[x.source for x in inputs],
                 duration_s=round(sum(x.source.duration_s for x in inputs), 3),
@@ -462,13 +648,16 @@ def train_from_inputs(
     return report
 
 
-def _scratch_package(video: VideoModelSpec | None, audio: AudioModelSpec | None) -> ModelPackage:
+def _scratch_package(
+    video: VideoModelSpec | None, audio: AudioModelSpec | None, temporal: TemporalModelSpec | None = None
+) -> ModelPackage:
     return ModelPackage(
         package_id="calibrating",
         version="0",
         created="",
         video=video,
         audio=audio,
+        temporal=temporal,
         trained_on=TrainedOn(sources=[], duration_s=0, holdout_fraction=HOLDOUT),
         versions={},
     )
@@ -484,9 +673,10 @@ def _export_video(
         tmp / "video.onnx",
         arch="video_predictor",
         input_name="frames",
-        output_name="patch_err",
+        output_name=["patch_err", "embedding"] if model.embedding else "patch_err",
     )
     gh, gw = grid_shape(HEIGHT, WIDTH, PATCH, PATCH_STRIDE)
+    emb_shape = list(model.embed(torch.zeros(1, CONTEXT + 1, HEIGHT, WIDTH)).shape[1:])
     spec = VideoModelSpec(
         graph=graph.name,
         sha256=file_sha256(graph),
@@ -500,6 +690,7 @@ def _export_video(
         fps=FPS,
         patch=PATCH,
         patch_stride=PATCH_STRIDE,
+        embedding=TensorSpec(name="embedding", dtype="float32", shape=[None, *emb_shape]) if model.embedding else None,
     )
     timings["export_video"] = round(time.monotonic() - t, 1)
     t = time.monotonic()
@@ -509,6 +700,46 @@ def _export_video(
     cal, report["calibration"] = _calibrate(lambda b: scorer.score(b)[0], heldout_video(inputs))
     engine.close()
     timings["calibrate_video"] = round(time.monotonic() - t, 1)
+    return spec.model_copy(update={"calibration": cal})
+
+
+def _export_temporal(
+    model: TemporalPredictor,
+    tmp: Path,
+    inputs: Sequence[NormalInput],
+    embeddings: Sequence[np.ndarray],
+    video: VideoModelSpec,
+    report: dict,
+    timings: dict,
+) -> TemporalModelSpec:
+    t = time.monotonic()
+    c, eh, ew = model.channels, model.grid_h, model.grid_w
+    graph = export_onnx(
+        model,
+        torch.zeros(2, model.window, c, eh, ew),
+        tmp / "temporal.onnx",
+        arch="temporal_predictor",
+        input_name="embeddings",
+        output_name="cell_err",
+    )
+    spec = TemporalModelSpec(
+        graph=graph.name,
+        sha256=file_sha256(graph),
+        reference_weights=graph.with_suffix(".pt").name,
+        input=TensorSpec(name="embeddings", dtype="float32", shape=[None, model.window, c, eh, ew]),
+        output=TensorSpec(name="cell_err", dtype="float32", shape=[None, eh, ew]),
+        calibration=_placeholder_calibration(),
+        window=model.window,
+        score_steps=model.score_steps,
+    )
+    timings["export_temporal"] = round(time.monotonic() - t, 1)
+    t = time.monotonic()
+    engine = OrtEngine()
+    engine.load(graph)
+    scorer = TemporalScorer(_scratch_package(video, None, spec), engine)
+    cal, report["calibration"] = _calibrate(lambda b: scorer.score(b)[0], heldout_temporal(inputs, embeddings))
+    engine.close()
+    timings["calibrate_temporal"] = round(time.monotonic() - t, 1)
     return spec.model_copy(update={"calibration": cal})
 
 
@@ -585,6 +816,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="package directory to write")
     parser.add_argument("--minutes", type=float, default=5.0, help="training time budget (both models)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fps", type=float, default=None, help="frame rate of image-sequence inputs (default 25)")
     parser.add_argument("--no-video", action="store_true")
     parser.add_argument("--no-audio", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -598,6 +830,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=not args.quiet,
         video=not args.no_video,
         audio=not args.no_audio,
+        input_fps=args.fps,
     )
     print(json.dumps(report, indent=1))  # noqa: T201 - CLI output
     return 0

@@ -1,0 +1,166 @@
+"""``edge score`` and training on every kind of input: a clip, an audio-only file (WAV), an image-sequence pattern
+and a folder of frames; the CSV format; clear errors."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from conftest import DEFAULT_MODEL
+from fixtures.scene import scene_audio, scene_frames
+
+from edge import models_cli
+from pipeline.evaluation import CSV_HEADER, score_media
+from pipeline.models.package import ModelPackage
+from pipeline.scoring_model import PackageScorer
+
+
+def run_cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="edge")
+    models_cli.add_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    return int(args.func(args))
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        assert tuple(next(reader)) == CSV_HEADER
+        return [dict(zip(CSV_HEADER, row, strict=True)) for row in reader]
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 22050) -> Path:
+    """Mono 16-bit PCM WAV, at another rate than the model's (the reader resamples)."""
+    src = np.interp(np.arange(int(len(samples) * rate / 16000)) * 16000 / rate, np.arange(len(samples)), samples)
+    out = av.open(str(path), "w")
+    stream = out.add_stream("pcm_s16le", rate=rate)
+    stream.layout = "mono"
+    pcm = (np.clip(src, -1, 1) * 32767).astype(np.int16)
+    for start in range(0, len(pcm), 1024):
+        frame = av.AudioFrame.from_ndarray(pcm[None, start : start + 1024], format="s16", layout="mono")
+        frame.sample_rate, frame.pts = rate, start
+        for p in stream.encode(frame):
+            out.mux(p)
+    for p in stream.encode():
+        out.mux(p)
+    out.close()
+    return path
+
+
+def write_frames(folder: Path, frames: np.ndarray) -> Path:
+    """PNG frames 000.png, 001.png ... (grayscale scene upscaled 2x, like a small camera)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(frames):
+        img = np.repeat(np.repeat(f, 2, axis=0), 2, axis=1)
+        _write_png(folder / f"{i:03d}.png", av.VideoFrame.from_ndarray(img, format="gray"))
+    return folder
+
+
+def _write_png(path: Path, frame: av.VideoFrame) -> None:
+    out = av.open(str(path), "w", format="image2")
+    stream = out.add_stream("png", rate=1)
+    stream.width, stream.height, stream.pix_fmt = frame.width, frame.height, "gray"
+    for p in stream.encode(frame):
+        out.mux(p)
+    for p in stream.encode():
+        out.mux(p)
+    out.close()
+
+
+def test_score_a_clip_writes_one_row_per_frame_with_audio_and_fused(tmp_path: Path) -> None:
+    from fixtures.media import make_clip
+
+    clip = make_clip(tmp_path / "c.mkv", seconds=4.0, loud=[(2.0, 3.0)])
+    out = tmp_path / "scores.csv"
+    assert run_cli("score", "--model", str(DEFAULT_MODEL), str(clip), "--out", str(out)) == 0
+    rows = read_csv(out)
+    assert len(rows) == 20  # 4 s at the model's 5 fps
+    assert [r["frame"] for r in rows] == [str(i) for i in range(20)]
+    assert [float(r["pts"]) for r in rows] == pytest.approx([i / 5 for i in range(20)], abs=0.02)
+    assert all(r["video"] == "" for r in rows[:4]) and all(r["video"] for r in rows[4:])  # 4 past frames first
+    # the temporal model needs a full window of embeddings: 10 frames after the video model's first score
+    assert all(r["temporal"] == "" for r in rows[:13]) and all(r["temporal"] for r in rows[13:])
+    assert all(r["audio"] for r in rows[:19])  # a window covers every frame up to the last half second
+    for r in rows:
+        present = [float(r[k]) for k in ("video", "temporal", "audio") if r[k]]
+        assert (float(r["fused"]) == pytest.approx(max(present), abs=1e-4)) if present else r["fused"] == ""
+
+
+def test_audio_column_is_the_window_covering_the_frame() -> None:
+    from pipeline.evaluation import MediaScores
+
+    ms = MediaScores("x")
+    ms.frame_pts = np.array([0.0, 0.4, 0.6, 1.2, 2.9])
+    ms.audio_start, ms.audio_end = np.array([0.0, 0.5, 1.0, 1.5]), np.array([1.0, 1.5, 2.0, 2.5])
+    ms.audio = np.array([1.0, 2.0, 3.0, 4.0])
+    # centres 0.5, 1.0, 1.5, 2.0: 0.0 → window 0; 0.6 → 0 (centre 0.5 nearer than 1.0); 1.2 → 1; 2.9: none
+    np.testing.assert_array_equal(ms.audio_at_frames(), [1.0, 1.0, 1.0, 2.0, np.nan])
+
+
+@pytest.fixture(scope="module")
+def torch_available() -> None:
+    pytest.importorskip("torch", reason="training needs the train extra (torch)")
+
+
+def test_an_audio_file_trains_and_scores_the_audio_model_alone(tmp_path: Path, torch_available: None) -> None:
+    from pipeline.models.train import train_package
+
+    wav = write_wav(tmp_path / "normal.wav", scene_audio(12.0, seed=3))
+    out = tmp_path / "mic"
+    report = train_package([str(wav)], out, minutes=0.02, progress=False, threads=1)
+    pkg = ModelPackage.load(out)
+    assert pkg.video is None and pkg.audio is not None and report["inputs"]["video"] == []
+    test = write_wav(tmp_path / "test.wav", scene_audio(4.0, seed=4, burst_at=2.5))
+    csv_path = tmp_path / "a.csv"
+    assert run_cli("score", "--model", str(out), str(test), "--out", str(csv_path)) == 0
+    rows = read_csv(csv_path)
+    assert len(rows) >= 5 and all(r["frame"] == "" and r["video"] == "" for r in rows)
+    assert [float(r["pts"]) for r in rows][:3] == pytest.approx([0.5, 1.0, 1.5], abs=0.01)  # window centres
+    assert all(r["audio"] and r["fused"] == r["audio"] for r in rows)
+
+
+def test_a_folder_of_frames_and_a_pattern_train_and_score_video_only(tmp_path: Path, torch_available: None) -> None:
+    from pipeline.models.train import decode, train_package
+
+    folder = write_frames(tmp_path / "frames", scene_frames(200, fps=10.0, seed=2))  # 20 s at 10 fps
+    normal = decode(str(folder), input_fps=10.0)
+    assert normal.step == 2 and len(normal.audio) == 0  # two decoded frames per model period of 0.2 s
+    out = tmp_path / "snap"
+    train_package([str(folder)], out, minutes=0.02, progress=False, threads=1, input_fps=10.0)
+    pkg = ModelPackage.load(out)
+    assert pkg.video is not None and pkg.audio is None
+
+    scorer = PackageScorer(pkg)
+    by_folder = score_media(str(folder), scorer, input_fps=10.0)
+    by_pattern = score_media(str(folder / "%03d.png"), scorer, input_fps=10.0)
+    scorer.close()
+    assert len(by_folder.frame_pts) == 100 and not by_folder.has_audio  # 20 s sampled at 5 fps
+    np.testing.assert_allclose(by_folder.video, by_pattern.video, equal_nan=True)
+
+    csv_path = tmp_path / "v.csv"
+    assert run_cli("score", "--model", str(out), str(folder / "%03d.png"), "--fps", "10", "--out",
+                   str(csv_path)) == 0
+    rows = read_csv(csv_path)
+    assert len(rows) == 100 and all(r["audio"] == "" for r in rows) and rows[-1]["video"]
+
+
+def test_score_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("score", "--model", str(DEFAULT_MODEL), str(tmp_path / "nope.mkv"), "--out", "x.csv") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("edge: ") and "nope.mkv" in err[0]
+    assert run_cli("score", "--model", str(tmp_path / "no-model"), str(tmp_path / "x.mkv")) == 1
+    assert "model package not found" in capsys.readouterr().err
+
+
+def test_score_to_stdout(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from fixtures.media import make_clip
+
+    clip = make_clip(tmp_path / "c.mkv", seconds=2.0, audio=False)
+    assert run_cli("score", str(clip)) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert tuple(rows[0]) == CSV_HEADER and len(rows) == 11 and all(r[4] == "" for r in rows[1:])
