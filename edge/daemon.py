@@ -11,6 +11,7 @@ deliver; whatever it could not deliver stays in the outbox for the next start. A
 
 from __future__ import annotations
 
+import collections
 import logging
 import signal
 import threading
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TextIO
 
+from alerts.errors import OutboxError
 from alerts.latency import AckLatency, LatencyStats
 from alerts.outbox import Outbox
 from alerts.publisher import KafkaPublisher
@@ -76,6 +78,10 @@ class Daemon:
         self._provenance: ModelProvenance | None = None
         self._latency = AckLatency()
         self._health: HealthServer | None = None
+        # events the outbox could not take (disk full, read-only, I/O error): kept in order, retried before the next
+        # event and at stop, never dropped silently
+        self._backlog: collections.deque[tuple[EventMessage, int | None]] = collections.deque()
+        self.outbox_write_failures = 0
         self._stop_requested = threading.Event()
 
     # -- start -----------------------------------------------------------------------------------------------
@@ -116,13 +122,30 @@ class Daemon:
         assert self._outbox is not None and self._provenance is not None
         msg = EventMessage.from_anomaly(ev, site=self.cfg.site, model=self._provenance, decided_at=utc_now())
         # durable first: the event exists once it is in the outbox, whatever happens next
-        self._outbox.put(msg, capture_monotonic_ns=ev.decided_from_monotonic_ns or None)
+        self._backlog.append((msg, ev.decided_from_monotonic_ns or None))
+        self._flush_backlog()
         if ev.type is EventType.NEW:
             self.summary.events_new += 1
         elif ev.type is EventType.END:
             self.summary.events_end += 1
         if self.console is not None:
             print(format_event(msg), file=self.console, flush=True)
+
+    def _flush_backlog(self) -> bool:
+        """Write waiting events to the outbox in order; False while it still refuses them."""
+        assert self._outbox is not None
+        while self._backlog:
+            msg, capture_ns = self._backlog[0]
+            try:
+                self._outbox.put(msg, capture_monotonic_ns=capture_ns)
+            except OutboxError as exc:
+                self.outbox_write_failures += 1
+                if self.outbox_write_failures == 1 or len(self._backlog) % 100 == 1:
+                    log.error("outbox refuses events (%s); %d event(s) held in memory and retried",
+                              exc, len(self._backlog))
+                return False
+            self._backlog.popleft()
+        return True
 
     def request_stop(self) -> None:
         self._stop_requested.set()
@@ -193,6 +216,12 @@ class Daemon:
             self._publisher.join()
             self.summary.ack_latency_new = self._latency.stats("new")
             self.summary.ack_latency_all = self._latency.stats()
+        if self._outbox is not None and not self._flush_backlog():
+            # last resort: the events go to the log as JSON lines rather than nowhere
+            log.critical("outbox %s still refuses %d event(s); they follow as JSON lines",
+                         self.cfg.outbox.path, len(self._backlog))
+            for msg, _ in self._backlog:
+                log.critical("unwritten event %s", msg.to_json().decode())
         if self._outbox is not None:
             self.summary.outbox_pending = self._outbox.stats().pending if self.cfg.kafka else 0
             self._outbox.close()
