@@ -26,11 +26,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
-import selectors
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge.simulate import SIMULATOR, SYSTEM_PYTHON, die_with_parent, read_ready_line
+
 if TYPE_CHECKING:
     from pipeline.frames import Score
     from pipeline.runner import Runner
@@ -49,8 +48,6 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / "samples" / "models" / "default"
 CLIP_SOURCE = ROOT / "samples" / "normal_eval.mkv"
-SIMULATOR = Path(__file__).resolve().with_name("rtsp_simulator.py")
-SYSTEM_PYTHON = "/usr/bin/python3"  # the simulator needs Debian's GStreamer bindings (tests/fixtures/rtsp.py)
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lepton-edge" / "bench"
 
 # The clip: what a typical 720p camera sends.
@@ -320,7 +317,7 @@ class SimulatedCameras:
         for name in self.names:
             cmd += ["--mount", f"{name}={self._clip}"]
         self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log, preexec_fn=_die_with_parent,
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log, preexec_fn=die_with_parent,
         )
         try:
             self.base_url = self._wait_ready()
@@ -341,23 +338,11 @@ class SimulatedCameras:
         return _proc_cpu_seconds(f"/proc/{self.pid}/stat") if self.pid else 0.0
 
     def _wait_ready(self) -> str:
-        proc = self._proc
-        assert proc is not None and proc.stdout is not None
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        buf = b""
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            while b"\n" not in buf:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise BenchError(f"RTSP simulator not ready in {READY_TIMEOUT_S:g} s; its log: {self._log.name}")
-                if not sel.select(left):
-                    continue
-                chunk = os.read(proc.stdout.fileno(), 4096)
-                if not chunk:
-                    raise BenchError(f"RTSP simulator exited with {proc.wait()}; its log: {self._log.name}")
-                buf += chunk
-        line = buf.split(b"\n", 1)[0].decode().strip()
+        assert self._proc is not None and self._proc.stdout is not None
+        try:
+            line = read_ready_line(self._proc.stdout, READY_TIMEOUT_S)
+        except (TimeoutError, EOFError) as exc:
+            raise BenchError(f"{exc}; its log: {self._log.name}") from exc
         if not line.startswith("READY rtsp://"):
             raise BenchError(f"RTSP simulator said {line!r}; its log: {self._log.name}")
         return line.removeprefix("READY ")
@@ -378,11 +363,6 @@ class SimulatedCameras:
         if exc and exc[0] is None:
             with contextlib.suppress(OSError):
                 os.unlink(self._log.name)
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the benchmark dies, so no simulator outlives it."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 # ------------------------------------------------------------------------------------------------- /proc

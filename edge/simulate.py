@@ -17,11 +17,14 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import selectors
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SIMULATOR = Path(__file__).resolve().with_name("rtsp_simulator.py")
@@ -125,7 +128,7 @@ def _mounts(args: argparse.Namespace) -> list[tuple[str, Path]] | str:
 
 
 def _serve(cmd: list[str], names: list[str]) -> int:
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, preexec_fn=die_with_parent)
     assert proc.stdout is not None
 
     def forward(signum: int, frame: FrameType | None) -> None:
@@ -156,10 +159,32 @@ def _serve(cmd: list[str], names: list[str]) -> int:
         proc.stdout.close()
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when this process dies, so no camera server outlives ``edge simulate``."""
+def die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies, so no camera server outlives ``edge simulate``,
+    a benchmark or a killed test run. (Linux ties this to the thread that started the child.)"""
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def read_ready_line(stdout: IO[bytes], timeout: float) -> str:
+    """The simulator's first line (``READY rtsp://HOST:PORT`` once it listens), read without blocking past
+    ``timeout``. Raises ``TimeoutError`` when nothing came in time and ``EOFError`` when the process closed its
+    stdout (it exited); the caller knows where the simulator's log is and says so."""
+    deadline = time.monotonic() + timeout
+    buffer = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(stdout, selectors.EVENT_READ)
+        while b"\n" not in buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"the RTSP simulator printed no READY line within {timeout:g} s")
+            if not selector.select(remaining):
+                continue
+            chunk = os.read(stdout.fileno(), 4096)
+            if not chunk:
+                raise EOFError("the RTSP simulator exited before it was ready")
+            buffer += chunk
+    return buffer.split(b"\n", 1)[0].decode(errors="replace").strip()
 
 
 def _fail(message: str, code: int = EXIT_RUNTIME) -> int:
