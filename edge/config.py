@@ -20,6 +20,7 @@ from edge.errors import ConfigError
 from pipeline.aggregator import AggregatorSettings
 from pipeline.engines.base import EngineConfig, OrtEngineConfig
 from pipeline.sources.spec import SourceKind, SourceSpec, classify
+from pipeline.tamper import TamperSettings
 
 _HERE = Path(__file__).resolve().parent
 # The default model package ships in the repository beside the samples it was trained on.
@@ -81,6 +82,7 @@ class EdgeConfig(_Strict):
     events: AggregatorSettings = Field(default_factory=AggregatorSettings, description="Event decisions")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     kafka: KafkaSettings | None = Field(None, description="Kafka delivery; absent: the outbox is the bus")
+    tampering: TamperSettings = Field(default_factory=TamperSettings, description="Camera tampering checks")
     health: HealthConfig | None = Field(None, description="Health and Prometheus metrics over HTTP; absent: off")
     cameras: list[CameraConfig] = Field(min_length=1, description="The cameras (or replayed files)")
 

@@ -95,7 +95,7 @@ class Daemon:
             package_id=prov["package_id"], version=prov["version"], engine=cfg.engine.type,
             calibration=calibration[:200],
         )
-        settings = RunnerSettings(max_batch=cfg.detect.max_batch, aggregator=cfg.events)
+        settings = RunnerSettings(max_batch=cfg.detect.max_batch, aggregator=cfg.events, tamper=cfg.tampering)
         runner = Runner(cfg.source_specs(), scorer, self._on_event, settings)
         failures = runner.open_sources()
         replay_failures = {c: e for c, e in failures.items() if runner.workers[c].spec.kind is not SourceKind.RTSP}

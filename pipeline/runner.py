@@ -26,6 +26,7 @@ from pipeline.frames import AudioWindow, Modality, Score, StreamEnd, VideoFrame,
 from pipeline.sources.capture import BoundedBuffer, BufferPolicy, CaptureWorker, SourceState
 from pipeline.sources.reader import MediaReader
 from pipeline.sources.spec import SourceSpec
+from pipeline.tamper import TamperDetector, TamperSettings
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class RunnerSettings:
     replay_buffer: int = 200
     idle_wait_s: float = 0.05
     aggregator: AggregatorSettings = field(default_factory=AggregatorSettings)
+    tamper: TamperSettings | None = field(default_factory=TamperSettings)  # None: no tampering checks
 
 
 class Runner:
@@ -105,6 +107,9 @@ class Runner:
         self.workers: dict[str, CaptureWorker] = {}
         self.stats: dict[str, CameraStats] = {}
         self._aggs: dict[str, CameraAggregator] = {}
+        # tampering is its own event, decided by its own aggregator, never fused with scene anomalies
+        self._tamper: dict[str, TamperDetector] = {}
+        self._tamper_aggs: dict[str, CameraAggregator] = {}
         self._rings: dict[str, collections.deque[np.ndarray]] = {}
         self._embeddings: dict[str, collections.deque[np.ndarray]] = {}
         self._temporal_window = int(getattr(model, "temporal_window", 0) or 0)
@@ -116,6 +121,10 @@ class Runner:
             self.workers[spec.camera_id] = CaptureWorker(spec, self._reader_for, buf, self.stop_event)
             self.stats[spec.camera_id] = CameraStats()
             self._aggs[spec.camera_id] = CameraAggregator(spec.camera_id, self.settings.aggregator)
+            tamper = self.settings.tamper
+            if tamper is not None and tamper.enabled and model.has_video and spec.video:
+                self._tamper[spec.camera_id] = TamperDetector(tamper)
+                self._tamper_aggs[spec.camera_id] = CameraAggregator(spec.camera_id, tamper.aggregator())
             self._rings[spec.camera_id] = collections.deque(maxlen=model.context + 1)
             self._embeddings[spec.camera_id] = collections.deque(maxlen=max(1, self._temporal_window))
         self._thread = threading.Thread(target=self._score_loop, name="scoring", daemon=True)
@@ -224,6 +233,7 @@ class Runner:
     def _score(self, video: list[VideoFrame], audio: list[AudioWindow]) -> None:
         scores: list[Score] = []
         if video:
+            self._check_tampering(video)
             stacks, kept = [], []
             for f in video:
                 ring = self._rings[f.camera_id]
@@ -269,15 +279,30 @@ class Runner:
         return [Score(f.camera_id, Modality.TEMPORAL, f.pts, f.monotonic_ns, f.wall_time, float(r), float(c), b)
                 for f, r, c, b in zip(owners, raw, cal, boxes, strict=True)]
 
+    def _check_tampering(self, video: list[VideoFrame]) -> None:
+        for f in video:
+            detector = self._tamper.get(f.camera_id)
+            if detector is None:
+                continue
+            verdict = detector.check(f.luma, f.pts)
+            score = Score(f.camera_id, Modality.TAMPERING, f.pts, f.monotonic_ns, f.wall_time,
+                          verdict.moved_fraction, verdict.score)
+            if verdict.reason is not None:
+                log.debug("camera %s: %s at %.2f s", f.camera_id, verdict.reason, f.pts)
+            self._emit(self._tamper_aggs[f.camera_id].push(score))
+
     def _stream_end(self, end: StreamEnd) -> None:
         reason = EndReason.STREAM_LOST if end.lost else EndReason.EOF
+        if end.camera_id in self._tamper:
+            self._tamper[end.camera_id].reset()
+            self._emit(self._tamper_aggs[end.camera_id].end_stream(end.pts, end.wall_time, reason))
         self._rings[end.camera_id].clear()
         self._embeddings[end.camera_id].clear()
         self._emit(self._aggs[end.camera_id].end_stream(end.pts, end.wall_time, reason))
 
     def _shutdown(self) -> None:
         now = utc_now()
-        for agg in self._aggs.values():
+        for agg in [*self._aggs.values(), *self._tamper_aggs.values()]:
             pts = agg.watermark if agg.watermark > -float("inf") else 0.0
             self._emit(agg.end_stream(pts, now, EndReason.SHUTDOWN))
 
