@@ -312,6 +312,7 @@ class CameraAggregator:
         self._ema: float | None = None  # smoothed score at the last evaluation (at self._ema_pts)
         self._ema_pts = -math.inf
         self._ema_base: tuple[float, float] | None = None  # (pts, value) at the last evaluation before now
+        self._level: float | None = None  # the smoothed fused score at the last evaluation
         self._candidate: _Candidate | None = None
         self._event: _Event | None = None
         self._cooldown_until = -math.inf
@@ -319,6 +320,11 @@ class CameraAggregator:
     @property
     def watermark(self) -> float:
         return self._now.pts if self._now is not None else -float("inf")
+
+    @property
+    def level(self) -> float | None:
+        """The smoothed fused score at the watermark, as the thresholds see it (None: nothing fused yet)."""
+        return self._level
 
     @property
     def event_open(self) -> bool:
@@ -353,6 +359,7 @@ class CameraAggregator:
         self._hot = False
         self._last_eval = _Eval(None, None, ())
         self._ema, self._ema_pts, self._ema_base = None, -math.inf, None
+        self._level = None
         return events
 
     # -- the state machine -----------------------------------------------------------------------------------
@@ -381,6 +388,7 @@ class CameraAggregator:
         st = self.settings
         ev_ = self._fuse(now.pts)
         level = self._smooth(now.pts, ev_.fused)
+        self._level = level if ev_.fused is not None else None
         # nothing to fuse (every modality stale, or one of all_of missing) is never anomalous
         self._hot = hot = ev_.fused is not None and level >= st.enter
         alive = ev_.fused is not None and level >= st.exit

@@ -11,8 +11,9 @@ Ground truth is ``<clip>.json`` beside the clip: ``{"anomalies": [{"start", "end
 - video (and temporal): a video frame is anomalous when its pts lies in an interval whose modalities include video;
 - audio: a window is anomalous when it overlaps an audio interval by at least half of the shorter of the two;
 - fused: a video frame is anomalous when its pts lies in any interval (video or audio): the fused score is what
-  the aggregator sees (default fusion: the maximum of the calibrated modalities, each held until its next score);
-  audio-only packages use the audio windows.
+  a ``CameraAggregator`` holds once the frame's scores are in (fusion and smoothing of its settings; an audio
+  window counts from its end, when a live stream would have it, though stamped with its centre); audio-only
+  packages use the audio windows.
 
 A frame-difference baseline (worst patch of the absolute difference to the previous frame, same patches) is
 scored alongside as the floor to beat. Event level: the calibrated streams go through
@@ -39,6 +40,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from pipeline.events import AnomalyEvent
 from pipeline.frames import AudioWindow, Modality, Score, VideoFrame
 from pipeline.models.package import ModelPackage
 from pipeline.scoring_model import PackageScorer
@@ -125,12 +127,10 @@ class MediaScores:
             best = np.where(better, dist, best)
         return out
 
-    def fused_at_frames(self) -> np.ndarray:
-        """Per video frame: the maximum of its calibrated modalities (NaN where none is defined)."""
-        stack = np.vstack([self.video, self.temporal, self.audio_at_frames()])
-        fused = np.where(np.isnan(stack), -np.inf, stack).max(axis=0)
-        out: np.ndarray = np.where(np.isfinite(fused), fused, np.nan)
-        return out
+    def fused_at_frames(self, settings: Any = None) -> np.ndarray:
+        """Per video frame: the fused score the aggregator (``settings``, default ``AggregatorSettings``) holds
+        once the frame's scores are in (fusion and smoothing included; NaN where nothing is fused yet)."""
+        return aggregate(self, settings)[1]
 
 
 def score_media(
@@ -319,41 +319,60 @@ def _window_labels(start: np.ndarray, end: np.ndarray, intervals: list[tuple[flo
     return np.array(labels, dtype=bool)
 
 
-def score_stream(scores: MediaScores, camera_id: str = "eval") -> list[Score]:
-    """The calibrated scores as the runner would emit them, in stream order."""
-    out: list[Score] = []
+def score_stream(scores: MediaScores, camera_id: str = "eval") -> list[tuple[Score, int]]:
+    """The calibrated scores in the order a live runner has them: a video (and temporal) score at its frame's
+    pts, an audio score when its window is complete (at the window's end, though stamped with its centre).
+    Each comes with its frame index (-1 for audio)."""
+    out: list[tuple[float, int, Score, int]] = []
 
-    def add(modality: Modality | str, pts: float, cal: float, raw: float, box: Any = None) -> None:
+    def add(modality: Modality | str, pts: float, cal: float, raw: float, at: float, frame: int,
+            box: Any = None) -> None:
         wall = _EPOCH + timedelta(seconds=pts)
-        out.append(Score(camera_id, modality, pts, 0, wall, float(raw), float(cal), box))  # type: ignore[arg-type]
+        score = Score(camera_id, modality, pts, 0, wall, float(raw), float(cal), box)  # type: ignore[arg-type]
+        out.append((at, len(out), score, frame))
 
     for i, t in enumerate(scores.frame_pts.tolist()):
         if math.isfinite(scores.video[i]):
-            add(Modality.VIDEO, t, scores.video[i], scores.video_raw[i], scores.video_boxes[i])
+            add(Modality.VIDEO, t, scores.video[i], scores.video_raw[i], t, i, scores.video_boxes[i])
         if math.isfinite(scores.temporal[i]):
-            add("temporal", t, scores.temporal[i], scores.temporal[i])
-    for t, c, r in zip(scores.audio_centre.tolist(), scores.audio.tolist(), scores.audio_raw.tolist(), strict=True):
-        add(Modality.AUDIO, t, c, r)
-    out.sort(key=lambda s: s.pts)
-    return out
+            add("temporal", t, scores.temporal[i], scores.temporal[i], t, i)
+    for t, end, c, r in zip(scores.audio_centre.tolist(), scores.audio_end.tolist(), scores.audio.tolist(),
+                            scores.audio_raw.tolist(), strict=True):
+        add(Modality.AUDIO, t, c, r, end, -1)
+    out.sort(key=lambda x: (x[0], x[1]))
+    return [(score, frame) for _, _, score, frame in out]
+
+
+def aggregate(scores: MediaScores, settings: Any = None) -> tuple[list[AnomalyEvent], np.ndarray]:
+    """Run the score streams through a ``CameraAggregator`` as the daemon would: the events it decides, and the
+    fused (smoothed) score it holds at each video frame."""
+    from pipeline.aggregator import AggregatorSettings, CameraAggregator
+    from pipeline.events import EndReason
+
+    agg = CameraAggregator("eval", settings or AggregatorSettings())
+    events: list[AnomalyEvent] = []
+    fused = np.full(len(scores.frame_pts), np.nan)
+    for score, frame in score_stream(scores):
+        events += agg.push(score)
+        if frame >= 0 and agg.level is not None:
+            fused[frame] = agg.level
+    end_pts = max(scores.duration_s, agg.watermark)
+    events += agg.end_stream(end_pts, _EPOCH + timedelta(seconds=end_pts), EndReason.EOF)
+    return events, fused
 
 
 def detect_events(scores: MediaScores, settings: Any = None) -> list[tuple[float, float, float, list[str]]]:
     """Events the aggregator decides on the score streams: (start_pts, end_pts, peak, modalities)."""
-    from pipeline.aggregator import AggregatorSettings, CameraAggregator
-    from pipeline.events import EndReason, EventType
+    return _ended(aggregate(scores, settings)[0], scores.duration_s)
 
-    agg = CameraAggregator("eval", settings or AggregatorSettings())
-    ended = []
-    stream = score_stream(scores)
-    for s in stream:
-        ended += [e for e in agg.push(s) if e.type is EventType.END]
-    end_pts = scores.duration_s
-    ended += [e for e in agg.end_stream(end_pts, _EPOCH + timedelta(seconds=end_pts), EndReason.EOF)
-              if e.type is EventType.END]
+
+def _ended(events: list[AnomalyEvent], end_pts: float) -> list[tuple[float, float, float, list[str]]]:
+    from pipeline.events import EventType
+
     return [
         (e.start_pts, e.end_pts if e.end_pts is not None else end_pts, e.peak_score, sorted(e.modalities))
-        for e in ended
+        for e in events
+        if e.type is EventType.END
     ]
 
 
@@ -406,6 +425,7 @@ def evaluate(
     try:
         for path in clips:
             sc = score_media(path, scorer, input_fps=input_fps, baseline=True)
+            events, fused = aggregate(sc, aggregator)
             total_s += sc.duration_s
             clip: dict[str, Any] = {"duration_s": round(sc.duration_s, 2)}
             if sc.has_video:
@@ -426,7 +446,6 @@ def evaluate(
                     clip["temporal"] = {"auc": _nan_auc(sc.temporal, y), "normal_rate_ge_3": _rate(
                         sc.temporal[np.isfinite(sc.temporal) & ~y])}
                     pool("temporal", sc.temporal, y)
-                fused = sc.fused_at_frames()
                 y_any = _frame_labels(sc.frame_pts, _intervals(path))
                 fused[~scored] = np.nan  # the same frames as the video AUC: the first ones have no video yet
                 clip["fused"] = {"auc": _nan_auc(fused, y_any), "normal_rate_ge_3": _rate(
@@ -445,7 +464,7 @@ def evaluate(
                 if not sc.has_video:
                     y_any = _window_labels(sc.audio_start, sc.audio_end, _intervals(path))
                     pool("fused", sc.audio, y_any)
-            ev = _event_metrics(detect_events(sc, aggregator), _intervals(path))
+            ev = _event_metrics(_ended(events, sc.duration_s), _intervals(path))
             clip["events"] = ev
             totals["anomalies"] += ev["anomalies"]
             totals["recalled"] += ev["recalled"]

@@ -15,7 +15,7 @@ from conftest import DEFAULT_MODEL
 from fixtures.scene import scene_audio, scene_frames
 
 from edge import models_cli
-from pipeline.evaluation import CSV_HEADER, score_media
+from pipeline.evaluation import CSV_HEADER, MediaScores, aggregate, score_media
 from pipeline.models.package import ModelPackage
 from pipeline.scoring_model import PackageScorer
 
@@ -86,9 +86,33 @@ def test_score_a_clip_writes_one_row_per_frame_with_audio_and_fused(tmp_path: Pa
     # the temporal model needs a full window of embeddings: 10 frames after the video model's first score
     assert all(r["temporal"] == "" for r in rows[:13]) and all(r["temporal"] for r in rows[13:])
     assert all(r["audio"] for r in rows[:19])  # a window covers every frame up to the last half second
-    for r in rows:
-        present = [float(r[k]) for k in ("video", "temporal", "audio") if r[k]]
-        assert (float(r["fused"]) == pytest.approx(max(present), abs=1e-4)) if present else r["fused"] == ""
+    for r in rows:  # max fusion: fused is at least each visual score of its frame (audio counts once complete)
+        visual = [float(r[k]) for k in ("video", "temporal") if r[k]]
+        assert not visual or float(r["fused"]) >= max(visual) - 1e-4
+    assert all(r["fused"] for r in rows[4:])  # from the first video score on
+
+
+def test_the_fused_column_is_causal(tmp_path: Path) -> None:
+    """The fused score of a frame is what the aggregator knew then: cutting the clip after it changes nothing."""
+    from fixtures.media import make_clip
+
+    clip = make_clip(tmp_path / "c.mkv", seconds=4.0, loud=[(2.0, 3.0)])
+    scorer = PackageScorer(ModelPackage.load(DEFAULT_MODEL))
+    try:
+        full = score_media(str(clip), scorer)
+    finally:
+        scorer.close()
+    cut = 2.4  # inside the loud burst: the window centred there completes only later
+    head = MediaScores(full.name, has_video=True, has_audio=True)
+    keep = full.frame_pts <= cut
+    for name in ("frame_pts", "video_raw", "video", "temporal"):
+        setattr(head, name, getattr(full, name)[keep])
+    head.video_boxes = [b for b, k in zip(full.video_boxes, keep, strict=True) if k]
+    done = full.audio_end <= cut
+    for name in ("audio_start", "audio_end", "audio_raw", "audio"):
+        setattr(head, name, getattr(full, name)[done])
+    np.testing.assert_allclose(aggregate(head)[1], aggregate(full)[1][keep], equal_nan=True)
+    assert len(full.audio) > len(head.audio)  # the later windows (the burst's) exist and were not seen
 
 
 def test_audio_column_is_the_window_covering_the_frame() -> None:
