@@ -16,10 +16,12 @@ Each mode alternates its two sides within one run, pipeline / decode-only / deco
 both sides alike. Absolute fps
 follow the machine's load; only the ratios measured within one run are comparable between runs.
 
-*Decode-only* is the physical floor: the same streams demuxed and every video and audio frame decoded by PyAV with
-the reader's decoder settings (``thread_type = "AUTO"``), nothing else. The *pipeline* is a
-:class:`pipeline.runner.Runner` over the same sources with the given model package (video scored at its fps,
-audio continuously). Throughput of the pipeline counts only media that went all the way through scoring.
+*Decode-only* is the floor a plain decoder sets: the same streams demuxed and every video and audio frame fully
+decoded by PyAV (deblocking on, the reader's thread rule: ``AUTO``, one thread when cameras outnumber cores),
+nothing else. The *pipeline* is a :class:`pipeline.runner.Runner` over the same sources with the given model
+package (video scored at its fps, audio continuously) and the cameras' decoder settings, by default deblocking key
+frames only (``--skip-loop-filter``). Throughput of the pipeline counts only media that went all the way through
+scoring.
 """
 
 from __future__ import annotations
@@ -105,6 +107,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--intra-op-threads", type=_positive_int, default=1,
                    help="ONNX Runtime threads per inference (default 1, the engine's default)")
     p.add_argument("--max-batch", type=_positive_int, default=8, help="scoring micro-batch (default 8)")
+    p.add_argument("--skip-loop-filter", choices=("nokey", "none"), default="nokey",
+                   help="the pipeline's deblocking, as a camera's skip_loop_filter (default nokey, as cameras are "
+                        "configured by default); decode-only always deblocks every frame")
     p.add_argument("--clip", type=Path, default=None,
                    help="benchmark this clip instead of the generated 720p one (MKV or MP4)")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"where the clip is kept ({DEFAULT_CACHE})")
@@ -121,6 +126,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         clip = ensure_clip(args.cache_dir) if args.clip is None else describe_clip(args.clip, args.cache_dir)
         bench = Bench(
             clip, model_dir=args.model, intra_op_threads=args.intra_op_threads, max_batch=args.max_batch,
+            skip_loop_filter=args.skip_loop_filter,
         )
         if args.sweep:
             report = bench.sweep(args.seconds, args.sweep_budget)
@@ -448,7 +454,7 @@ class DecodeOnly:
         self._thread.join(timeout)
 
     def configure_video(self, stream: Any) -> None:
-        """The decoder settings: the reader's (``pipeline/sources/reader.py``), so only the pipeline differs."""
+        """The reader's thread rule (``pipeline/sources/reader.py``), and full deblocking: a plain decoder's work."""
         if self.one_thread:
             stream.thread_type = "NONE"
             stream.thread_count = 1
@@ -553,7 +559,8 @@ class _ScoreTap:
 
 # ------------------------------------------------------------------------------------------------- the bench
 class Bench:
-    def __init__(self, clip: Clip, *, model_dir: Path, intra_op_threads: int, max_batch: int) -> None:
+    def __init__(self, clip: Clip, *, model_dir: Path, intra_op_threads: int, max_batch: int,
+                 skip_loop_filter: str = "nokey") -> None:
         from pipeline.engines.base import OrtEngineConfig
         from pipeline.models.package import ModelPackage
         from pipeline.scoring_model import PackageScorer
@@ -563,6 +570,7 @@ class Bench:
         self.model_dir = model_dir
         self.intra_op_threads = intra_op_threads
         self.max_batch = max_batch
+        self.skip_loop_filter = skip_loop_filter
         self.scorer: PackageScorer = PackageScorer(
             ModelPackage.load(model_dir), OrtEngineConfig(intra_op_num_threads=intra_op_threads)
         )
@@ -624,7 +632,8 @@ class Bench:
         from pipeline.sources.spec import SourceSpec
 
         tap = _ScoreTap()
-        specs = [SourceSpec(camera_id=cam, url=url) for cam, url in urls.items()]
+        specs = [SourceSpec(camera_id=cam, url=url, skip_loop_filter=self.skip_loop_filter)
+                 for cam, url in urls.items()]
         runner = Runner(specs, self.scorer, lambda ev: None, RunnerSettings(max_batch=self.max_batch), on_score=tap)
         failures = runner.open_sources()
         if failures:
@@ -765,6 +774,7 @@ class Bench:
                       "audio_hop_s": m.audio_hop_s if m.has_audio else None,
                       "engine": "onnxruntime", "intra_op_threads": self.intra_op_threads,
                       "max_batch": self.max_batch},
+            "decoder": {"pipeline_skip_loop_filter": self.skip_loop_filter, "decode_only_skip_loop_filter": "none"},
             "targets": {"ratio": TARGET_RATIO, "rss_mb_per_camera": TARGET_RSS_MB},
         }
 
@@ -931,7 +941,9 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"clip: {v.get('width')}x{v.get('height')} {v.get('codec')} {v.get('fps'):g} fps "
                  f"{v.get('kbps')} kbit/s{audio}; model {Path(model['path']).name}: video scored at "
                  f"{model['video_fps']} fps, audio windows {model['audio_window_s']} s every {model['audio_hop_s']} s; "
-                 f"onnxruntime {model['intra_op_threads']} thread(s), batch <= {model['max_batch']}")
+                 f"onnxruntime {model['intra_op_threads']} thread(s), batch <= {model['max_batch']}; pipeline "
+                 f"deblocking: skip_loop_filter={report.get('decoder', {}).get('pipeline_skip_loop_filter')} "
+                 f"(decode-only deblocks every frame)")
     load = report["machine"]
     lines.append(f"NOTE: {LOAD_NOTE}. {load['cpus']} CPUs; cores available to a busy process per CPU "
                  f"{load.get('cores_available_start')} at the start, {load.get('cores_available_end')} at the end; "

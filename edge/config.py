@@ -44,6 +44,9 @@ class CameraConfig(_Strict):
     open_timeout_s: float = Field(5.0, gt=0, le=120, description="Bound on connecting to the camera")
     read_timeout_s: float = Field(5.0, gt=0, le=120, description="Bound on waiting for data from the camera")
     rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTP over the RTSP TCP connection, or UDP")
+    skip_loop_filter: Literal["nokey", "none"] = Field(
+        "nokey", description="H.264/H.265 deblocking on key frames only (nokey: ~17 % less decoding CPU, the "
+        "model's input changes by ~0.3/255) or on every frame (none)")
     stall_timeout_s: float = Field(10.0, gt=0, le=600, description="Live cameras: no frame for this long means "
                                    "stalled, and the camera is reconnected (the watchdog)")
     backoff_initial_s: float = Field(0.5, gt=0, le=60, description="Live cameras: first wait before reconnecting; "
@@ -108,6 +111,7 @@ class EdgeConfig(_Strict):
             SourceSpec(
                 camera_id=c.id, url=c.url, input_fps=c.fps, pace=c.replay == "realtime",
                 open_timeout_s=c.open_timeout_s, read_timeout_s=c.read_timeout_s, rtsp_transport=c.rtsp_transport,
+                skip_loop_filter=c.skip_loop_filter,
                 video=c.video, audio=c.audio, stall_timeout_s=c.stall_timeout_s,
                 backoff_initial_s=c.backoff_initial_s, backoff_max_s=c.backoff_max_s,
             )

@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import SAMPLES
 from fixtures.media import make_clip, write_frames
 
 from pipeline.errors import SourceConnectionError, SourceFormatError, SourceNotFoundError
@@ -91,6 +92,29 @@ def test_source_spec_rejects_impossible_timeouts_and_backoff():
     with pytest.raises(ValueError, match="backoff_max_s"):
         SourceSpec("cam", "rtsp://h/x", backoff_initial_s=5, backoff_max_s=1)
     assert SourceSpec("cam", "rtsp://h/x").stall_timeout_s > 0
+
+
+def test_deblocking_key_frames_only_changes_the_model_input_by_a_fraction_of_a_level():
+    """skip_loop_filter=nokey (the default) takes effect, and what the model sees stays the same picture."""
+    clip = str(SAMPLES / "normal_eval.mkv")  # H.264, a key frame every 2 s: most frames are P-frames
+
+    def luma(mode: str) -> np.ndarray:
+        reader = MediaReader(SourceSpec("cam", clip, skip_loop_filter=mode), width=256, height=144, fps=5,
+                             audio=False)
+        reader.open()
+        try:
+            return np.stack([f.luma for f in reader.items() if isinstance(f, VideoFrame)][:40]).astype(np.float32)
+        finally:
+            reader.close()
+
+    full, fast = luma("none"), luma("nokey")
+    assert full.shape == fast.shape == (40, 144, 256)
+    diff = np.abs(full - fast)
+    assert diff.max() > 0  # deblocking really was skipped
+    assert diff.mean() < 1.0  # of 255 levels
+    np.testing.assert_array_equal(diff[0], 0)  # the key frame is decoded exactly
+    with pytest.raises(ValueError, match="skip_loop_filter"):
+        SourceSpec("cam", clip, skip_loop_filter="all")
 
 
 def test_source_spec_repr_hides_credentials():

@@ -247,6 +247,8 @@ class MediaReader:
                 v.thread_count = self.decoder_threads
             else:
                 v.thread_type = "AUTO"
+            if self.spec.skip_loop_filter != "none":
+                v.codec_context.options = {**v.codec_context.options, "skip_loop_filter": self.spec.skip_loop_filter}
             streams.append(v)
         if self.want_audio and self.container.streams.audio:
             streams.append(self.container.streams.audio[0])
