@@ -294,3 +294,61 @@ def test_media_config_is_off_by_default_and_validated_with_lines(tmp_path):
     assert "line 1: media.max_total_mb" in problems
     assert "line 5: cameras.0.snapshots.colour: Extra inputs are not permitted" in problems
     assert "line 6: cameras.0.clips.pre_roll_s" in problems
+
+
+class BrightModel:
+    """Video is anomalous when the newest frame is bright; the worst region is the frame's centre."""
+
+    width, height, fps, context = 64, 36, 5.0, 1
+    audio_window_s, audio_hop_s, sample_rate = 1.0, 0.5, 16000
+    has_video, has_audio, temporal_window, last_embeddings = True, False, 0, None
+    BOX = (0.25, 0.25, 0.75, 0.75)
+
+    def score_video(self, stacks):
+        raw = stacks[:, -1].reshape(len(stacks), -1).mean(axis=1) / 255.0
+        return raw, np.where(raw > 0.6, 5.0, 0.5), [self.BOX] * len(stacks)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_live_rtsp_camera_gets_snapshots_and_stream_copied_clips(rtsp_server, tmp_path):
+    """Over RTSP the packets are Annex B H.264 and timestamps come from RTP: the clip must still be a playable
+    stream copy (same codec and size, every frame decodes) holding the pre-roll and the anomaly."""
+    from fixtures.streams import write_stream
+
+    from pipeline.aggregator import AggregatorSettings
+    from pipeline.runner import RunnerSettings
+
+    source = write_stream(tmp_path / "cam.mkv", seconds=6, size=(320, 180), bright=[(2.0, 3.5)])
+    server = rtsp_server({"cam": source})
+    cam = CameraMedia(SnapshotSettings(enabled=True), ClipSettings(enabled=True, pre_roll_s=1.0, post_roll_s=0.5))
+    recorder = MediaRecorder(MediaSettings(path=tmp_path / "media"), {"cam": cam})
+    events: list[AnomalyEvent] = []
+    settings = RunnerSettings(aggregator=AggregatorSettings(threshold=3.0, min_duration_s=0.4, hold_s=1.0),
+                              tamper=None)
+    runner = Runner([SourceSpec("cam", server.url("cam"))], BrightModel(), events.append, settings, media=recorder)
+    assert runner.open_sources() == {}, server.log()
+    runner.start()
+    deadline = time.monotonic() + 30
+    while not any(e.type is EventType.END and e.reason.value == "quiet" for e in events):
+        assert time.monotonic() < deadline, f"no event ended: {events} {server.log()}"
+        time.sleep(0.2)
+    runner.stop()
+    runner.join(timeout=30)
+    end = next(e for e in events if e.type is EventType.END and e.reason.value == "quiet")
+    assert end.snapshot and end.clip
+    rgb = decode_rgb(tmp_path / "media" / end.snapshot)
+    assert rgb.shape == (180, 320, 3)
+    for rows, cols in box_edges(BrightModel.BOX, 320, 180):
+        drawn = rgb[rows, cols].astype(int)
+        assert (drawn[..., 0] - drawn[..., 1]).mean() > 120
+    with av.open(str(tmp_path / "media" / end.clip)) as c:
+        v = c.streams.video[0].codec_context
+        assert (v.name, v.width, v.height) == ("h264", 320, 180)
+        levels = [(float(f.pts * f.time_base), f.to_ndarray(format="gray").mean()) for f in c.decode(video=0)]
+    assert levels[0][0] == pytest.approx(0.0, abs=0.05)
+    bright = [t for t, level in levels if level > 150]
+    assert bright, "the anomaly is in the clip"
+    assert bright[0] >= 0.9, "with at least the 1 s pre-roll before it"
+    duration = levels[-1][0] - levels[0][0]
+    assert duration >= (end.end_pts - end.start_pts) + 1.0 - 0.1
