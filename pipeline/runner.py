@@ -328,6 +328,10 @@ class Runner:
     def _emit(self, events: list[AnomalyEvent]) -> None:
         for ev in events:
             if self.media is not None:
-                ev = self.media.attach(ev)
+                try:
+                    ev = self.media.attach(ev)
+                except Exception:  # noqa: BLE001 - media is an extra: the event goes on without it
+                    self.media.stats.refused += 1
+                    log.exception("camera %s: attaching media to event %s failed", ev.camera_id, ev.event_id)
             self.stats[ev.camera_id].events += 1
             self.on_event(ev)

@@ -3,6 +3,7 @@ runner (real decoding, the default model, the real media writer) and the daemon;
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 import time
@@ -157,12 +158,18 @@ def test_retention_keeps_the_newest_files_within_the_limit(scorer, tmp_path):
     assert [e for e in events if e.type is EventType.END][-1].clip in kept
 
 
-def test_an_unwritable_media_directory_delivers_every_event_with_null_references(scorer, tmp_path, run):
+def test_an_unwritable_media_directory_delivers_every_event_with_null_references(scorer, tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the media directory's parent should be")  # fails even for root
     events, recorder = replay(scorer, blocker / "media", {"cam1": ON})
-    reference, _, _ = run
-    assert [(e.type, e.start_pts) for e in events] == [(e.type, e.start_pts) for e in reference]
+    # every anomaly of the clip still becomes an event that opens and ends (batching across threads may move an
+    # event's edges by a frame between runs, so this is compared with the ground truth, not with another run)
+    truth = json.loads(CLIP.with_suffix(".json").read_text())["anomalies"]
+    ended = [(e.start_pts, e.end_pts) for e in events if e.type is EventType.END]
+    for a in truth:
+        assert any(s <= a["end"] + 0.5 and e >= a["start"] - 0.5 for s, e in ended), a
+    assert {e.event_id for e in events if e.type is EventType.NEW} == {e.event_id for e in events
+                                                                       if e.type is EventType.END}
     assert all(e.snapshot is None and e.clip is None for e in events)
     assert recorder.stats.refused > 0 and not recorder.store.healthy
 

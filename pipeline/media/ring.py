@@ -2,7 +2,8 @@
 
 The reader hands every demuxed packet of a camera that keeps snapshots or clips to :meth:`PacketRing.add`, before
 decoding it (so the packet of a frame is in the ring before the frame reaches the scorer). Nothing is decoded or
-re-encoded here: a packet costs one copy of its bytes (~2 µs; a 3 Mbit/s stream is ~375 kB/s) and a deque append.
+re-encoded here: a packet costs one copy of its bytes and a deque append (measured: 9 µs per packet, 0.4 CPU ms per
+second of 720p25 H.264 at 3 Mbit/s + AAC, under 1 % of decoding it; memory ~375 kB per second kept).
 Cameras without snapshots or clips have no ring and the reader skips the call.
 
 Bounds
