@@ -359,3 +359,37 @@ def test_live_rtsp_camera_gets_snapshots_and_stream_copied_clips(rtsp_server, tm
     assert bright[0] >= 0.9, "with at least the 1 s pre-roll before it"
     duration = levels[-1][0] - levels[0][0]
     assert duration >= (end.end_pts - end.start_pts) + 1.0 - 0.1
+
+
+def test_b_frames_a_snapshot_is_the_frame_at_its_pts_and_a_clip_decodes_whole(tmp_path):
+    """Some cameras send B-frames (decode order differs from presentation order, dts < pts)."""
+    from pipeline.media import PacketRing
+    from pipeline.media.render import snapshot_jpeg, write_clip
+
+    path = tmp_path / "bframes.mkv"
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=25, options={"bf": "2", "g": "25", "preset": "ultrafast"})
+        vs.width, vs.height, vs.pix_fmt = 320, 180, "yuv420p"
+        for i in range(100):  # frame i has level 2 * i: which frame a picture is shows in its level
+            frame = av.VideoFrame.from_ndarray(np.full((180, 320, 3), 2 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            for p in vs.encode(frame):
+                out.mux(p)
+        for p in vs.encode(None):
+            out.mux(p)
+    ring = PacketRing("c", span_s=100, max_bytes=10**8)
+    with av.open(str(path)) as c:
+        ring.begin_session(list(c.streams))
+        packets = [p for p in c.demux() if p.size]
+        assert any(p.dts is not None and p.dts < p.pts for p in packets)
+        for p in packets:
+            ring.add(p, "video", 0.0)
+    for t in (1.04, 1.48, 2.0, 3.96):
+        (tmp_path / "s.jpg").write_bytes(snapshot_jpeg(ring.snapshot_packets(t), t, None))
+        assert decode_rgb(tmp_path / "s.jpg").mean() == pytest.approx(2 * round(t * 25), abs=3), t
+    clip = ring.clip_packets(1.5, 3.0)
+    write_clip(clip, tmp_path / "c.mkv")
+    with av.open(str(tmp_path / "c.mkv")) as c:
+        levels = [f.to_ndarray(format="gray").mean() for f in c.decode(video=0)]
+    assert len(levels) == len(clip)
+    assert levels[0] == pytest.approx(50, abs=3)  # from the keyframe at 1.0 s

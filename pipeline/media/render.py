@@ -53,7 +53,8 @@ def decode_frame(packets: Sequence[RingPacket], pts: float) -> np.ndarray:
             continue  # one undecodable packet: the frame we want may still come
         for frame in frames:  # decoders return frames in presentation order
             chosen = frame
-            if frame.pts is not None and frame.pts * frame.time_base >= pts - 1e-3:
+            # packets go in on the 1 ms grid (``_packet``); a bare decoder does not always say so on its frames
+            if frame.pts is not None and frame.pts * _OUT_TIME_BASE >= pts - 1e-3:
                 return np.asarray(chosen.to_ndarray(format="rgb24"))
     if chosen is None:
         raise RenderError("no frame decoded")

@@ -110,6 +110,7 @@ class PacketRing:
         self._session: StreamSession | None = None
         self._pending: list[_Raw] = []
         self._need_key = True  # the session has not sent a video keyframe yet
+        self._last_dts: dict[str, float] = {}  # raw, per kind: capture thread only
 
     # -- capture thread ----------------------------------------------------------------------------------------
     def begin_session(self, streams: Sequence[Any]) -> None:
@@ -119,6 +120,7 @@ class PacketRing:
             self._session = session
             self._pending.clear()
             self._need_key = True
+            self._last_dts.clear()
             self.live = True
 
     def end_session(self) -> None:
@@ -135,7 +137,11 @@ class PacketRing:
             return  # cannot be placed in time
         tb = float(packet.time_base)
         pts = raw_ts * tb
-        dts = packet.dts * tb if packet.dts is not None else pts
+        if packet.dts is not None:
+            dts = packet.dts * tb
+        else:  # Matroska gives B-frame streams' first packets no dts: right after the previous one in decode order
+            dts = min(pts, self._last_dts.get(kind, pts))
+        self._last_dts[kind] = dts
         raw = _Raw(kind, bytes(packet), pts, dts, (packet.duration or 0) * tb, bool(packet.is_keyframe))
         with self._lock:
             if self._session is None:
