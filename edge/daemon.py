@@ -204,6 +204,9 @@ class Daemon:
                 st = runner.stats[cam]
                 cams[cam] = {**worker.stats().as_dict(), "frames_scored": st.frames_scored,
                              "windows_scored": st.windows_scored, "events": st.events}
+                ring = self._media.ring(cam) if self._media is not None else None
+                if ring is not None:
+                    cams[cam]["media_buffer_bytes"] = ring.bytes
         outbox = {}
         if self._outbox is not None:
             ob = self._outbox.stats()
@@ -213,7 +216,8 @@ class Daemon:
             ps = self._publisher.stats()
             publisher = {"state": ps.state.value, "sent": ps.sent, "failed_attempts": ps.failed_attempts,
                          "last_ack_latency_s": ps.last_ack_latency_s, "last_error": ps.last_error}
-        return Snapshot(cameras=cams, outbox=outbox, publisher=publisher)
+        media = self._media.stats.as_dict() if self._media is not None else None
+        return Snapshot(cameras=cams, outbox=outbox, publisher=publisher, media=media)
 
     def _close(self) -> None:
         if self._health is not None:

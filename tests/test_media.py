@@ -17,6 +17,7 @@ from alerts.outbox import Outbox
 from edge.config import load_config
 from edge.daemon import Daemon
 from edge.errors import ConfigError
+from edge.health import Snapshot, render_metrics
 from pipeline.engines.base import OrtEngineConfig
 from pipeline.events import AnomalyEvent, EventType
 from pipeline.frames import utc_now
@@ -172,6 +173,10 @@ def test_an_unwritable_media_directory_delivers_every_event_with_null_references
                                                                        if e.type is EventType.END}
     assert all(e.snapshot is None and e.clip is None for e in events)
     assert recorder.stats.refused > 0 and not recorder.store.healthy
+    text = render_metrics(Snapshot(cameras={"cam1": {"media_buffer_bytes": recorder.ring("cam1").bytes}},
+                                   media=recorder.stats.as_dict()))
+    assert f"lepton_media_refused_total {recorder.stats.refused}" in text
+    assert 'lepton_media_buffer_bytes{camera="cam1"}' in text
 
 
 def test_cameras_without_media_get_no_ring_and_no_references(scorer, tmp_path):

@@ -73,7 +73,7 @@ class MediaStore:
                 f.write(b"probe")
             probe.unlink()
         except OSError as exc:
-            self._failed(f"media directory {self.root} is not writable", exc)
+            self._failed(f"media directory {self.root} is not writable", exc, write=False)
             return False
         if not self.healthy and self._logged_failure:
             log.warning("media directory %s is writable again: snapshots and clips resume", self.root)
@@ -85,9 +85,10 @@ class MediaStore:
         if not self.healthy and self._clock() - self._probed_at >= self.recheck_s:
             self.probe()
 
-    def _failed(self, what: str, exc: OSError) -> None:
+    def _failed(self, what: str, exc: OSError, *, write: bool = True) -> None:
         self.healthy = False
-        self.write_failures += 1
+        if write:
+            self.write_failures += 1
         if not self._logged_failure:
             self._logged_failure = True
             log.error("%s (%s): events go out without snapshots and clips until it is; retried every %.0f s",
