@@ -159,9 +159,16 @@ class EventMessage(BaseModel):
     )
     model: ModelProvenance = Field(description="The model package that decided the event.")
     snapshot: str | None = Field(
-        default=None, description="Reference to a kept snapshot image; null when none."
+        default=None,
+        description="JPEG of the frame at the peak with the worst region drawn, as a path relative to the edge's"
+        " media directory (camera/event_id.jpg; one file per event, rewritten when the peak rises); null when none"
+        " is kept.",
     )
-    clip: str | None = Field(default=None, description="Reference to a kept video clip; null when none.")
+    clip: str | None = Field(
+        default=None,
+        description="Matroska clip of the event with pre- and post-roll (stream copy), as a path relative to the"
+        " edge's media directory (camera/event_id.mkv); only on type=end; null when none is kept.",
+    )
     decided_at: UtcDatetime = Field(description="Wall time (UTC) the edge decided this message.")
 
     @model_validator(mode="after")
@@ -206,6 +213,8 @@ class EventMessage(BaseModel):
             continues=ev.continues,
             box=ev.box,
             model=model,
+            snapshot=ev.snapshot,
+            clip=ev.clip,
             decided_at=decided_at,
         )
 

@@ -67,7 +67,7 @@ def _run_daemon(cfg: EdgeConfig, args: argparse.Namespace) -> int:
         print(json.dumps({"seconds": round(summary.seconds, 2), "events_new": summary.events_new,
                           "events_end": summary.events_end, "cameras": summary.per_camera,
                           "outbox_pending": summary.outbox_pending, "events_recovered": summary.events_recovered,
-                          "ack_latency": latency if cfg.kafka else None}))
+                          "ack_latency": latency if cfg.kafka else None, "media": summary.media}))
     else:
         print(f"-- {summary.events_new} event(s) opened, {summary.events_end} ended in {summary.seconds:.1f} s")
         if summary.events_recovered:
@@ -77,6 +77,11 @@ def _run_daemon(cfg: EdgeConfig, args: argparse.Namespace) -> int:
                   f"{st['events']} event messages, {st['dropped']} dropped")
         where = "Kafka" if cfg.kafka else f"the outbox {cfg.outbox.path} (read it with: alerts tail)"
         print(f"   events are in {where}")
+        if summary.media is not None:
+            m = summary.media
+            print(f"   {m['snapshots_written']} snapshot(s) and {m['clips_written']} clip(s) written to "
+                  f"{cfg.media.path}" + (f"; {m['refused']} event(s) without them, {m['write_failures']} write "
+                                         f"failure(s)" if m["refused"] or m["write_failures"] else ""))
         if summary.outbox_pending:
             print(f"   {summary.outbox_pending} event(s) not yet acknowledged by Kafka stay in the outbox")
         for name, what in (("new", "new events"), ("all", "all messages")):

@@ -2,8 +2,8 @@
 
 An invalid file fails at start with every problem listed by YAML path and line (``ConfigError``), before anything
 starts. Relative paths in the file (model package, replayed clips) are resolved against the file's folder, so a
-config works from any working directory; the outbox path is relative to the working directory, where
-``alerts tail`` looks for it by default.
+config works from any working directory; the outbox and media paths are relative to the working directory, where
+``alerts tail`` looks for the outbox by default (the media directory sits beside it: ``.lepton/media``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from alerts.publisher import KafkaSettings
 from edge.errors import ConfigError
 from pipeline.aggregator import AggregatorSettings
 from pipeline.engines.base import EngineConfig, OrtEngineConfig
+from pipeline.media import CameraMedia, ClipSettings, MediaSettings, SnapshotSettings
 from pipeline.sources.spec import SourceKind, SourceSpec, classify
 from pipeline.tamper import TamperSettings
 
@@ -52,6 +53,12 @@ class CameraConfig(_Strict):
     backoff_initial_s: float = Field(0.5, gt=0, le=60, description="Live cameras: first wait before reconnecting; "
                                      "doubles with each failed attempt, with jitter")
     backoff_max_s: float = Field(30.0, gt=0, le=3600, description="Live cameras: longest wait between attempts")
+    snapshots: SnapshotSettings = Field(default_factory=SnapshotSettings,
+                                        description="A JPEG at each event's peak with its worst region drawn; off "
+                                        "by default")
+    clips: ClipSettings = Field(default_factory=ClipSettings,
+                                description="A stream-copied clip of each event with pre- and post-roll; off by "
+                                "default")
 
     @model_validator(mode="after")
     def _backoff_bounds(self) -> CameraConfig:
@@ -87,6 +94,8 @@ class EdgeConfig(_Strict):
     kafka: KafkaSettings | None = Field(None, description="Kafka delivery; absent: the outbox is the bus")
     tampering: TamperSettings = Field(default_factory=TamperSettings, description="Camera tampering checks")
     health: HealthConfig | None = Field(None, description="Health and Prometheus metrics over HTTP; absent: off")
+    media: MediaSettings = Field(default_factory=MediaSettings,
+                                 description="Directory and retention of the cameras' snapshots and clips")
     cameras: list[CameraConfig] = Field(min_length=1, description="The cameras (or replayed files)")
 
     @field_validator("cameras")
@@ -105,6 +114,11 @@ class EdgeConfig(_Strict):
             if cam.kind is SourceKind.IMAGES and cam.fps is None:
                 raise ValueError(f"camera {cam.id!r}: an image sequence needs fps")
         return self
+
+    def camera_media(self) -> dict[str, CameraMedia]:
+        """What each camera keeps of its events (only the cameras that keep something)."""
+        return {c.id: CameraMedia(c.snapshots, c.clips) for c in self.cameras
+                if c.snapshots.enabled or c.clips.enabled}
 
     def source_specs(self) -> list[SourceSpec]:
         return [

@@ -32,6 +32,7 @@ from edge.errors import StartupError
 from edge.health import HealthServer, Snapshot
 from pipeline.events import AnomalyEvent, EventType
 from pipeline.frames import utc_now
+from pipeline.media import MediaRecorder
 from pipeline.models.package import ModelPackage
 from pipeline.runner import Runner, RunnerSettings
 from pipeline.scoring_model import PackageScorer
@@ -47,6 +48,7 @@ class RunSummary:
     events_end: int = 0
     per_camera: dict[str, dict[str, int]] = field(default_factory=dict)
     outbox_pending: int = 0
+    media: dict[str, int] | None = None  # snapshots/clips written, refused, failures (None: no camera keeps media)
     events_recovered: int = 0  # events a previous run left open, ended at start with reason=restart
     # capture of the frame that decided a message -> Kafka acknowledgement (None: nothing acknowledged)
     ack_latency_new: LatencyStats | None = None
@@ -78,6 +80,7 @@ class Daemon:
         self._provenance: ModelProvenance | None = None
         self._latency = AckLatency()
         self._health: HealthServer | None = None
+        self._media: MediaRecorder | None = None
         # events the outbox could not take (disk full, read-only, I/O error): kept in order, retried before the next
         # event and at stop, never dropped silently
         self._backlog: collections.deque[tuple[EventMessage, int | None]] = collections.deque()
@@ -96,7 +99,9 @@ class Daemon:
             calibration=calibration[:200],
         )
         settings = RunnerSettings(max_batch=cfg.detect.max_batch, aggregator=cfg.events, tamper=cfg.tampering)
-        runner = Runner(cfg.source_specs(), scorer, self._on_event, settings)
+        cameras = cfg.camera_media()
+        self._media = MediaRecorder(cfg.media, cameras) if cameras else None
+        runner = Runner(cfg.source_specs(), scorer, self._on_event, settings, media=self._media)
         failures = runner.open_sources()
         replay_failures = {c: e for c, e in failures.items() if runner.workers[c].spec.kind is not SourceKind.RTSP}
         if replay_failures or (failures and len(failures) == len(runner.workers)):
@@ -181,6 +186,8 @@ class Daemon:
             restore()
             self._close()
         self.summary.seconds = time.monotonic() - started
+        if self._media is not None:
+            self.summary.media = self._media.stats.as_dict()
         self.summary.per_camera = {
             cam: {"frames_scored": st.frames_scored, "audio_windows_scored": st.windows_scored,
                   "events": st.events, "dropped": runner.workers[cam].buffer.dropped}
@@ -197,6 +204,9 @@ class Daemon:
                 st = runner.stats[cam]
                 cams[cam] = {**worker.stats().as_dict(), "frames_scored": st.frames_scored,
                              "windows_scored": st.windows_scored, "events": st.events}
+                ring = self._media.ring(cam) if self._media is not None else None
+                if ring is not None:
+                    cams[cam]["media_buffer_bytes"] = ring.bytes
         outbox = {}
         if self._outbox is not None:
             ob = self._outbox.stats()
@@ -206,7 +216,8 @@ class Daemon:
             ps = self._publisher.stats()
             publisher = {"state": ps.state.value, "sent": ps.sent, "failed_attempts": ps.failed_attempts,
                          "last_ack_latency_s": ps.last_ack_latency_s, "last_error": ps.last_error}
-        return Snapshot(cameras=cams, outbox=outbox, publisher=publisher)
+        media = self._media.stats.as_dict() if self._media is not None else None
+        return Snapshot(cameras=cams, outbox=outbox, publisher=publisher, media=media)
 
     def _close(self) -> None:
         if self._health is not None:

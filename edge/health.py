@@ -29,6 +29,7 @@ class Snapshot:
     cameras: dict[str, dict[str, Any]] = field(default_factory=dict)  # camera id → counters and "state"
     outbox: dict[str, Any] = field(default_factory=dict)
     publisher: dict[str, Any] | None = None
+    media: dict[str, int] | None = None  # snapshot/clip counters (pipeline.media.MediaStats); None: no camera keeps any
 
     def healthy(self) -> bool:
         cams_ok = all(c.get("state") in _HEALTHY_STATES for c in self.cameras.values())
@@ -48,6 +49,20 @@ _CAMERA_COUNTERS: tuple[tuple[str, str, str, str], ...] = (
     ("lepton_stalls_total", "counter", "Streams declared stalled by the watchdog", "stalls"),
     ("lepton_decode_errors_total", "counter", "Undecodable packets", "decode_errors"),
     ("lepton_events_total", "counter", "Event messages decided", "events"),
+    ("lepton_media_buffer_bytes", "gauge", "Encoded packets held for snapshots and clips", "media_buffer_bytes"),
+)
+# (metric name, help, MediaStats key): counters over all cameras
+_MEDIA_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    ("lepton_media_snapshots_written_total", "Snapshots written (a rewrite after a higher peak counts)",
+     "snapshots_written"),
+    ("lepton_media_clips_written_total", "Clips written", "clips_written"),
+    ("lepton_media_refused_total", "Events sent without a snapshot or clip: media directory unwritable or queue "
+     "full", "refused"),
+    ("lepton_media_write_failures_total", "Snapshot or clip writes that failed (disk full, permissions)",
+     "write_failures"),
+    ("lepton_media_render_failures_total", "Snapshots or clips that could not be made from the buffer",
+     "render_failures"),
+    ("lepton_media_deleted_total", "Files deleted by retention", "deleted"),
 )
 _STATES = ("connecting", "streaming", "stalled", "backoff", "failed", "stopped")
 
@@ -75,6 +90,9 @@ def render_metrics(snap: Snapshot) -> str:
            [("", float(snap.outbox.get("pending", 0)))])
     family("lepton_outbox_bytes", "gauge", "Size of the outbox database and its WAL",
            [("", float(snap.outbox.get("size_bytes", 0)))])
+    if snap.media is not None:
+        for name, help_, key in _MEDIA_COUNTERS:
+            family(name, "counter", help_, [("", float(snap.media.get(key, 0)))])
     if snap.publisher is not None:
         family("lepton_kafka_sent_total", "counter", "Events acknowledged by Kafka",
                [("", float(snap.publisher.get("sent", 0)))])

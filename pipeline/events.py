@@ -66,3 +66,6 @@ class AnomalyEvent:
     box: tuple[float, float, float, float] | None = None  # worst region at the peak, fractions of the frame
     # monotonic time of the capture of the frame that decided this message: latency is measured from here
     decided_from_monotonic_ns: int = 0
+    # paths relative to the media directory (``pipeline.media``): set by the media recorder when kept
+    snapshot: str | None = None
+    clip: str | None = None

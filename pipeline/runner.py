@@ -3,7 +3,12 @@ per-camera aggregators → an event callback (the daemon's outbox).
 
 Threads: one capture thread per source, one scoring thread. The scoring thread owns the per-camera state (the
 ring of recent luma frames the video model needs, the aggregator), so none of it needs a lock. Stop order follows
-the flow: capture stops first, scoring drains what was captured, open events end with ``shutdown``.
+the flow: capture stops first, scoring drains what was captured, open events end with ``shutdown``, then the media
+recorder (when given) writes the snapshots and clips still queued.
+
+Snapshots and clips (``pipeline.media``): a camera that keeps them has a packet ring its reader feeds; the scoring
+thread moves the ring's scoring position as it scores, and every event passes through ``MediaRecorder.attach``
+(which only queues work) before ``on_event``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pipeline.aggregator import AggregatorSettings, CameraAggregator
 from pipeline.errors import SourceError
 from pipeline.events import AnomalyEvent, EndReason
 from pipeline.frames import AudioWindow, Modality, Score, StreamEnd, VideoFrame, utc_now
+from pipeline.media import MediaRecorder, PacketRing
 from pipeline.sources.capture import BoundedBuffer, BufferPolicy, CaptureWorker, SourceState
 from pipeline.sources.reader import MediaReader
 from pipeline.sources.spec import SourceSpec
@@ -95,8 +101,11 @@ class Runner:
         settings: RunnerSettings | None = None,
         *,
         on_score: Callable[[Score], None] | None = None,
+        media: MediaRecorder | None = None,
     ) -> None:
         self.settings = settings or RunnerSettings()
+        self.media = media
+        self._media_rings: dict[str, PacketRing] = dict(media.rings) if media is not None else {}
         self.model = model
         self.on_event = on_event
         self.on_score = on_score
@@ -136,7 +145,7 @@ class Runner:
             spec, width=m.width, height=m.height, fps=m.fps, audio_window_s=m.audio_window_s,
             audio_hop_s=m.audio_hop_s, sample_rate=m.sample_rate,
             video=m.has_video and spec.video, audio=m.has_audio and spec.audio,
-            decoder_threads=self._decoder_threads,
+            decoder_threads=self._decoder_threads, packet_sink=self._media_rings.get(spec.camera_id),
         )
 
     def open_sources(self) -> dict[str, SourceError]:
@@ -158,6 +167,8 @@ class Runner:
         return errors
 
     def start(self) -> None:
+        if self.media is not None:
+            self.media.start()
         for w in self.workers.values():
             w.start()
         self._thread.start()
@@ -175,6 +186,9 @@ class Runner:
         for w in self.workers.values():
             w.join(max(0.0, deadline - time.monotonic()))
         self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self.media is not None and not self._thread.is_alive():
+            # after scoring: the end events of the shutdown have queued their clips
+            self.media.close(max(5.0, deadline - time.monotonic()))
 
     def states(self) -> dict[str, SourceState]:
         return {cam: w.state for cam, w in self.workers.items()}
@@ -232,6 +246,11 @@ class Runner:
 
     def _score(self, video: list[VideoFrame], audio: list[AudioWindow]) -> None:
         scores: list[Score] = []
+        if self._media_rings:
+            for item in (*video, *audio):
+                ring = self._media_rings.get(item.camera_id)
+                if ring is not None:  # what the ring must still hold is measured back from here
+                    ring.consumed = max(ring.consumed, item.pts)
         if video:
             self._check_tampering(video)
             stacks, kept = [], []
@@ -308,5 +327,11 @@ class Runner:
 
     def _emit(self, events: list[AnomalyEvent]) -> None:
         for ev in events:
+            if self.media is not None:
+                try:
+                    ev = self.media.attach(ev)
+                except Exception:  # noqa: BLE001 - media is an extra: the event goes on without it
+                    self.media.stats.refused += 1
+                    log.exception("camera %s: attaching media to event %s failed", ev.camera_id, ev.event_id)
             self.stats[ev.camera_id].events += 1
             self.on_event(ev)

@@ -41,9 +41,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import av
 import av.error
@@ -71,6 +71,14 @@ FORWARD_JUMP_S = 5.0
 _AUDIO_RESYNC_S = 0.1
 # An RTCP wall clock this far from ours is worth one warning: the camera's clock is probably not set.
 _RTCP_SKEW_WARN_S = 60.0
+
+
+class PacketSink(Protocol):
+    """Where a reader hands every demuxed packet, undecoded (``pipeline.media.PacketRing``)."""
+
+    def begin_session(self, streams: Sequence[Any]) -> None: ...
+    def add(self, packet: Any, kind: str, offset: float | None) -> None: ...
+    def end_session(self) -> None: ...
 
 
 class SourceStalledError(SourceConnectionError, TimeoutError):
@@ -127,6 +135,14 @@ class StreamTimeline:
             self.latest, self.latest_at = out, now
         return out
 
+    def offset(self, kind: str) -> float | None:
+        """What stream ``kind``'s raw pts add up to source time right now; None until its first mapping in this
+        session (the packet ring places packets with it, see ``pipeline.media.ring``)."""
+        state = self._streams.get(kind)
+        if state is None or self._pending_gap is not None:
+            return None
+        return self._offsets[state[0]]
+
     def segment(self, kind: str) -> int:
         """The segment stream ``kind`` is in (changes when its timestamps jumped or it reconnected)."""
         state = self._streams.get(kind)
@@ -165,6 +181,7 @@ class MediaReader:
         audio: bool = True,
         clock: Callable[[], float] = time.monotonic,
         decoder_threads: int = 0,
+        packet_sink: PacketSink | None = None,
     ) -> None:
         if fps <= 0:
             raise ValueError("fps must be positive")
@@ -185,6 +202,8 @@ class MediaReader:
         # 0: FFmpeg picks (frame threads); 1 when cameras outnumber cores: frame threads cost ~8 % more CPU per
         # frame than one thread (edge bench), a price worth paying only when a core would otherwise sit idle
         self.decoder_threads = decoder_threads
+        # the camera's packet ring when it keeps snapshots or clips (pipeline.media); None costs one test per packet
+        self.packet_sink = packet_sink
 
     # -- opening ---------------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -284,7 +303,15 @@ class MediaReader:
         """
         if self.container is None:
             self.open()
-        yield from self._items(stop, timeline if timeline is not None else StreamTimeline())
+        sink = self.packet_sink
+        if sink is None:
+            yield from self._items(stop, timeline if timeline is not None else StreamTimeline())
+            return
+        sink.begin_session(self._streams())
+        try:
+            yield from self._items(stop, timeline if timeline is not None else StreamTimeline())
+        finally:
+            sink.end_session()
 
     def _items(
         self, stop: threading.Event | None, tl: StreamTimeline
@@ -309,6 +336,7 @@ class MediaReader:
         recent_failures: dict[str, collections.deque[bool]] = {
             s.type: collections.deque(maxlen=_GARBAGE_WINDOW) for s in streams
         }
+        sink = self.packet_sink
 
         def wall(kind: str, out: float) -> tuple[datetime, WallClock]:
             if not live:
@@ -339,6 +367,9 @@ class MediaReader:
                 if stop is not None and stop.is_set():
                     return
                 kind = packet.stream.type
+                if sink is not None:
+                    # before decoding: a frame's packet is in the ring before the frame reaches the scorer
+                    sink.add(packet, kind, tl.offset(kind))
                 try:
                     frames = packet.decode()
                     recent_failures[kind].append(False)
