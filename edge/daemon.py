@@ -30,12 +30,13 @@ from alerts.schema import EventMessage, ModelProvenance
 from edge.config import EdgeConfig
 from edge.errors import StartupError
 from edge.health import HealthServer, Snapshot
+from pipeline.errors import SourceError, SourceNotFoundError
 from pipeline.events import AnomalyEvent, EventType
 from pipeline.frames import utc_now
 from pipeline.models.package import ModelPackage
 from pipeline.runner import Runner, RunnerSettings
 from pipeline.scoring_model import PackageScorer
-from pipeline.sources.spec import SourceKind
+from pipeline.sources.spec import SourceKind, SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,22 @@ class RunSummary:
     # capture of the frame that decided a message -> Kafka acknowledgement (None: nothing acknowledged)
     ack_latency_new: LatencyStats | None = None
     ack_latency_all: LatencyStats | None = None
+
+
+def _fatal_at_start(runner: Runner, failures: dict[str, SourceError]) -> bool:
+    """Whether the first connection's failures stop the start.
+
+    A replayed file that cannot be read does, and so does a microphone that is not there at all (PortAudio lists
+    devices once, at start: retrying cannot find it; the message lists the devices there are). An unreachable
+    RTSP camera, or a microphone that is there but will not open, is retried in the background, unless no
+    camera at all could be reached."""
+    cameras = {c for c, w in runner.workers.items() if isinstance(w.spec, SourceSpec)}
+    for source, err in failures.items():
+        if source in cameras and runner.workers[source].spec.kind is not SourceKind.RTSP:
+            return True
+        if source not in cameras and isinstance(err, SourceNotFoundError):
+            return True
+    return bool(cameras) and cameras <= set(failures)
 
 
 def format_event(msg: EventMessage) -> str:
@@ -96,10 +113,9 @@ class Daemon:
             calibration=calibration[:200],
         )
         settings = RunnerSettings(max_batch=cfg.detect.max_batch, aggregator=cfg.events, tamper=cfg.tampering)
-        runner = Runner(cfg.source_specs(), scorer, self._on_event, settings)
+        runner = Runner(cfg.source_specs(), scorer, self._on_event, settings, microphones=cfg.microphones())
         failures = runner.open_sources()
-        replay_failures = {c: e for c, e in failures.items() if runner.workers[c].spec.kind is not SourceKind.RTSP}
-        if replay_failures or (failures and len(failures) == len(runner.workers)):
+        if _fatal_at_start(runner, failures):
             lines = [f"camera {cam}: {err}" for cam, err in sorted(failures.items())]
             raise StartupError("; ".join(lines))
         for cam, err in failures.items():
@@ -197,6 +213,8 @@ class Daemon:
                 st = runner.stats[cam]
                 cams[cam] = {**worker.stats().as_dict(), "frames_scored": st.frames_scored,
                              "windows_scored": st.windows_scored, "events": st.events}
+                if not isinstance(worker.spec, SourceSpec):  # a paired microphone: windows before its camera's video
+                    cams[cam]["windows_unpaired"] = st.windows_unpaired
         outbox = {}
         if self._outbox is not None:
             ob = self._outbox.stats()
