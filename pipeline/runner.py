@@ -361,7 +361,7 @@ class Runner:
                 continue
             verdict = detector.check(f.luma, f.pts)
             score = Score(f.camera_id, Modality.TAMPERING, f.pts, f.monotonic_ns, f.wall_time,
-                          verdict.moved_fraction, verdict.score)
+                          verdict.moved_fraction, verdict.score, label=verdict.reason)
             if verdict.reason is not None:
                 log.debug("camera %s: %s at %.2f s", f.camera_id, verdict.reason, f.pts)
             self._emit(self._tamper_aggs[f.camera_id].push(score))
