@@ -186,10 +186,6 @@ class Runner:
             self._paired[source] = (mic.camera_id, clock)
             self._clocks[mic.camera_id] = clock
 
-    def microphone_of(self, camera_id: str) -> str | None:
-        """The source id of the microphone paired with ``camera_id``, if any."""
-        return next((src for src, (cam, _) in self._paired.items() if cam == camera_id), None)
-
     def open_sources(self) -> dict[str, SourceError]:
         """Connect every source once, in parallel (each bounded by its timeouts). Returns the failures."""
         errors: dict[str, SourceError] = {}
