@@ -193,3 +193,17 @@ def test_a_replayed_file_cannot_have_a_microphone(tmp_path):
     path.write_text("cameras:\n  - id: lobby\n    url: lobby.mkv\n    microphone: {device: usb}\n")
     with pytest.raises(ConfigError, match="only a live RTSP camera"):
         load_config(path)
+
+
+def test_a_missing_microphone_stops_the_start_and_one_that_fails_to_open_is_retried():
+    from edge.daemon import _fatal_at_start
+    from pipeline.errors import SourceNotFoundError
+
+    mic = PairedMicrophone("dock", MicrophoneSpec("dock/mic", device="usb"))
+    runner = Runner([SourceSpec("dock", "rtsp://127.0.0.1:9/x"), SourceSpec("gate", "rtsp://127.0.0.1:9/y")],
+                    BrightLoudModel(), lambda e: None, microphones=[mic])
+    missing = SourceNotFoundError("mic:usb: no such input device; input devices: [0] default")
+    assert _fatal_at_start(runner, {"dock/mic": missing})  # PortAudio lists devices once: retrying cannot help
+    assert not _fatal_at_start(runner, {"dock/mic": SourceConnectionError("mic:usb: cannot open")})
+    assert not _fatal_at_start(runner, {"dock": SourceConnectionError("refused")})
+    assert _fatal_at_start(runner, {"dock": SourceConnectionError("x"), "gate": SourceConnectionError("y")})
