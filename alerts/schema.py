@@ -21,9 +21,12 @@ Versions:
     ``stream_lost`` would blame the camera for the edge's own crash, and a 1.0 consumer would reject an unknown
     reason anyway, hence the version); ``update_reason`` (peak, modality, interval) on updates; ``continues``
     (the event_id an event continues after its predecessor reached ``max_duration``).
+  * 1.2 — ``label``: what the event is when its scores name it; a tampering event says which kind (blackout,
+    covered, defocus, moved). A 1.1 consumer would reject the unknown field, hence the version.
 
-This module reads 1.0 messages too (outbox rows outlive upgrades): they validate with ``schema_version`` "1.0"
-and no ``update_reason``; the committed JSON Schema describes the current version only.
+This module reads 1.0 and 1.1 messages too (outbox rows outlive upgrades): they validate with their
+``schema_version``, 1.0 without ``update_reason``, neither with a ``label``; the committed JSON Schema describes
+the current version only.
 """
 
 from __future__ import annotations
@@ -46,8 +49,8 @@ from pydantic import (
 from alerts.errors import MessageFormatError
 from pipeline.events import AnomalyEvent, EventType
 
-SCHEMA_VERSION: Final = "1.1"
-READABLE_VERSIONS: Final = ("1.1", "1.0")  # what EventMessage accepts: this version and the older ones
+SCHEMA_VERSION: Final = "1.2"
+READABLE_VERSIONS: Final = ("1.2", "1.1", "1.0")  # what EventMessage accepts: this version and the older ones
 SCHEMA_ID = "urn:lepton-edge:schema:event:" + SCHEMA_VERSION
 
 MessageType = Literal["new", "update", "end"]
@@ -111,7 +114,7 @@ class EventMessage(BaseModel):
         json_schema_serialization_defaults_required=True,
     )
 
-    schema_version: Literal["1.1", "1.0"] = Field(
+    schema_version: Literal["1.2", "1.1", "1.0"] = Field(
         default=SCHEMA_VERSION,
         description="Version of this message format; changes with any field change.",
         json_schema_extra=_current_version_only,
@@ -157,6 +160,13 @@ class EventMessage(BaseModel):
     box: tuple[Fraction, Fraction, Fraction, Fraction] | None = Field(
         default=None, description="Worst region at the peak as (x0, y0, x1, y1), fractions of the frame."
     )
+    label: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="What the event is, when its scores name it: for modality 'tampering' the kind (blackout,"
+        " covered, defocus, moved), the one seen most while it held; null otherwise.",
+    )
     model: ModelProvenance = Field(description="The model package that decided the event.")
     snapshot: str | None = Field(
         default=None,
@@ -186,6 +196,8 @@ class EventMessage(BaseModel):
             raise ValueError(f"update_reason is only allowed on type='update' messages (this one is {self.type!r})")
         if self.type == "update" and self.update_reason is None and self.schema_version != "1.0":
             raise ValueError("update_reason is required on type='update' messages")
+        if self.label is not None and self.schema_version in ("1.0", "1.1"):
+            raise ValueError(f"label came with schema version 1.2; this message is {self.schema_version}")
         return self
 
     @classmethod
@@ -212,6 +224,7 @@ class EventMessage(BaseModel):
             update_reason=ev.update_reason.value if ev.update_reason is not None else None,
             continues=ev.continues,
             box=ev.box,
+            label=ev.label,
             model=model,
             snapshot=ev.snapshot,
             clip=ev.clip,

@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from alerts.outbox import DEFAULT_OUTBOX_PATH
 from alerts.publisher import KafkaSettings
@@ -20,6 +29,8 @@ from edge.errors import ConfigError
 from pipeline.aggregator import AggregatorSettings
 from pipeline.engines.base import EngineConfig, OrtEngineConfig
 from pipeline.media import CameraMedia, ClipSettings, MediaSettings, SnapshotSettings
+from pipeline.pairing import PairedMicrophone, microphone_source_id
+from pipeline.sources.microphone import MicrophoneSpec
 from pipeline.sources.spec import SourceKind, SourceSpec, classify
 from pipeline.tamper import TamperSettings
 
@@ -30,6 +41,24 @@ DEFAULT_MODEL = (_HERE.parent / "samples" / "models" / "default").resolve()
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MicrophoneConfig(_Strict):
+    """A local microphone (sounddevice / PortAudio) that gives a video-only camera its audio."""
+
+    device: Annotated[StrictInt, Field(ge=0)] | Annotated[StrictStr, Field(min_length=1)] | None = Field(
+        None, description="Input device: its index, or its name or a part of it (case-insensitive; an exact name "
+        "wins); absent: the system's default input. `edge doctor` lists the input devices")
+    samplerate: int | None = Field(None, ge=8000, le=192000, description="Capture rate asked of the device "
+                                   "(Hz); absent: the device's default. Windows are resampled to the model's rate")
+    channels: int = Field(1, ge=1, le=32, description="Channels to capture; more than one are averaged to mono")
+    blocksize: int | None = Field(None, ge=16, le=65536, description="Frames per capture block; absent: 20 ms")
+    latency: Annotated[float, Field(gt=0, le=2)] | Literal["low", "high"] = Field(
+        "high", description="PortAudio input latency: seconds, or the device's 'low' / 'high' default")
+    read_timeout_s: float = Field(5.0, gt=0, le=120, description="No audio for this long means the microphone "
+                                  "is lost: it is reopened with the camera's back-off")
+    offset_s: float = Field(0.0, ge=-10, le=10, description="Seconds added to each window's place on the camera's "
+                            "time line (positive: later); the camera's latency, if known")
 
 
 class CameraConfig(_Strict):
@@ -59,11 +88,28 @@ class CameraConfig(_Strict):
     clips: ClipSettings = Field(default_factory=ClipSettings,
                                 description="A stream-copied clip of each event with pre- and post-roll; off by "
                                 "default")
+    microphone: MicrophoneConfig | None = Field(
+        None, description="A local microphone that gives this RTSP camera its audio (the camera's own audio track "
+        "is then not used)")
 
     @model_validator(mode="after")
     def _backoff_bounds(self) -> CameraConfig:
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("backoff_max_s must be at least backoff_initial_s")
+        return self
+
+    @model_validator(mode="after")
+    def _microphone_pairs_with_live_video(self) -> CameraConfig:
+        if self.microphone is None:
+            return self
+        if self.kind is not SourceKind.RTSP:
+            raise ValueError("microphone: only a live RTSP camera can be paired with a microphone (a replayed "
+                             "file has no present moment to pair it at)")
+        if not self.video:
+            raise ValueError("microphone: the camera's video must be scored (video: true) to pair a microphone")
+        if self.audio and "audio" in self.model_fields_set:
+            raise ValueError("microphone: the microphone gives this camera its audio; drop audio: true (the "
+                             "camera's own audio track is not used when a microphone is paired)")
         return self
 
     @property
@@ -126,11 +172,26 @@ class EdgeConfig(_Strict):
                 camera_id=c.id, url=c.url, input_fps=c.fps, pace=c.replay == "realtime",
                 open_timeout_s=c.open_timeout_s, read_timeout_s=c.read_timeout_s, rtsp_transport=c.rtsp_transport,
                 skip_loop_filter=c.skip_loop_filter,
-                video=c.video, audio=c.audio, stall_timeout_s=c.stall_timeout_s,
+                video=c.video, audio=c.audio and c.microphone is None, stall_timeout_s=c.stall_timeout_s,
                 backoff_initial_s=c.backoff_initial_s, backoff_max_s=c.backoff_max_s,
             )
             for c in self.cameras
         ]
+
+    def microphones(self) -> list[PairedMicrophone]:
+        """The cameras' paired microphones (``pipeline.pairing``); each is a source of its own, ``cam/mic``."""
+        out = []
+        for c in self.cameras:
+            m = c.microphone
+            if m is None:
+                continue
+            spec = MicrophoneSpec(
+                camera_id=microphone_source_id(c.id), device=m.device, capture_rate=m.samplerate,
+                channels=m.channels, blocksize=m.blocksize, latency=m.latency, read_timeout_s=m.read_timeout_s,
+                backoff_initial_s=c.backoff_initial_s, backoff_max_s=c.backoff_max_s,
+            )
+            out.append(PairedMicrophone(c.id, spec, m.offset_s))
+        return out
 
 
 def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:

@@ -30,13 +30,14 @@ from alerts.schema import EventMessage, ModelProvenance
 from edge.config import EdgeConfig
 from edge.errors import StartupError
 from edge.health import HealthServer, Snapshot
+from pipeline.errors import SourceError, SourceNotFoundError
 from pipeline.events import AnomalyEvent, EventType
 from pipeline.frames import utc_now
 from pipeline.media import MediaRecorder
 from pipeline.models.package import ModelPackage
 from pipeline.runner import Runner, RunnerSettings
 from pipeline.scoring_model import PackageScorer
-from pipeline.sources.spec import SourceKind
+from pipeline.sources.spec import SourceKind, SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,22 @@ class RunSummary:
     # capture of the frame that decided a message -> Kafka acknowledgement (None: nothing acknowledged)
     ack_latency_new: LatencyStats | None = None
     ack_latency_all: LatencyStats | None = None
+
+
+def _fatal_at_start(runner: Runner, failures: dict[str, SourceError]) -> bool:
+    """Whether the first connection's failures stop the start.
+
+    A replayed file that cannot be read does, and so does a microphone that is not there at all (PortAudio lists
+    devices once, at start: retrying cannot find it; the message lists the devices there are). An unreachable
+    RTSP camera, or a microphone that is there but will not open, is retried in the background, unless no
+    camera at all could be reached."""
+    cameras = {c for c, w in runner.workers.items() if isinstance(w.spec, SourceSpec)}
+    for source, err in failures.items():
+        if source in cameras and runner.workers[source].spec.kind is not SourceKind.RTSP:
+            return True
+        if source not in cameras and isinstance(err, SourceNotFoundError):
+            return True
+    return bool(cameras) and cameras <= set(failures)
 
 
 def format_event(msg: EventMessage) -> str:
@@ -101,10 +118,10 @@ class Daemon:
         settings = RunnerSettings(max_batch=cfg.detect.max_batch, aggregator=cfg.events, tamper=cfg.tampering)
         cameras = cfg.camera_media()
         self._media = MediaRecorder(cfg.media, cameras) if cameras else None
-        runner = Runner(cfg.source_specs(), scorer, self._on_event, settings, media=self._media)
+        runner = Runner(cfg.source_specs(), scorer, self._on_event, settings, media=self._media,
+                        microphones=cfg.microphones())
         failures = runner.open_sources()
-        replay_failures = {c: e for c, e in failures.items() if runner.workers[c].spec.kind is not SourceKind.RTSP}
-        if replay_failures or (failures and len(failures) == len(runner.workers)):
+        if _fatal_at_start(runner, failures):
             lines = [f"camera {cam}: {err}" for cam, err in sorted(failures.items())]
             raise StartupError("; ".join(lines))
         for cam, err in failures.items():
@@ -207,6 +224,8 @@ class Daemon:
                 ring = self._media.ring(cam) if self._media is not None else None
                 if ring is not None:
                     cams[cam]["media_buffer_bytes"] = ring.bytes
+                if not isinstance(worker.spec, SourceSpec):  # a paired microphone: windows before its camera's video
+                    cams[cam]["windows_unpaired"] = st.windows_unpaired
         outbox = {}
         if self._outbox is not None:
             ob = self._outbox.stats()

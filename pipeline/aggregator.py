@@ -36,6 +36,7 @@ A stream that ends or is lost, and a shutdown, end the open event with that reas
 
 from __future__ import annotations
 
+import collections
 import math
 import uuid
 from collections.abc import Callable
@@ -248,10 +249,15 @@ class _Track:
     peak: Score | None = None
     modality_peaks: dict[str, ModalityScore] = field(default_factory=dict)
     included: set[str] = field(default_factory=set)  # modalities that reached enter_threshold: part of the event
+    # labels of the leading scores at/above enter_threshold, counted per evaluation: the event's label is the
+    # commonest (a hand sliding over the lens looks like a moved view for a frame before it covers it)
+    labels: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def add(self, ev: _Eval, enter: float) -> None:
         if ev.fused is not None and ev.lead is not None and ev.fused > self.peak_value:
             self.peak_value, self.peak = ev.fused, ev.lead
+        if ev.lead is not None and ev.lead.label is not None and ev.lead.calibrated >= enter:
+            self.labels[ev.lead.label] += 1
         for s in ev.contributors:
             name = _name(s)
             cur = self.modality_peaks.get(name)
@@ -267,6 +273,10 @@ class _Track:
 
     def modalities(self) -> dict[str, ModalityScore]:
         return {name: self.modality_peaks[name] for name in sorted(self.included) if name in self.modality_peaks}
+
+    @property
+    def label(self) -> str | None:
+        return self.labels.most_common(1)[0][0] if self.labels else None
 
 
 @dataclass(slots=True)
@@ -559,5 +569,6 @@ class CameraAggregator:
             update_reason=update_reason,
             continues=event.continues,
             box=peak.box if peak is not None else None,
+            label=track.label,
             decided_from_monotonic_ns=decided_from,
         )

@@ -64,6 +64,9 @@ class AnomalyEvent:
     # event_id of the event this one continues: that one ended with max_duration while still anomalous
     continues: str | None = None
     box: tuple[float, float, float, float] | None = None  # worst region at the peak, fractions of the frame
+    # what the event is, when its scores name it: the label its leading scores carried most often while at or
+    # above the enter threshold (a tampering event: blackout, covered, defocus or moved)
+    label: str | None = None
     # monotonic time of the capture of the frame that decided this message: latency is measured from here
     decided_from_monotonic_ns: int = 0
     # paths relative to the media directory (``pipeline.media``): set by the media recorder when kept

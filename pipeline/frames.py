@@ -93,6 +93,7 @@ class Score:
     raw: float
     calibrated: float
     box: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1 as fractions of the frame
+    label: str | None = None  # what the scorer recognised, when it can name it (the kind of tampering)
 
 
 def monotonic_ns() -> int:

@@ -1,6 +1,13 @@
 """The runner wires the stages: capture workers → bounded buffers → scoring (micro-batched across cameras) →
 per-camera aggregators → an event callback (the daemon's outbox).
 
+A camera may have a paired microphone (``PairedMicrophone``): a source of its own (its own capture worker,
+state, back-off and counters, under the id ``cam/mic``) whose windows are moved onto the camera's stream time
+(``pipeline.pairing``) and scored as that camera's audio; the camera's own audio track is then not decoded
+(the microphone wins). A microphone that is lost ends nothing: its audio modality goes stale and the camera
+keeps scoring video; a camera that is lost ends its event as usual, and the microphone keeps scoring on the
+time line the camera returns to.
+
 Threads: one capture thread per source, one scoring thread. The scoring thread owns the per-camera state (the
 ring of recent luma frames the video model needs, the aggregator), so none of it needs a lock. Stop order follows
 the flow: capture stops first, scoring drains what was captured, open events end with ``shutdown``, then the media
@@ -14,13 +21,14 @@ thread moves the ring's scoring position as it scores, and every event passes th
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -29,7 +37,9 @@ from pipeline.errors import SourceError
 from pipeline.events import AnomalyEvent, EndReason
 from pipeline.frames import AudioWindow, Modality, Score, StreamEnd, VideoFrame, utc_now
 from pipeline.media import MediaRecorder, PacketRing
-from pipeline.sources.capture import BoundedBuffer, BufferPolicy, CaptureWorker, SourceState
+from pipeline.pairing import CameraClock, PairedMicrophone
+from pipeline.sources.capture import BoundedBuffer, BufferPolicy, CaptureReader, CaptureWorker, SourceState
+from pipeline.sources.microphone import MicrophoneReader, MicrophoneSpec
 from pipeline.sources.reader import MediaReader
 from pipeline.sources.spec import SourceSpec
 from pipeline.tamper import TamperDetector, TamperSettings
@@ -78,6 +88,7 @@ class CameraStats:
     frames_scored: int = 0
     windows_scored: int = 0
     events: int = 0
+    windows_unpaired: int = 0  # a paired microphone's windows dropped: its camera has not sent video yet
 
 
 @dataclass
@@ -91,7 +102,11 @@ class RunnerSettings:
 
 
 class Runner:
-    """Runs sources through a model into events. ``on_event`` is called on the scoring thread."""
+    """Runs sources through a model into events. ``on_event`` is called on the scoring thread.
+
+    ``microphones`` pair a microphone with a camera of ``sources``; ``microphone_reader`` makes their readers
+    (default: :class:`MicrophoneReader` at the model's window geometry; tests give in-memory fakes).
+    """
 
     def __init__(
         self,
@@ -102,6 +117,8 @@ class Runner:
         *,
         on_score: Callable[[Score], None] | None = None,
         media: MediaRecorder | None = None,
+        microphones: Sequence[PairedMicrophone] = (),
+        microphone_reader: Callable[[MicrophoneSpec], CaptureReader] | None = None,
     ) -> None:
         self.settings = settings or RunnerSettings()
         self.media = media
@@ -113,7 +130,7 @@ class Runner:
         self._ready = threading.Event()
         # one decoder thread per camera once cameras outnumber cores (edge bench: cheaper per frame)
         self._decoder_threads = 1 if len(sources) >= (os.cpu_count() or 1) else 0
-        self.workers: dict[str, CaptureWorker] = {}
+        self.workers: dict[str, CaptureWorker[Any]] = {}  # cameras, then paired microphones
         self.stats: dict[str, CameraStats] = {}
         self._aggs: dict[str, CameraAggregator] = {}
         # tampering is its own event, decided by its own aggregator, never fused with scene anomalies
@@ -136,6 +153,11 @@ class Runner:
                 self._tamper_aggs[spec.camera_id] = CameraAggregator(spec.camera_id, tamper.aggregator())
             self._rings[spec.camera_id] = collections.deque(maxlen=model.context + 1)
             self._embeddings[spec.camera_id] = collections.deque(maxlen=max(1, self._temporal_window))
+        self._cameras = frozenset(self.workers)
+        # a paired microphone's source id -> (its camera, the clock that maps its windows onto the camera's)
+        self._paired: dict[str, tuple[str, CameraClock]] = {}
+        self._clocks: dict[str, CameraClock] = {}  # camera id -> the clock its video frames drive
+        self._add_microphones(microphones, microphone_reader or self._microphone_reader_for)
         self._thread = threading.Thread(target=self._score_loop, name="scoring", daemon=True)
         self._finished = threading.Event()
 
@@ -144,9 +166,34 @@ class Runner:
         return MediaReader(
             spec, width=m.width, height=m.height, fps=m.fps, audio_window_s=m.audio_window_s,
             audio_hop_s=m.audio_hop_s, sample_rate=m.sample_rate,
-            video=m.has_video and spec.video, audio=m.has_audio and spec.audio,
+            video=m.has_video and spec.video,
+            audio=m.has_audio and spec.audio and spec.camera_id not in self._clocks,  # a paired microphone wins
             decoder_threads=self._decoder_threads, packet_sink=self._media_rings.get(spec.camera_id),
         )
+
+    def _microphone_reader_for(self, spec: MicrophoneSpec) -> CaptureReader:
+        m = self.model
+        return MicrophoneReader(spec, audio_window_s=m.audio_window_s, audio_hop_s=m.audio_hop_s,
+                                sample_rate=m.sample_rate)
+
+    def _add_microphones(
+        self, mics: Sequence[PairedMicrophone], factory: Callable[[MicrophoneSpec], CaptureReader]
+    ) -> None:
+        for mic in mics:
+            source = mic.spec.camera_id
+            if mic.camera_id not in self._cameras:
+                raise ValueError(f"microphone {source}: no camera {mic.camera_id!r} to pair it with")
+            if source in self.workers or mic.camera_id in self._clocks:
+                raise ValueError(f"microphone {source}: a source of that id, or a second microphone for the camera")
+            if not self.model.has_audio:
+                log.warning("camera %s: the model has no audio model; its microphone is not opened", mic.camera_id)
+                continue
+            buf = BoundedBuffer(self.settings.live_buffer, BufferPolicy.DROP_OLDEST, self._ready)
+            self.workers[source] = CaptureWorker(mic.spec, factory, buf, self.stop_event)
+            self.stats[source] = CameraStats()
+            clock = CameraClock(offset_s=mic.offset_s)
+            self._paired[source] = (mic.camera_id, clock)
+            self._clocks[mic.camera_id] = clock
 
     def open_sources(self) -> dict[str, SourceError]:
         """Connect every source once, in parallel (each bounded by its timeouts). Returns the failures."""
@@ -204,7 +251,7 @@ class Runner:
                     for end in ends:
                         self._stream_end(end)
                     continue
-                if self.stop_event.is_set() or len(self._ended) == len(self.workers):
+                if self.stop_event.is_set() or self._ended >= self._cameras:
                     break
                 self._ready.wait(self.settings.idle_wait_s)
             self._shutdown()
@@ -213,6 +260,7 @@ class Runner:
             self.stop_event.set()
             raise
         finally:
+            self.stop_event.set()  # every camera ended: their paired microphones stop too
             self._finished.set()
 
     def _collect(self) -> tuple[list[VideoFrame], list[AudioWindow], list[StreamEnd]]:
@@ -231,7 +279,14 @@ class Runner:
                 if item is None:
                     continue
                 progress = True
-                if isinstance(item, VideoFrame):
+                if cam in self._paired:
+                    window = self._from_microphone(cam, item)
+                    if window is not None:
+                        audio.append(window)
+                elif isinstance(item, VideoFrame):
+                    clock = self._clocks.get(cam)
+                    if clock is not None:
+                        clock.observe(item)
                     video.append(item)
                 elif isinstance(item, AudioWindow):
                     audio.append(item)
@@ -243,6 +298,22 @@ class Runner:
             if ends:
                 break
         return video, audio, ends
+
+    def _from_microphone(self, source: str, item: VideoFrame | AudioWindow | StreamEnd) -> AudioWindow | None:
+        """A paired microphone's window moved onto its camera's time line; None when it cannot be (yet)."""
+        if isinstance(item, StreamEnd):
+            # the microphone's own loss ends nothing: its modality goes stale, the camera's video goes on
+            log.debug("microphone %s: stream ended (%s)", source, item.reason)
+            return None
+        if not isinstance(item, AudioWindow):
+            return None
+        camera, clock = self._paired[source]
+        pts = clock.map(item)
+        if pts is None:
+            self.stats[source].windows_unpaired += 1
+            return None
+        self.stats[source].windows_scored += 1
+        return dataclasses.replace(item, camera_id=camera, pts=pts)
 
     def _score(self, video: list[VideoFrame], audio: list[AudioWindow]) -> None:
         scores: list[Score] = []
@@ -305,7 +376,7 @@ class Runner:
                 continue
             verdict = detector.check(f.luma, f.pts)
             score = Score(f.camera_id, Modality.TAMPERING, f.pts, f.monotonic_ns, f.wall_time,
-                          verdict.moved_fraction, verdict.score)
+                          verdict.moved_fraction, verdict.score, label=verdict.reason)
             if verdict.reason is not None:
                 log.debug("camera %s: %s at %.2f s", f.camera_id, verdict.reason, f.pts)
             self._emit(self._tamper_aggs[f.camera_id].push(score))

@@ -27,11 +27,16 @@ forbidden area); an anomaly heard and seen covers both:
 * ``large_object`` - a van that drives onto the promenade, stops and drives off;
 * ``bang``, ``glass_break``, ``scream``, ``siren`` - audio only.
 
+Tampering clips (``TAMPER_CLIPS``, one per kind, 16 s): normal life, then from 6 s the picture goes black, a hand
+covers the lens, the focus is turned, or the camera is knocked aside (that one for good); the ground truth gives
+the interval with modality ``tampering`` and the kind.
+
 Everything is derived from each clip's seed, so the same command always writes the same bytes (libx264 and the
 Matroska muxer in bitexact mode). Usage::
 
     python samples/generate.py --out samples/            # all clips
     python samples/generate.py --out samples/ --only test_2
+    python samples/generate.py --out samples/ --only tamper_blackout --only tamper_moved   # tampering clips
 
 Library use: ``render_clip(CLIPS_BY_NAME["test_1"], Path("test_1.mkv"))``, or ``build_scene`` +
 ``render_frames`` + ``render_audio`` for the raw RGB frames and float samples.
@@ -76,11 +81,22 @@ class AnomalySpec:
 
 
 @dataclass(frozen=True)
+class TamperSpec:
+    """Someone tampers with the camera from ``start`` to ``end`` (seconds); ``kind`` as ``pipeline.tamper`` names
+    it: blackout, covered, defocus, moved."""
+
+    kind: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
 class ClipSpec:
     name: str
     duration_s: float
     seed: int
     anomalies: tuple[AnomalySpec, ...] = ()
+    tamper: TamperSpec | None = None
 
     @property
     def n_frames(self) -> int:
@@ -129,7 +145,16 @@ CLIPS: tuple[ClipSpec, ...] = (
         ),
     ),
 )
-CLIPS_BY_NAME = {c.name: c for c in CLIPS}
+# Camera tampering, one clip per kind: normal plaza life, then the camera is blinded, covered, defocused or
+# knocked aside (that one stays moved to the end). Kept short: the tampering checks learn the normal view in
+# the first 3 s. Not used for training.
+TAMPER_CLIPS: tuple[ClipSpec, ...] = (
+    ClipSpec("tamper_blackout", 16.0, 3101, tamper=TamperSpec("blackout", 6.0, 11.0)),
+    ClipSpec("tamper_covered", 16.0, 3102, tamper=TamperSpec("covered", 6.0, 11.0)),
+    ClipSpec("tamper_defocus", 16.0, 3103, tamper=TamperSpec("defocus", 6.0, 11.0)),
+    ClipSpec("tamper_moved", 16.0, 3104, tamper=TamperSpec("moved", 6.0, 16.0)),
+)
+CLIPS_BY_NAME = {c.name: c for c in (*CLIPS, *TAMPER_CLIPS)}
 
 
 # ----------------------------------------------------------------------------------------- camera and layout
@@ -1571,6 +1596,9 @@ def build_scene(spec: ClipSpec) -> Scene:
         actors.append(actor)
     truth.sort(key=lambda g: g.start)
     _check_truth(spec, truth)
+    if spec.tamper is not None:
+        tp = spec.tamper
+        truth.append(GroundTruth(tp.start, tp.end, ["tampering"], tp.kind, TAMPER_DETAILS[tp.kind]))
     crowd = build_crowd(_rng(spec.seed, 1), spec.duration_s, actors)
     actors = crowd + actors
     clouds = build_clouds(_rng(spec.seed, 2), spec.duration_s)
@@ -1642,6 +1670,8 @@ def render_frames(scene: Scene, background: Background | None = None) -> Iterato
             full = np.repeat(np.repeat(shade, 2, axis=0), 2, axis=1)[:HEIGHT, :WIDTH]
             illum = illum * (1 - full.astype(np.float32))[..., None]
         frame *= illum
+        if scene.spec.tamper is not None:
+            tamper_frame(frame, scene.spec.tamper, t)
         k = int(nrng.integers(len(noise_bank)))
         oy, ox = (int(v) for v in nrng.integers(0, pad, size=2))
         frame += noise_bank[k][oy : oy + HEIGHT, ox : ox + WIDTH, None]
@@ -1649,6 +1679,59 @@ def render_frames(scene: Scene, background: Background | None = None) -> Iterato
         np.rint(frame, out=frame)
         out[:] = frame
         yield out
+
+
+# ------------------------------------------------------------------------------------------------ tampering
+TAMPER_DETAILS = {
+    "blackout": "the picture goes black within 0.2 s (lens sprayed, light blocked) and comes back",
+    "covered": "a hand slides over the lens, stays, and is taken away",
+    "defocus": "the focus is turned: the picture blurs within 0.6 s, then is sharp again",
+    "moved": "the camera is knocked upwards (the plaza drops, sky above the building comes in) and stays so",
+}
+# seconds each kind takes to set in (and to go away again)
+_TAMPER_RAMP_S = {"blackout": 0.2, "covered": 0.3, "defocus": 0.6, "moved": 0.4}
+_COVER_RGB = np.array([62.0, 47.0, 41.0], np.float32)  # the palm of a hand over the lens, out of focus
+_SKY_TOP, _SKY_HORIZON = np.array([120.0, 150.0, 190.0], np.float32), np.array([200.0, 210.0, 220.0], np.float32)
+
+
+def _box_blur(img: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """Mean over 2 * radius + 1 pixels along ``axis``, edges repeated (three passes ~ a Gaussian)."""
+    pad = [(0, 0)] * img.ndim
+    pad[axis] = (radius + 1, radius)
+    c = np.cumsum(np.pad(img, pad, mode="edge"), axis=axis, dtype=np.float64)
+    n = img.shape[axis]
+    hi = np.take(c, np.arange(2 * radius + 1, 2 * radius + 1 + n), axis=axis)
+    lo = np.take(c, np.arange(0, n), axis=axis)
+    return ((hi - lo) / (2 * radius + 1)).astype(np.float32)
+
+
+def tamper_frame(frame: np.ndarray, tamper: TamperSpec, t: float) -> None:
+    """Apply ``tamper`` at time ``t`` to the lit frame (before the sensor noise, which the sensor still adds)."""
+    ramp = _TAMPER_RAMP_S[tamper.kind]
+    p = min(1.0, max(0.0, (t - tamper.start) / ramp), max(0.0, (tamper.end - t) / ramp))
+    if p <= 0.0:
+        return
+    if tamper.kind == "blackout":
+        frame *= np.float32(1.0 - 0.97 * p)
+    elif tamper.kind == "covered":
+        edge = int(round(WIDTH * (1.0 - p)))  # the hand comes in from the right
+        shade = 1.0 + 0.04 * np.linspace(-1.0, 1.0, HEIGHT, dtype=np.float32)[:, None, None]
+        if edge < WIDTH:
+            frame[:, edge:] = _COVER_RGB * shade
+    elif tamper.kind == "defocus":
+        radius = int(round(5 * p))
+        if radius:
+            for axis in (0, 1):
+                for _ in range(3):
+                    frame[:] = _box_blur(frame, radius, axis)
+    elif tamper.kind == "moved":
+        dy = int(round(120 * p))  # knocked upwards: the plaza drops out of the bottom, sky comes in at the top
+        if dy:
+            frame[dy:] = frame[: HEIGHT - dy].copy()
+            down = np.linspace(0.0, 1.0, dy, dtype=np.float32)[:, None, None]
+            frame[:dy] = _SKY_TOP + (_SKY_HORIZON - _SKY_TOP) * down
+    else:
+        raise ValueError(f"unknown tampering {tamper.kind!r}")
 
 
 # ------------------------------------------------------------------------------------------- audio synthesis
@@ -2095,7 +2178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     bg = render_background()
     t_all = time.monotonic()
-    for spec in CLIPS:
+    for spec in (*CLIPS, *TAMPER_CLIPS):
         if args.only and spec.name not in args.only:
             continue
         t0 = time.monotonic()

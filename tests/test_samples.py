@@ -15,6 +15,7 @@ from samples import generate
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 CLIP_NAMES = [spec.name for spec in generate.CLIPS]
+TAMPER_NAMES = [spec.name for spec in generate.TAMPER_CLIPS]
 KINDS = {"fast_mover", "forbidden_area", "large_object", "bang", "glass_break", "scream", "siren"}
 
 
@@ -38,7 +39,17 @@ def test_every_clip_is_committed_with_its_ground_truth() -> None:
     assert total < 9_000_000
 
 
-@pytest.mark.parametrize("name", CLIP_NAMES)
+def test_one_tamper_clip_per_kind_is_committed_small() -> None:
+    kinds = set()
+    for name in TAMPER_NAMES:
+        (a,) = load_truth(name)["anomalies"]
+        assert a["modalities"] == ["tampering"] and 3.0 <= a["start"] < a["end"] <= load_truth(name)["duration_s"]
+        kinds.add(a["kind"])
+    assert kinds == {"blackout", "covered", "defocus", "moved"}
+    assert sum((SAMPLES / f"{n}.mkv").stat().st_size for n in TAMPER_NAMES) < 2_000_000
+
+
+@pytest.mark.parametrize("name", CLIP_NAMES + TAMPER_NAMES)
 def test_clip_decodes_and_matches_its_json(name: str) -> None:
     truth = load_truth(name)
     with av.open(str(SAMPLES / f"{name}.mkv")) as container:
@@ -96,7 +107,7 @@ def test_ground_truth_is_well_formed(name: str) -> None:
     assert {m for a in anomalies for m in a["modalities"]} == {"video", "audio"}
 
 
-@pytest.mark.parametrize("name", CLIP_NAMES)
+@pytest.mark.parametrize("name", CLIP_NAMES + TAMPER_NAMES)
 def test_committed_ground_truth_is_what_the_generator_plans(name: str) -> None:
     scene = generate.build_scene(generate.CLIPS_BY_NAME[name])
     assert generate.ground_truth_json(scene) == load_truth(name)

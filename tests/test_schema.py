@@ -46,7 +46,7 @@ def test_from_anomaly_maps_every_field() -> None:
     ev = anomaly("ev-1", 3, "cam-9", end=True)
     decided = datetime(2026, 5, 1, 14, 0, 5, tzinfo=timezone(timedelta(hours=2)))
     msg = EventMessage.from_anomaly(ev, site="lobby", model=MODEL, decided_at=decided)
-    assert msg.schema_version == SCHEMA_VERSION == "1.1"
+    assert msg.schema_version == SCHEMA_VERSION == "1.2"
     assert (msg.event_id, msg.seq, msg.type, msg.camera_id, msg.site) == ("ev-1", 3, "end", "cam-9", "lobby")
     assert (msg.start_time, msg.end_time) == (ev.start_time, ev.end_time)
     assert (msg.start_pts, msg.end_pts) == (10.0, 30.0)
@@ -183,3 +183,21 @@ def test_every_aggregator_message_becomes_a_valid_wire_message() -> None:
     for ev in events:
         msg = EventMessage.from_anomaly(ev, site="s", model=MODEL, decided_at=T0)
         validator.validate(json.loads(msg.to_json()))
+
+
+# -- version 1.2: label (the kind of tampering); 1.1 still readable ------------------------------------------
+
+
+def test_a_label_is_on_the_wire_and_a_version_1_1_message_is_still_read() -> None:
+    msg = EventMessage.from_anomaly(replace(anomaly("ev-3", 0), label="covered"), site="s", model=MODEL,
+                                    decided_at=T0)
+    wire = json.loads(msg.to_json())
+    assert (wire["schema_version"], wire["label"]) == ("1.2", "covered")
+    end = msg.ended(reason="quiet", end_time=T0 + timedelta(seconds=5), end_pts=9.0, decided_at=T0)
+    assert end.label == "covered"
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    validator.validate(json.loads(end.to_json()))
+    old = {k: v for k, v in wire.items() if k != "label"} | {"schema_version": "1.1"}
+    assert EventMessage.from_json(json.dumps(old)).label is None
+    with pytest.raises(MessageFormatError, match="label came with schema version 1.2"):
+        EventMessage.from_json(json.dumps({**old, "label": "covered"}))

@@ -125,3 +125,48 @@ def test_a_covered_lens_is_its_own_event_through_the_runner(tmp_path):
     assert [(e.type, set(e.modalities)) for e in events] == [
         (EventType.NEW, {"tampering"}), (EventType.END, {"tampering"})]
     assert 6.0 <= events[0].start_pts <= 6.5 and 9.8 <= events[1].end_pts <= 10.5
+
+
+def test_a_tampering_event_is_labelled_with_the_kind_seen_most_while_it_held():
+    from datetime import datetime, timezone
+
+    from pipeline.aggregator import CameraAggregator
+    from pipeline.events import EventType
+    from pipeline.frames import Modality, Score
+
+    agg = CameraAggregator("door", TamperSettings().aggregator())
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    # a hand slides in (one frame reads as a moved view), covers the lens, and slides out again
+    kinds = [None] * 10 + ["moved"] + ["covered"] * 15 + ["moved"] + [None] * 20
+    events = []
+    for i, kind in enumerate(kinds):
+        events += agg.push(Score("door", Modality.TAMPERING, i * 0.2, i, t0, 0.0, TAMPERED if kind else 0.0,
+                                 label=kind))
+    assert [(e.type, e.label) for e in events] == [(EventType.NEW, "covered"), (EventType.END, "covered")]
+
+
+TAMPER_CLIPS = ["tamper_blackout", "tamper_covered", "tamper_defocus", "tamper_moved"]
+
+
+@pytest.mark.parametrize("name", TAMPER_CLIPS)
+def test_each_tamper_sample_clip_is_one_event_of_its_kind_over_its_ground_truth(name):
+    import json
+
+    from pipeline.events import EventType
+    from pipeline.runner import Runner
+    from pipeline.sources import SourceSpec
+
+    (truth,) = json.loads((SAMPLES / f"{name}.json").read_text())["anomalies"]
+    events = []
+    runner = Runner([SourceSpec("door", str(SAMPLES / f"{name}.mkv"))], QuietModel(), events.append)
+    assert runner.open_sources() == {}
+    runner.start()
+    assert runner.wait(60)
+    runner.join()
+    assert [e.type for e in events] == [EventType.NEW, EventType.END], events
+    new, end = events
+    assert {e.label for e in events} == {truth["kind"]} and set(end.modalities) == {"tampering"}
+    # opens once it held for min_duration_s (1 s); ends within hold_s (2 s) of the view coming back, or at EOF
+    assert truth["start"] <= new.start_pts <= truth["start"] + 0.6
+    assert truth["end"] - 0.4 <= end.end_pts <= truth["end"] + 0.6
+    assert end.reason.value == ("eof" if truth["end"] >= 16.0 else "quiet")
