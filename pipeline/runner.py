@@ -372,7 +372,7 @@ class Runner:
     def _check_tampering(self, video: list[VideoFrame]) -> None:
         for f in video:
             detector = self._tamper.get(f.camera_id)
-            if detector is None:
+            if detector is None or not detector.due(f.pts):
                 continue
             verdict = detector.check(f.luma, f.pts)
             score = Score(f.camera_id, Modality.TAMPERING, f.pts, f.monotonic_ns, f.wall_time,

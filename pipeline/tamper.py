@@ -19,6 +19,7 @@ while a condition holds, 0 otherwise, so the event threshold needs no tuning.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +47,8 @@ class TamperSettings(BaseModel):
     warmup_s: float = Field(3.0, ge=0, le=600, description="Learn the normal view this long before judging")
     min_duration_s: float = Field(1.0, ge=0, le=600, description="Tampered this long before the event opens")
     hold_s: float = Field(2.0, ge=0, le=600, description="Back to normal this long before the event ends")
+    check_fps: float = Field(2.0, gt=0, le=60, description="Checks per second of stream time: tampering lasts "
+                             "seconds, so checking every scored frame would only cost CPU")
 
     def aggregator(self) -> AggregatorSettings:
         """Tampering events are decided apart from scene anomalies, on their own 0/10 score."""
@@ -82,10 +85,19 @@ class TamperDetector:
         self._last_pts: float | None = None
         self._start_pts: float | None = None
         self._moved_since: float | None = None
+        self._slot: int | None = None  # the check_fps slot of the last frame checked
 
     def reset(self) -> None:
         """A new stream (reconnection): the view may legitimately differ; learn it again."""
         self.__init__(self.settings)  # type: ignore[misc]
+
+    def due(self, pts: float) -> bool:
+        """Whether the frame at ``pts`` should be checked: the first in each 1/check_fps slot of stream time."""
+        slot = math.floor(pts * self.settings.check_fps)
+        if slot == self._slot:
+            return False
+        self._slot = slot
+        return True
 
     def check(self, luma: np.ndarray, pts: float) -> TamperVerdict:
         s = self.settings

@@ -170,3 +170,12 @@ def test_each_tamper_sample_clip_is_one_event_of_its_kind_over_its_ground_truth(
     assert truth["start"] <= new.start_pts <= truth["start"] + 0.6
     assert truth["end"] - 0.4 <= end.end_pts <= truth["end"] + 0.6
     assert end.reason.value == ("eof" if truth["end"] >= 16.0 else "quiet")
+
+
+def test_checks_run_at_check_fps_of_stream_time_not_at_every_frame() -> None:
+    detector = TamperDetector(TamperSettings(check_fps=2.0))
+    pts = [i / 5 for i in range(50)]  # 10 s scored at 5 fps
+    checked = [t for t in pts if detector.due(t)]
+    assert len(checked) == 20 and checked[:4] == pytest.approx([0.0, 0.6, 1.0, 1.6])
+    detector.reset()  # a new stream starts its own slots
+    assert detector.due(0.0)
