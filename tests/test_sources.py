@@ -46,6 +46,50 @@ def test_image_sequence_pattern_and_folder(tmp_path):
     assert np.array_equal(by_pattern[3].luma, by_folder[3].luma)
 
 
+def write_levels(folder, names_and_levels):
+    """One grey 32x32 PNG per (name, level): the level tells which frame was read."""
+    import av
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, level in names_and_levels:
+        frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), level, np.uint8), format="rgb24")
+        with av.open(str(folder / name), "w", format="image2") as out:
+            vs = out.add_stream("png", rate=1)
+            vs.width, vs.height, vs.pix_fmt = 32, 32, "rgb24"
+            for p in [*vs.encode(frame), *vs.encode()]:
+                out.mux(p)
+    return folder
+
+
+def read_levels(url):
+    video, _ = split(list(read_media(url, width=32, height=32, fps=10, input_fps=10, audio=False)))
+    return [int(round(float(f.luma.mean()))) for f in video]
+
+
+def test_frames_are_read_in_the_order_of_their_numbers_not_their_names(tmp_path):
+    # img_1 ... img_12: by name, img_10 would come before img_2
+    folder = write_levels(tmp_path / "a", [(f"img_{n}.png", 10 * n) for n in range(1, 13)])
+    levels = read_levels(str(folder))
+    assert levels == sorted(levels) and len(levels) == 12
+
+
+def test_a_gap_in_zero_padded_numbers_loses_no_frame(tmp_path):
+    folder = write_levels(tmp_path / "b", [(f"f_{n:03d}.png", 20 * n) for n in (1, 2, 4, 5, 9)])
+    levels = read_levels(str(folder))  # image2's numbered sequence would stop at the gap after 2
+    assert len(levels) == 5 and levels == sorted(levels)
+
+
+def test_unpadded_numbers_with_a_gap_are_refused_clearly(tmp_path):
+    folder = write_levels(tmp_path / "c", [(f"{n}.png", 20 * n) for n in (1, 2, 3, 10, 11)])
+    with pytest.raises(SourceFormatError, match="gap after 3"):
+        read_levels(str(folder))
+
+
+def test_a_pattern_whose_prefix_has_digits_starts_at_its_first_frame(tmp_path):
+    folder = write_levels(tmp_path / "d", [(f"cam2_{n:04d}.png", 20 * (n - 4)) for n in range(5, 9)])
+    assert len(read_levels(str(folder / "cam2_%04d.png"))) == 4
+
+
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(SourceNotFoundError, match="no such file"):
         list(read_media(str(tmp_path / "nope.mkv"), width=32, height=32, fps=5))

@@ -19,13 +19,11 @@ frames (``input_fps``, default 25, says the rate they were taken at: video-only 
 from __future__ import annotations
 
 import argparse
-import glob
 import hashlib
 import json
 import logging
 import math
 import os
-import re
 import shutil
 import sys
 import time
@@ -97,13 +95,12 @@ class NormalInput:
 
 def source_sha256(path: str) -> str:
     """sha256 of a media file, or of the files an image-sequence pattern names (in order)."""
-    from pipeline.sources.spec import image_pattern
+    from pipeline.sources.spec import image_sequence
 
     if os.path.isfile(path):
         return file_sha256(Path(path))
-    files = sorted(f for f in glob.glob(re.sub(r"%0?\d*d", "*", image_pattern(path))) if os.path.isfile(f))
     h = hashlib.sha256()
-    for f in files:
+    for f in image_sequence(path).files:
         h.update(file_sha256(Path(f)).encode())
     return h.hexdigest()
 

@@ -52,7 +52,7 @@ import numpy as np
 from pipeline.errors import SourceConnectionError, SourceError, SourceFormatError, SourceNotFoundError
 from pipeline.frames import AudioWindow, VideoFrame, WallClock, utc_now
 from pipeline.redact import redact_text
-from pipeline.sources.spec import SourceKind, SourceSpec, first_image, image_pattern
+from pipeline.sources.spec import SourceKind, SourceSpec, image_sequence
 
 log = logging.getLogger(__name__)
 
@@ -244,18 +244,16 @@ class MediaReader:
 
     def _open_images(self) -> Any:
         spec = self.spec
-        pattern = image_pattern(spec.url)
-        first = first_image(pattern)
-        if first is None:
+        seq = image_sequence(spec.url)
+        if not seq.files:
             raise SourceNotFoundError(f"{spec.url}: no image matches")
         options = {"framerate": str(spec.input_fps or self.fps)}
-        if "*" in pattern:
+        if seq.glob:
             options["pattern_type"] = "glob"
         else:
-            digits = "".join(ch for ch in os.path.splitext(os.path.basename(first))[0] if ch.isdigit())
-            if digits:
-                options["start_number"] = str(int(digits))
-        return av.open(pattern, format="image2", options=options)
+            options["pattern_type"] = "sequence"
+            options["start_number"] = str(seq.start_number)
+        return av.open(seq.pattern, format="image2", options=options)
 
     def _streams(self) -> list[Any]:
         streams: list[Any] = []

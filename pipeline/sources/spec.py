@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import re
 from dataclasses import dataclass, fields
 from enum import Enum
 from pathlib import Path
 
+from pipeline.errors import SourceFormatError
 from pipeline.redact import redact_url
 
 
@@ -89,27 +91,66 @@ class SourceSpec:
         return redact_url(self.url)
 
 
-def image_pattern(url: str) -> str:
-    """Turn a folder of frames into a printf pattern FFmpeg's image2 demuxer understands."""
-    if not os.path.isdir(url):
-        return url
-    names = sorted(p for p in os.listdir(url) if p.lower().endswith(_IMAGE_EXT))
-    if not names:
-        return str(Path(url) / "%d.jpg")
-    # frames named by a zero-padded counter (000.jpg, 001.jpg ...) map to a printf pattern;
-    # anything else goes through the glob pattern type.
-    first = names[0]
-    stem, ext = os.path.splitext(first)
-    if stem.isdigit():
-        return str(Path(url) / f"%0{len(stem)}d{ext}")
-    return str(Path(url) / f"*{ext}")
+@dataclass(frozen=True)
+class ImageSequence:
+    """How FFmpeg's image2 demuxer reads an image sequence, and the frames it will read, in order."""
+
+    pattern: str
+    files: tuple[str, ...]
+    glob: bool = False  # pattern is a glob (name order); else a printf pattern read from start_number
+    start_number: int | None = None
 
 
-def first_image(pattern: str) -> str | None:
-    """The first existing file matching an image pattern, to tell 'missing' from 'not an image'."""
-    if "*" in pattern:
-        hits = sorted(glob.glob(pattern))
-        return hits[0] if hits else None
-    as_glob = _PRINTF.sub("*", pattern)
-    hits = sorted(glob.glob(as_glob))
-    return hits[0] if hits else None
+_NUMBERED = re.compile(r"(.*?)(\d+)(\.[^.]+)")
+
+
+def image_sequence(url: str) -> ImageSequence:
+    """Resolve a folder of frames or a printf pattern (frames/%05d.jpg) to what image2 opens.
+
+    Frames are read in the order of their numbers: ``img_2.jpg`` before ``img_10.jpg``. A printf pattern is
+    used where the numbers run without a gap (image2 stops at the first missing number); zero-padded frames
+    with gaps are read by name (a glob, the same order); unpadded numbers with gaps cannot be read in order
+    by image2 and are refused with a clear error rather than read out of order or cut short. Frames without
+    a common numbering are read in name order.
+    """
+    if os.path.isdir(url):
+        folder = Path(url)
+        names = sorted(p for p in os.listdir(url) if p.lower().endswith(_IMAGE_EXT) and (folder / p).is_file())
+        if not names:
+            return ImageSequence(str(folder / "%d.jpg"), ())
+        matches = [_NUMBERED.fullmatch(n) for n in names]
+        if not all(matches) or len({(m[1], m[3]) for m in matches if m}) != 1:
+            ext = os.path.splitext(names[0])[1]
+            files = tuple(str(folder / n) for n in names if n.endswith(ext))
+            return ImageSequence(str(Path(glob.escape(url)) / f"*{ext}"), files, glob=True)
+        prefix, ext = matches[0][1], matches[0][3]  # type: ignore[index]
+        numbers = {int(m[2]): m[2] for m in matches if m}
+    else:
+        folder = Path(os.path.dirname(url) or ".")
+        base = os.path.basename(url)
+        spec = _PRINTF.search(base)
+        if spec is None:
+            return ImageSequence(url, (url,) if os.path.isfile(url) else ())
+        prefix, ext = base[: spec.start()].replace("%%", "%"), base[spec.end() :].replace("%%", "%")
+        found = [os.path.basename(f) for f in glob.glob(str(folder / (glob.escape(prefix) + "*" + glob.escape(ext))))]
+        numbers = {}
+        for name in found:
+            m = re.fullmatch(re.escape(prefix) + r"(\d+)" + re.escape(ext), name)
+            if m is not None:
+                numbers[int(m[1])] = m[1]
+    if not numbers:
+        return ImageSequence(url, ())
+    order = sorted(numbers)
+    width = min(len(d) for d in numbers.values())
+    files = tuple(str(folder / f"{prefix}{numbers[n]}{ext}") for n in order)
+    padded = all(d == f"{n:0{width}d}" for n, d in numbers.items())
+    where = f"{folder}: frames {prefix}N{ext}"
+    if padded and order == list(range(order[0], order[-1] + 1)):
+        pattern = str(folder / f"{prefix.replace('%', '%%')}%0{width}d{ext.replace('%', '%%')}")
+        return ImageSequence(pattern, files, start_number=order[0])
+    if padded and len({len(d) for d in numbers.values()}) == 1:  # gaps, but name order is number order
+        return ImageSequence(str(Path(glob.escape(str(folder))) / f"{glob.escape(prefix)}*{glob.escape(ext)}"),
+                             files, glob=True)
+    gap = next(a for a, b in itertools.pairwise(order) if b != a + 1)
+    raise SourceFormatError(f"{where} are numbered without zero padding and with a gap after {gap}: "
+                            "image2 cannot read them in order; rename them with zero-padded numbers")
