@@ -115,7 +115,8 @@ class Daemon:
             package_id=prov["package_id"], version=prov["version"], engine=cfg.engine.type,
             calibration=calibration[:200],
         )
-        settings = RunnerSettings(max_batch=cfg.detect.max_batch, aggregator=cfg.events, tamper=cfg.tampering)
+        settings = RunnerSettings(max_batch=cfg.detect.max_batch, max_wait_s=cfg.detect.max_wait_ms / 1000.0,
+                                  aggregator=cfg.events, tamper=cfg.tampering)
         cameras = cfg.camera_media()
         self._media = MediaRecorder(cfg.media, cameras) if cameras else None
         runner = Runner(cfg.source_specs(), scorer, self._on_event, settings, media=self._media,

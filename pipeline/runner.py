@@ -94,6 +94,9 @@ class CameraStats:
 @dataclass
 class RunnerSettings:
     max_batch: int = 8
+    # How long a batch with room waits for more frames (other cameras' included) before it is scored. 0 on CPUs,
+    # where a batch costs as much per frame as single frames (benchmarks/inference.py); GPUs gain from waiting.
+    max_wait_s: float = 0.0
     live_buffer: int = 50  # items; live cameras drop the oldest beyond this
     replay_buffer: int = 200
     idle_wait_s: float = 0.05
@@ -246,6 +249,8 @@ class Runner:
             while True:
                 self._ready.clear()
                 video, audio, ends = self._collect()
+                if video and not ends and self.settings.max_wait_s > 0:
+                    self._fill(video, audio, ends)
                 if video or audio or ends:
                     self._score(video, audio)
                     for end in ends:
@@ -263,11 +268,26 @@ class Runner:
             self.stop_event.set()  # every camera ended: their paired microphones stop too
             self._finished.set()
 
-    def _collect(self) -> tuple[list[VideoFrame], list[AudioWindow], list[StreamEnd]]:
-        """Take up to ``max_batch`` items of each modality, round-robin over cameras, in each camera's order."""
-        video: list[VideoFrame] = []
-        audio: list[AudioWindow] = []
-        ends: list[StreamEnd] = []
+    def _fill(self, video: list[VideoFrame], audio: list[AudioWindow], ends: list[StreamEnd]) -> None:
+        """Micro-batching: wait up to ``max_wait_s`` for the video batch to fill (ends a camera's items close it)."""
+        deadline = time.monotonic() + self.settings.max_wait_s
+        while len(video) < self.settings.max_batch and len(audio) < self.settings.max_batch and not ends:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.stop_event.is_set():
+                return
+            self._ready.wait(left)
+            self._ready.clear()
+            self._collect(video, audio, ends)
+
+    def _collect(
+        self, video: list[VideoFrame] | None = None, audio: list[AudioWindow] | None = None,
+        ends: list[StreamEnd] | None = None,
+    ) -> tuple[list[VideoFrame], list[AudioWindow], list[StreamEnd]]:
+        """Take up to ``max_batch`` items of each modality, round-robin over cameras, in each camera's order
+        (appended to the lists given, if any)."""
+        video = [] if video is None else video
+        audio = [] if audio is None else audio
+        ends = [] if ends is None else ends
         cap = self.settings.max_batch
         progress = True
         while progress and len(video) < cap and len(audio) < cap:

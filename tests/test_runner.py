@@ -78,6 +78,24 @@ def test_cameras_are_batched_together_and_kept_apart(tmp_path):
     assert max(model.video_batches) > 1  # frames of both cameras went through one inference
 
 
+def test_max_wait_fills_batches_across_live_paced_cameras(tmp_path):
+    """Paced cameras deliver a frame each 0.2 s, each on its own clock: without a wait every frame is scored
+    alone; with max_wait the frames of both cameras share inferences, and the events stay the same."""
+    a = make_clip(tmp_path / "a.mkv", seconds=3, bright=[(1.0, 2.0)], audio=False)
+    b = make_clip(tmp_path / "b.mkv", seconds=3, audio=False)
+    found = {}
+    for wait in (0.0, 0.45):
+        model = BrightLoudModel()
+        settings = RunnerSettings(max_batch=4, max_wait_s=wait,
+                                  aggregator=AggregatorSettings(threshold=3.0, min_duration_s=0.4, hold_s=0.5))
+        _, events = run([SourceSpec("a", str(a), pace=True), SourceSpec("b", str(b), pace=True)], model, settings)
+        found[wait] = (model.video_batches, [(e.camera_id, e.type, e.start_pts) for e in events])
+    (alone, events_alone), (batched, events_batched) = found[0.0], found[0.45]
+    assert sum(alone) == sum(batched) == 2 * (15 - BrightLoudModel.context)
+    assert max(batched) >= 3 and len(batched) < len(alone) / 2
+    assert events_batched == events_alone and ("a", EventType.NEW, pytest.approx(1.0)) in events_batched
+
+
 def test_event_open_at_end_of_file_ends_with_eof(tmp_path):
     clip = make_clip(tmp_path / "a.mkv", seconds=4, bright=[(2.0, 4.0)], audio=False)
     _, events = run([SourceSpec("cam1", str(clip))], BrightLoudModel())
