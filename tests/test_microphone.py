@@ -46,24 +46,6 @@ SECONDS = 2.0
 # name: (rate, channels)
 DEVICES = {"lepton_mic48": (48000, 2), "lepton_mic16": (16000, 1)}
 
-ASOUND_CONF = """\
-pcm.{name} {{
-    type plug
-    slave {{
-        pcm {{
-            type file
-            slave.pcm "null"
-            file "/dev/null"
-            infile "{fifo}"
-            format "raw"
-        }}
-        format S16_LE
-        rate {rate}
-        channels {channels}
-    }}
-    hint {{ show on description "Lepton test microphone, {rate} Hz x {channels}" }}
-}}
-"""
 
 
 def known_signal(rate: int, channels: int) -> np.ndarray:
@@ -156,10 +138,12 @@ def alsa_mics(tmp_path):
         pytest.skip("sounddevice and PortAudio (pip install sounddevice, apt-get install libportaudio2)")
     if not SYSTEM_ALSA_CONF.exists():
         pytest.skip(f"no {SYSTEM_ALSA_CONF} (apt-get install libasound2-data)")
+    from fixtures.alsa import capture_device
+
     conf = ""
     for name, (rate, channels) in DEVICES.items():
         os.mkfifo(tmp_path / f"{name}.fifo")
-        conf += ASOUND_CONF.format(name=name, fifo=tmp_path / f"{name}.fifo", rate=rate, channels=channels)
+        conf += capture_device(name, tmp_path / f"{name}.fifo", rate, channels)
     (tmp_path / "asound.conf").write_text(conf)
     env = dict(os.environ)
     env["ALSA_CONFIG_PATH"] = f"{SYSTEM_ALSA_CONF}:{tmp_path / 'asound.conf'}"

@@ -41,23 +41,6 @@ RATE = 16000
 CHUNK = RATE // 50  # 20 ms per write, like a capture period
 AMBIENT_BEFORE_S = 5.0  # after both sources stream, before the burst
 AMBIENT_AFTER_S = 6.0  # after the burst: the event must end quiet, and nothing else may open
-ASOUNDRC = """\
-pcm.lepton_mic {{
-    type plug
-    slave {{
-        pcm {{
-            type file
-            slave.pcm "null"
-            file "/dev/null"
-            infile "{fifo}"
-            format "raw"
-        }}
-        format S16_LE
-        rate {rate}
-        channels 1
-    }}
-}}
-"""
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -124,6 +107,7 @@ def paired_camera(tmp_path, rtsp_server):
         pytest.skip("sounddevice and PortAudio (pip install sounddevice, apt-get install libportaudio2)")
     if not Path("/usr/share/alsa/alsa.conf").exists():
         pytest.skip("no /usr/share/alsa/alsa.conf (apt-get install libasound2-data)")
+    from fixtures.alsa import capture_device
     from fixtures.streams import remux_video
 
     clip = remux_video(tmp_path / "video_only.mkv", [SAMPLES / "normal_eval.mkv"])
@@ -132,7 +116,7 @@ def paired_camera(tmp_path, rtsp_server):
     home.mkdir()
     fifo = tmp_path / "mic.fifo"
     os.mkfifo(fifo)
-    (home / ".asoundrc").write_text(ASOUNDRC.format(fifo=fifo, rate=RATE))
+    (home / ".asoundrc").write_text(capture_device("lepton_mic", fifo, RATE, 1))
     site = tmp_path / "site.yaml"
     site.write_text(f"""\
 site: live-pairing
