@@ -551,7 +551,7 @@ class _ScoreTap:
             self.video_pts[cam] = max(self.video_pts.get(cam, s.pts), s.pts)
             if self.recording:
                 self.latency.setdefault(cam, []).append((now - s.monotonic_ns) / 1e6)
-        else:
+        elif s.modality.value == "audio":  # (temporal scores follow the video frames: not counted again)
             self.audio[cam] = self.audio.get(cam, 0) + 1
             if self.recording:
                 self.audio_latency.setdefault(cam, []).append((now - s.monotonic_ns) / 1e6)
