@@ -58,7 +58,7 @@ from typing import Any, Generic, Protocol
 
 from typing_extensions import TypeVar
 
-from pipeline.errors import SourceError, SourceFormatError
+from pipeline.errors import SourceCrashedError, SourceError, SourceFormatError
 from pipeline.frames import AudioWindow, StreamEnd, VideoFrame, utc_now
 from pipeline.redact import redact_text
 from pipeline.sources.reader import SourceStalledError, StreamTimeline
@@ -300,6 +300,12 @@ class CaptureWorker(Generic[SpecT]):
     def is_alive(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def capture_pid(self) -> int | None:
+        """The current session's capture process (``isolation: process``); None on a thread or between sessions."""
+        pid = getattr(self._active, "pid", None)
+        return pid if isinstance(pid, int) else None
+
     def transitions(self) -> list[tuple[float, SourceState, SourceState]]:
         """Recent state changes as (monotonic s, from, to), oldest first (the last 256)."""
         with self._history_lock:
@@ -426,6 +432,11 @@ class CaptureWorker(Generic[SpecT]):
         except SourceFormatError as exc:
             self.last_error = redact_text(str(exc))
             outcome = _Outcome.BROKEN
+        except SourceCrashedError as exc:  # a capture process died (isolation: process): a crash, no traceback here
+            self.crashes += 1
+            self.last_error = redact_text(str(exc))
+            outcome = _Outcome.BROKEN
+            log.error("camera %s: %s", self.spec.camera_id, self.last_error)
         except SourceError as exc:
             self.last_error = redact_text(str(exc))
         except Exception as exc:  # noqa: BLE001 - isolation: one camera's crash never reaches the others
