@@ -227,8 +227,8 @@ def start_three(rtsp_server, tmp_path, **spec_kw):
 
 
 def others_rising(runner, before: dict[str, int]) -> dict[str, int]:
-    """Each of these cameras scores a new frame within a second (they stream at 5 fps)."""
-    wait_until(lambda: all(runner.stats[c].frames_scored > n for c, n in before.items()), 1.0,
+    """Each of these cameras scores a new frame within two seconds (they stream at 5 fps)."""
+    wait_until(lambda: all(runner.stats[c].frames_scored > n for c, n in before.items()), 2.0,
                f"frames on {sorted(before)} beyond {before}")
     return {c: runner.stats[c].frames_scored for c in before}
 
@@ -255,8 +255,10 @@ def test_a_segfault_restarts_that_camera_only_and_its_pts_go_on(rtsp_server, tmp
         assert all(runner.states()[c] is S.STREAMING for c in ("cam1", "cam2"))
         restarted = w3.capture_pid
     finally:
+        stopping = time.monotonic()
         runner.stop()
         runner.join()
+    assert time.monotonic() - stopping < 5.0  # children stop promptly (bounded, then killed)
     path = [(a, b) for _, a, b in w3.transitions()]
     assert (S.STREAMING, S.BACKOFF) in path
     assert path[path.index((S.STREAMING, S.BACKOFF)):][:3] == [
