@@ -117,6 +117,15 @@ def test_errors_cross_as_their_class_without_credentials(tmp_path, unused_tcp_po
         ProcessReader(SourceSpec("c", str(tmp_path / "none.mkv")), width=8, height=8, fps=5).open()
 
 
+def test_an_unexpected_exception_in_the_child_is_a_crash_with_its_traceback():
+    reader = ProcessReader(SourceSpec("c", "rtsp://admin:s3cret@127.0.0.1:9/x"), width=8, height=8, fps=0)
+    with pytest.raises(SourceCrashedError) as err:
+        reader.open()
+    message = str(err.value)
+    assert "the capture process crashed: ValueError: fps must be positive" in message
+    assert "Traceback" in message and "s3cret" not in message and reader.pid is None
+
+
 def test_a_killed_file_child_fails_the_file_naming_the_signal(tmp_path, caplog):
     clip = write_stream(tmp_path / "c.mkv", seconds=20, audio_codec=None)
     stop, ready = threading.Event(), threading.Event()

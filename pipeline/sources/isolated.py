@@ -283,9 +283,9 @@ def _child_main(conn: Connection, spec: SourceSpec, options: dict[str, Any], log
     root.addHandler(_PipeLogHandler(send))
     root.setLevel(log_level)
     stop = threading.Event()
-    reader = MediaReader(spec, **options)
-    tl: StreamTimeline | None = None
+    reader: MediaReader | None = None
     try:
+        reader = MediaReader(spec, **options)
         try:
             reader.open()
         except SourceError as exc:
@@ -313,4 +313,5 @@ def _child_main(conn: Connection, spec: SourceSpec, options: dict[str, Any], log
         except OSError:
             pass
     finally:
-        reader.close()
+        if reader is not None:
+            reader.close()
