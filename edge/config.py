@@ -91,11 +91,23 @@ class CameraConfig(_Strict):
     microphone: MicrophoneConfig | None = Field(
         None, description="A local microphone that gives this RTSP camera its audio (the camera's own audio track "
         "is then not used)")
+    isolation: Literal["thread", "process"] = Field(
+        "thread", description="Where this camera is decoded: a thread of the daemon (cheapest), or a child process "
+        "of its own, so that a segfault or a hang inside FFmpeg restarts this camera after back-off instead of "
+        "killing or blocking the daemon. Process: no snapshots or clips yet")
 
     @model_validator(mode="after")
     def _backoff_bounds(self) -> CameraConfig:
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("backoff_max_s must be at least backoff_initial_s")
+        return self
+
+    @model_validator(mode="after")
+    def _process_isolation_keeps_no_media(self) -> CameraConfig:
+        if self.isolation == "process" and (self.snapshots.enabled or self.clips.enabled):
+            raise ValueError("isolation: process does not keep snapshots or clips yet (their packet ring lives in "
+                             "the daemon, the camera's packets in its capture process); use isolation: thread for "
+                             "this camera, or turn its snapshots and clips off")
         return self
 
     @model_validator(mode="after")
@@ -175,7 +187,7 @@ class EdgeConfig(_Strict):
                 open_timeout_s=c.open_timeout_s, read_timeout_s=c.read_timeout_s, rtsp_transport=c.rtsp_transport,
                 skip_loop_filter=c.skip_loop_filter,
                 video=c.video, audio=c.audio and c.microphone is None, stall_timeout_s=c.stall_timeout_s,
-                backoff_initial_s=c.backoff_initial_s, backoff_max_s=c.backoff_max_s,
+                backoff_initial_s=c.backoff_initial_s, backoff_max_s=c.backoff_max_s, isolation=c.isolation,
             )
             for c in self.cameras
         ]

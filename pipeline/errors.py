@@ -4,7 +4,8 @@
     ├── SourceError
     │   ├── SourceNotFoundError(SourceError, FileNotFoundError)   a file or image sequence that is not there
     │   ├── SourceFormatError(SourceError, ValueError)             not media, or nothing decodable in it
-    │   └── SourceConnectionError(SourceError, ConnectionError)    RTSP refused / timed out / lost
+    │   ├── SourceConnectionError(SourceError, ConnectionError)    RTSP refused / timed out / lost
+    │   └── SourceCrashedError(SourceError, ChildProcessError)     a camera's capture process died (SIGSEGV...)
     ├── ModelPackageError(PipelineError, ValueError)               missing or invalid model package
     └── EngineError(PipelineError, RuntimeError)                   a backend that cannot load or run
 
@@ -33,6 +34,10 @@ class SourceFormatError(SourceError, ValueError):
 
 class SourceConnectionError(SourceError, ConnectionError):
     """A network source refused, timed out or went away."""
+
+
+class SourceCrashedError(SourceError, ChildProcessError):
+    """A camera's capture process (``isolation: process``) died: killed by a signal, or exited unasked."""
 
 
 class ModelPackageError(PipelineError, ValueError):

@@ -8,10 +8,12 @@ state, back-off and counters, under the id ``cam/mic``) whose windows are moved 
 keeps scoring video; a camera that is lost ends its event as usual, and the microphone keeps scoring on the
 time line the camera returns to.
 
-Threads: one capture thread per source, one scoring thread. The scoring thread owns the per-camera state (the
-ring of recent luma frames the video model needs, the aggregator), so none of it needs a lock. Stop order follows
-the flow: capture stops first, scoring drains what was captured, open events end with ``shutdown``, then the media
-recorder (when given) writes the snapshots and clips still queued.
+Threads: one capture thread per source, one scoring thread. A camera with ``isolation: process`` has its capture
+thread drive a child process that decodes (``pipeline.sources.isolated``); everything else is the same. The
+scoring thread owns the per-camera state (the ring of recent luma frames the video model needs, the aggregator),
+so none of it needs a lock. Stop order follows the flow: capture stops first, scoring drains what was captured,
+open events end with ``shutdown``, then the media recorder (when given) writes the snapshots and clips still
+queued.
 
 Snapshots and clips (``pipeline.media``): a camera that keeps them has a packet ring its reader feeds; the scoring
 thread moves the ring's scoring position as it scores, and every event passes through ``MediaRecorder.attach``
@@ -39,6 +41,7 @@ from pipeline.frames import AudioWindow, Modality, Score, StreamEnd, VideoFrame,
 from pipeline.media import MediaRecorder, PacketRing
 from pipeline.pairing import CameraClock, PairedMicrophone
 from pipeline.sources.capture import BoundedBuffer, BufferPolicy, CaptureReader, CaptureWorker, SourceState
+from pipeline.sources.isolated import ProcessReader
 from pipeline.sources.microphone import MicrophoneReader, MicrophoneSpec
 from pipeline.sources.reader import MediaReader
 from pipeline.sources.spec import SourceSpec
@@ -144,6 +147,8 @@ class Runner:
         self._temporal_window = int(getattr(model, "temporal_window", 0) or 0)
         self._ended: set[str] = set()
         for spec in sources:
+            if spec.isolation == "process" and spec.camera_id in self._media_rings:
+                raise ValueError(f"camera {spec.camera_id}: snapshots and clips do not work with isolation: process")
             policy = BufferPolicy.DROP_OLDEST if spec.live else BufferPolicy.WAIT
             size = self.settings.live_buffer if spec.live else self.settings.replay_buffer
             buf = BoundedBuffer(size, policy, self._ready)
@@ -164,9 +169,10 @@ class Runner:
         self._thread = threading.Thread(target=self._score_loop, name="scoring", daemon=True)
         self._finished = threading.Event()
 
-    def _reader_for(self, spec: SourceSpec) -> MediaReader:
+    def _reader_for(self, spec: SourceSpec) -> MediaReader | ProcessReader:
         m = self.model
-        return MediaReader(
+        reader = ProcessReader if spec.isolation == "process" else MediaReader
+        return reader(
             spec, width=m.width, height=m.height, fps=m.fps, audio_window_s=m.audio_window_s,
             audio_hop_s=m.audio_hop_s, sample_rate=m.sample_rate,
             video=m.has_video and spec.video,

@@ -31,16 +31,22 @@ with a reconnection; it never reaches the other cameras or the scoring thread. A
 Buffers are bounded: replays ``WAIT`` (lose nothing), live cameras ``DROP_OLDEST`` (stay current), and every drop
 is counted.
 
-Threads, not processes (measured: 2 shared cores, PyAV 18, 720p25 H.264 at 3 Mbit/s decoded by ``MediaReader``
-to 128x128 luma at 5 fps, 6 s per run, the machine shared with other work). Decode efficiency was the same in
-both layouts: 1 decoder thread 614 frames per CPU-second; 3 decoder threads in one process 595 and 593;
-3 processes 607 and 591. PyAV releases the GIL in ``av_read_frame``, ``avcodec_send_packet`` / ``receive_frame``
-and swscale, leaving only a little Python per packet. Wall-clock totals for 3 streams (threads 563, 588, 1121,
-926 fps; processes 835, 689, 752, 934) followed the other tenants' load, not the layout. A 1 ms numpy task on the
-main thread beside 3 decoder threads kept p50 0.14 ms / p99 0.18 ms, the same as beside 3 decoder processes: the
-decoders do not starve the scoring thread. Processes would buy isolation from crashes *inside* FFmpeg (a segfault
-or a hang in C code that no exception reaches), at the cost of copying every frame across a process boundary;
-not worth it on these numbers, so each camera runs on a thread.
+Threads by default, a process on request (``isolation``). Measured: 2 shared cores, PyAV 18, 720p25 H.264 at
+3 Mbit/s decoded by ``MediaReader`` to 128x128 luma at 5 fps, 6 s per run, the machine shared with other work.
+Decode efficiency was the same in both layouts: 1 decoder thread 614 frames per CPU-second; 3 decoder threads in
+one process 595 and 593; 3 processes 607 and 591. PyAV releases the GIL in ``av_read_frame``,
+``avcodec_send_packet`` / ``receive_frame`` and swscale, leaving only a little Python per packet. Wall-clock
+totals for 3 streams (threads 563, 588, 1121, 926 fps; processes 835, 689, 752, 934) followed the other tenants'
+load, not the layout. A 1 ms numpy task on the main thread beside 3 decoder threads kept p50 0.14 ms / p99
+0.18 ms, the same as beside 3 decoder processes: the decoders do not starve the scoring thread. So a thread is
+the default: nothing to gain in speed. What a process buys is isolation from crashes *inside* FFmpeg (a segfault,
+or a hang in C code that no exception or timeout reaches), which a thread cannot contain. ``isolation: process``
+runs the reader in a child (``pipeline.sources.isolated.ProcessReader``, driven by this same worker: same states,
+back-off, buffers and stats; a dead child is a ``SourceCrashedError``, counted as a crash). Its price, measured
+with ``benchmarks/isolation.py`` (2 cameras, the 720p25 3 Mbit/s bench clip replayed to 256x144 luma at 5 fps
+with audio, median of 5 rounds): 53.9 CPU ms per camera-second in processes against 45.4 on threads; ~2 ms of
+the difference is pickling frames through a pipe, the rest each child's start (~150 ms CPU, once per connection,
+amortised here over a 24 s clip); and ~67 MB RSS per child. Worth it per camera, not for every camera by default.
 """
 
 from __future__ import annotations
@@ -58,7 +64,7 @@ from typing import Any, Generic, Protocol
 
 from typing_extensions import TypeVar
 
-from pipeline.errors import SourceError, SourceFormatError
+from pipeline.errors import SourceCrashedError, SourceError, SourceFormatError
 from pipeline.frames import AudioWindow, StreamEnd, VideoFrame, utc_now
 from pipeline.redact import redact_text
 from pipeline.sources.reader import SourceStalledError, StreamTimeline
@@ -300,6 +306,12 @@ class CaptureWorker(Generic[SpecT]):
     def is_alive(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def capture_pid(self) -> int | None:
+        """The current session's capture process (``isolation: process``); None on a thread or between sessions."""
+        pid = getattr(self._active, "pid", None)
+        return pid if isinstance(pid, int) else None
+
     def transitions(self) -> list[tuple[float, SourceState, SourceState]]:
         """Recent state changes as (monotonic s, from, to), oldest first (the last 256)."""
         with self._history_lock:
@@ -426,6 +438,11 @@ class CaptureWorker(Generic[SpecT]):
         except SourceFormatError as exc:
             self.last_error = redact_text(str(exc))
             outcome = _Outcome.BROKEN
+        except SourceCrashedError as exc:  # a capture process died (isolation: process): a crash, no traceback here
+            self.crashes += 1
+            self.last_error = redact_text(str(exc))
+            outcome = _Outcome.BROKEN
+            log.error("camera %s: %s", self.spec.camera_id, self.last_error)
         except SourceError as exc:
             self.last_error = redact_text(str(exc))
         except Exception as exc:  # noqa: BLE001 - isolation: one camera's crash never reaches the others

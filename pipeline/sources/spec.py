@@ -35,6 +35,8 @@ def classify(url: str) -> SourceKind:
 
 # FFmpeg's skip_loop_filter values a source may use: deblock every frame, or key frames only.
 SKIP_LOOP_FILTER = ("none", "nokey")
+# Where a source is decoded: a thread of the daemon, or a child process of its own (``pipeline.sources.isolated``).
+ISOLATION = ("thread", "process")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,7 @@ class SourceSpec:
     stall_timeout_s: float = 10.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
+    isolation: str = "thread"  # "process": decoded in a child process that a crash in FFmpeg cannot escape
 
     def __repr__(self) -> str:
         # the generated repr would print the URL's credentials wherever a spec is logged
@@ -77,6 +80,8 @@ class SourceSpec:
             raise ValueError("backoff_max_s must be at least backoff_initial_s")
         if self.skip_loop_filter not in SKIP_LOOP_FILTER:
             raise ValueError(f"skip_loop_filter must be one of {', '.join(SKIP_LOOP_FILTER)}")
+        if self.isolation not in ISOLATION:
+            raise ValueError(f"isolation must be one of {', '.join(ISOLATION)}")
 
     @property
     def kind(self) -> SourceKind:
