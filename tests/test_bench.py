@@ -34,8 +34,6 @@ def _check_mode(result: dict) -> None:
     cam = result["per_camera"]["cam1"]
     assert PER_CAMERA_KEYS <= set(cam)
     assert cam["decode_only_fps"] > 0 and cam["scored_fps"] > 0 and cam["audio_windows_per_s"] > 0
-    # a 1 s window every 0.5 s of media per 5 video frames scored: 0.4 windows per frame (temporal not counted)
-    assert 0.3 < cam["audio_windows_per_s"] / cam["scored_fps"] < 0.5
     assert set(cam["latency_ms"]) == {"p50", "p95"}
     assert result["rss_mb"]["per_camera"] is not None
     sides = [p["side"] for p in result["phases"]]
@@ -52,6 +50,10 @@ def test_bench_files_prints_the_figures(capsys: pytest.CaptureFixture[str], cach
     assert report["clip"]["audio"]["codec"] == "aac"
     assert report["source"] == "file" and report["ratio"] > 0
     _check_mode(report["modes"]["file"])
+    # a file runs at full speed, a steady state: a 1 s window every 0.5 s of media per 5 video frames scored is
+    # 0.4 windows per frame (temporal scores are not audio windows)
+    cam = report["modes"]["file"]["per_camera"]["cam1"]
+    assert 0.3 < cam["audio_windows_per_s"] / cam["scored_fps"] < 0.5
 
 
 @pytest.mark.slow
