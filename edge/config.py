@@ -94,20 +94,12 @@ class CameraConfig(_Strict):
     isolation: Literal["thread", "process"] = Field(
         "thread", description="Where this camera is decoded: a thread of the daemon (cheapest), or a child process "
         "of its own, so that a segfault or a hang inside FFmpeg restarts this camera after back-off instead of "
-        "killing or blocking the daemon. Process: no snapshots or clips yet")
+        "killing or blocking the daemon. Process: snapshots and clips add pipe traffic of ~the stream's bit rate")
 
     @model_validator(mode="after")
     def _backoff_bounds(self) -> CameraConfig:
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("backoff_max_s must be at least backoff_initial_s")
-        return self
-
-    @model_validator(mode="after")
-    def _process_isolation_keeps_no_media(self) -> CameraConfig:
-        if self.isolation == "process" and (self.snapshots.enabled or self.clips.enabled):
-            raise ValueError("isolation: process does not keep snapshots or clips yet (their packet ring lives in "
-                             "the daemon, the camera's packets in its capture process); use isolation: thread for "
-                             "this camera, or turn its snapshots and clips off")
         return self
 
     @model_validator(mode="after")

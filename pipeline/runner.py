@@ -147,8 +147,6 @@ class Runner:
         self._temporal_window = int(getattr(model, "temporal_window", 0) or 0)
         self._ended: set[str] = set()
         for spec in sources:
-            if spec.isolation == "process" and spec.camera_id in self._media_rings:
-                raise ValueError(f"camera {spec.camera_id}: snapshots and clips do not work with isolation: process")
             policy = BufferPolicy.DROP_OLDEST if spec.live else BufferPolicy.WAIT
             size = self.settings.live_buffer if spec.live else self.settings.replay_buffer
             buf = BoundedBuffer(size, policy, self._ready)

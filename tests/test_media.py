@@ -37,10 +37,10 @@ def scorer():
     return PackageScorer(ModelPackage.load(DEFAULT_MODEL), OrtEngineConfig())
 
 
-def replay(scorer, media_dir, cameras, **media):
+def replay(scorer, media_dir, cameras, isolation="thread", **media):
     recorder = MediaRecorder(MediaSettings(path=media_dir, **media), cameras)
     events: list[AnomalyEvent] = []
-    runner = Runner([SourceSpec("cam1", str(CLIP))], scorer, events.append, media=recorder)
+    runner = Runner([SourceSpec("cam1", str(CLIP), isolation=isolation)], scorer, events.append, media=recorder)
     assert runner.open_sources() == {}
     runner.start()
     assert runner.wait(120)
@@ -48,10 +48,12 @@ def replay(scorer, media_dir, cameras, **media):
     return events, recorder
 
 
-@pytest.fixture(scope="module")
-def run(scorer, tmp_path_factory):
+@pytest.fixture(scope="module", params=["thread", "process"])
+def run(scorer, tmp_path_factory, request):
+    """The sample replayed with snapshots and clips, its camera decoded on a thread or in a child process (whose
+    packets reach the daemon's ring over the pipe): the same assertions hold for both."""
     media_dir = tmp_path_factory.mktemp("media")
-    events, recorder = replay(scorer, media_dir, {"cam1": ON})
+    events, recorder = replay(scorer, media_dir, {"cam1": ON}, isolation=request.param)
     return events, recorder, media_dir
 
 

@@ -28,12 +28,23 @@ restarts it after back-off. Closing asks the child to stop, drains the pipe so t
 and kills it after ``STOP_TIMEOUT_S``. No orphans: a child exits as soon as its pipe to the parent closes (the
 daemon died, however), and children are daemonic (multiprocessing ends them at a normal exit).
 
-Snapshots and clips are not carried: their packet ring would need every encoded packet and its stream's codec
-parameters in the parent, so a camera with ``isolation: process`` cannot keep them yet (the config refuses it).
+Snapshots and clips: when the camera has a ``PacketRing`` (``packet_sink``), the child's reader feeds a
+``_PipeSink`` that sends, on the same pipe and so before the frames that follow them::
+
+    ("ring_begin", header)                              a session began: ``header`` is a header-only NUT file
+                                                        holding its streams' codec parameters (extradata
+                                                        verbatim), rebuilt into streams in the parent
+    ("ring_packet", kind, PlainPacket, offset)          one demuxed packet as plain data (bytes, pts, dts,
+                                                        duration, time base, keyframe flag)
+    ("ring_end",)                                       the session ended
+
+and the parent applies each to the camera's real ring as it reads the pipe, so a frame's packet is in the ring
+before the frame reaches the scorer, as in thread mode. Extra pipe traffic: the stream's bit rate.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import multiprocessing
 import os
@@ -41,9 +52,13 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
 from multiprocessing.connection import Connection
 from typing import Any
+
+import av
 
 from pipeline.errors import (
     SourceConnectionError,
@@ -91,9 +106,8 @@ class ProcessReader:
     """
 
     def __init__(self, spec: SourceSpec, **options: Any) -> None:
-        if options.get("packet_sink") is not None:
-            raise ValueError(f"camera {spec.camera_id}: snapshots and clips do not work with isolation: process")
-        options.pop("packet_sink", None)
+        options = dict(options)
+        self._ring: Any = options.pop("packet_sink", None)  # the camera's PacketRing, fed from the child's packets
         if "clock" in options:
             raise ValueError("a ProcessReader's child keeps time with time.monotonic")
         self.spec = spec
@@ -116,7 +130,7 @@ class ProcessReader:
     def open(self) -> None:
         parent, child = _CTX.Pipe(duplex=True)
         level = logging.getLogger("pipeline").getEffectiveLevel()
-        proc = _CTX.Process(target=_child_main, args=(child, self.spec, self._options, level),
+        proc = _CTX.Process(target=_child_main, args=(child, self.spec, self._options, level, self._ring is not None),
                             name=f"capture-{self.spec.camera_id}", daemon=True)
         proc.start()
         child.close()
@@ -137,6 +151,15 @@ class ProcessReader:
             self.open()
         tl = timeline if timeline is not None else StreamTimeline()
         self._send(("start", tl))
+        try:
+            yield from self._items(stop, tl)
+        finally:
+            if self._ring is not None:
+                self._ring.end_session()
+
+    def _items(
+        self, stop: threading.Event | None, tl: StreamTimeline
+    ) -> Generator[VideoFrame | AudioWindow, None, None]:
         while True:
             msg = self._receive(self._stall_limit, stop, "delivered nothing")
             if msg is None:
@@ -207,10 +230,26 @@ class ProcessReader:
                 msg = conn.recv()
             except (EOFError, OSError):
                 raise self._died() from None
-            if msg[0] != "log":
+            kind = msg[0]
+            if kind.startswith("ring_"):
+                self._apply_ring(msg)
+                continue
+            if kind != "log":
                 return msg  # type: ignore[no-any-return]
             _, level, name, text = msg
             logging.getLogger(name).log(level, "camera %s: %s", self.spec.camera_id, text)
+
+    def _apply_ring(self, msg: tuple[Any, ...]) -> None:
+        ring = self._ring
+        if ring is None:
+            return
+        if msg[0] == "ring_packet":
+            ring.add(msg[2], msg[1], msg[3])
+        elif msg[0] == "ring_begin":
+            with av.open(io.BytesIO(msg[1]), "r", format="nut") as header:
+                ring.begin_session([s for s in header.streams if s.type in ("video", "audio")])
+        elif msg[0] == "ring_end":
+            ring.end_session()
 
     def _died(self) -> SourceCrashedError:
         proc = self._proc
@@ -271,7 +310,67 @@ def _watch_parent(conn: Connection, stop: threading.Event) -> None:
     stop.set()
 
 
-def _child_main(conn: Connection, spec: SourceSpec, options: dict[str, Any], log_level: int) -> None:
+@dataclass(frozen=True, slots=True)
+class PlainPacket:
+    """A demuxed packet as plain, picklable data: what ``PacketRing.add`` reads of an ``av.Packet``."""
+
+    data: bytes
+    pts: int | None
+    dts: int | None
+    duration: int | None
+    time_base: Fraction | None
+    is_keyframe: bool
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+
+def stream_header(streams: Sequence[Any]) -> bytes:
+    """A header-only NUT file with ``streams``' codec parameters (NUT keeps extradata verbatim, Matroska would
+    convert Annex B H.264 to avcC). One dummy byte per stream follows the header: a demuxer needs a packet to
+    find the streams; the parent never reads it."""
+    buf = io.BytesIO()
+    out = av.open(buf, "w", format="nut")
+    try:
+        outs = [out.add_stream_from_template(s) for s in streams if s.type in ("video", "audio")]
+        out.start_encoding()
+        for o in outs:
+            pkt = av.Packet(b"\0")
+            pkt.stream = o
+            pkt.time_base = o.time_base
+            pkt.pts = pkt.dts = 0
+            out.mux(pkt)
+    finally:
+        out.close()
+    return buf.getvalue()
+
+
+class _PipeSink:
+    """In the child: the reader's packet sink, sent to the parent's ``PacketRing`` as plain data."""
+
+    def __init__(self, send: Callable[[tuple[Any, ...]], None]) -> None:
+        self._send = send
+
+    def begin_session(self, streams: Sequence[Any]) -> None:
+        self._send(("ring_begin", stream_header(streams)))
+
+    def add(self, packet: Any, kind: str, offset: float | None) -> None:
+        if packet.size == 0 or packet.time_base is None:
+            return  # a demuxer's flush packet: the ring would skip it too
+        plain = PlainPacket(bytes(packet), packet.pts, packet.dts, packet.duration, Fraction(packet.time_base),
+                            bool(packet.is_keyframe))
+        self._send(("ring_packet", kind, plain, offset))
+
+    def end_session(self) -> None:
+        self._send(("ring_end",))
+
+
+def _child_main(conn: Connection, spec: SourceSpec, options: dict[str, Any], log_level: int,
+                ring: bool = False) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the parent decides
     lock = threading.Lock()
 
@@ -285,7 +384,7 @@ def _child_main(conn: Connection, spec: SourceSpec, options: dict[str, Any], log
     stop = threading.Event()
     reader: MediaReader | None = None
     try:
-        reader = MediaReader(spec, **options)
+        reader = MediaReader(spec, **options, packet_sink=_PipeSink(send) if ring else None)
         try:
             reader.open()
         except SourceError as exc:
