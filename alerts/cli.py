@@ -29,13 +29,16 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from pydantic import ValidationError
 
 from alerts.errors import AlertsError, MessageFormatError, OutboxNotFoundError
 from alerts.outbox import DEFAULT_OUTBOX_PATH, Outbox
 from alerts.schema import EventMessage
+
+if TYPE_CHECKING:
+    from alerts.publisher import KafkaSettings
 
 PROG = "alerts"
 
@@ -210,20 +213,22 @@ def _tail_outbox(path: Path, *, follow: bool, as_json: bool) -> int:
     return 0
 
 
-def _tail_kafka(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from alerts.consumer import Subscriber
+def _kafka_settings(args: argparse.Namespace, parser: argparse.ArgumentParser, client_id: str) -> KafkaSettings:
+    """The Kafka connection the command line names; a bad value is a usage error naming its option."""
     from alerts.publisher import KafkaSettings
 
     try:
-        settings = KafkaSettings(
-            bootstrap=args.bootstrap,
-            topic=args.topic,
-            client_id="alerts-tail",
-            connect_timeout_s=args.connect_timeout,
-        )
+        return KafkaSettings(bootstrap=args.bootstrap, topic=args.topic, client_id=client_id,
+                             connect_timeout_s=args.connect_timeout)
     except ValidationError as exc:
         problems = "; ".join(f"--{'-'.join(str(p) for p in e['loc'][:1])}: {e['msg']}" for e in exc.errors())
         parser.error(problems)
+
+
+def _tail_kafka(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from alerts.consumer import Subscriber
+
+    settings = _kafka_settings(args, parser, "alerts-tail")
     stop = threading.Event()
     with Subscriber(
         settings,
@@ -245,19 +250,9 @@ def _tail_kafka(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
 def _cmd_consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from alerts.consumer import StartAt, Subscriber
-    from alerts.publisher import KafkaSettings
     from alerts.sinks import open_sink
 
-    try:
-        settings = KafkaSettings(
-            bootstrap=args.bootstrap,
-            topic=args.topic,
-            client_id="alerts-consume",
-            connect_timeout_s=args.connect_timeout,
-        )
-    except ValidationError as exc:
-        problems = "; ".join(f"--{'-'.join(str(p) for p in e['loc'][:1])}: {e['msg']}" for e in exc.errors())
-        parser.error(problems)
+    settings = _kafka_settings(args, parser, "alerts-consume")
     try:
         sink = open_sink(
             args.sink,
