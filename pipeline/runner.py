@@ -22,7 +22,6 @@ thread moves the ring's scoring position as it scores, and every event passes th
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 import os
@@ -50,6 +49,51 @@ from pipeline.tamper import TamperDetector, TamperSettings
 log = logging.getLogger(__name__)
 
 Box = tuple[float, float, float, float]
+
+
+class _Ring:
+    """The last ``size`` arrays of one camera (frames or embeddings), oldest first, as one contiguous view.
+
+    Each array is written twice, ``size`` slots apart, so the window is always a plain slice of the buffer: the
+    runner copies it straight into the batch (one copy, where a deque took two ``np.stack``\ s). The buffer is
+    allocated by the first push of a stream, in that array's shape and dtype.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._buf: np.ndarray | None = None
+        self._next = 0  # the slot the next push writes; after a push, where the window starts
+        self._count = 0
+
+    @property
+    def full(self) -> bool:
+        return self._count == self.size
+
+    def push(self, item: np.ndarray) -> None:
+        buf = self._buf
+        if buf is None or buf.shape[1:] != item.shape or buf.dtype != item.dtype:
+            if buf is not None and self._count:
+                raise ValueError(f"ring holds {buf.shape[1:]} {buf.dtype} arrays, got {item.shape} {item.dtype}")
+            buf = self._buf = np.empty((2 * self.size, *item.shape), dtype=item.dtype)
+        i = self._next
+        buf[i] = item
+        buf[i + self.size] = item
+        self._next = (i + 1) % self.size
+        self._count = min(self._count + 1, self.size)
+
+    def window(self) -> np.ndarray:
+        """(size, ...) oldest first; a view that the next push overwrites. Only when ``full``."""
+        assert self._buf is not None
+        return self._buf[self._next : self._next + self.size]
+
+    def batch(self, n: int) -> np.ndarray:
+        """An empty (n, size, ...) array for windows of rings like this one."""
+        assert self._buf is not None
+        return np.empty((n, self.size, *self._buf.shape[1:]), dtype=self._buf.dtype)
+
+    def clear(self) -> None:
+        """A new stream: the window starts again (the buffer is kept)."""
+        self._next = self._count = 0
 
 
 class ScoringModel(Protocol):
@@ -142,8 +186,8 @@ class Runner:
         # tampering is its own event, decided by its own aggregator, never fused with scene anomalies
         self._tamper: dict[str, TamperDetector] = {}
         self._tamper_aggs: dict[str, CameraAggregator] = {}
-        self._rings: dict[str, collections.deque[np.ndarray]] = {}
-        self._embeddings: dict[str, collections.deque[np.ndarray]] = {}
+        self._rings: dict[str, _Ring] = {}
+        self._embeddings: dict[str, _Ring] = {}
         self._temporal_window = int(getattr(model, "temporal_window", 0) or 0)
         self._ended: set[str] = set()
         for spec in sources:
@@ -157,8 +201,8 @@ class Runner:
             if tamper is not None and tamper.enabled and model.has_video and spec.video:
                 self._tamper[spec.camera_id] = TamperDetector(tamper)
                 self._tamper_aggs[spec.camera_id] = CameraAggregator(spec.camera_id, tamper.aggregator())
-            self._rings[spec.camera_id] = collections.deque(maxlen=model.context + 1)
-            self._embeddings[spec.camera_id] = collections.deque(maxlen=max(1, self._temporal_window))
+            self._rings[spec.camera_id] = _Ring(model.context + 1)
+            self._embeddings[spec.camera_id] = _Ring(max(1, self._temporal_window))
         self._cameras = frozenset(self.workers)
         # a paired microphone's source id -> (its camera, the clock that maps its windows onto the camera's)
         self._paired: dict[str, tuple[str, CameraClock]] = {}
@@ -348,15 +392,19 @@ class Runner:
                     ring.consumed = max(ring.consumed, item.pts)
         if video:
             self._check_tampering(video)
-            stacks, kept = [], []
+            stacks: np.ndarray | None = None
+            kept: list[VideoFrame] = []
             for f in video:
-                ring = self._rings[f.camera_id]
-                ring.append(f.luma)
-                if len(ring) == ring.maxlen:
-                    stacks.append(np.stack(ring))
+                frames = self._rings[f.camera_id]
+                frames.push(f.luma)
+                if frames.full:
+                    # copied out at once: a later frame of the same camera in this batch overwrites the ring
+                    if stacks is None:
+                        stacks = frames.batch(len(video))
+                    stacks[len(kept)] = frames.window()
                     kept.append(f)
-            if kept:
-                raw, cal, boxes = self.model.score_video(np.stack(stacks))
+            if stacks is not None:
+                raw, cal, boxes = self.model.score_video(stacks[: len(kept)])
                 for f, r, c, b in zip(kept, raw, cal, boxes, strict=True):
                     scores.append(Score(f.camera_id, Modality.VIDEO, f.pts, f.monotonic_ns, f.wall_time,
                                         float(r), float(c), b))
@@ -380,16 +428,19 @@ class Runner:
         """Append each frame's embedding to its camera's window; score the cameras whose window is full."""
         if embeddings is None:
             return []
-        windows, owners = [], []
+        windows: np.ndarray | None = None
+        owners: list[VideoFrame] = []
         for f, e in zip(frames, embeddings, strict=True):  # per camera in stream order: batches keep it
             ring = self._embeddings[f.camera_id]
-            ring.append(e)
-            if len(ring) == ring.maxlen:
-                windows.append(np.stack(ring))
+            ring.push(e)
+            if ring.full:
+                if windows is None:
+                    windows = ring.batch(len(frames))
+                windows[len(owners)] = ring.window()
                 owners.append(f)
-        if not windows:
+        if windows is None:
             return []
-        raw, cal, boxes = self.model.score_temporal(np.stack(windows))
+        raw, cal, boxes = self.model.score_temporal(windows[: len(owners)])
         return [Score(f.camera_id, Modality.TEMPORAL, f.pts, f.monotonic_ns, f.wall_time, float(r), float(c), b)
                 for f, r, c, b in zip(owners, raw, cal, boxes, strict=True)]
 

@@ -10,7 +10,7 @@ from fixtures.media import make_clip
 
 from pipeline.aggregator import AggregatorSettings
 from pipeline.events import EndReason, EventType
-from pipeline.runner import Runner, RunnerSettings
+from pipeline.runner import Runner, RunnerSettings, _Ring
 from pipeline.sources import SourceSpec
 from pipeline.sources.capture import SourceState
 
@@ -100,3 +100,18 @@ def test_event_open_at_end_of_file_ends_with_eof(tmp_path):
     clip = make_clip(tmp_path / "a.mkv", seconds=4, bright=[(2.0, 4.0)], audio=False)
     _, events = run([SourceSpec("cam1", str(clip))], BrightLoudModel())
     assert [(e.type, e.reason) for e in events] == [(EventType.NEW, None), (EventType.END, EndReason.EOF)]
+
+
+def test_ring_window_is_the_last_arrays_oldest_first_across_wraps_and_new_streams():
+    ring = _Ring(3)
+    for i in range(8):
+        ring.push(np.full((2, 2), i, dtype=np.uint8))
+        assert ring.full == (i >= 2)
+        if ring.full:
+            window = ring.window()
+            assert window.flags.c_contiguous and window[:, 0, 0].tolist() == [i - 2, i - 1, i]
+    ring.clear()  # a new stream: nothing of the old one, and it may bring another shape
+    ring.push(np.zeros(4, dtype=np.float32))
+    assert not ring.full
+    with pytest.raises(ValueError):
+        ring.push(np.zeros(5, dtype=np.float32))
