@@ -9,6 +9,8 @@ the runtime computes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from pipeline.engines.interface import Engine
@@ -218,9 +220,13 @@ class MotionGate:
         b, t, h, w = stacks.shape
         k = self.block
         hh, ww = h // k * k, w // k * k
-        # block sums as k explicit adds per axis in int32: ~10x faster than numpy's reductions over small axes
-        x = stacks[:, :, :hh, :ww].reshape(b, t, hh, ww // k, k).astype(np.int32)
-        cols = x[..., 0].copy()
+        # block sums as k explicit adds per axis: ~10x faster than numpy's reductions over small axes; in int16
+        # while a block's sum fits (blocks up to 11x11), half the memory traffic of int32, and the uint8 pixels are
+        # added as they are instead of being converted first
+        small = stacks.dtype == np.uint8 and k * k * 255 <= np.iinfo(np.int16).max
+        acc: type[np.signedinteger[Any]] = np.int16 if small else np.int32
+        x = stacks[:, :, :hh, :ww].reshape(b, t, hh, ww // k, k)
+        cols = x[..., 0].astype(acc)
         for i in range(1, k):
             cols += x[..., i]
         rows = cols.reshape(b, t, hh // k, k, ww // k)
