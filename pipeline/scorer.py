@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline.engines.interface import Engine
 from pipeline.errors import EngineError, ModelPackageError
-from pipeline.features import log_mel
+from pipeline.features import OverlapLogMel
 from pipeline.models.package import AudioModelSpec, ModelPackage, TemporalModelSpec, VideoModelSpec
 
 Box = tuple[float, float, float, float]
@@ -163,6 +163,8 @@ class AudioScorer:
         self.spec: AudioModelSpec = package.audio
         self.engine = engine
         self._features = self.spec.features.config()
+        hop = max(1, round(self.spec.hop_s * self.spec.sample_rate))  # as the readers cut windows
+        self._log_mel = OverlapLogMel(self._features, self.spec.n_samples, hop)
         self._mean = np.asarray(self.spec.norm_mean, dtype=np.float32)
         self._inv_std = 1.0 / np.asarray(self.spec.norm_std, dtype=np.float32)
         _check_engine(engine, self.spec)
@@ -176,8 +178,9 @@ class AudioScorer:
         return self.spec.sample_rate
 
     def features(self, windows: np.ndarray) -> np.ndarray:
-        """Normalised log-mel frames (B, T, n_mels) of the windows: what the graph takes."""
-        return (log_mel(windows, self._features) - self._mean) * self._inv_std
+        """Normalised log-mel frames (B, T, n_mels) of (B, n_samples) windows: what the graph takes. Exactly
+        ``log_mel``'s; the frames a window shares with a recent one (hop < window) are not computed again."""
+        return (self._log_mel(windows) - self._mean) * self._inv_std
 
     def score(self, windows: np.ndarray) -> np.ndarray:
         """``windows`` float32 (B, n_samples) in [-1, 1] → raw scores (B,) float32."""
