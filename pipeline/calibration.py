@@ -14,12 +14,14 @@ monotonic non-decreasing. numpy only; ``to_dict``/``from_dict`` give the form st
 
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Any
 
 import numpy as np
 
 _EPS = 1e-12
+_FEW = 4  # batches up to this size are calibrated one Python float at a time (same bits, fewer calls)
 
 
 class Calibration:
@@ -51,6 +53,11 @@ class Calibration:
         # np.interp needs strictly increasing abscissae: ties (a discrete score) are nudged apart by a hair.
         span = max(float(values[-1] - values[0]), 1.0)
         self._xp = values + np.arange(len(values)) * (span * 1e-12)
+        # the same tables as Python floats, for the few-scores path of ``calibrate``
+        self._xp_list: list[float] = self._xp.tolist()
+        self._levels_list: list[float] = levels.tolist()
+        self._tail_threshold = self.tail_threshold
+        self._tail_probability = self.tail_probability
 
     @property
     def tail_threshold(self) -> float:
@@ -101,10 +108,38 @@ class Calibration:
     def calibrate(self, raw: np.ndarray | float) -> np.ndarray:
         """Calibrated scores (float32, same shape as ``raw``): -log10 of the normal survival, in [0,
         max_score]."""
+        if isinstance(raw, np.ndarray) and raw.ndim == 1 and len(raw) <= _FEW:
+            return np.array([self._calibrate_one(r) for r in raw.tolist()], dtype=np.float32)
         s = self.survival(raw)
         with np.errstate(divide="ignore"):
             c = -np.log10(np.maximum(s, 0.0))
         return np.clip(c, 0.0, self.max_score).astype(np.float32)
+
+    def _calibrate_one(self, r: float) -> float:
+        """``calibrate`` of one score in Python floats, step for step the same IEEE operations as the array path
+        (``np.interp``'s formula; numpy's own exp and log10, whose SIMD results may differ from ``math``'s), so
+        bitwise the same result: the runtime calibrates batches of one or two, where ~20 numpy calls on tiny
+        arrays cost more than the scoring thread should hold the GIL for."""
+        if r != r:  # NaN
+            s = 1.0
+        elif r > self._tail_threshold:
+            s = self._tail_probability * float(np.exp(-(r - self._tail_threshold) / self.tail_scale))
+        else:
+            xp = self._xp_list
+            j = bisect.bisect_right(xp, r) - 1
+            if j < 0:
+                s = 1.0  # left of the table: interp gives 0.0
+            elif j >= len(xp) - 1 or xp[j] == r:
+                s = 1.0 - self._levels_list[j]
+            else:
+                fp = self._levels_list
+                slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+                s = 1.0 - (slope * (r - xp[j]) + fp[j])
+        if s <= 0.0:
+            return self.max_score  # -log10(0) = inf, clipped
+        c = -float(np.log10(s))
+        # np.clip's order: a -0.0 stays -0.0
+        return 0.0 if c < 0.0 else min(c, self.max_score)
 
     def raw_threshold(self, calibrated: float) -> float:
         """The raw score whose calibrated value is ``calibrated`` (inverse map; for thresholds in reports)."""
