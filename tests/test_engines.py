@@ -146,3 +146,32 @@ def test_cuda_graphs_fp16_match_eager_and_onnxruntime(package: ModelPackage, mod
             assert got16[key].shape == want[key].shape
             assert float(np.abs(got32[key] - want[key]).max()) <= 1e-4 * scale
             assert float(np.abs(got16[key] - want[key]).max()) <= 5e-2 * scale
+
+
+@pytest.mark.parametrize("decoder", ["unet", "light"])
+def test_both_video_decoders_export_and_match(decoder: str, tmp_path: Path) -> None:
+    """Packages trained before the light decoder (``unet``) still load, rebuild and agree across engines."""
+    from pipeline.models.export import export_onnx
+    from pipeline.models.video import VideoPredictor
+
+    torch.manual_seed(0)
+    model = VideoPredictor(context=2, channels=4, patch=4, stride=2, height=32, width=48, embedding=1,
+                           copy_weight=0.15, decoder=decoder)
+    with torch.no_grad():
+        model.out.weight.normal_(0, 0.1)  # zero at init ("copy the newest frame"): make the decoder count
+    model.eval()
+    graph = export_onnx(model, torch.zeros(2, 3, 32, 48, dtype=torch.uint8), tmp_path / "video.onnx",
+                        arch="video_predictor", input_name="frames", output_name=["patch_err", "embedding"])
+    x = np.random.default_rng(1).integers(0, 256, (3, 3, 32, 48), dtype=np.uint8)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x))[0].numpy()
+    outs = []
+    for cfg in ({"type": "onnxruntime", "intra_op_num_threads": 1}, {"type": "torch", "device": "cpu"}):
+        engine = create_engine(cfg)
+        engine.load(graph)
+        outs.append(engine.infer({"frames": x})["patch_err"])
+        engine.close()
+    for got in outs:
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        VideoPredictor(height=32, width=48, decoder="wide")

@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 # frames gives 0.8 s of motion context.
 WIDTH, HEIGHT, CONTEXT, FPS = 256, 144, 4, 5.0
 COPY_WEIGHT = 0.15  # see pipeline.models.video: errors relative to the change a patch saw
+DECODER = "light"  # see pipeline.models.video.DECODERS
 PATCH, PATCH_STRIDE = 8, 4
 OVERSAMPLE = 5
 SAMPLE_RATE = 16000
@@ -205,7 +206,7 @@ def train_video(
         raise ValueError(f"too little normal video to train on ({len(pool)} sequences)")
     model = VideoPredictor(
         CONTEXT, channels=16, patch=PATCH, stride=PATCH_STRIDE, height=HEIGHT, width=WIDTH, embedding=1,
-        copy_weight=COPY_WEIGHT,
+        copy_weight=COPY_WEIGHT, decoder=DECODER,
     )
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     model.train()
