@@ -448,7 +448,8 @@ class MediaReader:
                         resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
                         resampled = resampler.resample(frame)
                     for rf in resampled:
-                        chunk = rf.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                        # packed float32 mono: the plane is the samples (to_ndarray() costs 4x this, GIL held)
+                        chunk = np.frombuffer(rf.planes[0], dtype=np.float32, count=rf.samples)
                         audio_buf = np.concatenate((audio_buf, chunk)) if audio_buf.size else chunk.copy()
                     while audio_buf_pts is not None and audio_buf.size >= self.window:
                         window_pts = audio_buf_pts
