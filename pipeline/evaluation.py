@@ -156,6 +156,7 @@ def score_media(
     pending: list[np.ndarray] = []
     pending_idx: list[int] = []  # frame index of each pending stack
     emb_ring: deque[np.ndarray] = deque(maxlen=max(1, scorer.temporal_window))
+    emb_pushed = 0  # as the runner: a window is scored when (pushed - window) % temporal_every == 0
     t_windows: list[np.ndarray] = []
     t_idx: list[int] = []
     temporal: dict[int, float] = {}
@@ -172,6 +173,7 @@ def score_media(
             t_idx.clear()
 
     def flush_video() -> None:
+        nonlocal emb_pushed
         if pending:
             raw, cal, bx = scorer.score_video(np.stack(pending))
             v_raw.extend(raw.tolist())
@@ -181,7 +183,9 @@ def score_media(
             if scorer.has_temporal and scorer.last_embeddings is not None:
                 for i, e in zip(pending_idx, scorer.last_embeddings, strict=True):
                     emb_ring.append(e)
-                    if len(emb_ring) == emb_ring.maxlen:
+                    emb_pushed += 1
+                    every = scorer.temporal_every
+                    if len(emb_ring) == emb_ring.maxlen and (emb_pushed - len(emb_ring)) % every == 0:
                         t_windows.append(np.stack(emb_ring))
                         t_idx.append(i)
                 if len(t_windows) >= batch:

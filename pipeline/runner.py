@@ -55,7 +55,7 @@ class _Ring:
     """The last ``size`` arrays of one camera (frames or embeddings), oldest first, as one contiguous view.
 
     Each array is written twice, ``size`` slots apart, so the window is always a plain slice of the buffer: the
-    runner copies it straight into the batch (one copy, where a deque took two ``np.stack``\ s). The buffer is
+    runner copies it straight into the batch (one copy, where a deque and np.stack took two). The buffer is
     allocated by the first push of a stream, in that array's shape and dtype.
     """
 
@@ -64,6 +64,7 @@ class _Ring:
         self._buf: np.ndarray | None = None
         self._next = 0  # the slot the next push writes; after a push, where the window starts
         self._count = 0
+        self.pushed = 0  # arrays pushed since the stream (re)started
 
     @property
     def full(self) -> bool:
@@ -80,6 +81,7 @@ class _Ring:
         buf[i + self.size] = item
         self._next = (i + 1) % self.size
         self._count = min(self._count + 1, self.size)
+        self.pushed += 1
 
     def window(self) -> np.ndarray:
         """(size, ...) oldest first; a view that the next push overwrites. Only when ``full``."""
@@ -93,7 +95,7 @@ class _Ring:
 
     def clear(self) -> None:
         """A new stream: the window starts again (the buffer is kept)."""
-        self._next = self._count = 0
+        self._next = self._count = self.pushed = 0
 
 
 class ScoringModel(Protocol):
@@ -189,6 +191,7 @@ class Runner:
         self._rings: dict[str, _Ring] = {}
         self._embeddings: dict[str, _Ring] = {}
         self._temporal_window = int(getattr(model, "temporal_window", 0) or 0)
+        self._temporal_every = max(1, int(getattr(model, "temporal_every", 1) or 1))
         self._ended: set[str] = set()
         for spec in sources:
             policy = BufferPolicy.DROP_OLDEST if spec.live else BufferPolicy.WAIT
@@ -433,7 +436,7 @@ class Runner:
         for f, e in zip(frames, embeddings, strict=True):  # per camera in stream order: batches keep it
             ring = self._embeddings[f.camera_id]
             ring.push(e)
-            if ring.full:
+            if ring.full and (ring.pushed - ring.size) % self._temporal_every == 0:
                 if windows is None:
                     windows = ring.batch(len(frames))
                 windows[len(owners)] = ring.window()

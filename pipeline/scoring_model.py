@@ -70,6 +70,8 @@ class PackageScorer:
         self.has_audio = a is not None
         self.has_temporal = self.temporal is not None
         self.temporal_window = self.temporal.window if self.temporal is not None else 0
+        # a camera's windows are scored when (embeddings since its stream started - window) % temporal_every == 0
+        self.temporal_every = self.temporal.spec.score_every if self.temporal is not None else 1
         self.audio_window_s = a.window_s if a else 1.0
         self.audio_hop_s = a.hop_s if a else 0.5
         self.sample_rate = a.sample_rate if a else 16000

@@ -47,3 +47,18 @@ def test_temporal_scores_come_per_camera_from_full_windows(tmp_path):
     # 30 frames per camera at 5 fps, the first `context` are not scored, then 3 more fill the window
     assert len(windows) == 2 * (30 - BrightLoudModel.context - TemporalModel.temporal_window + 1)
     assert runner.stats["b"].frames_scored == 30 - BrightLoudModel.context
+
+
+def test_every_nth_window_is_scored_per_camera(tmp_path):
+    """``temporal_every`` (a package's ``temporal.score_every``): each camera's windows are scored from its first full
+    one, every n-th after it, counted per camera; every window still holds consecutive embeddings."""
+    a = make_clip(tmp_path / "a.mkv", seconds=6, bright=[(2.0, 6.0)], audio=False)
+    b = make_clip(tmp_path / "b.mkv", seconds=6, audio=False)
+    model = TemporalModel()
+    model.temporal_every = 3
+    runner, events = run([SourceSpec("a", str(a)), SourceSpec("b", str(b))], model)
+    full = 30 - BrightLoudModel.context - TemporalModel.temporal_window + 1  # full windows per camera: 23
+    windows = np.concatenate(model.windows)
+    assert len(windows) == 2 * len(range(0, full, 3))  # windows 1, 4, 7, ... of each camera
+    news = [e for e in events if e.type is EventType.NEW]
+    assert [(e.camera_id, set(e.modalities)) for e in news] == [("a", {"temporal"})]  # still found, on a only

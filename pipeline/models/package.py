@@ -124,6 +124,10 @@ class TemporalModelSpec(_GraphSpec):
 
     window: int = Field(ge=2, le=64, description="embeddings (video frames at the video model's fps) per window")
     score_steps: int = Field(ge=1, description="last prediction steps averaged into the score")
+    score_every: int = Field(
+        default=1, ge=1, le=16, description="score every n-th window of a camera (each window still holds "
+        "consecutive embeddings): motion over seconds needs no score per frame; packages before it: every one"
+    )
     score: Literal["max_cell_mse"] = "max_cell_mse"
 
     @model_validator(mode="after")
