@@ -438,18 +438,27 @@ class MediaReader:
                         first_out = out
                     if audio_next is None or abs(out - audio_next) > _AUDIO_RESYNC_S:
                         # first audio, or a gap / overlap: the partial window is dropped, windows restart here
-                        resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
+                        resampler = None
                         audio_buf = np.zeros(0, dtype=np.float32)
                         audio_buf_pts = out
                     audio_next = out + duration
-                    try:
-                        resampled = resampler.resample(frame)
-                    except ValueError:  # the input's rate or layout changed mid-stream: a fresh resampler
-                        resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
-                        resampled = resampler.resample(frame)
-                    for rf in resampled:
-                        # packed float32 mono: the plane is the samples (to_ndarray() costs 4x this, GIL held)
-                        chunk = np.frombuffer(rf.planes[0], dtype=np.float32, count=rf.samples)
+                    if (frame.sample_rate == self.sample_rate and frame.layout.nb_channels == 1
+                            and frame.format.name in _FLOAT_FORMATS):
+                        # already float mono at our rate (AAC, Opus decode to fltp): its one plane is the samples,
+                        # bit for bit what the resampler gives, without its filter graph (12 us per frame holding
+                        # the GIL, and a pool of threads woken for each frame)
+                        chunks = [np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples)]
+                    else:
+                        if resampler is None:
+                            resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
+                        try:
+                            resampled = resampler.resample(frame)
+                        except ValueError:  # the input's rate or layout changed mid-stream: a fresh resampler
+                            resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
+                            resampled = resampler.resample(frame)
+                        # packed float32 mono: the plane is the samples (to_ndarray() costs 4x this)
+                        chunks = [np.frombuffer(rf.planes[0], dtype=np.float32, count=rf.samples) for rf in resampled]
+                    for chunk in chunks:
                         audio_buf = np.concatenate((audio_buf, chunk)) if audio_buf.size else chunk.copy()
                     while audio_buf_pts is not None and audio_buf.size >= self.window:
                         window_pts = audio_buf_pts
@@ -470,6 +479,9 @@ class MediaReader:
             raise _read_error(exc, spec) from exc
         if first_out is None and not live:
             raise SourceFormatError(f"{spec.safe_url}: nothing decodable in it")
+
+
+_FLOAT_FORMATS = frozenset({"flt", "fltp"})  # 32-bit float samples, packed or planar (the same for mono)
 
 
 def _seconds(frame: Any) -> float | None:
