@@ -31,7 +31,6 @@ import csv
 import json
 import math
 import sys
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -44,6 +43,7 @@ from pipeline.events import AnomalyEvent
 from pipeline.frames import AudioWindow, Modality, Score, VideoFrame
 from pipeline.models.package import ModelPackage
 from pipeline.scoring_model import PackageScorer
+from pipeline.window import WindowRing
 
 CSV_HEADER = ("frame", "pts", "video", "temporal", "audio", "fused")
 # An event that starts this long after an anomaly ended still counts as detecting it (aggregation delay).
@@ -146,7 +146,7 @@ def score_media(
 
     v = scorer.package.video
     ctx = scorer.context
-    ring: deque[np.ndarray] = deque(maxlen=ctx + 1)
+    ring = WindowRing(ctx + 1)
     pts: list[float] = []
     v_raw: list[float] = []
     v_cal: list[float] = []
@@ -155,8 +155,7 @@ def score_media(
     base: list[float] = []
     pending: list[np.ndarray] = []
     pending_idx: list[int] = []  # frame index of each pending stack
-    emb_ring: deque[np.ndarray] = deque(maxlen=max(1, scorer.temporal_window))
-    emb_pushed = 0  # as the runner: a window is scored when (pushed - window) % temporal_every == 0
+    emb_ring = WindowRing(max(1, scorer.temporal_window))
     t_windows: list[np.ndarray] = []
     t_idx: list[int] = []
     temporal: dict[int, float] = {}
@@ -173,7 +172,6 @@ def score_media(
             t_idx.clear()
 
     def flush_video() -> None:
-        nonlocal emb_pushed
         if pending:
             raw, cal, bx = scorer.score_video(np.stack(pending))
             v_raw.extend(raw.tolist())
@@ -182,11 +180,9 @@ def score_media(
             boxes.extend(bx)
             if scorer.has_temporal and scorer.last_embeddings is not None:
                 for i, e in zip(pending_idx, scorer.last_embeddings, strict=True):
-                    emb_ring.append(e)
-                    emb_pushed += 1
-                    every = scorer.temporal_every
-                    if len(emb_ring) == emb_ring.maxlen and (emb_pushed - len(emb_ring)) % every == 0:
-                        t_windows.append(np.stack(emb_ring))
+                    emb_ring.push(e)
+                    if emb_ring.due(scorer.temporal_every):  # as the runner
+                        t_windows.append(emb_ring.window().copy())
                         t_idx.append(i)
                 if len(t_windows) >= batch:
                     flush_temporal()
@@ -216,10 +212,10 @@ def score_media(
         audio=scorer.has_audio,
     ):
         if isinstance(item, VideoFrame) and scorer.has_video and v is not None:
-            ring.append(item.luma)
+            ring.push(item.luma)
             pts.append(item.pts)
-            if len(ring) == ring.maxlen:
-                stack = np.stack(ring)
+            if ring.full:
+                stack = ring.window().copy()
                 pending.append(stack)
                 pending_idx.append(len(pts) - 1)
                 if baseline:

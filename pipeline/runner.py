@@ -45,57 +45,11 @@ from pipeline.sources.microphone import MicrophoneReader, MicrophoneSpec
 from pipeline.sources.reader import MediaReader
 from pipeline.sources.spec import SourceSpec
 from pipeline.tamper import TamperDetector, TamperSettings
+from pipeline.window import WindowRing
 
 log = logging.getLogger(__name__)
 
 Box = tuple[float, float, float, float]
-
-
-class _Ring:
-    """The last ``size`` arrays of one camera (frames or embeddings), oldest first, as one contiguous view.
-
-    Each array is written twice, ``size`` slots apart, so the window is always a plain slice of the buffer: the
-    runner copies it straight into the batch (one copy, where a deque and np.stack took two). The buffer is
-    allocated by the first push of a stream, in that array's shape and dtype.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._buf: np.ndarray | None = None
-        self._next = 0  # the slot the next push writes; after a push, where the window starts
-        self._count = 0
-        self.pushed = 0  # arrays pushed since the stream (re)started
-
-    @property
-    def full(self) -> bool:
-        return self._count == self.size
-
-    def push(self, item: np.ndarray) -> None:
-        buf = self._buf
-        if buf is None or buf.shape[1:] != item.shape or buf.dtype != item.dtype:
-            if buf is not None and self._count:
-                raise ValueError(f"ring holds {buf.shape[1:]} {buf.dtype} arrays, got {item.shape} {item.dtype}")
-            buf = self._buf = np.empty((2 * self.size, *item.shape), dtype=item.dtype)
-        i = self._next
-        buf[i] = item
-        buf[i + self.size] = item
-        self._next = (i + 1) % self.size
-        self._count = min(self._count + 1, self.size)
-        self.pushed += 1
-
-    def window(self) -> np.ndarray:
-        """(size, ...) oldest first; a view that the next push overwrites. Only when ``full``."""
-        assert self._buf is not None
-        return self._buf[self._next : self._next + self.size]
-
-    def batch(self, n: int) -> np.ndarray:
-        """An empty (n, size, ...) array for windows of rings like this one."""
-        assert self._buf is not None
-        return np.empty((n, self.size, *self._buf.shape[1:]), dtype=self._buf.dtype)
-
-    def clear(self) -> None:
-        """A new stream: the window starts again (the buffer is kept)."""
-        self._next = self._count = self.pushed = 0
 
 
 class ScoringModel(Protocol):
@@ -188,8 +142,8 @@ class Runner:
         # tampering is its own event, decided by its own aggregator, never fused with scene anomalies
         self._tamper: dict[str, TamperDetector] = {}
         self._tamper_aggs: dict[str, CameraAggregator] = {}
-        self._rings: dict[str, _Ring] = {}
-        self._embeddings: dict[str, _Ring] = {}
+        self._rings: dict[str, WindowRing] = {}
+        self._embeddings: dict[str, WindowRing] = {}
         self._temporal_window = int(getattr(model, "temporal_window", 0) or 0)
         self._temporal_every = max(1, int(getattr(model, "temporal_every", 1) or 1))
         self._ended: set[str] = set()
@@ -204,8 +158,8 @@ class Runner:
             if tamper is not None and tamper.enabled and model.has_video and spec.video:
                 self._tamper[spec.camera_id] = TamperDetector(tamper)
                 self._tamper_aggs[spec.camera_id] = CameraAggregator(spec.camera_id, tamper.aggregator())
-            self._rings[spec.camera_id] = _Ring(model.context + 1)
-            self._embeddings[spec.camera_id] = _Ring(max(1, self._temporal_window))
+            self._rings[spec.camera_id] = WindowRing(model.context + 1)
+            self._embeddings[spec.camera_id] = WindowRing(max(1, self._temporal_window))
         self._cameras = frozenset(self.workers)
         # a paired microphone's source id -> (its camera, the clock that maps its windows onto the camera's)
         self._paired: dict[str, tuple[str, CameraClock]] = {}
@@ -436,7 +390,7 @@ class Runner:
         for f, e in zip(frames, embeddings, strict=True):  # per camera in stream order: batches keep it
             ring = self._embeddings[f.camera_id]
             ring.push(e)
-            if ring.full and (ring.pushed - ring.size) % self._temporal_every == 0:
+            if ring.due(self._temporal_every):
                 if windows is None:
                     windows = ring.batch(len(frames))
                 windows[len(owners)] = ring.window()

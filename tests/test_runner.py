@@ -10,9 +10,10 @@ from fixtures.media import make_clip
 
 from pipeline.aggregator import AggregatorSettings
 from pipeline.events import EndReason, EventType
-from pipeline.runner import Runner, RunnerSettings, _Ring
+from pipeline.runner import Runner, RunnerSettings
 from pipeline.sources import SourceSpec
 from pipeline.sources.capture import SourceState
+from pipeline.window import WindowRing
 
 
 class BrightLoudModel:
@@ -103,7 +104,7 @@ def test_event_open_at_end_of_file_ends_with_eof(tmp_path):
 
 
 def test_ring_window_is_the_last_arrays_oldest_first_across_wraps_and_new_streams():
-    ring = _Ring(3)
+    ring = WindowRing(3)
     for i in range(8):
         ring.push(np.full((2, 2), i, dtype=np.uint8))
         assert ring.full == (i >= 2)
