@@ -51,6 +51,8 @@ DEFAULT_MAX_DELIVERED_ROWS = 100_000
 DEFAULT_MAX_BYTES = 1 << 30
 _PRUNE_INTERVAL_S = 60.0
 _SCHEMA_USER_VERSION = 1
+_SCHEMA_WAIT_S = 2.0
+"""How long a reader waits for an empty outbox file, just created by a writer, to receive its schema."""
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -182,10 +184,12 @@ class Outbox:
                 conn.execute("PRAGMA synchronous = FULL")
                 page_size = conn.execute("PRAGMA page_size").fetchone()[0]
                 conn.execute(f"PRAGMA max_page_count = {max(16, self._max_bytes // page_size)}")
-                conn.executescript(_DDL)
-                conn.execute(f"PRAGMA user_version = {_SCHEMA_USER_VERSION}")
+                # One transaction: a reader opening the file meanwhile sees no schema or all of it.
+                conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{_DDL}\nPRAGMA user_version = {_SCHEMA_USER_VERSION};\nCOMMIT;"
+                )
             else:
-                conn.execute("SELECT 1 FROM outbox LIMIT 1").fetchall()
+                self._wait_for_schema(conn)
         except sqlite3.Error as exc:
             if conn is not None:
                 conn.close()
@@ -195,6 +199,24 @@ class Outbox:
                 conn.close()
             raise
         return conn
+
+    def _wait_for_schema(self, conn: sqlite3.Connection) -> None:
+        """A reader may open the file in the instant between a daemon creating it and committing its schema.
+
+        An empty database is given ``_SCHEMA_WAIT_S`` to become an outbox; then, or at once for a database
+        holding other tables, the reader fails with a clear error instead of "no such table".
+        """
+        deadline = time.monotonic() + _SCHEMA_WAIT_S
+        while True:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchall():
+                return
+            if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                raise OutboxError(errno.EINVAL, "not an outbox: the database has no outbox table", str(self.path))
+            if time.monotonic() >= deadline:
+                raise OutboxNotFoundError(
+                    errno.ENOENT, "no outbox yet: the file is empty (is a daemon still creating it?)", str(self.path)
+                )
+            time.sleep(0.05)
 
     @contextmanager
     def _locked(self, what: str) -> Iterator[sqlite3.Connection]:

@@ -162,6 +162,38 @@ def test_readonly_reader_sees_new_rows_and_cannot_write(tmp_path: Path) -> None:
         assert info.value.errno == errno.EROFS
 
 
+def test_a_reader_opening_the_file_while_the_daemon_creates_it_waits_for_the_schema(tmp_path: Path) -> None:
+    # The daemon's sqlite3.connect creates the (empty) file before the schema is committed: a reader that opens
+    # it in between must wait, not fail with "no such table" (alerts tail started beside the daemon).
+    path = tmp_path / "o.db"
+    sqlite3.connect(path).close()
+    assert path.exists() and path.stat().st_size == 0
+    timer = threading.Timer(0.3, lambda: Outbox(path).close())
+    timer.start()
+    try:
+        with Outbox(path, readonly=True) as reader:
+            assert reader.read() == []
+    finally:
+        timer.join()
+
+
+def test_an_empty_file_nobody_initialises_is_no_outbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("alerts.outbox._SCHEMA_WAIT_S", 0.2)
+    path = tmp_path / "o.db"
+    path.touch()
+    with pytest.raises(OutboxNotFoundError, match="no outbox yet"):
+        Outbox(path, readonly=True)
+
+
+def test_a_database_of_something_else_is_not_an_outbox(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE notes (x)")
+    with pytest.raises(OutboxError, match="not an outbox") as info:
+        Outbox(path, readonly=True)
+    assert info.value.errno == errno.EINVAL
+
+
 def test_missing_outbox_for_a_reader_is_a_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(OutboxNotFoundError) as info:
         Outbox(tmp_path / "nope.db", readonly=True)
