@@ -86,6 +86,7 @@ log = logging.getLogger("rtsp_simulator")
 
 EXIT_USAGE = 2
 DISCOVER_TIMEOUT_S = 10
+SEGMENT_WAIT_S = 10.0  # after the looping seek, how long a client's answer waits for the streams' segments
 
 # Container caps name -> demuxer.
 DEMUXERS = {
@@ -294,6 +295,28 @@ class LoopingMedia(GstRtspServer.RTSPMedia):
     def _on_prepared(self, media: GstRtspServer.RTSPMedia) -> None:
         # The media has prerolled with a plain segment; replace it with a looping one from the start.
         self._seek_start(flush=True)
+        self._wait_for_segments()
+
+    def _wait_for_segments(self) -> None:
+        """Hold the client's request until every stream has its segment again.
+
+        The flushing seek clears the segment on each stream until the demuxer's new one flows through. A PLAY
+        answered in that gap makes gst-rtsp-server 1.22 abort the whole server (``g_assert`` in
+        ``gst_rtsp_media_get_rates``: "assertion failed: (FALSE)"), which a loaded machine hits when several
+        clients connect at once. "prepared" is emitted in the thread answering the client, with no media lock
+        held, so waiting here only delays that answer.
+        """
+        streams = [self.get_stream(i) for i in range(self.n_streams())]
+        deadline = time.monotonic() + SEGMENT_WAIT_S
+        while True:
+            missing = [s.get_index() for s in streams if s.is_sender() and not s.get_rates()[0]]
+            if not missing:
+                return
+            if time.monotonic() >= deadline:
+                log.warning("/%s: streams %s have no segment %.0f s after the seek", self.mount, missing,
+                            SEGMENT_WAIT_S)
+                return
+            time.sleep(0.005)
 
     def _seek_start(self, *, flush: bool) -> None:
         # Sent to the demuxer, not the pipeline: until PLAY the pipeline has no sinks to route a seek.
