@@ -90,7 +90,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     tmp.replace(out)
     summary = {
         "input": args.input, "out": str(out), "rows": rows, "seconds": round(time.monotonic() - t, 2),
-        "video_frames": int(len(scores.frame_pts)), "audio_windows": int(len(scores.audio)),
+        "input_frames": int(len(scores.input_index)), "video_frames": int(len(scores.frame_pts)),
+        "audio_windows": int(len(scores.audio)),
         "frames_gated": int(scores.video_gated.sum()),
     }
     if args.json:
@@ -98,7 +99,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     else:
         parts = []
         if scores.has_video:
-            parts.append(f"{summary['video_frames']} video frames ({summary['frames_gated']} still, motion-gated)")
+            parts.append(f"{len(scores.input_index)} video frames ({summary['video_frames']} scored at the model's "
+                         f"{scorer.fps:g} fps, {summary['frames_gated']} of them still, motion-gated)")
         if scores.has_audio:
             parts.append(f"{summary['audio_windows']} audio windows")
         print(f"{out}: {rows} rows from {' and '.join(parts)} in {summary['seconds']} s")

@@ -3,7 +3,8 @@
 ``score_media`` decodes one clip, audio file or image sequence with ``read_media`` at the package's rates and
 scores it through the runtime path (``PackageScorer``: motion gate, engine, calibration), exactly as the daemon
 would: a video frame is scored once its ``context`` past frames exist, with no per-clip normalisation. It backs
-``edge score`` (``write_scores_csv``) and ``evaluate`` (``edge eval``, ``benchmarks/quality.py``).
+``edge score`` (``write_scores_csv``: one row per input frame, the frames between two scored ones holding the
+latest scores) and ``evaluate`` (``edge eval``, ``benchmarks/quality.py``: AUC over the scored frames).
 
 Ground truth is ``<clip>.json`` beside the clip: ``{"anomalies": [{"start", "end", "modalities": [...], "kind"}],
 "duration_s", ...}``. Frame-level labels:
@@ -97,6 +98,11 @@ class MediaScores:
     audio: np.ndarray = field(default_factory=lambda: np.zeros(0))  # calibrated
     has_video: bool = False
     has_audio: bool = False
+    # every decoded input frame (the model scores a subset at its own rate): decode index, source time (NaN
+    # without one), and the scored frame whose scores it holds (-1 before the first)
+    input_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    input_pts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    input_sample: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def audio_centre(self) -> np.ndarray:
@@ -111,13 +117,17 @@ class MediaScores:
         return max(ends)
 
     def audio_at_frames(self) -> np.ndarray:
-        """Calibrated score of the audio window covering each video frame (of those covering it, the one whose
-        centre is nearest, the earlier on a tie), NaN where no window covers it."""
-        n = len(self.frame_pts)
+        """Calibrated score of the audio window covering each scored video frame (of those covering it, the one
+        whose centre is nearest, the earlier on a tie), NaN where no window covers it."""
+        return self.audio_at(self.frame_pts)
+
+    def audio_at(self, t: np.ndarray) -> np.ndarray:
+        """``audio_at_frames`` for any times ``t`` (NaN times get NaN)."""
+        n = len(t)
         out = np.full(n, np.nan)
         if not len(self.audio) or not n:
             return out
-        t, centres = self.frame_pts, self.audio_centre
+        centres = self.audio_centre
         idx = np.searchsorted(centres, t)
         best = np.full(n, np.inf)
         for cand in (np.clip(idx - 1, 0, len(centres) - 1), np.clip(idx, 0, len(centres) - 1)):
@@ -163,6 +173,14 @@ def score_media(
     a_raw: list[float] = []
     a_cal: list[float] = []
     windows: list[np.ndarray] = []
+    in_index: list[int] = []
+    in_pts: list[float] = []
+    in_sample: list[int] = []
+
+    def seen(index: int, t: float | None, sampled: bool) -> None:
+        in_index.append(index)
+        in_pts.append(math.nan if t is None else t)
+        in_sample.append(len(pts) if sampled else len(pts) - 1)  # a sampled frame is appended to pts next
 
     def flush_temporal() -> None:
         if t_windows:
@@ -210,6 +228,7 @@ def score_media(
         input_fps=input_fps,
         video=scorer.has_video,
         audio=scorer.has_audio,
+        on_video_frame=seen,
     ):
         if isinstance(item, VideoFrame) and scorer.has_video and v is not None:
             ring.push(item.luma)
@@ -252,6 +271,9 @@ def score_media(
     out.audio = np.asarray(a_cal, dtype=np.float64)
     out.has_video = n > 0
     out.has_audio = len(a_cal) > 0
+    out.input_index = np.asarray(in_index, dtype=np.int64)
+    out.input_pts = np.asarray(in_pts, dtype=np.float64)
+    out.input_sample = np.minimum(np.asarray(in_sample, dtype=np.int64), n - 1)
     return out
 
 
@@ -265,18 +287,25 @@ def _frame_difference(stack: np.ndarray, patch: int, stride: int) -> float:
 
 
 def csv_rows(scores: MediaScores) -> Iterable[tuple[str, ...]]:
-    """Rows of ``edge score``'s CSV (see ``CSV_HEADER``): one per video frame when there is video, else one per
-    audio window at its centre; calibrated scores, empty where a modality is absent."""
+    """Rows of ``edge score``'s CSV (see ``CSV_HEADER``): one per input video frame when there is video (``frame``:
+    its index in decode order), else one per audio window at its centre; calibrated scores, empty where a
+    modality is absent.
+
+    The models score the input at their own rate (5 fps): a frame between two scored ones holds the video,
+    temporal and fused scores of the latest scored frame at or before it (what a live stream knows then), and
+    the audio score of the window covering its own time."""
 
     def cell(x: float) -> str:
         return "" if x is None or not math.isfinite(x) else f"{x:.4f}"
 
     if scores.has_video:
-        audio = scores.audio_at_frames()
         fused = scores.fused_at_frames()
-        for i, t in enumerate(scores.frame_pts.tolist()):
-            yield (str(i), f"{t:.3f}", cell(scores.video[i]), cell(scores.temporal[i]), cell(audio[i]),
-                   cell(fused[i]))
+        audio = scores.audio_at(scores.input_pts)
+        for k, (index, t, i) in enumerate(zip(scores.input_index.tolist(), scores.input_pts.tolist(),
+                                              scores.input_sample.tolist(), strict=True)):
+            held = (scores.video[i], scores.temporal[i], fused[i]) if i >= 0 else (math.nan,) * 3
+            yield (str(index), f"{t:.3f}" if math.isfinite(t) else "", cell(held[0]), cell(held[1]),
+                   cell(audio[k]), cell(held[2]))
     else:
         for t, a in zip(scores.audio_centre.tolist(), scores.audio.tolist(), strict=True):
             yield ("", f"{t:.3f}", "", "", cell(a), cell(a))

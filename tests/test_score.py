@@ -75,22 +75,28 @@ def _write_png(path: Path, frame: av.VideoFrame) -> None:
 def test_score_a_clip_writes_one_row_per_frame_with_audio_and_fused(tmp_path: Path) -> None:
     from fixtures.media import make_clip
 
-    clip = make_clip(tmp_path / "c.mkv", seconds=4.0, loud=[(2.0, 3.0)])
+    clip = make_clip(tmp_path / "c.mkv", seconds=4.0, fps=25, loud=[(2.0, 3.0)])
     out = tmp_path / "scores.csv"
     assert run_cli("score", "--model", str(DEFAULT_MODEL), str(clip), "--out", str(out)) == 0
     rows = read_csv(out)
-    assert len(rows) == 20  # 4 s at the model's 5 fps
-    assert [r["frame"] for r in rows] == [str(i) for i in range(20)]
-    assert [float(r["pts"]) for r in rows] == pytest.approx([i / 5 for i in range(20)], abs=0.02)
-    assert all(r["video"] == "" for r in rows[:4]) and all(r["video"] for r in rows[4:])  # 4 past frames first
+    # one row per frame of the input (100 at 25 fps), numbered in decode order: a per-frame ground truth lines up
+    assert len(rows) == 100
+    assert [r["frame"] for r in rows] == [str(i) for i in range(100)]
+    assert [float(r["pts"]) for r in rows] == pytest.approx([i / 25 for i in range(100)], abs=0.002)
+    # the model scores every 5th (its 5 fps); the frames between hold the latest scored frame's scores
+    scored = rows[::5]
+    assert all(r["video"] == "" for r in scored[:4]) and all(r["video"] for r in scored[4:])  # 4 past frames first
+    for i, r in enumerate(rows):
+        held = rows[i - i % 5]
+        assert (r["video"], r["temporal"], r["fused"]) == (held["video"], held["temporal"], held["fused"])
     # the temporal model needs a full window of embeddings (10 frames after the video model's first score), and the
     # package scores every 2nd window from there (temporal.score_every), as the runner does
-    assert [i for i, r in enumerate(rows) if r["temporal"]] == [13, 15, 17, 19]
-    assert all(r["audio"] for r in rows[:19])  # a window covers every frame up to the last half second
+    assert [i for i, r in enumerate(scored) if r["temporal"]] == [13, 15, 17, 19]
+    assert all(r["audio"] for r in rows if float(r["pts"]) < 3.5)  # a window covers every frame up to the last 0.5 s
     for r in rows:  # max fusion: fused is at least each visual score of its frame (audio counts once complete)
         visual = [float(r[k]) for k in ("video", "temporal") if r[k]]
         assert not visual or float(r["fused"]) >= max(visual) - 1e-4
-    assert all(r["fused"] for r in rows[4:])  # from the first video score on
+    assert all(r["fused"] for r in rows[20:])  # from the first video score on
 
 
 def test_the_fused_column_is_causal(tmp_path: Path) -> None:
@@ -171,7 +177,8 @@ def test_a_folder_of_frames_and_a_pattern_train_and_score_video_only(tmp_path: P
     assert run_cli("score", "--model", str(out), str(folder / "%03d.png"), "--fps", "10", "--out",
                    str(csv_path)) == 0
     rows = read_csv(csv_path)
-    assert len(rows) == 100 and all(r["audio"] == "" for r in rows) and rows[-1]["video"]
+    assert len(rows) == 200 and all(r["audio"] == "" for r in rows) and rows[-1]["video"]  # every image a row
+    assert [r["frame"] for r in rows] == [str(i) for i in range(200)]
 
 
 def test_score_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -188,4 +195,4 @@ def test_score_to_stdout(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
     clip = make_clip(tmp_path / "c.mkv", seconds=2.0, audio=False)
     assert run_cli("score", str(clip)) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
-    assert tuple(rows[0]) == CSV_HEADER and len(rows) == 11 and all(r[4] == "" for r in rows[1:])
+    assert tuple(rows[0]) == CSV_HEADER and len(rows) == 51 and all(r[4] == "" for r in rows[1:])  # 2 s at 25 fps

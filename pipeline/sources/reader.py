@@ -183,6 +183,7 @@ class MediaReader:
         clock: Callable[[], float] = time.monotonic,
         decoder_threads: int = 0,
         packet_sink: PacketSink | None = None,
+        on_video_frame: Callable[[int, float | None, bool], None] | None = None,
     ) -> None:
         if fps <= 0:
             raise ValueError("fps must be positive")
@@ -205,6 +206,9 @@ class MediaReader:
         self.decoder_threads = decoder_threads
         # the camera's packet ring when it keeps snapshots or clips (pipeline.media); None costs one test per packet
         self.packet_sink = packet_sink
+        # ``edge score``'s one row per input frame: (decode index, source time or None, sampled) for every decoded
+        # video frame, sampled or not, before the sampled one is yielded
+        self.on_video_frame = on_video_frame
 
     # -- opening ---------------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -404,20 +408,29 @@ class MediaReader:
                     raw = _seconds(frame)
                     if kind == "video":
                         self.video_frames_decoded += 1
+                        seen = self.on_video_frame
                         if raw is None:
+                            if seen is not None:
+                                seen(self.video_frames_decoded - 1, None, False)
                             continue
                         out = tl.map("video", raw, gap_s=period, now=now)
                         if first_out is None:
                             first_out = out
                         if out <= last_video + _PTS_EPS:
+                            if seen is not None:
+                                seen(self.video_frames_decoded - 1, out, False)
                             continue
                         last_video = out
                         if next_due is None or out - next_due > period or tl.segment("video") != video_segment:
                             next_due = out  # first frame, a gap or a new segment: resynchronise sampling
                             video_segment = tl.segment("video")
                         if out < next_due - _SAMPLE_TOLERANCE_S:
+                            if seen is not None:
+                                seen(self.video_frames_decoded - 1, out, False)
                             continue
                         next_due += period
+                        if seen is not None:
+                            seen(self.video_frames_decoded - 1, out, True)
                         if not pace(out):
                             return
                         luma = scaler.reformat(
@@ -540,12 +553,14 @@ def read_media(
     video: bool = True,
     audio: bool = True,
     camera_id: str = "file",
+    on_video_frame: Callable[[int, float | None, bool], None] | None = None,
 ) -> Iterator[VideoFrame | AudioWindow]:
-    """Decode a file or image sequence as fast as possible (training, ``edge score``)."""
+    """Decode a file or image sequence as fast as possible (training, ``edge score``). ``on_video_frame``: see
+    ``MediaReader``."""
     reader = MediaReader(
         SourceSpec(camera_id=camera_id, url=url, input_fps=input_fps),
         width=width, height=height, fps=fps, audio_window_s=audio_window_s, audio_hop_s=audio_hop_s,
-        sample_rate=sample_rate, video=video, audio=audio,
+        sample_rate=sample_rate, video=video, audio=audio, on_video_frame=on_video_frame,
     )
     reader.open()
     try:
