@@ -98,7 +98,7 @@ class MediaScores:
     audio: np.ndarray = field(default_factory=lambda: np.zeros(0))  # calibrated
     has_video: bool = False
     has_audio: bool = False
-    # every decoded input frame (the model scores a subset at its own rate): decode index, source time (NaN
+    # every decoded input frame (the model scores a subset at its own rate): its index in the input, source time (NaN
     # without one), and the scored frame whose scores it holds (-1 before the first)
     input_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     input_pts: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -288,8 +288,8 @@ def _frame_difference(stack: np.ndarray, patch: int, stride: int) -> float:
 
 def csv_rows(scores: MediaScores) -> Iterable[tuple[str, ...]]:
     """Rows of ``edge score``'s CSV (see ``CSV_HEADER``): one per input video frame when there is video (``frame``:
-    its index in decode order), else one per audio window at its centre; calibrated scores, empty where a
-    modality is absent.
+    its index in the input, in presentation order), else one per audio window at its centre; calibrated scores,
+    empty where a modality is absent.
 
     The models score the input at their own rate (5 fps): a frame between two scored ones holds the video,
     temporal and fused scores of the latest scored frame at or before it (what a live stream knows then), and

@@ -79,7 +79,7 @@ def test_score_a_clip_writes_one_row_per_frame_with_audio_and_fused(tmp_path: Pa
     out = tmp_path / "scores.csv"
     assert run_cli("score", "--model", str(DEFAULT_MODEL), str(clip), "--out", str(out)) == 0
     rows = read_csv(out)
-    # one row per frame of the input (100 at 25 fps), numbered in decode order: a per-frame ground truth lines up
+    # one row per frame of the input (100 at 25 fps), numbered in presentation order: a per-frame ground truth lines up
     assert len(rows) == 100
     assert [r["frame"] for r in rows] == [str(i) for i in range(100)]
     assert [float(r["pts"]) for r in rows] == pytest.approx([i / 25 for i in range(100)], abs=0.002)

@@ -206,7 +206,7 @@ class MediaReader:
         self.decoder_threads = decoder_threads
         # the camera's packet ring when it keeps snapshots or clips (pipeline.media); None costs one test per packet
         self.packet_sink = packet_sink
-        # ``edge score``'s one row per input frame: (decode index, source time or None, sampled) for every decoded
+        # ``edge score``'s one row per input frame: (index in the input, source time or None, sampled) for every decoded
         # video frame, sampled or not, before the sampled one is yielded
         self.on_video_frame = on_video_frame
 
