@@ -103,6 +103,7 @@ class MediaScores:
     input_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     input_pts: np.ndarray = field(default_factory=lambda: np.zeros(0))
     input_sample: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    temporal_every: int = 1  # the temporal model scores every n-th scored frame (its score holds until the next)
 
     @property
     def audio_centre(self) -> np.ndarray:
@@ -115,6 +116,20 @@ class MediaScores:
         if len(self.audio_end):
             ends.append(float(self.audio_end.max()))
         return max(ends)
+
+    def temporal_held(self) -> np.ndarray:
+        """The temporal score at each scored frame, a score holding until the next one is due (``temporal_every``
+        scored frames later), as the aggregator holds it."""
+        out = self.temporal.copy()
+        last, age = math.nan, self.temporal_every
+        for i, x in enumerate(self.temporal.tolist()):
+            if math.isfinite(x):
+                last, age = x, 0
+            else:
+                age += 1
+                if age < self.temporal_every:
+                    out[i] = last
+        return out
 
     def audio_at_frames(self) -> np.ndarray:
         """Calibrated score of the audio window covering each scored video frame (of those covering it, the one
@@ -274,6 +289,7 @@ def score_media(
     out.input_index = np.asarray(in_index, dtype=np.int64)
     out.input_pts = np.asarray(in_pts, dtype=np.float64)
     out.input_sample = np.minimum(np.asarray(in_sample, dtype=np.int64), n - 1)
+    out.temporal_every = scorer.temporal_every
     return out
 
 
@@ -301,9 +317,10 @@ def csv_rows(scores: MediaScores) -> Iterable[tuple[str, ...]]:
     if scores.has_video:
         fused = scores.fused_at_frames()
         audio = scores.audio_at(scores.input_pts)
+        temporal = scores.temporal_held()
         for k, (index, t, i) in enumerate(zip(scores.input_index.tolist(), scores.input_pts.tolist(),
                                               scores.input_sample.tolist(), strict=True)):
-            held = (scores.video[i], scores.temporal[i], fused[i]) if i >= 0 else (math.nan,) * 3
+            held = (scores.video[i], temporal[i], fused[i]) if i >= 0 else (math.nan,) * 3
             yield (str(index), f"{t:.3f}" if math.isfinite(t) else "", cell(held[0]), cell(held[1]),
                    cell(audio[k]), cell(held[2]))
     else:

@@ -90,8 +90,10 @@ def test_score_a_clip_writes_one_row_per_frame_with_audio_and_fused(tmp_path: Pa
         held = rows[i - i % 5]
         assert (r["video"], r["temporal"], r["fused"]) == (held["video"], held["temporal"], held["fused"])
     # the temporal model needs a full window of embeddings (10 frames after the video model's first score), and the
-    # package scores every 2nd window from there (temporal.score_every), as the runner does
-    assert [i for i, r in enumerate(scored) if r["temporal"]] == [13, 15, 17, 19]
+    # package scores every 2nd window from there (temporal.score_every), as the runner does; each score holds
+    # until the next is due
+    assert [i for i, r in enumerate(scored) if r["temporal"]] == [13, 14, 15, 16, 17, 18, 19]
+    assert [scored[i]["temporal"] for i in (13, 15, 17)] == [scored[i]["temporal"] for i in (14, 16, 18)]
     assert all(r["audio"] for r in rows if float(r["pts"]) < 3.5)  # a window covers every frame up to the last 0.5 s
     for r in rows:  # max fusion: fused is at least each visual score of its frame (audio counts once complete)
         visual = [float(r[k]) for k in ("video", "temporal") if r[k]]
