@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="learn a camera's normal picture and sound into a model package")
     train.add_argument("--normal", nargs="+", required=True,
-                       help="normal footage: clips, image-sequence patterns (frames/%%03d.jpg) or folders of frames")
+                       help="normal footage: clips, image-sequence patterns (frames/%%03d.jpg), folders of frames, or "
+                            "folders of clips / of frame folders (each one an input)")
     train.add_argument("--out", required=True, help="model package directory to write")
     train.add_argument("--minutes", type=float, default=5.0, help="training time budget (default 5)")
     train.add_argument("--seed", type=int, default=0)

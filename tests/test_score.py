@@ -183,6 +183,28 @@ def test_a_folder_of_frames_and_a_pattern_train_and_score_video_only(tmp_path: P
     assert [r["frame"] for r in rows] == [str(i) for i in range(200)]
 
 
+def test_a_folder_of_recordings_trains_on_each_of_them(tmp_path: Path, torch_available: None) -> None:
+    """Data sets come as a folder of clips or of frame folders (``Train/Train001/*.tif``): each is an input."""
+    from pipeline.models.train import train_package
+    from pipeline.sources.spec import expand_folders
+
+    data = tmp_path / "Train"
+    for i in (1, 2):
+        write_frames(data / f"Train00{i}", scene_frames(100, fps=10.0, seed=10 + i))  # 10 s each at 10 fps
+    (data / "README.txt").write_text("not footage")
+    (data / "empty").mkdir()
+    assert expand_folders([str(data)]) == [str(data / "Train001"), str(data / "Train002")]
+    assert expand_folders([str(data / "Train001")]) == [str(data / "Train001")]  # a folder of frames is one input
+    clips = tmp_path / "training_videos"
+    clips.mkdir()
+    for name in ("02.avi", "01.avi", "mic.wav", "labels.json"):
+        (clips / name).touch()
+    assert expand_folders([str(clips), "x.mkv"]) == [str(clips / n) for n in ("01.avi", "02.avi", "mic.wav")] + [
+        "x.mkv"]
+    report = train_package([str(data)], tmp_path / "m", minutes=0.02, progress=False, threads=1, input_fps=10.0)
+    assert report["inputs"]["video"] == [str(data / "Train001"), str(data / "Train002")]
+
+
 def test_score_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli("score", "--model", str(DEFAULT_MODEL), str(tmp_path / "nope.mkv"), "--out", "x.csv") == 1
     err = capsys.readouterr().err.strip().splitlines()

@@ -60,6 +60,7 @@ from pipeline.models.package import (
 from pipeline.models.temporal import TemporalPredictor
 from pipeline.models.video import VideoPredictor, grid_shape
 from pipeline.scorer import AudioScorer, TemporalScorer, VideoScorer
+from pipeline.sources.spec import expand_folders
 
 log = logging.getLogger(__name__)
 
@@ -520,7 +521,7 @@ def train_package(
     if not (video or audio):
         raise ValueError("nothing to train: both video and audio are off")
     t0 = time.monotonic()
-    inputs = [decode(p, video=video, audio=audio, input_fps=input_fps) for p in normal]
+    inputs = [decode(p, video=video, audio=audio, input_fps=input_fps) for p in expand_folders(list(normal))]
     decode_s = time.monotonic() - t0
     report = train_from_inputs(
         inputs,

@@ -108,6 +108,32 @@ class ImageSequence:
 
 _NUMBERED = re.compile(r"(.*?)(\d+)(\.[^.]+)")
 
+# Files a folder of recordings holds (``expand_folders``); anything else in it (notes, labels) is passed over.
+_MEDIA_EXT = (".mkv", ".mp4", ".m4v", ".mov", ".avi", ".webm", ".ts", ".flv", ".mpg", ".mpeg", ".wav", ".flac",
+              ".ogg", ".oga", ".mp3", ".m4a", ".aac")
+
+
+def _has_images(folder: Path) -> bool:
+    return any(e.is_file() and e.name.lower().endswith(_IMAGE_EXT) for e in folder.iterdir())
+
+
+def expand_folders(paths: list[str]) -> list[str]:
+    """Inputs as ``edge train`` takes them: a folder of frames is one input; a folder without frames of its own
+    holding recordings and/or folders of frames (how data sets come: ``training_videos/*.avi``,
+    ``Train/Train001/*.tif``) stands for each of them, in name order. Anything else is kept as given."""
+    out: list[str] = []
+    for url in paths:
+        folder = Path(url)
+        if not folder.is_dir() or _has_images(folder):
+            out.append(url)
+            continue
+        found = [
+            str(e) for e in sorted(folder.iterdir(), key=lambda e: e.name)
+            if (e.is_file() and e.name.lower().endswith(_MEDIA_EXT)) or (e.is_dir() and _has_images(e))
+        ]
+        out.extend(found or [url])  # nothing usable: the reader says why
+    return out
+
 
 def image_sequence(url: str) -> ImageSequence:
     """Resolve a folder of frames or a printf pattern (frames/%05d.jpg) to what image2 opens.
