@@ -113,8 +113,9 @@ _MEDIA_EXT = (".mkv", ".mp4", ".m4v", ".mov", ".avi", ".webm", ".ts", ".flv", ".
               ".ogg", ".oga", ".mp3", ".m4a", ".aac")
 
 
-def _has_images(folder: Path) -> bool:
-    return any(e.is_file() and e.name.lower().endswith(_IMAGE_EXT) for e in folder.iterdir())
+def _image_names(folder: Path) -> list[str]:
+    """The image files directly in ``folder``, in name order."""
+    return sorted(e.name for e in folder.iterdir() if e.name.lower().endswith(_IMAGE_EXT) and e.is_file())
 
 
 def expand_folders(paths: list[str]) -> list[str]:
@@ -124,12 +125,12 @@ def expand_folders(paths: list[str]) -> list[str]:
     out: list[str] = []
     for url in paths:
         folder = Path(url)
-        if not folder.is_dir() or _has_images(folder):
+        if not folder.is_dir() or _image_names(folder):
             out.append(url)
             continue
         found = [
             str(e) for e in sorted(folder.iterdir(), key=lambda e: e.name)
-            if (e.is_file() and e.name.lower().endswith(_MEDIA_EXT)) or (e.is_dir() and _has_images(e))
+            if (e.is_file() and e.name.lower().endswith(_MEDIA_EXT)) or (e.is_dir() and _image_names(e))
         ]
         out.extend(found or [url])  # nothing usable: the reader says why
     return out
@@ -146,7 +147,7 @@ def image_sequence(url: str) -> ImageSequence:
     """
     if os.path.isdir(url):
         folder = Path(url)
-        names = sorted(p for p in os.listdir(url) if p.lower().endswith(_IMAGE_EXT) and (folder / p).is_file())
+        names = _image_names(folder)
         if not names:
             return ImageSequence(str(folder / "%d.jpg"), ())
         matches = [_NUMBERED.fullmatch(n) for n in names]
