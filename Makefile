@@ -28,15 +28,30 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# Free space an install needs, in GiB, where the venv lives and where pip unpacks wheels ($TMPDIR): a full disk
+# says so before pip starts, instead of an OSError halfway through an install.
+define need_disk
+	@for d in $(VENV) $${TMPDIR:-/tmp}; do \
+		free=$$(df -Pk "$$d" | awk 'NR==2 {printf "%d", $$4 / 1048576}'); \
+		if [ "$$free" -lt $(1) ]; then \
+			echo "error: $(2) needs about $(1) GiB free; $$d has $$free GiB (df -h $$d). Free some space and run make again." >&2; \
+			exit 1; \
+		fi; \
+	done
+endef
+
 # The runtime only: no torch.
 setup: $(VENV)/.setup-runtime
 $(VENV)/.setup-runtime: pyproject.toml | $(BIN)/python
+	$(call need_disk,1,the runtime install)
 	$(BIN)/pip install -q -e .
 	touch $@
 
-# Tests and training: adds torch (a large download the first time; pip's cache serves it afterwards).
+# Tests and training: adds torch (a large download the first time; pip's cache serves it afterwards). With its CUDA
+# libraries (the PyPI build) it takes ~6 GiB in the venv.
 setup-dev: $(VENV)/.setup-dev
 $(VENV)/.setup-dev: pyproject.toml | $(BIN)/python
+	$(call need_disk,8,installing torch for tests and training)
 	$(BIN)/pip install -q -e '.[dev,train]'
 	touch $@ $(VENV)/.setup-runtime
 
