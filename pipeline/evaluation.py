@@ -2,7 +2,8 @@
 
 ``score_media`` decodes one clip, audio file or image sequence with ``read_media`` at the package's rates and
 scores it through the runtime path (``PackageScorer``: motion gate, engine, calibration), exactly as the daemon
-would: a video frame is scored once its ``context`` past frames exist, with no per-clip normalisation. It backs
+would: every video frame is scored from the first (before ``context`` past frames exist, the first frame stands in
+for the missing ones), with no per-clip normalisation. It backs
 ``edge score`` (``write_scores_csv``: one row per input frame, the frames between two scored ones holding the
 latest scores) and ``evaluate`` (``edge eval``, ``benchmarks/quality.py``: AUC over the scored frames).
 
@@ -81,7 +82,7 @@ def is_image_source(path: str) -> bool:
 
 @dataclass
 class MediaScores:
-    """Scores of one input. Video arrays have one entry per sampled frame (NaN before the context is full);
+    """Scores of one input. Video arrays have one entry per sampled frame (from the first: see ``WindowRing``);
     audio arrays one per window."""
 
     name: str
@@ -180,6 +181,7 @@ def score_media(
     base: list[float] = []
     pending: list[np.ndarray] = []
     pending_idx: list[int] = []  # frame index of each pending stack
+    pending_full: list[bool] = []  # whether it is all real frames (not the start's padding)
     emb_ring = WindowRing(max(1, scorer.temporal_window))
     t_windows: list[np.ndarray] = []
     t_idx: list[int] = []
@@ -212,7 +214,9 @@ def score_media(
             gated.extend(scorer.last_gated.tolist())
             boxes.extend(bx)
             if scorer.has_temporal and scorer.last_embeddings is not None:
-                for i, e in zip(pending_idx, scorer.last_embeddings, strict=True):
+                for i, ok, e in zip(pending_idx, pending_full, scorer.last_embeddings, strict=True):
+                    if not ok:  # as the runner: the padded start stays out of the motion model
+                        continue
                     emb_ring.push(e)
                     if emb_ring.due(scorer.temporal_every):  # as the runner
                         t_windows.append(emb_ring.window().copy())
@@ -221,6 +225,7 @@ def score_media(
                     flush_temporal()
             pending.clear()
             pending_idx.clear()
+            pending_full.clear()
 
     def flush_audio() -> None:
         if windows:
@@ -231,7 +236,6 @@ def score_media(
 
     if input_fps is None and is_image_source(path):
         input_fps = DEFAULT_IMAGE_FPS
-    warmup = 0
     for item in read_media(
         path,
         width=scorer.width,
@@ -248,16 +252,14 @@ def score_media(
         if isinstance(item, VideoFrame) and scorer.has_video and v is not None:
             ring.push(item.luma)
             pts.append(item.pts)
-            if ring.full:
-                stack = ring.window().copy()
-                pending.append(stack)
-                pending_idx.append(len(pts) - 1)
-                if baseline:
-                    base.append(_frame_difference(stack, v.patch, v.patch_stride))
-                if len(pending) >= batch:
-                    flush_video()
-            elif not v_raw and not pending:
-                warmup += 1
+            stack = ring.window().copy()  # the start of the input: its first frame repeated (see WindowRing)
+            pending.append(stack)
+            pending_idx.append(len(pts) - 1)
+            pending_full.append(ring.full)
+            if baseline:
+                base.append(_frame_difference(stack, v.patch, v.patch_stride))
+            if len(pending) >= batch:
+                flush_video()
         elif isinstance(item, AudioWindow) and scorer.audio is not None:
             if len(item.samples) != scorer.audio.n_samples:
                 continue
@@ -268,15 +270,14 @@ def score_media(
     flush_video()
     flush_temporal()
     flush_audio()
-    nan = [math.nan] * warmup
     n = len(pts)
     out = MediaScores(Path(path).name)
     out.frame_pts = np.asarray(pts, dtype=np.float64)
-    out.video_raw = np.asarray(nan + v_raw, dtype=np.float64)[:n]
-    out.video = np.asarray(nan + v_cal, dtype=np.float64)[:n]
-    out.video_gated = np.asarray([False] * warmup + gated, dtype=bool)[:n]
-    out.video_boxes = ([None] * warmup + boxes)[:n]
-    out.baseline = np.asarray(nan + base, dtype=np.float64)[:n] if baseline else np.full(n, np.nan)
+    out.video_raw = np.asarray(v_raw, dtype=np.float64)
+    out.video = np.asarray(v_cal, dtype=np.float64)
+    out.video_gated = np.asarray(gated, dtype=bool)
+    out.video_boxes = boxes
+    out.baseline = np.asarray(base, dtype=np.float64) if baseline else np.full(n, np.nan)
     out.temporal = np.full(n, np.nan)
     for i, c in temporal.items():
         out.temporal[i] = c

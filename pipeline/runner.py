@@ -350,24 +350,25 @@ class Runner:
         if video:
             self._check_tampering(video)
             stacks: np.ndarray | None = None
-            kept: list[VideoFrame] = []
-            for f in video:
+            full = np.zeros(len(video), dtype=bool)  # whose stack is all real frames (not the start's padding)
+            for k, f in enumerate(video):
                 frames = self._rings[f.camera_id]
                 frames.push(f.luma)
-                if frames.full:
-                    # copied out at once: a later frame of the same camera in this batch overwrites the ring
-                    if stacks is None:
-                        stacks = frames.batch(len(video))
-                    stacks[len(kept)] = frames.window()
-                    kept.append(f)
-            if stacks is not None:
-                raw, cal, boxes = self.model.score_video(stacks[: len(kept)])
-                for f, r, c, b in zip(kept, raw, cal, boxes, strict=True):
-                    scores.append(Score(f.camera_id, Modality.VIDEO, f.pts, f.monotonic_ns, f.wall_time,
-                                        float(r), float(c), b))
-                    self.stats[f.camera_id].frames_scored += 1
-                if self._temporal_window:
-                    scores += self._score_temporal(kept, self.model.last_embeddings)
+                # copied out at once: a later frame of the same camera in this batch overwrites the ring
+                if stacks is None:
+                    stacks = frames.batch(len(video))
+                stacks[k] = frames.window()
+                full[k] = frames.full
+            assert stacks is not None
+            raw, cal, boxes = self.model.score_video(stacks)
+            for f, r, c, b in zip(video, raw, cal, boxes, strict=True):
+                scores.append(Score(f.camera_id, Modality.VIDEO, f.pts, f.monotonic_ns, f.wall_time,
+                                    float(r), float(c), b))
+                self.stats[f.camera_id].frames_scored += 1
+            if self._temporal_window and self.model.last_embeddings is not None:
+                # the motion model learned from embeddings of real stacks: the padded start stays out of it
+                scores += self._score_temporal([f for f, ok in zip(video, full, strict=True) if ok],
+                                               self.model.last_embeddings[full])
         if audio:
             raw, cal = self.model.score_audio(np.stack([w.samples for w in audio]))
             for w, r, c in zip(audio, raw, cal, strict=True):

@@ -45,9 +45,15 @@ class WindowRing:
         self.pushed += 1
 
     def window(self) -> np.ndarray:
-        """(size, ...) oldest first; a view that the next push overwrites. Only when ``full``."""
-        assert self._buf is not None
-        return self._buf[self._next : self._next + self.size]
+        """(size, ...) oldest first; a view that the next push overwrites. Before the ring is full (the start of a
+        stream), the arrays pushed so far with the oldest repeated in front of them, as a new array: a model that
+        needs ``size`` arrays then sees what a causal model with edge padding sees, so that every array of a
+        stream has its window from the first one on."""
+        assert self._buf is not None and self._count, "window() of an empty ring"
+        if self._count == self.size:
+            return self._buf[self._next : self._next + self.size]
+        have = self._buf[: self._count]  # before the ring is full, slots 0.. hold the pushes in order
+        return np.concatenate((np.repeat(have[:1], self.size - self._count, axis=0), have))
 
     def batch(self, n: int) -> np.ndarray:
         """An empty (n, size, ...) array for windows of rings like this one."""

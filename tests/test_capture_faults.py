@@ -295,7 +295,7 @@ def test_a_crashing_camera_never_stops_the_scoring_thread(tmp_path):
     runner.stop()
     runner.join()
     assert runner.states()["good"] is S.STOPPED and crashes >= 3
-    assert runner.stats["good"].frames_scored == 20 - BrightLoudModel.context
+    assert runner.stats["good"].frames_scored == 20  # every frame, the first ones on a padded stack
     assert runner.stats["boom"].frames_scored > 0  # its frames between crashes were scored too
     assert ("good", EventType.NEW) in [(e.camera_id, e.type) for e in events]
 

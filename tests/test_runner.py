@@ -65,7 +65,7 @@ def test_replay_produces_one_event_per_anomaly_with_its_modality(tmp_path):
     assert set(video_end.modalities) == {"video"} and set(audio_end.modalities) == {"audio"}
     assert video_new.start_pts == pytest.approx(2.0) and video_end.end_pts == pytest.approx(3.4)
     assert 4.0 <= audio_new.start_pts <= 5.5
-    assert runner.stats["cam1"].frames_scored == 40 - BrightLoudModel.context
+    assert runner.stats["cam1"].frames_scored == 40  # every frame from the first
     assert runner.states()["cam1"] is SourceState.STOPPED
 
 
@@ -92,7 +92,7 @@ def test_max_wait_fills_batches_across_live_paced_cameras(tmp_path):
         _, events = run([SourceSpec("a", str(a), pace=True), SourceSpec("b", str(b), pace=True)], model, settings)
         found[wait] = (model.video_batches, [(e.camera_id, e.type, e.start_pts) for e in events])
     (alone, events_alone), (batched, events_batched) = found[0.0], found[0.45]
-    assert sum(alone) == sum(batched) == 2 * (15 - BrightLoudModel.context)
+    assert sum(alone) == sum(batched) == 2 * 15
     assert max(batched) >= 3 and len(batched) < len(alone) / 2
     assert events_batched == events_alone and ("a", EventType.NEW, pytest.approx(1.0)) in events_batched
 
@@ -111,8 +111,11 @@ def test_ring_window_is_the_last_arrays_oldest_first_across_wraps_and_new_stream
         if ring.full:
             window = ring.window()
             assert window.flags.c_contiguous and window[:, 0, 0].tolist() == [i - 2, i - 1, i]
+        else:  # the start of a stream: the first array repeated in front of those pushed so far (edge padding)
+            assert ring.window()[:, 0, 0].tolist() == [0] * (2 - i) + list(range(i + 1))
     ring.clear()  # a new stream: nothing of the old one, and it may bring another shape
     ring.push(np.zeros(4, dtype=np.float32))
     assert not ring.full
+    assert ring.window().tolist() == [[0.0] * 4] * 3  # its first array stands in for the missing ones
     with pytest.raises(ValueError):
         ring.push(np.zeros(5, dtype=np.float32))

@@ -44,9 +44,9 @@ def test_temporal_scores_come_per_camera_from_full_windows(tmp_path):
     assert [(e.camera_id, set(e.modalities)) for e in news] == [("a", {"temporal"})]
     assert news[0].start_pts == pytest.approx(2.0)
     windows = np.concatenate(model.windows)
-    # 30 frames per camera at 5 fps, the first `context` are not scored, then 3 more fill the window
+    # 30 frames per camera at 5 fps, all scored; the first `context` (padded stacks) feed no window, then 3 more fill it
     assert len(windows) == 2 * (30 - BrightLoudModel.context - TemporalModel.temporal_window + 1)
-    assert runner.stats["b"].frames_scored == 30 - BrightLoudModel.context
+    assert runner.stats["b"].frames_scored == 30  # every frame; only full stacks feed the temporal model
 
 
 def test_every_nth_window_is_scored_per_camera(tmp_path):
