@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="model package directory to write")
     train.add_argument("--minutes", type=float, default=5.0, help="training time budget (default 5)")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--fps", type=float, default=None, help="frame rate of image-sequence inputs")
+    train.add_argument("--fps", type=float, default=None, help="frame rate of image-sequence inputs (default 10)")
     train.add_argument("--no-video", action="store_true", help="train the audio model only")
     train.add_argument("--no-audio", action="store_true", help="train the video model only")
     train.add_argument("--json", action="store_true", help="print the training report as JSON")

@@ -240,7 +240,8 @@ def add_parsers(sub: Any) -> None:
     score.add_argument("--model", default=str(_DEFAULT_MODEL), help="model package directory (default: bundled)")
     score.add_argument("--out", default="-", help="CSV to write (default: stdout); columns "
                                                   "frame,pts,video,temporal,audio,fused")
-    score.add_argument("--fps", type=float, default=None, help="frame rate of an image sequence (default 25)")
+    score.add_argument("--fps", type=float, default=None,
+                       help="frame rate of an image sequence (default: the rate the package was trained at)")
     score.add_argument("--motion-threshold", type=float, default=5.0,
                        help="luma change (levels) below which a frame counts as still and skips the CNN; 0: off")
     score.add_argument("--batch", type=int, default=32, help="frames / windows per inference call")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
+import shutil
 from pathlib import Path
 
 import av
@@ -168,6 +170,7 @@ def test_a_folder_of_frames_and_a_pattern_train_and_score_video_only(tmp_path: P
     train_package([str(folder)], out, minutes=0.02, progress=False, threads=1, input_fps=10.0)
     pkg = ModelPackage.load(out)
     assert pkg.video is not None and pkg.audio is None
+    assert [x.fps for x in pkg.trained_on.sources] == [10.0] and pkg.trained_fps == 10.0  # the rate it learned at
 
     scorer = PackageScorer(pkg)
     by_folder = score_media(str(folder), scorer, input_fps=10.0)
@@ -182,6 +185,30 @@ def test_a_folder_of_frames_and_a_pattern_train_and_score_video_only(tmp_path: P
     rows = read_csv(csv_path)
     assert len(rows) == 200 and all(r["audio"] == "" for r in rows) and rows[-1]["video"]  # every image a row
     assert [r["frame"] for r in rows] == [str(i) for i in range(200)]
+
+
+def test_frames_without_fps_are_taken_at_the_rate_the_package_learned_at(tmp_path: Path) -> None:
+    """Image sequences carry no timing: the model must step over the same time it learned, so an image sequence
+    scored without --fps is taken at the package's training rate (the default package: 25 fps clips), and at
+    ``DEFAULT_IMAGE_FPS`` for a package that did not record one."""
+    from pipeline.evaluation import DEFAULT_IMAGE_FPS
+
+    folder = write_frames(tmp_path / "frames", scene_frames(30, fps=25.0, seed=3))
+    pkg = ModelPackage.load(DEFAULT_MODEL)
+    assert pkg.trained_fps == 25.0 != DEFAULT_IMAGE_FPS
+    out = tmp_path / "s.csv"
+    assert run_cli("score", "--model", str(DEFAULT_MODEL), str(folder), "--out", str(out)) == 0
+    assert [float(r["pts"]) for r in read_csv(out)] == pytest.approx([i / 25 for i in range(30)], abs=1e-3)
+
+    old = tmp_path / "old"  # a package from before the rate was recorded
+    shutil.copytree(DEFAULT_MODEL, old)
+    meta = json.loads((old / "model.json").read_text())
+    for src in meta["trained_on"]["sources"]:
+        del src["fps"]
+    (old / "model.json").write_text(json.dumps(meta))
+    assert ModelPackage.load(old).trained_fps is None
+    assert run_cli("score", "--model", str(old), str(folder), "--out", str(out)) == 0
+    assert float(read_csv(out)[1]["pts"]) == pytest.approx(1 / DEFAULT_IMAGE_FPS, abs=1e-3)
 
 
 def test_a_folder_of_recordings_trains_on_each_of_them(tmp_path: Path, torch_available: None) -> None:

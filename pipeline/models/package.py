@@ -197,6 +197,10 @@ class SourceInfo(_Strict):
     name: str
     sha256: str
     duration_s: float = Field(ge=0)
+    fps: float | None = Field(
+        default=None, gt=0, description="frame rate of its video (frame times; --fps for image sequences); "
+        "null: no video, or a package from before it was recorded"
+    )
 
 
 class TrainedOn(_Strict):
@@ -231,6 +235,14 @@ class ModelPackage(_Strict):
             if emb is None or emb.shape[1:] != self.temporal.input.shape[2:]:
                 raise ValueError("the temporal model needs a video model whose embedding output matches its input")
         return self
+
+    @property
+    def trained_fps(self) -> float | None:
+        """The frame rate of the footage the video model learned from (the median over its inputs; None if not
+        recorded): the rate to assume for an image sequence given without one, so that the model sees motion
+        over the same time steps it learned."""
+        rates = sorted(s.fps for s in self.trained_on.sources if s.fps is not None)
+        return rates[len(rates) // 2] if rates else None
 
     @property
     def root(self) -> Path:

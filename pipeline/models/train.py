@@ -13,7 +13,9 @@ what it has: each input's ``step`` (decoded frames per model period, measured fr
 context frames one model period apart, as the runtime's sampling does.
 
 Inputs may be clips, audio files (WAV, FLAC, OGG...: audio-only packages), image-sequence patterns or folders of
-frames (``input_fps``, default 25, says the rate they were taken at: video-only packages).
+frames (``input_fps``, default ``DEFAULT_IMAGE_FPS``, says the rate they were taken at: video-only packages). Each
+input's frame rate is recorded in the package (``SourceInfo.fps``): ``edge score`` assumes it for an image sequence
+given without ``--fps``.
 """
 
 from __future__ import annotations
@@ -114,12 +116,19 @@ def decode(path: str, *, video: bool = True, audio: bool = True, input_fps: floa
     from pipeline.evaluation import DEFAULT_IMAGE_FPS, is_image_source
     from pipeline.sources import read_media
 
-    if input_fps is None and is_image_source(path):
+    image = is_image_source(path)
+    if input_fps is None and image:
         input_fps = DEFAULT_IMAGE_FPS
     frames: list[np.ndarray] = []
     frame_pts: list[float] = []
     chunks: list[np.ndarray] = []
     last_pts = 0.0
+    input_pts: list[float] = []  # every decoded input frame's time, sampled or not: the input's own frame rate
+
+    def seen(_index: int, t: float | None, _sampled: bool) -> None:
+        if t is not None:
+            input_pts.append(t)
+
     for item in read_media(
         path,
         width=WIDTH,
@@ -131,6 +140,7 @@ def decode(path: str, *, video: bool = True, audio: bool = True, input_fps: floa
         input_fps=input_fps,
         video=video,
         audio=audio,
+        on_video_frame=seen,
     ):
         if isinstance(item, VideoFrame) and video:
             frames.append(item.luma)
@@ -142,8 +152,12 @@ def decode(path: str, *, video: bool = True, audio: bool = True, input_fps: floa
     vid = np.stack(frames) if frames else np.zeros((0, HEIGHT, WIDTH), np.uint8)
     aud = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     duration = max(last_pts, len(vid) / (FPS * OVERSAMPLE), len(aud) / SAMPLE_RATE)
+    fps = None
+    if len(vid):
+        span = max(input_pts) - min(input_pts) if len(input_pts) > 1 else 0.0
+        fps = input_fps if image else round((len(input_pts) - 1) / span, 3) if span > 0 else None
     return NormalInput(
-        SourceInfo(name=path, sha256=source_sha256(path), duration_s=round(duration, 3)), vid, aud,
+        SourceInfo(name=path, sha256=source_sha256(path), duration_s=round(duration, 3), fps=fps), vid, aud,
         step=frame_step(np.asarray(frame_pts)),
     )
 
@@ -515,7 +529,7 @@ def train_package(
     temporal: bool = True,
 ) -> dict[str, Any]:
     """Train, export, calibrate and write a package to ``out``; returns a report (losses, calibration,
-    timings). ``input_fps``: the rate image-sequence inputs were taken at (default 25)."""
+    timings). ``input_fps``: the rate image-sequence inputs were taken at (default ``DEFAULT_IMAGE_FPS``)."""
     if not normal:
         raise ValueError("no normal inputs given")
     if not (video or audio):
@@ -819,7 +833,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="package directory to write")
     parser.add_argument("--minutes", type=float, default=5.0, help="training time budget (both models)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--fps", type=float, default=None, help="frame rate of image-sequence inputs (default 25)")
+    parser.add_argument("--fps", type=float, default=None, help="frame rate of image-sequence inputs (default 10)")
     parser.add_argument("--no-video", action="store_true")
     parser.add_argument("--no-audio", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
