@@ -73,6 +73,15 @@ def test_frames_are_read_in_the_order_of_their_numbers_not_their_names(tmp_path)
     assert levels == sorted(levels) and len(levels) == 12
 
 
+def test_hidden_files_beside_the_frames_are_not_frames(tmp_path):
+    # archives made on macOS carry a ._NAME companion per file (not an image), folders a .DS_Store
+    # (unpadded numbers: only a numbered reading gets 2 before 10, so a companion must not spoil the numbering)
+    folder = write_levels(tmp_path / "h", [(f"{n}.png", 10 * n) for n in range(1, 13)])
+    (folder / "._1.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (folder / ".DS_Store").write_bytes(b"Bud1")
+    assert read_levels(str(folder)) == [10 * n for n in range(1, 13)]
+
+
 def test_a_gap_in_zero_padded_numbers_loses_no_frame(tmp_path):
     folder = write_levels(tmp_path / "b", [(f"f_{n:03d}.png", 20 * n) for n in (1, 2, 4, 5, 9)])
     levels = read_levels(str(folder))  # image2's numbered sequence would stop at the gap after 2

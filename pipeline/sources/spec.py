@@ -114,8 +114,10 @@ _MEDIA_EXT = (".mkv", ".mp4", ".m4v", ".mov", ".avi", ".webm", ".ts", ".flv", ".
 
 
 def _image_names(folder: Path) -> list[str]:
-    """The image files directly in ``folder``, in name order."""
-    return sorted(e.name for e in folder.iterdir() if e.name.lower().endswith(_IMAGE_EXT) and e.is_file())
+    """The image files directly in ``folder``, in name order; hidden ones (``.name``: macOS's ``._001.tif``
+    companions in archives, editors' files) are not frames."""
+    return sorted(e.name for e in folder.iterdir()
+                  if e.name.lower().endswith(_IMAGE_EXT) and not e.name.startswith(".") and e.is_file())
 
 
 def expand_folders(paths: list[str]) -> list[str]:
@@ -130,7 +132,8 @@ def expand_folders(paths: list[str]) -> list[str]:
             continue
         found = [
             str(e) for e in sorted(folder.iterdir(), key=lambda e: e.name)
-            if (e.is_file() and e.name.lower().endswith(_MEDIA_EXT)) or (e.is_dir() and _image_names(e))
+            if not e.name.startswith(".")
+            and ((e.is_file() and e.name.lower().endswith(_MEDIA_EXT)) or (e.is_dir() and _image_names(e)))
         ]
         out.extend(found or [url])  # nothing usable: the reader says why
     return out
