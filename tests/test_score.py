@@ -237,6 +237,12 @@ def test_score_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     assert run_cli("score", "--model", str(DEFAULT_MODEL), str(tmp_path / "nope.mkv"), "--out", "x.csv") == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("edge: ") and "nope.mkv" in err[0]
+    videos = tmp_path / "testing_videos"  # a data set's folder: edge score takes one input and says so
+    videos.mkdir()
+    for name in ("01.avi", "02.avi"):
+        (videos / name).touch()
+    assert run_cli("score", "--model", str(DEFAULT_MODEL), str(videos), "--out", str(tmp_path / "x.csv")) == 1
+    assert "holds recordings or frame folders (01.avi, 02.avi), not frames: give one" in capsys.readouterr().err
     assert run_cli("score", "--model", str(tmp_path / "no-model"), str(tmp_path / "x.mkv")) == 1
     assert "model package not found" in capsys.readouterr().err
 

@@ -53,7 +53,7 @@ from av.video.reformatter import VideoReformatter
 from pipeline.errors import SourceConnectionError, SourceError, SourceFormatError, SourceNotFoundError
 from pipeline.frames import AudioWindow, VideoFrame, WallClock, utc_now
 from pipeline.redact import redact_text
-from pipeline.sources.spec import SourceKind, SourceSpec, image_sequence
+from pipeline.sources.spec import SourceKind, SourceSpec, expand_folders, image_sequence
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +251,11 @@ class MediaReader:
         spec = self.spec
         seq = image_sequence(spec.url)
         if not seq.files:
+            inside = expand_folders([spec.url]) if os.path.isdir(spec.url) else [spec.url]
+            if inside != [spec.url]:  # a data set's folder of clips or of frame folders: one input at a time here
+                names = ", ".join(os.path.basename(x) for x in inside[:3]) + (", ..." if len(inside) > 3 else "")
+                raise SourceNotFoundError(f"{spec.url}: holds recordings or frame folders ({names}), not frames: "
+                                          "give one of them")
             raise SourceNotFoundError(f"{spec.url}: no image matches")
         options = {"framerate": str(spec.input_fps or self.fps)}
         if seq.glob:
