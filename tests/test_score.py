@@ -231,6 +231,7 @@ def test_a_folder_of_recordings_trains_on_each_of_them(tmp_path: Path, torch_ava
         "x.mkv"]
     report = train_package([str(data)], tmp_path / "m", minutes=0.02, progress=False, threads=1, input_fps=10.0)
     assert report["inputs"]["video"] == [str(data / "Train001"), str(data / "Train002")]
+    assert report["threads"] == 1  # as asked; without it, the usable cores (at most 8)
 
 
 def test_score_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
