@@ -52,9 +52,9 @@ CSV_HEADER = ("frame", "pts", "video", "temporal", "audio", "fused")
 EVENT_LATE_S = 1.0
 # Image sequences carry no timing. Without --fps, training takes them as 10 fps video, and scoring at the rate the
 # package was trained at (``ModelPackage.trained_fps``; this default for older packages). 10, because assuming it
-# costs little either way: frames of the samples at 10 and 25 fps, trained and scored as 10 fps, gave video AUC
-# 0.932 and 0.930 (0.932 and 0.933 at their true rates), while taking 10 fps frames as 25 fps gave 0.892 (the model
-# then steps 0.5 s between the frames it compares instead of 0.2 s).
+# costs little either way (benchmarks/image_rate.py): 25 fps frames of the samples taken as 10 fps score as well as
+# at their true rate (video AUC 0.929-0.930 vs 0.933-0.935), while 10 fps frames taken as 25 fps lost 0.01-0.04
+# (the model then steps 0.5 s between the frames it compares instead of 0.2 s).
 DEFAULT_IMAGE_FPS = 10.0
 _EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
