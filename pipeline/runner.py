@@ -147,6 +147,10 @@ class Runner:
         self._temporal_window = int(getattr(model, "temporal_window", 0) or 0)
         self._temporal_every = max(1, int(getattr(model, "temporal_every", 1) or 1))
         self._ended: set[str] = set()
+        # id of each collected item not yet scored → its place in the scoring thread's arrival order (each camera's
+        # items arrive in its reader's order): scores reach the aggregators in this order, whatever the batching
+        self._arrival: dict[int, int] = {}
+        self._arrived = 0
         for spec in sources:
             policy = BufferPolicy.DROP_OLDEST if spec.live else BufferPolicy.WAIT
             size = self.settings.live_buffer if spec.live else self.settings.replay_buffer
@@ -307,13 +311,16 @@ class Runner:
                 if cam in self._paired:
                     window = self._from_microphone(cam, item)
                     if window is not None:
+                        self._arrive(window)
                         audio.append(window)
                 elif isinstance(item, VideoFrame):
                     clock = self._clocks.get(cam)
                     if clock is not None:
                         clock.observe(item)
+                    self._arrive(item)
                     video.append(item)
                 elif isinstance(item, AudioWindow):
+                    self._arrive(item)
                     audio.append(item)
                 else:
                     ends.append(item)
@@ -323,6 +330,10 @@ class Runner:
             if ends:
                 break
         return video, audio, ends
+
+    def _arrive(self, item: VideoFrame | AudioWindow) -> None:
+        self._arrival[id(item)] = self._arrived
+        self._arrived += 1
 
     def _from_microphone(self, source: str, item: VideoFrame | AudioWindow | StreamEnd) -> AudioWindow | None:
         """A paired microphone's window moved onto its camera's time line; None when it cannot be (yet)."""
@@ -341,7 +352,8 @@ class Runner:
         return dataclasses.replace(item, camera_id=camera, pts=pts)
 
     def _score(self, video: list[VideoFrame], audio: list[AudioWindow]) -> None:
-        scores: list[Score] = []
+        scores: list[tuple[int, Score]] = []  # (arrival of the item scored, score)
+        arrival = self._arrival
         if self._media_rings:
             for item in (*video, *audio):
                 ring = self._media_rings.get(item.camera_id)
@@ -362,27 +374,32 @@ class Runner:
             assert stacks is not None
             raw, cal, boxes = self.model.score_video(stacks)
             for f, r, c, b in zip(video, raw, cal, boxes, strict=True):
-                scores.append(Score(f.camera_id, Modality.VIDEO, f.pts, f.monotonic_ns, f.wall_time,
-                                    float(r), float(c), b))
+                scores.append((arrival[id(f)], Score(f.camera_id, Modality.VIDEO, f.pts, f.monotonic_ns, f.wall_time,
+                                                     float(r), float(c), b)))
                 self.stats[f.camera_id].frames_scored += 1
             if self._temporal_window and self.model.last_embeddings is not None:
                 # the motion model learned from embeddings of real stacks: the padded start stays out of it
-                scores += self._score_temporal([f for f, ok in zip(video, full, strict=True) if ok],
-                                               self.model.last_embeddings[full])
+                owners = [f for f, ok in zip(video, full, strict=True) if ok]
+                temporal = self._score_temporal(owners, self.model.last_embeddings[full])
+                scores += [(arrival[id(f)], s) for f, s in temporal]
         if audio:
             raw, cal = self.model.score_audio(np.stack([w.samples for w in audio]))
             for w, r, c in zip(audio, raw, cal, strict=True):
-                scores.append(Score(w.camera_id, Modality.AUDIO, w.centre_pts, w.monotonic_ns, w.wall_time,
-                                    float(r), float(c)))
+                scores.append((arrival[id(w)], Score(w.camera_id, Modality.AUDIO, w.centre_pts, w.monotonic_ns,
+                                                     w.wall_time, float(r), float(c))))
                 self.stats[w.camera_id].windows_scored += 1
-        # per camera, in stream order, so the aggregator sees a plausible sequence
-        scores.sort(key=lambda s: (s.camera_id, s.pts))
-        for s in scores:
+        arrival.clear()  # every collected item is scored by now
+        # per camera in arrival order (a video score before its frame's temporal one): an audio window, stamped with
+        # its centre, comes after the frames decoded before it was complete, as live; sorting by pts instead made the
+        # order depend on where batches cut, and a replay could decide differently from one run to the next
+        scores.sort(key=lambda x: (x[1].camera_id, x[0]))
+        for _, s in scores:
             if self.on_score is not None:
                 self.on_score(s)
             self._emit(self._aggs[s.camera_id].push(s))
 
-    def _score_temporal(self, frames: list[VideoFrame], embeddings: np.ndarray | None) -> list[Score]:
+    def _score_temporal(self, frames: list[VideoFrame],
+                        embeddings: np.ndarray | None) -> list[tuple[VideoFrame, Score]]:
         """Append each frame's embedding to its camera's window; score the cameras whose window is full."""
         if embeddings is None:
             return []
@@ -399,7 +416,7 @@ class Runner:
         if windows is None:
             return []
         raw, cal, boxes = self.model.score_temporal(windows[: len(owners)])
-        return [Score(f.camera_id, Modality.TEMPORAL, f.pts, f.monotonic_ns, f.wall_time, float(r), float(c), b)
+        return [(f, Score(f.camera_id, Modality.TEMPORAL, f.pts, f.monotonic_ns, f.wall_time, float(r), float(c), b))
                 for f, r, c, b in zip(owners, raw, cal, boxes, strict=True)]
 
     def _check_tampering(self, video: list[VideoFrame]) -> None:

@@ -10,6 +10,7 @@ from fixtures.media import make_clip
 
 from pipeline.aggregator import AggregatorSettings
 from pipeline.events import EndReason, EventType
+from pipeline.frames import Modality
 from pipeline.runner import Runner, RunnerSettings
 from pipeline.sources import SourceSpec
 from pipeline.sources.capture import SourceState
@@ -95,6 +96,28 @@ def test_max_wait_fills_batches_across_live_paced_cameras(tmp_path):
     assert sum(alone) == sum(batched) == 2 * 15
     assert max(batched) >= 3 and len(batched) < len(alone) / 2
     assert events_batched == events_alone and ("a", EventType.NEW, pytest.approx(1.0)) in events_batched
+
+
+def test_the_aggregator_sees_each_cameras_scores_in_arrival_order_whatever_the_batching(tmp_path):
+    """A replay must decide the same every time. Audio windows are stamped with their centre but complete at their
+    end, after the video frames in between: the order the aggregator sees must be the camera's own (its reader's),
+    not one that depends on where the scoring thread's batches happened to cut."""
+    clip = make_clip(tmp_path / "a.mkv", seconds=6, bright=[(2.0, 3.0)], loud=[(3.5, 4.5)])
+    seen = {}
+    for batch in (1, 32):
+        scores = []
+        settings = RunnerSettings(max_batch=batch, aggregator=AggregatorSettings(threshold=3.0, hold_s=0.5))
+        runner = Runner([SourceSpec("cam", str(clip))], BrightLoudModel(), lambda e: None, settings,
+                        on_score=scores.append)
+        assert runner.open_sources() == {}
+        runner.start()
+        assert runner.wait(60)
+        runner.join()
+        seen[batch] = [(s.modality, round(s.pts, 3)) for s in scores]
+    assert len(seen[1]) == len(seen[32]) > 30 and seen[32] == seen[1]
+    # an audio window comes after the video frames that precede its end
+    audio_at = next(i for i, (m, _) in enumerate(seen[1]) if m == Modality.AUDIO)
+    assert seen[1][audio_at - 1][0] == Modality.VIDEO and seen[1][audio_at - 1][1] > seen[1][audio_at][1]
 
 
 def test_event_open_at_end_of_file_ends_with_eof(tmp_path):
