@@ -140,11 +140,12 @@ def decode(path: str, *, video: bool = True, audio: bool = True, input_fps: floa
     frame_pts: list[float] = []
     chunks: list[np.ndarray] = []
     last_pts = 0.0
-    input_pts: list[float] = []  # every decoded input frame's time, sampled or not: the input's own frame rate
+    timed = [0, math.inf, -math.inf]  # every decoded input frame, sampled or not: count, first and last time
 
     def seen(_index: int, t: float | None, _sampled: bool) -> None:
         if t is not None:
-            input_pts.append(t)
+            timed[0] += 1
+            timed[1], timed[2] = min(timed[1], t), max(timed[2], t)
 
     for item in read_media(
         path,
@@ -170,9 +171,9 @@ def decode(path: str, *, video: bool = True, audio: bool = True, input_fps: floa
     aud = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     duration = max(last_pts, len(vid) / (FPS * OVERSAMPLE), len(aud) / SAMPLE_RATE)
     fps = None
-    if len(vid):
-        span = max(input_pts) - min(input_pts) if len(input_pts) > 1 else 0.0
-        fps = input_fps if image else round((len(input_pts) - 1) / span, 3) if span > 0 else None
+    if len(vid):  # the input's own frame rate: the given one for frames, else from its frames' times
+        count, first, last = timed
+        fps = input_fps if image else round((count - 1) / (last - first), 3) if last > first else None
     return NormalInput(
         SourceInfo(name=path, sha256=source_sha256(path), duration_s=round(duration, 3), fps=fps), vid, aud,
         step=frame_step(np.asarray(frame_pts)),

@@ -113,11 +113,15 @@ _MEDIA_EXT = (".mkv", ".mp4", ".m4v", ".mov", ".avi", ".webm", ".ts", ".flv", ".
               ".ogg", ".oga", ".mp3", ".m4a", ".aac")
 
 
+def _entries(folder: Path) -> list[Path]:
+    """What ``folder`` holds, in name order, hidden entries left out (``.name``: macOS's ``._001.tif`` companions in
+    archives, ``.DS_Store``, editors' files are neither frames nor recordings)."""
+    return sorted((e for e in folder.iterdir() if not e.name.startswith(".")), key=lambda e: e.name)
+
+
 def _image_names(folder: Path) -> list[str]:
-    """The image files directly in ``folder``, in name order; hidden ones (``.name``: macOS's ``._001.tif``
-    companions in archives, editors' files) are not frames."""
-    return sorted(e.name for e in folder.iterdir()
-                  if e.name.lower().endswith(_IMAGE_EXT) and not e.name.startswith(".") and e.is_file())
+    """The image files directly in ``folder``, in name order."""
+    return [e.name for e in _entries(folder) if e.name.lower().endswith(_IMAGE_EXT) and e.is_file()]
 
 
 def expand_folders(paths: list[str]) -> list[str]:
@@ -131,9 +135,8 @@ def expand_folders(paths: list[str]) -> list[str]:
             out.append(url)
             continue
         found = [
-            str(e) for e in sorted(folder.iterdir(), key=lambda e: e.name)
-            if not e.name.startswith(".")
-            and ((e.is_file() and e.name.lower().endswith(_MEDIA_EXT)) or (e.is_dir() and _image_names(e)))
+            str(e) for e in _entries(folder)
+            if (e.is_file() and e.name.lower().endswith(_MEDIA_EXT)) or (e.is_dir() and _image_names(e))
         ]
         out.extend(found or [url])  # nothing usable: the reader says why
     return out
