@@ -372,7 +372,8 @@ def _window_labels(start: np.ndarray, end: np.ndarray, intervals: list[tuple[flo
 
 def score_stream(scores: MediaScores, camera_id: str = "eval") -> list[tuple[Score, int]]:
     """The calibrated scores in the order a live runner has them: a video (and temporal) score at its frame's
-    pts, an audio score when its window is complete (at the window's end, though stamped with its centre).
+    pts, an audio score when its window is complete (at the window's end, though stamped with its centre); a window
+    that ends at a frame's pts comes before that frame (its samples all precede the frame's capture).
     Each comes with its frame index (-1 for audio)."""
     out: list[tuple[float, int, Score, int]] = []
 
@@ -382,14 +383,14 @@ def score_stream(scores: MediaScores, camera_id: str = "eval") -> list[tuple[Sco
         score = Score(camera_id, modality, pts, 0, wall, float(raw), float(cal), box)  # type: ignore[arg-type]
         out.append((at, len(out), score, frame))
 
+    for t, end, c, r in zip(scores.audio_centre.tolist(), scores.audio_end.tolist(), scores.audio.tolist(),
+                            scores.audio_raw.tolist(), strict=True):
+        add(Modality.AUDIO, t, c, r, end, -1)
     for i, t in enumerate(scores.frame_pts.tolist()):
         if math.isfinite(scores.video[i]):
             add(Modality.VIDEO, t, scores.video[i], scores.video_raw[i], t, i, scores.video_boxes[i])
         if math.isfinite(scores.temporal[i]):
             add("temporal", t, scores.temporal[i], scores.temporal[i], t, i)
-    for t, end, c, r in zip(scores.audio_centre.tolist(), scores.audio_end.tolist(), scores.audio.tolist(),
-                            scores.audio_raw.tolist(), strict=True):
-        add(Modality.AUDIO, t, c, r, end, -1)
     out.sort(key=lambda x: (x[0], x[1]))
     return [(score, frame) for _, _, score, frame in out]
 

@@ -1,4 +1,4 @@
-"""ROC-AUC in numpy against a brute-force count, ties included."""
+"""ROC-AUC in numpy against a brute-force count, ties included; what the fused score holds at each frame."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.evaluation import roc_auc
+from pipeline.evaluation import MediaScores, aggregate, roc_auc
 
 
 def _brute(s: np.ndarray, y: np.ndarray) -> float:
@@ -24,3 +24,18 @@ def test_roc_auc_matches_pairwise_count() -> None:
     assert roc_auc(q, y) == pytest.approx(_brute(q, y))
     assert roc_auc(y.astype(float), y) == 1.0
     assert math.isnan(roc_auc(s, np.zeros(500, bool)))
+
+
+def test_fused_score_at_a_frame_holds_the_audio_window_that_ended_by_then() -> None:
+    """Causality both ways: a 1 s audio window counts from its end (not its centre), and a window ending exactly at
+    a frame's time is in that frame's fused score (its samples all precede the frame)."""
+    scores = MediaScores("clip")
+    scores.frame_pts = np.array([0.6, 0.8, 1.0, 1.2])
+    scores.video = scores.video_raw = np.full(4, 0.5)
+    scores.video_boxes = [None] * 4
+    scores.temporal = np.full(4, np.nan)
+    scores.audio_start, scores.audio_end = np.array([0.0]), np.array([1.0])
+    scores.audio = scores.audio_raw = np.array([6.0])
+    scores.has_video = scores.has_audio = True
+    _, fused = aggregate(scores)
+    assert fused.tolist() == [0.5, 0.5, 6.0, 6.0]
