@@ -78,6 +78,7 @@ model: setup-dev
 
 lint: setup-dev
 	$(BIN)/ruff check pipeline edge alerts tests
+	$(BIN)/mypy -p pipeline -p edge -p alerts
 
 clean:
 	rm -rf .lepton .pytest_cache

@@ -356,7 +356,7 @@ def _rewind_listener(owner: Subscriber) -> Any:
     """A rebalance listener that positions partitions (``StartAt``) the first time they are assigned."""
     from kafka import ConsumerRebalanceListener
 
-    class Rewind(ConsumerRebalanceListener):  # type: ignore[misc]
+    class Rewind(ConsumerRebalanceListener):
         def on_partitions_revoked(self, revoked: Any) -> None:
             pass
 

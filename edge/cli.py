@@ -85,10 +85,10 @@ def _run_daemon(cfg: EdgeConfig, args: argparse.Namespace) -> int:
         if summary.outbox_pending:
             print(f"   {summary.outbox_pending} event(s) not yet acknowledged by Kafka stay in the outbox")
         for name, what in (("new", "new events"), ("all", "all messages")):
-            st = latency[name]
-            if cfg.kafka and st is not None:
-                print(f"   capture -> Kafka ack, {what}: p50 {st['p50_ms']:.0f} ms, p95 {st['p95_ms']:.0f} ms "
-                      f"(n={st['count']})")
+            lat = latency[name]
+            if cfg.kafka and lat is not None:
+                print(f"   capture -> Kafka ack, {what}: p50 {lat['p50_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms "
+                      f"(n={lat['count']})")
     return EXIT_OK
 
 

@@ -92,7 +92,7 @@ def _gstreamer() -> str:
 
 
 def _portaudio() -> str:
-    import sounddevice as sd
+    import sounddevice as sd  # type: ignore[import-untyped]  # no type information shipped (as in microphone.py)
 
     inputs = [d["name"] for d in sd.query_devices() if d["max_input_channels"] > 0]
     return f"PortAudio: {len(inputs)} input device(s)" + (f": {', '.join(inputs[:4])}" if inputs else "")

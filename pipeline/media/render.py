@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import av
 import numpy as np
@@ -40,7 +40,8 @@ def decode_frame(packets: Sequence[RingPacket], pts: float) -> np.ndarray:
     if not video:
         raise RenderError("no video packets")
     session = video[0].session
-    decoder = av.CodecContext.create(session.codec_names["video"], "r")
+    # a video codec's name: a video decoder (the stubs know that only of literal names)
+    decoder = cast(av.VideoCodecContext, av.CodecContext.create(session.codec_names["video"], "r"))
     extradata = session.templates["video"].codec_context.extradata
     if extradata:
         decoder.extradata = extradata

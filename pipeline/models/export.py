@@ -13,7 +13,7 @@ import shutil
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import onnx
 import torch
@@ -24,6 +24,14 @@ from pipeline.models.temporal import TemporalPredictor
 from pipeline.models.video import VideoPredictor
 
 OPSET = 17
+
+
+@runtime_checkable
+class _HasArchConfig(Protocol):
+    """A module that describes its constructor arguments (what ``build_module`` takes back)."""
+
+    def arch_config(self) -> Mapping[str, Any]: ...
+
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "video_predictor": VideoPredictor,
@@ -76,7 +84,7 @@ def export_onnx(
             dynamo=False,
         )
     graph = onnx.load(str(path))
-    arch_config = module.arch_config() if hasattr(module, "arch_config") else {}
+    arch_config = module.arch_config() if isinstance(module, _HasArchConfig) else {}
     for key, value in (
         ("lepton.arch", arch),
         ("lepton.arch_config", json.dumps(arch_config, sort_keys=True)),

@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -39,7 +39,7 @@ from pipeline.calibration import Calibration
 from pipeline.errors import ModelPackageError
 from pipeline.features import LogMelConfig
 
-FORMAT = "lepton-edge-model/1"
+FORMAT: Final = "lepton-edge-model/1"
 MANIFEST = "model.json"
 
 

@@ -18,6 +18,8 @@ camera, so batches may mix cameras freely and a restarted stream simply refills 
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,6 +27,11 @@ from torch import nn
 
 class TemporalPredictor(nn.Module):
     """The exported graph: ``embeddings`` (B, window, C, gh, gw) → ``cell_err`` (B, gh, gw)."""
+
+    # registered buffers
+    mean: torch.Tensor
+    std: torch.Tensor
+    cell_scale: torch.Tensor
 
     def __init__(
         self,
@@ -102,8 +109,9 @@ class TemporalPredictor(nn.Module):
 def _unrolled_gru(gru: nn.GRU, seq: torch.Tensor) -> torch.Tensor:
     """``gru(seq)[0]`` for a one-layer, batch-first GRU with a zero initial state, step by step (torch's equations:
     gates r, z, n in that order in the stacked weights)."""
-    w_ih, w_hh = gru.weight_ih_l0, gru.weight_hh_l0
-    b_ih, b_hh = gru.bias_ih_l0, gru.bias_hh_l0
+    # parameters nn.GRU registers by name (to mypy, Module.__getattr__'s Tensor | Module)
+    w_ih, w_hh = cast(torch.Tensor, gru.weight_ih_l0), cast(torch.Tensor, gru.weight_hh_l0)
+    b_ih, b_hh = cast(torch.Tensor, gru.bias_ih_l0), cast(torch.Tensor, gru.bias_hh_l0)
     gates_in = seq @ w_ih.t() + b_ih  # (N, T, 3k): all input projections in one MatMul
     k = gru.hidden_size
     h = seq[:, 0, :k] * 0.0  # (N, k) zeros with the dynamic batch dimension

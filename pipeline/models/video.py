@@ -22,6 +22,8 @@ Robustness, all causal (nothing a live stream could not do):
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,13 +40,15 @@ DECODERS = ("unet", "light")
 _SCALE = 4.0
 
 
-def _conv(cin: int, cout: int, stride: int = 1) -> nn.Module:
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.ReLU(inplace=True))
 
 
 class VideoPredictor(nn.Module):
     """The exported graph: ``frames`` (B, context+1, H, W) uint8 or float in [0, 255] → ``patch_err`` (B, gh,
     gw)."""
+
+    patch_scale: torch.Tensor  # a registered buffer, (1, gh, gw)
 
     def __init__(
         self,
@@ -98,7 +102,8 @@ class VideoPredictor(nn.Module):
             )
             self.out = nn.Conv2d(c, 1, 1)
         nn.init.zeros_(self.out.weight)  # start as "copy the newest frame": the frame-difference baseline
-        nn.init.zeros_(self.out.bias)
+        if self.out.bias is not None:  # always: Conv2d's bias defaults to on
+            nn.init.zeros_(self.out.bias)
 
     @staticmethod
     def normalise(frames: torch.Tensor) -> torch.Tensor:
@@ -165,10 +170,10 @@ class VideoPredictor(nn.Module):
         row = torch.quantile(q, 0.75, dim=1, keepdim=True)
         self.patch_scale.copy_((q + row_floor * row + floor * q.median() + 1e-8)[None])
 
-    def arch_config(self) -> dict[str, int | float]:
+    def arch_config(self) -> dict[str, int | float | str]:
         return {
             "context": self.context,
-            "channels": self.enc1[0].out_channels,
+            "channels": cast(nn.Conv2d, self.enc1[0]).out_channels,
             "patch": self.patch,
             "stride": self.stride,
             "height": self.height,
