@@ -355,7 +355,8 @@ class Runner:
         scores: list[tuple[int, Score]] = []  # (arrival of the item scored, score)
         arrival = self._arrival
         if self._media_rings:
-            for item in (*video, *audio):
+            items: list[VideoFrame | AudioWindow] = [*video, *audio]
+            for item in items:
                 ring = self._media_rings.get(item.camera_id)
                 if ring is not None:  # what the ring must still hold is measured back from here
                     ring.consumed = max(ring.consumed, item.pts)
