@@ -148,15 +148,16 @@ def test_cuda_graphs_fp16_match_eager_and_onnxruntime(package: ModelPackage, mod
             assert float(np.abs(got16[key] - want[key]).max()) <= 5e-2 * scale
 
 
-@pytest.mark.parametrize("decoder", ["unet", "light"])
-def test_both_video_decoders_export_and_match(decoder: str, tmp_path: Path) -> None:
-    """Packages trained before the light decoder (``unet``) still load, rebuild and agree across engines."""
+@pytest.mark.parametrize(("decoder", "shake_weight"), [("unet", 0.0), ("light", 0.0), ("light", 2.0)])
+def test_both_video_decoders_export_and_match(decoder: str, shake_weight: float, tmp_path: Path) -> None:
+    """Packages trained before the light decoder (``unet``) or before ``shake_weight`` still load, rebuild and agree
+    across engines; so does the graph with the shake term (its move estimate is in the ONNX graph too)."""
     from pipeline.models.export import export_onnx
     from pipeline.models.video import VideoPredictor
 
     torch.manual_seed(0)
     model = VideoPredictor(context=2, channels=4, patch=4, stride=2, height=32, width=48, embedding=1,
-                           copy_weight=0.15, decoder=decoder)
+                           copy_weight=0.15, decoder=decoder, shake_weight=shake_weight)
     with torch.no_grad():
         model.out.weight.normal_(0, 0.1)  # zero at init ("copy the newest frame"): make the decoder count
     model.eval()
