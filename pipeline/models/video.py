@@ -88,7 +88,7 @@ def shifted(img: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tens
 def global_shift(p: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole-picture translation (dx, dy) in pixels that best maps ``p`` onto ``n`` (B, 1, h, w): two steps on
     the 2x2-pooled maps (the second after moving ``p`` by the first), clamped to ``MAX_SHIFT``. Pooled, because it
-    is a third of the cost of a second step at full resolution (an ONNX Runtime frame: 0.06 against 0.2 ms) and
+    is a third of the cost of a second step at full resolution (torch, one thread: 0.06 against 0.2 ms a frame) and
     measured as good: on the samples, video AUC 0.918 vs 0.921 and frames of a clip shaken by up to 1 model px above
     its steady maximum 28 vs 38 %."""
     pp, nn_ = F.avg_pool2d(p, 2), F.avg_pool2d(n, 2)
