@@ -180,14 +180,12 @@ class VideoPredictor(nn.Module):
 
     def _run(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(squared prediction error at half resolution (B, 1, H/2, W/2), bottleneck (B, 2c, H/8, W/8))."""
-        err, e3, _, _ = self._run_with_copy(frames)
-        return err, e3
+        pred, _, now, e3 = self._predict(frames)
+        return (pred - now) ** 2, e3
 
-    def _run_with_copy(
-        self, frames: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """``_run`` plus the squared error of repeating the newest past frame and, with ``shake_weight``, the error the
-        picture's measured move explains (``shake_error``), both (B, 1, H/2, W/2)."""
+    def _predict(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The predicted newest frame, the newest past frame and the actual newest frame, all at half resolution (B,
+        1, H/2, W/2), and the bottleneck (B, 2c, H/8, W/8)."""
         x = self.normalise(frames)
         past, target = x[:, : self.context], x[:, self.context :]
         e1 = self.enc1(past)
@@ -196,9 +194,7 @@ class VideoPredictor(nn.Module):
         d2 = self.dec2(torch.cat([F.interpolate(e3, scale_factor=2.0, mode="nearest"), e2], dim=1))
         d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0, mode="nearest"), e1], dim=1))
         last, now = F.avg_pool2d(past[:, -1:], 2), F.avg_pool2d(target, 2)
-        pred = last + self.out(d1)
-        shake = shake_error(last, now) if self.shake_weight > 0 else None
-        return (pred - now) ** 2, e3, (last - now) ** 2, shake
+        return last + self.out(d1), last, now, e3
 
     def error_map(self, frames: torch.Tensor) -> torch.Tensor:
         """Squared prediction error at half resolution, (B, 1, H/2, W/2)."""
@@ -216,13 +212,14 @@ class VideoPredictor(nn.Module):
         return F.avg_pool2d(self._run(frames)[1], 2)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        err, e3, copy, shake = self._run_with_copy(frames)
+        # the copy and shake terms belong to scoring only: training and the patch statistics use ``_run``
+        pred, last, now, e3 = self._predict(frames)
         level = self.patch_scale
         if self.copy_weight > 0:
-            level = level + self.copy_weight * self._patches(copy)
-        if shake is not None:
-            level = level + self.shake_weight * self._patches(shake)
-        scaled = self._patches(err) / level
+            level = level + self.copy_weight * self._patches((last - now) ** 2)
+        if self.shake_weight > 0:
+            level = level + self.shake_weight * self._patches(shake_error(last, now))
+        scaled = self._patches((pred - now) ** 2) / level
         if self.embedding:
             return scaled, F.avg_pool2d(e3, 2)
         return scaled
