@@ -1,4 +1,5 @@
-"""A shaking camera: the whole-picture shift the video model undoes before it takes its error (``align``)."""
+"""A shaking camera: the whole-picture move the video model measures and discounts (``global_shift``, ``shake_error``),
+and the temporal model's global term."""
 
 from __future__ import annotations
 
@@ -8,7 +9,19 @@ torch = pytest.importorskip("torch")
 
 import torch.nn.functional as F  # noqa: E402
 
-from pipeline.models.video import VideoPredictor, global_shift, shifted  # noqa: E402
+from pipeline.models.video import VideoPredictor, global_shift  # noqa: E402
+
+
+def shifted(img: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    """``img`` (B, 1, h, w) sampled at (x + dx, y + dy) pixels (bilinear, border replicated); dx, dy (B,): a picture
+    moved by a fraction of a pixel, as a shaking camera sees it."""
+    h, w = img.shape[-2:]
+    xs = (2 * torch.arange(w, dtype=img.dtype) + 1) / w - 1
+    ys = (2 * torch.arange(h, dtype=img.dtype) + 1) / h - 1
+    gx = xs.view(1, 1, w) + (2 / w) * dx.view(-1, 1, 1)
+    gy = ys.view(1, h, 1) + (2 / h) * dy.view(-1, 1, 1)
+    grid = torch.stack([gx.expand(-1, h, w), gy.expand(-1, h, w)], dim=-1)
+    return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def _scene(h: int, w: int, seed: int = 0) -> torch.Tensor:

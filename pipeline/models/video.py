@@ -21,7 +21,7 @@ Robustness, all causal (nothing a live stream could not do):
 - with ``shake_weight`` (packages trained since 2026-11-29), a shaking camera is not an anomaly: a whole-picture move
   of a fraction of a pixel changes every sharp edge (sampling and aliasing make it more than a shift that could be
   undone), and a patch that never saw change in training scores in the hundreds. The graph measures the picture's
-  move from the newest past frame to the new one (``global_shift``: robust Lucas-Kanade, two steps on the
+  move from the newest past frame to the new one (``global_shift``: robust Lucas-Kanade, two passes on the
   quarter-resolution frames) and adds ``shake_weight`` x (move in pixels)^2 x the patch's gradient energy (the error
   such a move makes there) to the denominator: nothing on a steady camera (moves of ~0.01 px), edges discounted by
   what the measured shake explains when it shakes, flat ground (where a walker or a car shows) barely affected.
@@ -53,47 +53,41 @@ _SCALE = 4.0
 MAX_SHIFT = 2.0
 
 
-def _lk_step(p: torch.Tensor, n: torch.Tensor, robust: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
-    """One Lucas-Kanade step for the translation (dx, dy) in pixels, per batch item, with ``n(x) ~ p(x + d)``, for
-    maps (B, 1, h, w) in the model's units (``VideoPredictor.normalise``: 1 = 64 luma levels). Pixels whose change
-    the gradient cannot explain (something moving) are down-weighted by ``1 / (1 + (change / robust)^2)`` (0.1:
-    ~6 levels) so a walker does not drag the whole picture along."""
-    gx = (p[..., 1:-1, 2:] - p[..., 1:-1, :-2]) * 0.5
-    gy = (p[..., 2:, 1:-1] - p[..., :-2, 1:-1]) * 0.5
-    gt = n[..., 1:-1, 1:-1] - p[..., 1:-1, 1:-1]
-    r = gt * (1.0 / robust)
+def _lk_solve(grad: torch.Tensor, change: torch.Tensor, robust: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The translation (dx, dy) in pixels with ``change ~ dx * gx + dy * gy``, for ``grad`` (B, 2, N) (gx, gy) and
+    ``change`` (B, 1, N), in the model's units (``VideoPredictor.normalise``: 1 = 64 luma levels). Pixels whose
+    change the gradient cannot explain (something moving) are down-weighted by ``1 / (1 + (change / robust)^2)``
+    (0.1: ~6 levels) so a walker does not drag the whole picture along. All six weighted sums come from one matrix
+    product."""
+    r = change * (1.0 / robust)
     w = 1.0 / (1.0 + r * r)
-    wgx, wgy = w * gx, w * gy
-    dims = (1, 2, 3)
-    ridge = w.sum(dim=dims) * 1e-3  # a flat picture gives no shift rather than a division by ~0
-    sxx = (wgx * gx).sum(dim=dims) + ridge
-    syy = (wgy * gy).sum(dim=dims) + ridge
-    sxy = (wgx * gy).sum(dim=dims)
-    bx, by = (wgx * gt).sum(dim=dims), (wgy * gt).sum(dim=dims)
+    g = torch.cat([grad, change], dim=1)  # (B, 3, N)
+    s = (g * w) @ g.transpose(1, 2)  # (B, 3, 3): the weighted sums of products of gx, gy and the change
+    ridge = w.sum(dim=(1, 2)) * 1e-3  # a flat picture gives no shift rather than a division by ~0
+    sxx, syy, sxy = s[:, 0, 0] + ridge, s[:, 1, 1] + ridge, s[:, 0, 1]
+    bx, by = s[:, 0, 2], s[:, 1, 2]
     det = sxx * syy - sxy * sxy
     return (syy * bx - sxy * by) / det, (sxx * by - sxy * bx) / det
 
 
-def shifted(img: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
-    """``img`` (B, 1, h, w) sampled at (x + dx, y + dy) pixels (bilinear, border replicated); dx, dy (B,)."""
-    h, w = img.shape[-2:]
-    xs = (2 * torch.arange(w, dtype=img.dtype) + 1) / w - 1
-    ys = (2 * torch.arange(h, dtype=img.dtype) + 1) / h - 1
-    gx = xs.view(1, 1, w) + (2 / w) * dx.view(-1, 1, 1)  # (B, 1, w)
-    gy = ys.view(1, h, 1) + (2 / h) * dy.view(-1, 1, 1)  # (B, h, 1)
-    grid = torch.stack([gx.expand(-1, h, w), gy.expand(-1, h, w)], dim=-1)
-    return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
-def global_shift(p: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The whole-picture translation (dx, dy) in pixels that best maps ``p`` onto ``n`` (B, 1, h, w): two steps on
-    the 2x2-pooled maps (the second after moving ``p`` by the first), clamped to ``MAX_SHIFT``. Pooled, because it
-    is a third of the cost of a second step at full resolution (torch, one thread: 0.06 against 0.2 ms a frame) and
-    measured as good: on the samples, video AUC 0.918 vs 0.921 and frames of a clip shaken by up to 1 model px above
-    its steady maximum 28 vs 38 %."""
-    pp, nn_ = F.avg_pool2d(p, 2), F.avg_pool2d(n, 2)
-    dx, dy = _lk_step(pp, nn_)
-    fx, fy = _lk_step(shifted(pp, dx, dy), nn_)
+def global_shift(p: torch.Tensor, n: torch.Tensor, robust: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole-picture translation (dx, dy) in pixels that best maps ``p`` onto ``n`` (B, 1, h, w), i.e. ``n(x) ~
+    p(x + d)``, clamped to ``MAX_SHIFT``: robust Lucas-Kanade on the 2x2-pooled maps, then a second pass on what
+    the first move leaves unexplained (re-weighted by that residual, to first order: the same gradients, no
+    resampling of the picture). Pooled, because it is a third of the cost at full resolution and measured as good
+    (on the samples, video AUC 0.918 vs 0.921). The first-order second pass replaced a second step that resampled
+    the picture by the first move (a bilinear ``GridSample`` and new gradients): the moves it measures on
+    ``benchmarks/shake.py``'s clips differ by 0.01-0.04 half-resolution pixels on average (shakes of up to 0.25-1
+    model px), and the graph is 0.06 ms a frame cheaper."""
+    pp, pn = F.avg_pool2d(p, 2), F.avg_pool2d(n, 2)
+    b = pp.shape[0]
+    gx = (pp[..., 1:-1, 2:] - pp[..., 1:-1, :-2]) * 0.5  # central differences at the interior pixels
+    gy = (pp[..., 2:, 1:-1] - pp[..., :-2, 1:-1]) * 0.5
+    grad = torch.cat([gx, gy], dim=1).reshape(b, 2, -1)
+    change = (pn[..., 1:-1, 1:-1] - pp[..., 1:-1, 1:-1]).reshape(b, 1, -1)
+    dx, dy = _lk_solve(grad, change, robust)
+    rest = change - dx.view(-1, 1, 1) * grad[:, :1] - dy.view(-1, 1, 1) * grad[:, 1:]
+    fx, fy = _lk_solve(grad, rest, robust)
     return (2 * (dx + fx)).clamp(-MAX_SHIFT, MAX_SHIFT), (2 * (dy + fy)).clamp(-MAX_SHIFT, MAX_SHIFT)
 
 
@@ -101,9 +95,9 @@ def shake_error(last: torch.Tensor, now: torch.Tensor) -> torch.Tensor:
     """The squared error a whole-picture move from ``last`` to ``now`` (B, 1, h, w) makes at each pixel, to first
     order: (measured move)^2 x the gradient energy of ``last`` there, (B, 1, h, w)."""
     dx, dy = global_shift(last, now)
-    gx = F.pad((last[..., :, 2:] - last[..., :, :-2]) * 0.5, (1, 1, 0, 0))
-    gy = F.pad((last[..., 2:, :] - last[..., :-2, :]) * 0.5, (0, 0, 1, 1))
-    return (gx * gx + gy * gy) * (dx * dx + dy * dy).view(-1, 1, 1, 1)
+    gx = F.pad((last[..., :, 2:] - last[..., :, :-2]), (1, 1, 0, 0))  # twice the central differences
+    gy = F.pad((last[..., 2:, :] - last[..., :-2, :]), (0, 0, 1, 1))
+    return (gx * gx + gy * gy) * (0.25 * (dx * dx + dy * dy)).view(-1, 1, 1, 1)
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -215,10 +209,14 @@ class VideoPredictor(nn.Module):
         # the copy and shake terms belong to scoring only: training and the patch statistics use ``_run``
         pred, last, now, e3 = self._predict(frames)
         level = self.patch_scale
+        expected = None  # the error map's part of each patch's level, pooled once (patch means are linear)
         if self.copy_weight > 0:
-            level = level + self.copy_weight * self._patches((last - now) ** 2)
+            expected = self.copy_weight * (last - now) ** 2
         if self.shake_weight > 0:
-            level = level + self.shake_weight * self._patches(shake_error(last, now))
+            shake = self.shake_weight * shake_error(last, now)
+            expected = shake if expected is None else expected + shake
+        if expected is not None:
+            level = level + self._patches(expected)
         scaled = self._patches((pred - now) ** 2) / level
         if self.embedding:
             return scaled, F.avg_pool2d(e3, 2)
