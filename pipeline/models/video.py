@@ -78,7 +78,7 @@ def global_shift(p: torch.Tensor, n: torch.Tensor, robust: float = 0.1) -> tuple
     (on the samples, video AUC 0.918 vs 0.921). The first-order second pass replaced a second step that resampled
     the picture by the first move (a bilinear ``GridSample`` and new gradients): the moves it measures on
     ``benchmarks/shake.py``'s clips differ by 0.01-0.04 half-resolution pixels on average (shakes of up to 0.25-1
-    model px), and the graph is 0.06 ms a frame cheaper."""
+    model px), and the graph is 0.04 ms a frame cheaper (0.75 → 0.71 ms, ONNX Runtime, one thread)."""
     pp, pn = F.avg_pool2d(p, 2), F.avg_pool2d(n, 2)
     b = pp.shape[0]
     gx = (pp[..., 1:-1, 2:] - pp[..., 1:-1, :-2]) * 0.5  # central differences at the interior pixels
