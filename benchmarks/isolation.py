@@ -51,7 +51,7 @@ class NullModel:
         self.width, self.height, self.fps = v.width, v.height, v.fps
         self.audio_window_s, self.audio_hop_s, self.sample_rate = a.window_s, a.hop_s, a.sample_rate
 
-    def score_video(self, stacks: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[None]]:
+    def score_video(self, stacks: np.ndarray, masks: Any = None) -> tuple[np.ndarray, np.ndarray, list[None]]:
         n = len(stacks)
         return np.zeros(n), np.zeros(n), [None] * n
 

@@ -91,10 +91,24 @@ class CameraConfig(_Strict):
     microphone: MicrophoneConfig | None = Field(
         None, description="A local microphone that gives this RTSP camera its audio (the camera's own audio track "
         "is then not used)")
+    mask: list[tuple[float, float, float, float]] = Field(
+        default_factory=list, max_length=64,
+        description="Regions never scored, each [x0, y0, x1, y1] in fractions of the picture (0,0 top left): a clock "
+        "overlay, a tree in the wind, a road beyond the fence. A video patch or temporal cell whose centre lies in "
+        "one counts for nothing; motion there still runs the video model (the motion gate sees the whole picture)")
     isolation: Literal["thread", "process"] = Field(
         "thread", description="Where this camera is decoded: a thread of the daemon (cheapest), or a child process "
         "of its own, so that a segfault or a hang inside FFmpeg restarts this camera after back-off instead of "
         "killing or blocking the daemon. Process: snapshots and clips add pipe traffic of ~the stream's bit rate")
+
+    @field_validator("mask")
+    @classmethod
+    def _regions(cls, regions: list[tuple[float, float, float, float]]) -> list[tuple[float, float, float, float]]:
+        for i, (x0, y0, x1, y1) in enumerate(regions):
+            if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+                raise ValueError(f"region {i} [{x0}, {y0}, {x1}, {y1}] must have 0 <= x0 < x1 <= 1 and "
+                                 "0 <= y0 < y1 <= 1 (fractions of the picture, top left first)")
+        return regions
 
     @model_validator(mode="after")
     def _backoff_bounds(self) -> CameraConfig:
@@ -180,6 +194,7 @@ class EdgeConfig(_Strict):
                 skip_loop_filter=c.skip_loop_filter,
                 video=c.video, audio=c.audio and c.microphone is None, stall_timeout_s=c.stall_timeout_s,
                 backoff_initial_s=c.backoff_initial_s, backoff_max_s=c.backoff_max_s, isolation=c.isolation,
+                mask=tuple(c.mask),
             )
             for c in self.cameras
         ]

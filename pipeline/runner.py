@@ -43,7 +43,7 @@ from pipeline.sources.capture import BoundedBuffer, BufferPolicy, CaptureReader,
 from pipeline.sources.isolated import ProcessReader
 from pipeline.sources.microphone import MicrophoneReader, MicrophoneSpec
 from pipeline.sources.reader import MediaReader
-from pipeline.sources.spec import SourceSpec
+from pipeline.sources.spec import Region, SourceSpec
 from pipeline.tamper import TamperDetector, TamperSettings
 from pipeline.window import WindowRing
 
@@ -73,12 +73,18 @@ class ScoringModel(Protocol):
     temporal_window: int
     last_embeddings: np.ndarray | None
 
-    def score_temporal(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
-        """(B, temporal_window, ...) float32 → raw (B,), calibrated (B,), worst-region boxes."""
+    def score_temporal(
+        self, windows: np.ndarray, masks: Sequence[tuple[Region, ...]] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
+        """(B, temporal_window, ...) float32 → raw (B,), calibrated (B,), worst-region boxes; ``masks``: each
+        window's camera's regions that are never scored."""
         ...
 
-    def score_video(self, stacks: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
-        """(B, context+1, H, W) uint8 → raw (B,), calibrated (B,), worst-region boxes."""
+    def score_video(
+        self, stacks: np.ndarray, masks: Sequence[tuple[Region, ...]] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
+        """(B, context+1, H, W) uint8 → raw (B,), calibrated (B,), worst-region boxes; ``masks``: each stack's
+        camera's regions that are never scored (``SourceSpec.mask``)."""
         ...
 
     def score_audio(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -144,6 +150,7 @@ class Runner:
         self._tamper_aggs: dict[str, CameraAggregator] = {}
         self._rings: dict[str, WindowRing] = {}
         self._embeddings: dict[str, WindowRing] = {}
+        self._masks: dict[str, tuple[Region, ...]] = {spec.camera_id: spec.mask for spec in sources}
         self._temporal_window = int(getattr(model, "temporal_window", 0) or 0)
         self._temporal_every = max(1, int(getattr(model, "temporal_every", 1) or 1))
         self._ended: set[str] = set()
@@ -373,7 +380,7 @@ class Runner:
                 stacks[k] = frames.window()
                 full[k] = frames.full
             assert stacks is not None
-            raw, cal, boxes = self.model.score_video(stacks)
+            raw, cal, boxes = self.model.score_video(stacks, masks=[self._masks[f.camera_id] for f in video])
             for f, r, c, b in zip(video, raw, cal, boxes, strict=True):
                 scores.append((arrival[id(f)], Score(f.camera_id, Modality.VIDEO, f.pts, f.monotonic_ns, f.wall_time,
                                                      float(r), float(c), b)))
@@ -416,7 +423,8 @@ class Runner:
                 owners.append(f)
         if windows is None:
             return []
-        raw, cal, boxes = self.model.score_temporal(windows[: len(owners)])
+        raw, cal, boxes = self.model.score_temporal(windows[: len(owners)],
+                                                     masks=[self._masks[f.camera_id] for f in owners])
         return [(f, Score(f.camera_id, Modality.TEMPORAL, f.pts, f.monotonic_ns, f.wall_time, float(r), float(c), b))
                 for f, r, c, b in zip(owners, raw, cal, boxes, strict=True)]
 

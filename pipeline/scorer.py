@@ -17,8 +17,22 @@ from pipeline.engines.interface import Engine
 from pipeline.errors import EngineError, ModelPackageError
 from pipeline.features import OverlapLogMel
 from pipeline.models.package import AudioModelSpec, ModelPackage, TemporalModelSpec, VideoModelSpec
+from pipeline.sources.spec import Region
 
 Box = tuple[float, float, float, float]
+
+
+def masked_cells(regions: tuple[Region, ...], patch: int, stride: int, height: int, width: int,
+                 grid: tuple[int, int]) -> np.ndarray:
+    """(gh, gw) bool: the cells of a ``grid`` of ``patch`` squares every ``stride`` pixels of a ``height`` x ``width``
+    frame whose centre lies inside one of ``regions``."""
+    gh, gw = grid
+    cx = (np.arange(gw) * stride + patch / 2) / width
+    cy = (np.arange(gh) * stride + patch / 2) / height
+    out = np.zeros(grid, dtype=bool)
+    for x0, y0, x1, y1 in regions:
+        out |= ((cy >= y0) & (cy < y1))[:, None] & ((cx >= x0) & (cx < x1))[None, :]
+    return out
 
 
 def _check_engine(engine: Engine, spec: VideoModelSpec | AudioModelSpec | TemporalModelSpec) -> None:
@@ -53,14 +67,17 @@ class VideoScorer:
     def has_embedding(self) -> bool:
         return self.spec.embedding is not None
 
-    def score(self, stacks: np.ndarray) -> tuple[np.ndarray, list[Box]]:
+    def score(self, stacks: np.ndarray) -> tuple[np.ndarray, list[Box | None]]:
         """``stacks`` uint8 (B, context+1, H, W) → raw scores (B,) float32 and the worst patch of each as a
         box (x0, y0, x1, y1) in fractions of the frame."""
         raw, boxes, _ = self.run(stacks)
         return raw, boxes
 
-    def run(self, stacks: np.ndarray) -> tuple[np.ndarray, list[Box], np.ndarray | None]:
-        """``score`` plus the embeddings (B, C, eh, ew) float32 when the graph has them (else None)."""
+    def run(
+        self, stacks: np.ndarray, ignore: np.ndarray | None = None
+    ) -> tuple[np.ndarray, list[Box | None], np.ndarray | None]:
+        """``score`` plus the embeddings (B, C, eh, ew) float32 when the graph has them (else None). ``ignore`` (B, gh,
+        gw) bool: patches that count for nothing (a camera's mask, ``masked_cells``)."""
         s = self.spec
         expected = (s.context + 1, s.height, s.width)
         if stacks.ndim != 4 or stacks.shape[1:] != expected:
@@ -68,7 +85,7 @@ class VideoScorer:
         batch = np.ascontiguousarray(stacks, dtype=np.uint8)
         out = self.engine.infer({s.input.name: batch})
         err = out[s.output.name]
-        raw, boxes = worst_cell(err, s.patch, s.patch_stride, s.height, s.width)
+        raw, boxes = worst_cell(err, s.patch, s.patch_stride, s.height, s.width, ignore)
         emb = out[s.embedding.name].astype(np.float32, copy=False) if s.embedding is not None else None
         return raw, boxes, emb
 
@@ -96,8 +113,9 @@ class TemporalScorer:
     def window(self) -> int:
         return self.spec.window
 
-    def score(self, windows: np.ndarray) -> tuple[np.ndarray, list[Box | None]]:
-        """``windows`` float32 (B, window, C, eh, ew), oldest first → raw scores (B,) and worst-cell boxes."""
+    def score(self, windows: np.ndarray, ignore: np.ndarray | None = None) -> tuple[np.ndarray, list[Box | None]]:
+        """``windows`` float32 (B, window, C, eh, ew), oldest first → raw scores (B,) and worst-cell boxes;
+        ``ignore`` (B, eh, ew) bool: cells that count for nothing (a camera's mask)."""
         s = self.spec
         expected = (s.window, *s.embedding_shape)
         if windows.ndim != 5 or windows.shape[1:] != expected:
@@ -110,7 +128,7 @@ class TemporalScorer:
         if len(idx):
             err = self.engine.infer({s.input.name: np.ascontiguousarray(x[idx])})[s.output.name]
             _, eh, ew = err.shape  # cells tile the frame: a cell is a 1x1 "patch" of an eh x ew grid
-            r, b = worst_cell(err, 1, 1, eh, ew)
+            r, b = worst_cell(err, 1, 1, eh, ew, ignore[idx] if ignore is not None else None)
             raw[idx] = r
             for i, box in zip(idx.tolist(), b, strict=True):
                 boxes[i] = box
@@ -138,15 +156,24 @@ def fill_gaps(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, usable
 
 
-def worst_cell(err: np.ndarray, patch: int, stride: int, height: int, width: int) -> tuple[np.ndarray, list[Box]]:
+def worst_cell(
+    err: np.ndarray, patch: int, stride: int, height: int, width: int, ignore: np.ndarray | None = None
+) -> tuple[np.ndarray, list[Box | None]]:
     """The worst cell of each error map (B, gh, gw) whose cells are ``patch`` squares every ``stride`` pixels of a
-    ``height`` x ``width`` frame: its value (B,) float32 and its box in fractions of the frame."""
+    ``height`` x ``width`` frame: its value (B,) float32 and its box in fractions of the frame. Cells where ``ignore``
+    (B, gh, gw) is True are left out; a map with none left scores 0, without a box."""
     flat = err.reshape(err.shape[0], -1)
+    if ignore is not None:
+        flat = np.where(ignore.reshape(flat.shape), -np.inf, flat)
     worst = flat.argmax(axis=1)
     raw = flat[np.arange(len(flat)), worst].astype(np.float32)
     gw = err.shape[2]
-    boxes: list[Box] = []
-    for idx in worst.tolist():
+    boxes: list[Box | None] = []
+    for k, idx in enumerate(worst.tolist()):
+        if not np.isfinite(raw[k]):  # every cell masked
+            raw[k] = 0.0
+            boxes.append(None)
+            continue
         row, col = divmod(idx, gw)
         x0, y0 = col * stride, row * stride
         boxes.append((x0 / width, y0 / height, min(x0 + patch, width) / width, min(y0 + patch, height) / height))

@@ -14,7 +14,7 @@ low and on time; ``frames_gated`` counts them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,8 @@ import numpy as np
 from pipeline.engines.base import AnyEngineConfig, OrtEngineConfig, create_engine
 from pipeline.engines.interface import Engine
 from pipeline.models.package import ModelPackage
-from pipeline.scorer import AudioScorer, Box, MotionGate, TemporalScorer, VideoScorer
+from pipeline.scorer import AudioScorer, Box, MotionGate, TemporalScorer, VideoScorer, masked_cells
+from pipeline.sources.spec import Region
 
 _DEFAULT_FPS = 5.0
 _DEFAULT_CONTEXT = 1
@@ -76,6 +77,7 @@ class PackageScorer:
         self.audio_hop_s = a.hop_s if a else 0.5
         self.sample_rate = a.sample_rate if a else 16000
         self._floor = float(v.calibration.values[0]) if v else 0.0
+        self._masks: dict[tuple[bool, tuple[Region, ...]], np.ndarray] = {}  # cached per camera mask
 
     def _engine(self, cfg: AnyEngineConfig | Mapping[str, Any], modality: str) -> Engine:
         engine = create_engine(cfg)
@@ -86,7 +88,33 @@ class PackageScorer:
     def describe_engines(self) -> str:
         return "; ".join(e.describe() for e in self._engines)
 
-    def score_video(self, stacks: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
+    def _ignore(self, masks: Sequence[tuple[Region, ...]] | None, temporal: bool) -> np.ndarray | None:
+        """(B, gh, gw) bool per item of ``masks`` (each a camera's regions) for the video patches, or the temporal
+        cells with ``temporal``; None when no item has a region."""
+        if not masks or not any(masks):
+            return None
+        out = []
+        for regions in masks:
+            grid = self._masks.get((temporal, regions))
+            if grid is None:
+                if temporal:  # the cells tile the frame: a 1x1 "patch" of an eh x ew grid
+                    assert self.temporal is not None
+                    _, eh, ew = self.temporal.spec.embedding_shape
+                    grid = masked_cells(regions, 1, 1, eh, ew, (eh, ew))
+                else:
+                    v = self.package.video
+                    assert v is not None
+                    shape = ((v.height - v.patch) // v.patch_stride + 1, (v.width - v.patch) // v.patch_stride + 1)
+                    grid = masked_cells(regions, v.patch, v.patch_stride, v.height, v.width, shape)
+                self._masks[(temporal, regions)] = grid
+            out.append(grid)
+        return np.stack(out)
+
+    def score_video(
+        self, stacks: np.ndarray, masks: Sequence[tuple[Region, ...]] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
+        """(B, context+1, H, W) uint8 → raw, calibrated, worst-patch boxes; ``masks``: each stack's camera's regions
+        that are never scored (``CameraConfig.mask``)."""
         assert self.video is not None
         n = len(stacks)
         moving = self.gate.moving(stacks)
@@ -96,7 +124,9 @@ class PackageScorer:
         idx = np.flatnonzero(moving)
         emb_all: np.ndarray | None = None
         if len(idx):
-            r, b, emb = self.video.run(stacks if len(idx) == n else stacks[idx])
+            ignore = self._ignore(masks, temporal=False)
+            r, b, emb = self.video.run(stacks if len(idx) == n else stacks[idx],
+                                       None if ignore is None else ignore[idx])
             if self.temporal is not None and emb is not None:
                 emb_all = np.full((n, *emb.shape[1:]), np.nan, dtype=np.float32)
                 emb_all[idx] = emb
@@ -112,10 +142,13 @@ class PackageScorer:
         self.last_embeddings = emb_all
         return raw, cal, boxes
 
-    def score_temporal(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
-        """(B, temporal_window, C, eh, ew) embeddings, oldest first → raw (B,), calibrated (B,), worst cells."""
+    def score_temporal(
+        self, windows: np.ndarray, masks: Sequence[tuple[Region, ...]] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
+        """(B, temporal_window, C, eh, ew) embeddings, oldest first → raw (B,), calibrated (B,), worst cells;
+        ``masks`` as for ``score_video``."""
         assert self.temporal is not None
-        raw, boxes = self.temporal.score(windows)
+        raw, boxes = self.temporal.score(windows, self._ignore(masks, temporal=True))
         return raw, self.temporal.calibrate(raw), boxes
 
     def score_audio(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

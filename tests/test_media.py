@@ -318,7 +318,7 @@ class BrightModel:
     has_video, has_audio, temporal_window, last_embeddings = True, False, 0, None
     BOX = (0.25, 0.25, 0.75, 0.75)
 
-    def score_video(self, stacks):
+    def score_video(self, stacks, masks=None):
         raw = stacks[:, -1].reshape(len(stacks), -1).mean(axis=1) / 255.0
         return raw, np.where(raw > 0.6, 5.0, 0.5), [self.BOX] * len(stacks)
 

@@ -27,7 +27,7 @@ class BrightLoudModel:
     def __init__(self) -> None:
         self.video_batches: list[int] = []
 
-    def score_video(self, stacks):
+    def score_video(self, stacks, masks=None):
         self.video_batches.append(len(stacks))
         raw = stacks[:, -1].reshape(len(stacks), -1).mean(axis=1) / 255.0
         return raw, np.where(raw > 0.6, 5.0, 0.5), [(0.0, 0.0, 1.0, 1.0)] * len(stacks)
@@ -40,7 +40,7 @@ class BrightLoudModel:
 class SlowFirstBatchModel(BrightLoudModel):
     """Holds its first batch long enough for both cameras' decoders to fill their buffers."""
 
-    def score_video(self, stacks):
+    def score_video(self, stacks, masks=None):
         if not self.video_batches:
             time.sleep(0.5)
         return super().score_video(stacks)

@@ -23,12 +23,12 @@ class TemporalModel(BrightLoudModel):
         self.last_embeddings = None
         self.windows: list[np.ndarray] = []
 
-    def score_video(self, stacks):
+    def score_video(self, stacks, masks=None):
         raw, cal, boxes = super().score_video(stacks)
         self.last_embeddings = stacks[:, -1].reshape(len(stacks), -1).mean(axis=1, keepdims=True).astype(np.float32)
         return raw, np.zeros_like(cal), boxes  # the video modality says nothing: events must come from temporal
 
-    def score_temporal(self, windows):
+    def score_temporal(self, windows, masks=None):
         assert windows.shape[1:] == (self.temporal_window, 1)
         self.windows.append(windows)
         spread = windows[:, :, 0].max(axis=1) - windows[:, :, 0].min(axis=1)

@@ -83,7 +83,7 @@ class QuietModel:
     has_video, has_audio, temporal_window = True, False, 0
     last_embeddings = None
 
-    def score_video(self, stacks):
+    def score_video(self, stacks, masks=None):
         n = len(stacks)
         return np.zeros(n), np.zeros(n), [None] * n
 

@@ -39,6 +39,11 @@ SKIP_LOOP_FILTER = ("none", "nokey")
 ISOLATION = ("thread", "process")
 
 
+# A rectangle (x0, y0, x1, y1) in fractions of the frame. A camera's ``mask`` is a tuple of them: regions never
+# scored (a clock overlay, a tree in the wind, a road beyond the fence).
+Region = tuple[float, float, float, float]
+
+
 @dataclass(frozen=True, slots=True)
 class SourceSpec:
     """How to open one source. Timeouts bound every network wait.
@@ -64,6 +69,8 @@ class SourceSpec:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     isolation: str = "thread"  # "process": decoded in a child process that a crash in FFmpeg cannot escape
+    # video patches and temporal cells whose centre lies in one of these regions count for nothing
+    mask: tuple[Region, ...] = ()
 
     def __repr__(self) -> str:
         # the generated repr would print the URL's credentials wherever a spec is logged
