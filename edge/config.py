@@ -95,7 +95,7 @@ class CameraConfig(_Strict):
         default_factory=list, max_length=64,
         description="Regions never scored, each [x0, y0, x1, y1] in fractions of the picture (0,0 top left): a clock "
         "overlay, a tree in the wind, a road beyond the fence. A video patch or temporal cell whose centre lies in "
-        "one counts for nothing; motion there still runs the video model (the motion gate sees the whole picture)")
+        "one counts for nothing, and motion there does not wake the video model (the motion gate leaves it out)")
     isolation: Literal["thread", "process"] = Field(
         "thread", description="Where this camera is decoded: a thread of the daemon (cheapest), or a child process "
         "of its own, so that a segfault or a hang inside FFmpeg restarts this camera after back-off instead of "

@@ -245,8 +245,9 @@ class MotionGate:
     def enabled(self) -> bool:
         return self.threshold > 0
 
-    def activity(self, stacks: np.ndarray) -> np.ndarray:
-        """Largest block-mean change between consecutive frames of each stack, (B,) float32 luma levels."""
+    def activity(self, stacks: np.ndarray, ignore: np.ndarray | None = None) -> np.ndarray:
+        """Largest block-mean change between consecutive frames of each stack, (B,) float32 luma levels; blocks where
+        ``ignore`` (B, H // block, W // block) is True (a camera's mask, ``masked_cells``) are left out."""
         b, t, h, w = stacks.shape
         k = self.block
         hh, ww = h // k * k, w // k * k
@@ -263,14 +264,17 @@ class MotionGate:
         sums = rows[:, :, :, 0].copy()
         for i in range(1, k):
             sums += rows[:, :, :, i]
-        out: np.ndarray = (np.abs(np.diff(sums, axis=1)).max(axis=(1, 2, 3)) / float(k * k)).astype(np.float32)
+        change = np.abs(np.diff(sums, axis=1))
+        if ignore is not None:
+            change *= ~ignore[:, None]
+        out: np.ndarray = (change.max(axis=(1, 2, 3)) / float(k * k)).astype(np.float32)
         return out
 
-    def moving(self, stacks: np.ndarray) -> np.ndarray:
-        """(B,) bool: which stacks need the CNN."""
+    def moving(self, stacks: np.ndarray, ignore: np.ndarray | None = None) -> np.ndarray:
+        """(B,) bool: which stacks need the CNN (motion in ``ignore``'s blocks does not count)."""
         if not self.enabled:
             return np.ones(len(stacks), dtype=bool)
-        moving: np.ndarray = self.activity(stacks) >= self.threshold
+        moving: np.ndarray = self.activity(stacks, ignore) >= self.threshold
         return moving
 
 

@@ -77,7 +77,7 @@ class PackageScorer:
         self.audio_hop_s = a.hop_s if a else 0.5
         self.sample_rate = a.sample_rate if a else 16000
         self._floor = float(v.calibration.values[0]) if v else 0.0
-        self._masks: dict[tuple[bool, tuple[Region, ...]], np.ndarray] = {}  # cached per camera mask
+        self._masks: dict[tuple[str, tuple[Region, ...]], np.ndarray] = {}  # cached per camera mask
 
     def _engine(self, cfg: AnyEngineConfig | Mapping[str, Any], modality: str) -> Engine:
         engine = create_engine(cfg)
@@ -88,25 +88,29 @@ class PackageScorer:
     def describe_engines(self) -> str:
         return "; ".join(e.describe() for e in self._engines)
 
-    def _ignore(self, masks: Sequence[tuple[Region, ...]] | None, temporal: bool) -> np.ndarray | None:
-        """(B, gh, gw) bool per item of ``masks`` (each a camera's regions) for the video patches, or the temporal
-        cells with ``temporal``; None when no item has a region."""
+    def _ignore(self, masks: Sequence[tuple[Region, ...]] | None, cells: str) -> np.ndarray | None:
+        """(B, gh, gw) bool per item of ``masks`` (each a camera's regions): which ``cells`` lie in a region, the
+        video patches ("video"), the temporal cells ("temporal") or the motion gate's blocks ("gate"); None when no
+        item has a region."""
         if not masks or not any(masks):
             return None
+        v = self.package.video
+        assert v is not None
         out = []
         for regions in masks:
-            grid = self._masks.get((temporal, regions))
+            grid = self._masks.get((cells, regions))
             if grid is None:
-                if temporal:  # the cells tile the frame: a 1x1 "patch" of an eh x ew grid
+                if cells == "temporal":  # the cells tile the frame: a 1x1 "patch" of an eh x ew grid
                     assert self.temporal is not None
                     _, eh, ew = self.temporal.spec.embedding_shape
                     grid = masked_cells(regions, 1, 1, eh, ew, (eh, ew))
+                elif cells == "gate":
+                    k = self.gate.block
+                    grid = masked_cells(regions, k, k, v.height, v.width, (v.height // k, v.width // k))
                 else:
-                    v = self.package.video
-                    assert v is not None
                     shape = ((v.height - v.patch) // v.patch_stride + 1, (v.width - v.patch) // v.patch_stride + 1)
                     grid = masked_cells(regions, v.patch, v.patch_stride, v.height, v.width, shape)
-                self._masks[(temporal, regions)] = grid
+                self._masks[(cells, regions)] = grid
             out.append(grid)
         return np.stack(out)
 
@@ -117,14 +121,14 @@ class PackageScorer:
         that are never scored (``CameraConfig.mask``)."""
         assert self.video is not None
         n = len(stacks)
-        moving = self.gate.moving(stacks)
+        moving = self.gate.moving(stacks, self._ignore(masks, "gate") if self.gate.enabled else None)
         raw = np.full(n, self._floor, dtype=np.float32)
         cal = np.zeros(n, dtype=np.float32)
         boxes: list[Box | None] = [None] * n
         idx = np.flatnonzero(moving)
         emb_all: np.ndarray | None = None
         if len(idx):
-            ignore = self._ignore(masks, temporal=False)
+            ignore = self._ignore(masks, "video")
             r, b, emb = self.video.run(stacks if len(idx) == n else stacks[idx],
                                        None if ignore is None else ignore[idx])
             if self.temporal is not None and emb is not None:
@@ -148,7 +152,7 @@ class PackageScorer:
         """(B, temporal_window, C, eh, ew) embeddings, oldest first → raw (B,), calibrated (B,), worst cells;
         ``masks`` as for ``score_video``."""
         assert self.temporal is not None
-        raw, boxes = self.temporal.score(windows, self._ignore(masks, temporal=True))
+        raw, boxes = self.temporal.score(windows, self._ignore(masks, "temporal"))
         return raw, self.temporal.calibrate(raw), boxes
 
     def score_audio(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

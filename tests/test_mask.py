@@ -128,3 +128,21 @@ def test_a_mask_in_the_config_reaches_the_source_spec(tmp_path) -> None:
                               {"id": "other", "url": "b.mkv"}])
     specs = {s.camera_id: s for s in cfg.source_specs()}
     assert specs["cam"].mask == ((0.0, 0.0, 0.3, 0.1),) and specs["other"].mask == ()
+
+
+def test_motion_only_inside_the_mask_does_not_wake_the_cnn() -> None:
+    """A still scene with a small mover (the motion gate's own test): the gate lets it through, unless the mover is in
+    the camera's mask; then the stack scores the floor without running the CNN."""
+    from test_motion_gate import still, with_mover
+
+    scorer = PackageScorer(ModelPackage.load(DEFAULT_MODEL))
+    try:
+        stacks = with_mover(still(4, np.random.default_rng(0)))  # rows 50-52, columns 40-50 of 144x256
+        scorer.score_video(stacks)
+        assert not scorer.last_gated.any()
+        _, cal, boxes = scorer.score_video(stacks, masks=[((0.1, 0.3, 0.3, 0.45),)] * 4)
+        assert scorer.last_gated.all() and cal.tolist() == [0.0] * 4 and boxes == [None] * 4
+        scorer.score_video(stacks, masks=[((0.5, 0.0, 1.0, 1.0),)] * 4)  # a mask elsewhere changes nothing
+        assert not scorer.last_gated.any()
+    finally:
+        scorer.close()
