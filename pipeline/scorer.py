@@ -9,6 +9,8 @@ the runtime computes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -22,17 +24,30 @@ from pipeline.sources.spec import Region
 Box = tuple[float, float, float, float]
 
 
+@lru_cache(maxsize=256)  # a few cameras' masks, each on a few grids: computed once
 def masked_cells(regions: tuple[Region, ...], patch: int, stride: int, height: int, width: int,
                  grid: tuple[int, int]) -> np.ndarray:
-    """(gh, gw) bool: the cells of a ``grid`` of ``patch`` squares every ``stride`` pixels of a ``height`` x ``width``
-    frame whose centre lies inside one of ``regions``."""
+    """(gh, gw) bool, read-only: the cells of a ``grid`` of ``patch`` squares every ``stride`` pixels of a ``height`` x
+    ``width`` frame whose centre lies inside one of ``regions``."""
     gh, gw = grid
     cx = (np.arange(gw) * stride + patch / 2) / width
     cy = (np.arange(gh) * stride + patch / 2) / height
     out = np.zeros(grid, dtype=bool)
     for x0, y0, x1, y1 in regions:
         out |= ((cy >= y0) & (cy < y1))[:, None] & ((cx >= x0) & (cx < x1))[None, :]
+    out.flags.writeable = False
     return out
+
+
+Masks = Sequence[tuple[Region, ...]]  # per batch item: its camera's regions (``SourceSpec.mask``), often empty
+
+
+def _ignored(masks: Masks | None, patch: int, stride: int, height: int, width: int,
+             grid: tuple[int, int]) -> np.ndarray | None:
+    """(B, gh, gw) bool: each item's cells in its camera's regions; None when no item has any."""
+    if not masks or not any(masks):
+        return None
+    return np.stack([masked_cells(tuple(m), patch, stride, height, width, grid) for m in masks])
 
 
 def _check_engine(engine: Engine, spec: VideoModelSpec | AudioModelSpec | TemporalModelSpec) -> None:
@@ -74,10 +89,10 @@ class VideoScorer:
         return raw, boxes
 
     def run(
-        self, stacks: np.ndarray, ignore: np.ndarray | None = None
+        self, stacks: np.ndarray, masks: Masks | None = None
     ) -> tuple[np.ndarray, list[Box | None], np.ndarray | None]:
-        """``score`` plus the embeddings (B, C, eh, ew) float32 when the graph has them (else None). ``ignore`` (B, gh,
-        gw) bool: patches that count for nothing (a camera's mask, ``masked_cells``)."""
+        """``score`` plus the embeddings (B, C, eh, ew) float32 when the graph has them (else None). ``masks``: each
+        stack's camera's regions, whose patches count for nothing."""
         s = self.spec
         expected = (s.context + 1, s.height, s.width)
         if stacks.ndim != 4 or stacks.shape[1:] != expected:
@@ -85,7 +100,7 @@ class VideoScorer:
         batch = np.ascontiguousarray(stacks, dtype=np.uint8)
         out = self.engine.infer({s.input.name: batch})
         err = out[s.output.name]
-        raw, boxes = worst_cell(err, s.patch, s.patch_stride, s.height, s.width, ignore)
+        raw, boxes = worst_cell(err, s.patch, s.patch_stride, s.height, s.width, masks)
         emb = out[s.embedding.name].astype(np.float32, copy=False) if s.embedding is not None else None
         return raw, boxes, emb
 
@@ -113,9 +128,9 @@ class TemporalScorer:
     def window(self) -> int:
         return self.spec.window
 
-    def score(self, windows: np.ndarray, ignore: np.ndarray | None = None) -> tuple[np.ndarray, list[Box | None]]:
+    def score(self, windows: np.ndarray, masks: Masks | None = None) -> tuple[np.ndarray, list[Box | None]]:
         """``windows`` float32 (B, window, C, eh, ew), oldest first → raw scores (B,) and worst-cell boxes;
-        ``ignore`` (B, eh, ew) bool: cells that count for nothing (a camera's mask)."""
+        ``masks``: each window's camera's regions, whose cells count for nothing."""
         s = self.spec
         expected = (s.window, *s.embedding_shape)
         if windows.ndim != 5 or windows.shape[1:] != expected:
@@ -128,7 +143,7 @@ class TemporalScorer:
         if len(idx):
             err = self.engine.infer({s.input.name: np.ascontiguousarray(x[idx])})[s.output.name]
             _, eh, ew = err.shape  # cells tile the frame: a cell is a 1x1 "patch" of an eh x ew grid
-            r, b = worst_cell(err, 1, 1, eh, ew, ignore[idx] if ignore is not None else None)
+            r, b = worst_cell(err, 1, 1, eh, ew, [masks[i] for i in idx.tolist()] if masks else None)
             raw[idx] = r
             for i, box in zip(idx.tolist(), b, strict=True):
                 boxes[i] = box
@@ -157,12 +172,13 @@ def fill_gaps(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def worst_cell(
-    err: np.ndarray, patch: int, stride: int, height: int, width: int, ignore: np.ndarray | None = None
+    err: np.ndarray, patch: int, stride: int, height: int, width: int, masks: Masks | None = None
 ) -> tuple[np.ndarray, list[Box | None]]:
     """The worst cell of each error map (B, gh, gw) whose cells are ``patch`` squares every ``stride`` pixels of a
-    ``height`` x ``width`` frame: its value (B,) float32 and its box in fractions of the frame. Cells where ``ignore``
-    (B, gh, gw) is True are left out; a map with none left scores 0, without a box."""
+    ``height`` x ``width`` frame: its value (B,) float32 and its box in fractions of the frame. Cells whose centre lies
+    in the item's ``masks`` regions are left out; a map with none left scores 0, without a box."""
     flat = err.reshape(err.shape[0], -1)
+    ignore = _ignored(masks, patch, stride, height, width, (err.shape[1], err.shape[2]))
     if ignore is not None:
         flat = np.where(ignore.reshape(flat.shape), -np.inf, flat)
     worst = flat.argmax(axis=1)
@@ -245,9 +261,9 @@ class MotionGate:
     def enabled(self) -> bool:
         return self.threshold > 0
 
-    def activity(self, stacks: np.ndarray, ignore: np.ndarray | None = None) -> np.ndarray:
-        """Largest block-mean change between consecutive frames of each stack, (B,) float32 luma levels; blocks where
-        ``ignore`` (B, H // block, W // block) is True (a camera's mask, ``masked_cells``) are left out."""
+    def activity(self, stacks: np.ndarray, masks: Masks | None = None) -> np.ndarray:
+        """Largest block-mean change between consecutive frames of each stack, (B,) float32 luma levels; blocks whose
+        centre lies in the stack's ``masks`` regions are left out."""
         b, t, h, w = stacks.shape
         k = self.block
         hh, ww = h // k * k, w // k * k
@@ -265,16 +281,17 @@ class MotionGate:
         for i in range(1, k):
             sums += rows[:, :, :, i]
         change = np.abs(np.diff(sums, axis=1))
+        ignore = _ignored(masks, k, k, h, w, (hh // k, ww // k))
         if ignore is not None:
             change *= ~ignore[:, None]
         out: np.ndarray = (change.max(axis=(1, 2, 3)) / float(k * k)).astype(np.float32)
         return out
 
-    def moving(self, stacks: np.ndarray, ignore: np.ndarray | None = None) -> np.ndarray:
-        """(B,) bool: which stacks need the CNN (motion in ``ignore``'s blocks does not count)."""
+    def moving(self, stacks: np.ndarray, masks: Masks | None = None) -> np.ndarray:
+        """(B,) bool: which stacks need the CNN (motion in a stack's ``masks`` regions does not count)."""
         if not self.enabled:
             return np.ones(len(stacks), dtype=bool)
-        moving: np.ndarray = self.activity(stacks, ignore) >= self.threshold
+        moving: np.ndarray = self.activity(stacks, masks) >= self.threshold
         return moving
 
 

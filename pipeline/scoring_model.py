@@ -14,7 +14,7 @@ low and on time; ``frames_gated`` counts them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -22,8 +22,7 @@ import numpy as np
 from pipeline.engines.base import AnyEngineConfig, OrtEngineConfig, create_engine
 from pipeline.engines.interface import Engine
 from pipeline.models.package import ModelPackage
-from pipeline.scorer import AudioScorer, Box, MotionGate, TemporalScorer, VideoScorer, masked_cells
-from pipeline.sources.spec import Region
+from pipeline.scorer import AudioScorer, Box, Masks, MotionGate, TemporalScorer, VideoScorer
 
 _DEFAULT_FPS = 5.0
 _DEFAULT_CONTEXT = 1
@@ -77,7 +76,6 @@ class PackageScorer:
         self.audio_hop_s = a.hop_s if a else 0.5
         self.sample_rate = a.sample_rate if a else 16000
         self._floor = float(v.calibration.values[0]) if v else 0.0
-        self._masks: dict[tuple[str, tuple[Region, ...]], np.ndarray] = {}  # cached per camera mask
 
     def _engine(self, cfg: AnyEngineConfig | Mapping[str, Any], modality: str) -> Engine:
         engine = create_engine(cfg)
@@ -88,49 +86,22 @@ class PackageScorer:
     def describe_engines(self) -> str:
         return "; ".join(e.describe() for e in self._engines)
 
-    def _ignore(self, masks: Sequence[tuple[Region, ...]] | None, cells: str) -> np.ndarray | None:
-        """(B, gh, gw) bool per item of ``masks`` (each a camera's regions): which ``cells`` lie in a region, the
-        video patches ("video"), the temporal cells ("temporal") or the motion gate's blocks ("gate"); None when no
-        item has a region."""
-        if not masks or not any(masks):
-            return None
-        v = self.package.video
-        assert v is not None
-        out = []
-        for regions in masks:
-            grid = self._masks.get((cells, regions))
-            if grid is None:
-                if cells == "temporal":  # the cells tile the frame: a 1x1 "patch" of an eh x ew grid
-                    assert self.temporal is not None
-                    _, eh, ew = self.temporal.spec.embedding_shape
-                    grid = masked_cells(regions, 1, 1, eh, ew, (eh, ew))
-                elif cells == "gate":
-                    k = self.gate.block
-                    grid = masked_cells(regions, k, k, v.height, v.width, (v.height // k, v.width // k))
-                else:
-                    shape = ((v.height - v.patch) // v.patch_stride + 1, (v.width - v.patch) // v.patch_stride + 1)
-                    grid = masked_cells(regions, v.patch, v.patch_stride, v.height, v.width, shape)
-                self._masks[(cells, regions)] = grid
-            out.append(grid)
-        return np.stack(out)
-
     def score_video(
-        self, stacks: np.ndarray, masks: Sequence[tuple[Region, ...]] | None = None
+        self, stacks: np.ndarray, masks: Masks | None = None
     ) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
         """(B, context+1, H, W) uint8 → raw, calibrated, worst-patch boxes; ``masks``: each stack's camera's regions
         that are never scored (``CameraConfig.mask``)."""
         assert self.video is not None
         n = len(stacks)
-        moving = self.gate.moving(stacks, self._ignore(masks, "gate") if self.gate.enabled else None)
+        moving = self.gate.moving(stacks, masks)
         raw = np.full(n, self._floor, dtype=np.float32)
         cal = np.zeros(n, dtype=np.float32)
         boxes: list[Box | None] = [None] * n
         idx = np.flatnonzero(moving)
         emb_all: np.ndarray | None = None
         if len(idx):
-            ignore = self._ignore(masks, "video")
-            r, b, emb = self.video.run(stacks if len(idx) == n else stacks[idx],
-                                       None if ignore is None else ignore[idx])
+            part = masks if not masks or len(idx) == n else [masks[i] for i in idx.tolist()]
+            r, b, emb = self.video.run(stacks if len(idx) == n else stacks[idx], part)
             if self.temporal is not None and emb is not None:
                 emb_all = np.full((n, *emb.shape[1:]), np.nan, dtype=np.float32)
                 emb_all[idx] = emb
@@ -147,12 +118,12 @@ class PackageScorer:
         return raw, cal, boxes
 
     def score_temporal(
-        self, windows: np.ndarray, masks: Sequence[tuple[Region, ...]] | None = None
+        self, windows: np.ndarray, masks: Masks | None = None
     ) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
         """(B, temporal_window, C, eh, ew) embeddings, oldest first → raw (B,), calibrated (B,), worst cells;
         ``masks`` as for ``score_video``."""
         assert self.temporal is not None
-        raw, boxes = self.temporal.score(windows, self._ignore(masks, "temporal"))
+        raw, boxes = self.temporal.score(windows, masks)
         return raw, self.temporal.calibrate(raw), boxes
 
     def score_audio(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -20,10 +20,9 @@ from pipeline.sources import SourceSpec, read_media
 def test_worst_cell_leaves_masked_cells_out() -> None:
     err = np.zeros((2, 3, 4), dtype=np.float32)
     err[:, 0, 0], err[:, 2, 3] = 9.0, 4.0
-    ignore = np.zeros((2, 3, 4), dtype=bool)
-    ignore[0, 0, 0] = True  # the worst cell of the first map
-    ignore[1] = True  # all of the second
-    raw, boxes = worst_cell(err, 2, 2, 6, 8, ignore)
+    masks = [((0.0, 0.0, 0.2, 0.2),),  # the worst cell of the first map (its centre: 1/8, 1/6 of the frame)
+             ((0.0, 0.0, 1.0, 1.0),)]  # all of the second
+    raw, boxes = worst_cell(err, 2, 2, 6, 8, masks)
     assert raw.tolist() == [4.0, 0.0]
     assert boxes == [(6 / 8, 4 / 6, 1.0, 1.0), None]
     raw, boxes = worst_cell(err, 2, 2, 6, 8)
