@@ -122,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(json.dumps(report, default=str))
     else:
         print(f"model package written to {args.out}")
-        for key in ("video", "temporal", "audio"):
+        for key in ("footage", "video", "temporal", "audio"):
             part = report.get(key)
             if isinstance(part, dict):
                 details = ", ".join(f"{k}={v}" for k, v in part.items() if not isinstance(v, (list, dict)))

@@ -68,3 +68,59 @@ def test_synthetic_anomalies_score_above_normal(tmp_path: Path) -> None:
     windows = np.stack([sound[s : s + 16000] for s in range(0, 48000 + 1, 8000)])  # 0, .5, ... 3.0 s
     raw_a = audio.score(windows)
     assert raw_a[-1] > raw_a[:-2].max()
+
+
+def test_long_footage_is_kept_at_the_model_rate_then_in_even_pieces() -> None:
+    from pipeline.models.train import FPS, FULL_RATE_MAX_S, MAX_FOOTAGE_S, OVERSAMPLE, plan_footage
+
+    short = plan_footage([600.0, None, 300.0])  # an unreadable length counts 0
+    assert (short.fps, short.keep) == (FPS * OVERSAMPLE, 1.0) and short.total_s == 900.0
+    hour = plan_footage([FULL_RATE_MAX_S, 2400.0])
+    assert (hour.fps, hour.keep) == (FPS, 1.0)
+    day = plan_footage([MAX_FOOTAGE_S * 3])
+    assert day.fps == FPS and day.keep == pytest.approx(1 / 3)
+    assert "3.0 h of normal footage: training on 1.0 h of it" in day.describe()
+
+
+def test_decode_pieces_keeps_evenly_spaced_stretches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fixtures.media import make_clip
+
+    from pipeline.models import train
+
+    clip = str(make_clip(tmp_path / "normal.mkv", seconds=10.0))
+    whole = train.decode_pieces(clip)
+    assert len(whole) == 1 and len(whole[0].frames) == pytest.approx(250, abs=2) and whole[0].step == 5
+    monkeypatch.setattr(train, "PIECE_S", 2.0)
+    some = train.decode_pieces(clip, fps=train.FPS, keep=0.4)  # pieces 1 and 3 of 0-4 (2 s each), at 5 fps
+    assert len(some) == 2 and all(x.source is some[0].source for x in some)
+    assert some[0].source.duration_s == pytest.approx(10.0, abs=0.2)  # the whole input's
+    assert [len(x.frames) for x in some] == [10, 10] and all(x.step == 1 for x in some)
+    assert [len(x.audio) for x in some] == [2 * train.SAMPLE_RATE] * 2  # the sound of the same pieces
+    np.testing.assert_array_equal(some[0].frames, whole[0].frames[50:100:5])  # the same frames, every 5th
+    np.testing.assert_array_equal(some[1].frames, whole[0].frames[150:200:5])
+    # pieces count over all inputs: of one-piece clips at 0.4, the 2nd, the 4th... are kept, whole
+    monkeypatch.setattr(train, "PIECE_S", 20.0)
+    assert [len(train.decode_pieces(clip, keep=0.4, first_piece=k)[0].frames) for k in range(4)] == [0, 250, 0, 250]
+    assert [train._run_start(k, 0.75) for k in range(8)] == [0, 0, None, 3, 3, 3, None, 7]  # runs: one stretch each
+
+    capped = train.decode_pieces(clip, max_frames=40)  # a length that could not be read: the guard
+    assert len(capped) == 1 and len(capped[0].frames) == 40
+
+
+def test_training_on_long_footage_names_each_input_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fixtures.media import make_clip
+
+    from pipeline.models import train
+
+    clip = make_clip(tmp_path / "normal.mkv", seconds=60.0)
+    monkeypatch.setattr(train, "FULL_RATE_MAX_S", 20.0)  # 60 s is "long" here: kept at 5 fps, in 15 s pieces,
+    monkeypatch.setattr(train, "MAX_FOOTAGE_S", 30.0)  # half of them (15-30 s and 45-60 s)
+    monkeypatch.setattr(train, "PIECE_S", 15.0)
+    out = tmp_path / "long"
+    report = train.train_package([str(clip)], out, minutes=0.02, progress=False, threads=1, temporal=False)
+    assert report["footage"] == {"found_s": pytest.approx(60.0, abs=0.2), "video_fps": train.FPS,
+                                 "kept_fraction": pytest.approx(0.5, abs=0.01)}
+    assert report["inputs"] == {"video": [str(clip)], "audio": [str(clip)]}
+    pkg = ModelPackage.load(out)
+    assert [s.name for s in pkg.trained_on.sources] == [str(clip)]
+    assert pkg.trained_on.duration_s == pytest.approx(60.0, abs=0.2)

@@ -12,6 +12,9 @@ camera's sampling could land on. A source slower than that (a 10 fps camera, a 2
 what it has: each input's ``step`` (decoded frames per model period, measured from its timestamps) keeps the
 context frames one model period apart, as the runtime's sampling does.
 
+Hours of recordings are kept to a bounded amount (``FootagePlan``): every frame up to 20 min of video, frames at
+the model's rate up to 1 h, evenly spaced pieces beyond.
+
 Inputs may be clips, audio files (WAV, FLAC, OGG...: audio-only packages), image-sequence patterns or folders of
 frames (``input_fps``, default ``DEFAULT_IMAGE_FPS``, says the rate they were taken at: video-only packages). Each
 input's frame rate is recorded in the package (``SourceInfo.fps``): ``edge score`` assumes it for an image sequence
@@ -86,6 +89,14 @@ WINDOW_S, HOP_S = 1.0, 0.5
 SKIP_FRAMES, TOP_K = 10, 5
 HOLDOUT = 0.2
 MIN_CALIBRATION = 20  # held-out scores a calibration needs at least
+# How much normal footage training holds in memory. A minute of video at FPS * OVERSAMPLE costs ~170 MB while training
+# (frames, their embeddings, the patch statistics; 16 min of clips peaked at 4.0 GB, 32 min at 6.7 GB) and ~6 s of
+# the patch-statistics pass: hours of recordings would not fit a small machine, and a budget of minutes could not
+# use them anyway. Up to FULL_RATE_MAX_S of video every phase is kept; up to MAX_FOOTAGE_S, frames at the model's
+# rate (one phase: 5x less); beyond, evenly spaced pieces of PIECE_S, MAX_FOOTAGE_S in all (2.3 h of clips: 3.1 GB).
+FULL_RATE_MAX_S = 20 * 60.0
+MAX_FOOTAGE_S = 3600.0
+PIECE_S = 60.0
 VIDEO_SHARE = 0.75  # of the time budget, when both models train (the temporal model's share included)
 TEMPORAL_SHARE = 0.15  # of the video share
 TEMPORAL_WINDOW, TEMPORAL_SCORE_STEPS = 10, 3  # 2 s of embeddings at 5 fps; the last 0.6 s scored
@@ -135,17 +146,92 @@ def source_sha256(path: str) -> str:
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class FootagePlan:
+    """How much of the normal footage training keeps (see ``FULL_RATE_MAX_S``)."""
+
+    fps: float  # the rate video is decoded at: FPS * OVERSAMPLE, or FPS for long footage
+    keep: float  # the fraction of every input kept, in evenly spaced pieces of PIECE_S (1: all of it)
+    total_s: float  # the footage found (inputs whose length could not be read count 0)
+
+    def describe(self) -> str:
+        if self.keep < 1:
+            return (f"{_span(self.total_s)} of normal footage: training on {_span(MAX_FOOTAGE_S)} of it, "
+                    f"{PIECE_S:g} s pieces spread evenly over every input, video at {FPS:g} fps")
+        if self.fps < FPS * OVERSAMPLE:
+            return (f"{_span(self.total_s)} of normal footage: video kept at the model's {FPS:g} fps (not "
+                    f"{FPS * OVERSAMPLE:g}) to bound memory")
+        return f"{_span(self.total_s)} of normal footage, all of it used"
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def plan_footage(durations: Sequence[float | None]) -> FootagePlan:
+    """What to keep of inputs lasting ``durations`` seconds (None: unknown)."""
+    total = float(sum(d for d in durations if d))
+    if total <= FULL_RATE_MAX_S:
+        return FootagePlan(FPS * OVERSAMPLE, 1.0, total)
+    return FootagePlan(FPS, min(1.0, MAX_FOOTAGE_S / total), total)
+
+
+def probe_duration(path: str, input_fps: float | None = None) -> float | None:
+    """The length of a normal input in seconds, from its container (or its frame count for an image sequence),
+    without decoding it; None where it cannot be read (decoding then says what is wrong)."""
+    import av
+
+    from pipeline.evaluation import DEFAULT_IMAGE_FPS, is_image_source
+    from pipeline.sources.spec import image_sequence
+
+    try:
+        if is_image_source(path):
+            return len(image_sequence(path).files) / (input_fps or DEFAULT_IMAGE_FPS)
+        if not os.path.isfile(path):
+            return None
+        with av.open(path) as container:
+            if container.duration:
+                return float(container.duration / av.time_base)
+            lengths = [float(s.duration * s.time_base) for s in container.streams if s.duration and s.time_base]
+            return max(lengths) if lengths else None
+    except (OSError, ValueError, av.error.FFmpegError):
+        return None
+
+
 def decode(path: str, *, video: bool = True, audio: bool = True, input_fps: float | None = None) -> NormalInput:
+    """All of one normal input, video at FPS * OVERSAMPLE."""
+    return decode_pieces(path, video=video, audio=audio, input_fps=input_fps)[0]
+
+
+def decode_pieces(
+    path: str,
+    *,
+    video: bool = True,
+    audio: bool = True,
+    input_fps: float | None = None,
+    fps: float = FPS * OVERSAMPLE,
+    keep: float = 1.0,
+    first_piece: int = 0,
+    pieces: int | None = None,
+    max_frames: int | None = None,
+) -> list[NormalInput]:
+    """One normal input as the contiguous stretches training keeps of it: all of it (``keep`` 1), or the pieces of
+    ``PIECE_S`` that spread ``keep`` of all inputs evenly (pieces are counted over all inputs, this one's from
+    ``first_piece``, so that of many short clips every few is kept; ``pieces``: how many this input counts, a shorter
+    last part joining the one before; each run of kept pieces is its own stretch: no training sequence spans a
+    gap). Video at ``fps``; at most ``max_frames`` frames (the rest is not read: a guard for an input whose length
+    was unknown). Every stretch carries the whole input's ``SourceInfo``."""
     from pipeline.evaluation import DEFAULT_IMAGE_FPS, is_image_source
     from pipeline.sources import read_media
 
     image = is_image_source(path)
     if input_fps is None and image:
         input_fps = DEFAULT_IMAGE_FPS
-    frames: list[np.ndarray] = []
-    frame_pts: list[float] = []
-    chunks: list[np.ndarray] = []
+    # per stretch: frames, their times, audio chunks
+    stretches: dict[int, tuple[list[np.ndarray], list[float], list[np.ndarray]]] = {}  # by first piece
+    first: float | None = None
     last_pts = 0.0
+    kept_frames = 0
     timed = [0, math.inf, -math.inf]  # every decoded input frame, sampled or not: count, first and last time
 
     def seen(_index: int, t: float | None, _sampled: bool) -> None:
@@ -157,7 +243,7 @@ def decode(path: str, *, video: bool = True, audio: bool = True, input_fps: floa
         path,
         width=WIDTH,
         height=HEIGHT,
-        fps=FPS * OVERSAMPLE,
+        fps=fps,
         audio_window_s=WINDOW_S,
         audio_hop_s=WINDOW_S,  # hop = window: consecutive windows tile the audio exactly
         sample_rate=SAMPLE_RATE,
@@ -166,38 +252,73 @@ def decode(path: str, *, video: bool = True, audio: bool = True, input_fps: floa
         audio=audio,
         on_video_frame=seen,
     ):
-        if isinstance(item, VideoFrame) and video:
-            frames.append(item.luma)
-            frame_pts.append(item.pts)
-            last_pts = max(last_pts, item.pts)
-        elif isinstance(item, AudioWindow) and audio:
+        if not (video if isinstance(item, VideoFrame) else audio):
+            continue
+        last_pts = max(last_pts, item.pts + item.duration if isinstance(item, AudioWindow) else item.pts)
+        first = item.pts if first is None else first
+        piece = int((item.pts - first) // PIECE_S)
+        run = _run_start(first_piece + (piece if pieces is None else min(piece, pieces - 1)), keep)
+        if run is None:
+            continue  # a piece between the kept ones
+        if run not in stretches:  # (video and audio arrive interleaved, not in strict time order)
+            stretches[run] = ([], [], [])
+        frames, frame_pts, chunks = stretches[run]
+        if isinstance(item, AudioWindow):
             chunks.append(np.asarray(item.samples, dtype=np.float32))
-            last_pts = max(last_pts, item.pts + item.duration)
-    vid = np.stack(frames) if frames else np.zeros((0, HEIGHT, WIDTH), np.uint8)
-    aud = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    duration = max(last_pts, len(vid) / (FPS * OVERSAMPLE), len(aud) / SAMPLE_RATE)
-    fps = None
-    if len(vid):  # the input's own frame rate: the given one for frames, else from its frames' times
-        count, first, last = timed
-        fps = input_fps if image else round((count - 1) / (last - first), 3) if last > first else None
-    return NormalInput(
-        SourceInfo(name=path, sha256=source_sha256(path), duration_s=round(duration, 3), fps=fps), vid, aud,
-        step=frame_step(np.asarray(frame_pts)),
-    )
+            continue
+        if max_frames is not None and kept_frames >= max_frames:
+            log.warning("%s: stopped reading at %.0f min: training keeps at most %d frames of normal video", path,
+                        (item.pts - first) / 60, kept_frames)
+            break
+        frames.append(item.luma)
+        frame_pts.append(item.pts)
+        kept_frames += 1
+    vid_all = sum(len(f) for f, _, _ in stretches.values())
+    aud_all = sum(sum(len(c) for c in a) for _, _, a in stretches.values())
+    duration = max(last_pts, vid_all / fps, aud_all / SAMPLE_RATE)
+    rate = None
+    if vid_all:  # the input's own frame rate: the given one for frames, else from its frames' times
+        count, t_first, t_last = timed
+        rate = input_fps if image else round((count - 1) / (t_last - t_first), 3) if t_last > t_first else None
+    source = SourceInfo(name=path, sha256=source_sha256(path), duration_s=round(duration, 3), fps=rate)
+    out = [
+        NormalInput(
+            source,
+            np.stack(frames) if frames else np.zeros((0, HEIGHT, WIDTH), np.uint8),
+            np.concatenate(chunks) if chunks else np.zeros(0, np.float32),
+            step=frame_step(np.asarray(frame_pts), fps),
+        )
+        for _, (frames, frame_pts, chunks) in sorted(stretches.items())
+    ]
+    return out or [NormalInput(source, np.zeros((0, HEIGHT, WIDTH), np.uint8), np.zeros(0, np.float32))]
 
 
-def frame_step(pts: np.ndarray) -> int:
-    """Decoded frames per model period, from the frames' timestamps (OVERSAMPLE when the source is fast enough,
-    fewer for slower sources, 1 for sources at or below the model's rate)."""
+def _kept(piece: int, keep: float) -> bool:
+    """Whether piece ``piece`` (counted over all inputs) is one of the evenly spaced ``keep`` of all pieces."""
+    return math.floor((piece + 1) * keep + 0.5) > math.floor(piece * keep + 0.5)
+
+
+def _run_start(piece: int, keep: float) -> int | None:
+    """The first piece of the run of kept pieces ``piece`` belongs to (one stretch of footage); None: not kept."""
+    if keep >= 1:
+        return 0
+    if not _kept(piece, keep):
+        return None
+    while piece > 0 and _kept(piece - 1, keep):
+        piece -= 1
+    return piece
+
+
+def frame_step(pts: np.ndarray, fps: float = FPS * OVERSAMPLE) -> int:
+    """Decoded frames per model period, from the frames' timestamps (``fps / FPS`` (OVERSAMPLE) when the source is
+    fast enough, fewer for slower sources, 1 for sources at or below the model's rate)."""
+    most = max(1, round(fps / FPS))
     if len(pts) < 2:
-        return OVERSAMPLE
+        return most
     dt = float(np.median(np.diff(pts)))
     if dt <= 0:
-        return OVERSAMPLE
-    return int(min(OVERSAMPLE, max(1, round(1.0 / (FPS * dt)))))
-
-
-# ---------------------------------------------------------------------------------------------------- video
+        return most
+    return int(min(most, max(1, round(1.0 / (FPS * dt)))))
 
 
 def _stack_indices(n: int, lo: int, hi: int, step: int = OVERSAMPLE) -> np.ndarray:
@@ -559,7 +680,22 @@ def train_package(
     if not (video or audio):
         raise ValueError("nothing to train: both video and audio are off")
     t0 = time.monotonic()
-    inputs = [decode(p, video=video, audio=audio, input_fps=input_fps) for p in expand_folders(list(normal))]
+    paths = expand_folders(list(normal))
+    lengths = [probe_duration(p, input_fps) for p in paths]
+    plan = plan_footage(lengths)
+    if plan.fps < FPS * OVERSAMPLE:
+        log.warning("%s", plan.describe())
+    inputs: list[NormalInput] = []
+    budget = round(MAX_FOOTAGE_S * FPS * 1.05)  # frames: a guard for inputs whose length could not be read
+    first_piece = 0
+    for p, length in zip(tqdm(paths, desc="decode", unit="input", disable=not progress or len(paths) < 2,
+                              file=sys.stderr, leave=False), lengths, strict=True):
+        count = max(1, round((length or 0) / PIECE_S))
+        stretches = decode_pieces(p, video=video, audio=audio, input_fps=input_fps, fps=plan.fps, keep=plan.keep,
+                                  first_piece=first_piece, pieces=count, max_frames=max(0, budget))
+        first_piece += count
+        budget -= sum(len(x.frames) for x in stretches)
+        inputs += stretches
     decode_s = time.monotonic() - t0
     report = train_from_inputs(
         inputs,
@@ -573,6 +709,7 @@ def train_package(
         threads=threads,
         temporal=temporal,
     )
+    report["footage"] = {"found_s": round(plan.total_s, 1), "video_fps": plan.fps, "kept_fraction": round(plan.keep, 4)}
     report["timings_s"]["decode"] = round(decode_s, 1)
     report["timings_s"]["total"] = round(time.monotonic() - t0, 1)
     return report
@@ -607,7 +744,9 @@ def train_from_inputs(
         ("video", video, v_inputs, [len(x.frames) > 0 for x in inputs]),
         ("audio", audio, a_inputs, [len(x.audio) > 0 for x in inputs]),
     ):
-        short = [x.source.name for x, h in zip(inputs, has, strict=True) if h and all(x is not u for u in used)]
+        short = list(dict.fromkeys(
+            x.source.name for x, h in zip(inputs, has, strict=True) if h and all(x is not u for u in used)
+        ))
         if wanted and short:
             log.warning("%s of %s too short to learn from (needs %.0f s)", kind, ", ".join(short),
                         (CONTEXT / FPS + 0.2) / HOLDOUT if kind == "video" else WINDOW_S / HOLDOUT)
@@ -625,7 +764,10 @@ def train_from_inputs(
             if any(len(x.frames) or len(x.audio) for x in inputs)
             else "the normal inputs have neither video nor audio that this model can learn from"
         )
-    report["inputs"] = {"video": [x.source.name for x in v_inputs], "audio": [x.source.name for x in a_inputs]}
+    report["inputs"] = {  # an input kept in pieces (see FootagePlan) is named once
+        "video": list(dict.fromkeys(x.source.name for x in v_inputs)),
+        "audio": list(dict.fromkeys(x.source.name for x in a_inputs)),
+    }
     budget = minutes * 60.0
     video_s = budget * (VIDEO_SHARE if do_audio else 1.0)
     audio_s = budget - video_s if do_video else budget
@@ -661,6 +803,7 @@ def train_from_inputs(
             amodel, mean, std, report["audio"] = train_audio(a_inputs, audio_s, seed=seed, progress=progress)
             timings["train_audio"] = round(time.monotonic() - t, 1)
             audio_spec = _export_audio(amodel, mean, std, tmp, a_inputs, report["audio"], timings)
+        sources = list({id(x.source): x.source for x in inputs}.values())  # pieces share their input's
         hashes = "".join(
             s.sha256 + s.calibration.describe() for s in (video_spec, audio_spec, temporal_spec) if s is not None
         )
@@ -672,8 +815,8 @@ def train_from_inputs(
             audio=audio_spec,
             temporal=temporal_spec,
             trained_on=TrainedOn(
-                sources=[x.source for x in inputs],
-                duration_s=round(sum(x.source.duration_s for x in inputs), 3),
+                sources=sources,
+                duration_s=round(sum(x.duration_s for x in sources), 3),
                 holdout_fraction=HOLDOUT,
             ),
             versions=_versions(),
