@@ -4,6 +4,7 @@ scores."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -124,3 +125,19 @@ def test_training_on_long_footage_names_each_input_once(tmp_path: Path, monkeypa
     pkg = ModelPackage.load(out)
     assert [s.name for s in pkg.trained_on.sources] == [str(clip)]
     assert pkg.trained_on.duration_s == pytest.approx(60.0, abs=0.2)
+
+    # of three such clips (12 pieces, 2 of them kept: 1/6) the 3rd piece and the 9th are used: the 2nd clip is not
+    # even decoded
+    more = [str(make_clip(tmp_path / f"n{k}.mkv", seconds=60.0)) for k in (1, 2)]
+    decoded: list[str] = []
+    decode_pieces = train.decode_pieces
+
+    def recording(path: str, **kw: Any) -> list[train.NormalInput]:
+        decoded.append(path)
+        return decode_pieces(path, **kw)
+
+    monkeypatch.setattr(train, "decode_pieces", recording)
+    report = train.train_package([str(clip), *more], out, minutes=0.02, progress=False, threads=1, temporal=False)
+    assert report["footage"]["kept_fraction"] == pytest.approx(1 / 6, abs=0.01)
+    assert decoded == report["inputs"]["video"] == [str(clip), more[1]]
+    assert [s.name for s in ModelPackage.load(out).trained_on.sources] == [str(clip), more[1]]

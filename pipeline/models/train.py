@@ -691,6 +691,9 @@ def train_package(
     for p, length in zip(tqdm(paths, desc="decode", unit="input", disable=not progress or len(paths) < 2,
                               file=sys.stderr, leave=False), lengths, strict=True):
         count = max(1, round((length or 0) / PIECE_S))
+        if length is not None and not any(_kept(first_piece + k, plan.keep) for k in range(count)):
+            first_piece += count  # none of it is kept: not even decoded
+            continue
         stretches = decode_pieces(p, video=video, audio=audio, input_fps=input_fps, fps=plan.fps, keep=plan.keep,
                                   first_piece=first_piece, pieces=count, max_frames=max(0, budget))
         first_piece += count
