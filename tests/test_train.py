@@ -141,3 +141,23 @@ def test_training_on_long_footage_names_each_input_once(tmp_path: Path, monkeypa
     assert report["footage"]["kept_fraction"] == pytest.approx(1 / 6, abs=0.01)
     assert decoded == report["inputs"]["video"] == [str(clip), more[1]]
     assert [s.name for s in ModelPackage.load(out).trained_on.sources] == [str(clip), more[1]]
+
+
+def test_audio_only_footage_is_bounded_apart_from_video(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fixtures.media import make_clip
+
+    from pipeline.models import train
+
+    clip = make_clip(tmp_path / "cam.mkv", seconds=10.0)
+    mic = make_clip(tmp_path / "mic.mka", seconds=60.0, video=False)  # a long recording of sound alone
+    monkeypatch.setattr(train, "FULL_RATE_MAX_S", 20.0)
+    monkeypatch.setattr(train, "MAX_FOOTAGE_S", 30.0)
+    monkeypatch.setattr(train, "PIECE_S", 15.0)
+    out = tmp_path / "mixed"
+    report = train.train_package([str(clip), str(mic)], out, minutes=0.02, progress=False, threads=1,
+                                 temporal=False)
+    # the clip's 10 s are all kept, at 25 fps: the microphone's minute does not count against the video's bound
+    assert report["footage"] == {"found_s": pytest.approx(10.0, abs=0.2), "video_fps": train.FPS * train.OVERSAMPLE,
+                                 "kept_fraction": 1.0, "audio_only_s": pytest.approx(60.0, abs=0.2),
+                                 "audio_only_kept_fraction": pytest.approx(0.5, abs=0.01)}
+    assert report["inputs"] == {"video": [str(clip)], "audio": [str(clip), str(mic)]}

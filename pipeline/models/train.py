@@ -148,37 +148,45 @@ def source_sha256(path: str) -> str:
 
 @dataclass(frozen=True)
 class FootagePlan:
-    """How much of the normal footage training keeps (see ``FULL_RATE_MAX_S``)."""
+    """How much of the normal footage of one kind (with video, or audio only) training keeps (see
+    ``FULL_RATE_MAX_S``)."""
 
     fps: float  # the rate video is decoded at: FPS * OVERSAMPLE, or FPS for long footage
     keep: float  # the fraction of every input kept, in evenly spaced pieces of PIECE_S (1: all of it)
     total_s: float  # the footage found (inputs whose length could not be read count 0)
+    kind: str = "video"  # or "audio": audio-only inputs
+
+    @property
+    def reduced(self) -> bool:
+        """Whether training keeps less than all of it, at full rate."""
+        return self.keep < 1 or (self.kind == "video" and self.fps < FPS * OVERSAMPLE)
 
     def describe(self) -> str:
+        what = f"{_span(self.total_s)} of normal {'footage' if self.kind == 'video' else 'audio-only footage'}"
         if self.keep < 1:
-            return (f"{_span(self.total_s)} of normal footage: training on {_span(MAX_FOOTAGE_S)} of it, "
-                    f"{PIECE_S:g} s pieces spread evenly over every input, video at {FPS:g} fps")
-        if self.fps < FPS * OVERSAMPLE:
-            return (f"{_span(self.total_s)} of normal footage: video kept at the model's {FPS:g} fps (not "
-                    f"{FPS * OVERSAMPLE:g}) to bound memory")
-        return f"{_span(self.total_s)} of normal footage, all of it used"
+            return (f"{what}: training on {_span(MAX_FOOTAGE_S)} of it, {PIECE_S:g} s pieces spread evenly over "
+                    f"every input" + (f", video at {FPS:g} fps" if self.kind == "video" else ""))
+        if self.reduced:
+            return f"{what}: video kept at the model's {FPS:g} fps (not {FPS * OVERSAMPLE:g}) to bound memory"
+        return f"{what}, all of it used"
 
 
 def _span(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
-def plan_footage(durations: Sequence[float | None]) -> FootagePlan:
-    """What to keep of inputs lasting ``durations`` seconds (None: unknown)."""
+def plan_footage(durations: Sequence[float | None], kind: str = "video") -> FootagePlan:
+    """What to keep of inputs of ``kind`` lasting ``durations`` seconds (None: unknown)."""
     total = float(sum(d for d in durations if d))
     if total <= FULL_RATE_MAX_S:
-        return FootagePlan(FPS * OVERSAMPLE, 1.0, total)
-    return FootagePlan(FPS, min(1.0, MAX_FOOTAGE_S / total), total)
+        return FootagePlan(FPS * OVERSAMPLE, 1.0, total, kind)
+    return FootagePlan(FPS, min(1.0, MAX_FOOTAGE_S / total), total, kind)
 
 
-def probe_duration(path: str, input_fps: float | None = None) -> float | None:
-    """The length of a normal input in seconds, from its container (or its frame count for an image sequence),
-    without decoding it; None where it cannot be read (decoding then says what is wrong)."""
+def probe_input(path: str, input_fps: float | None = None) -> tuple[float | None, bool]:
+    """(the length of a normal input in seconds, whether it has video), from its container (or its frame count for
+    an image sequence) without decoding it; the length is None where it cannot be read (decoding then says what is
+    wrong)."""
     import av
 
     from pipeline.evaluation import DEFAULT_IMAGE_FPS, is_image_source
@@ -186,16 +194,17 @@ def probe_duration(path: str, input_fps: float | None = None) -> float | None:
 
     try:
         if is_image_source(path):
-            return len(image_sequence(path).files) / (input_fps or DEFAULT_IMAGE_FPS)
+            return len(image_sequence(path).files) / (input_fps or DEFAULT_IMAGE_FPS), True
         if not os.path.isfile(path):
-            return None
+            return None, True
         with av.open(path) as container:
+            has_video = bool(container.streams.video)
             if container.duration:
-                return float(container.duration / av.time_base)
+                return float(container.duration / av.time_base), has_video
             lengths = [float(s.duration * s.time_base) for s in container.streams if s.duration and s.time_base]
-            return max(lengths) if lengths else None
+            return (max(lengths) if lengths else None), has_video
     except (OSError, ValueError, av.error.FFmpegError):
-        return None
+        return None, True
 
 
 def decode(path: str, *, video: bool = True, audio: bool = True, input_fps: float | None = None) -> NormalInput:
@@ -681,22 +690,27 @@ def train_package(
         raise ValueError("nothing to train: both video and audio are off")
     t0 = time.monotonic()
     paths = expand_folders(list(normal))
-    lengths = [probe_duration(p, input_fps) for p in paths]
-    plan = plan_footage(lengths)
-    if plan.fps < FPS * OVERSAMPLE:
-        log.warning("%s", plan.describe())
+    probes = [probe_input(p, input_fps) for p in paths]
+    # video footage and audio-only footage (a day of a microphone beside a few clips) are each kept to the bound
+    kinds = ["video" if video and has_video else "audio" for _, has_video in probes]
+    plans = {k: plan_footage([n for (n, _), kind in zip(probes, kinds, strict=True) if kind == k], k)
+             for k in ("video", "audio")}
+    for plan in plans.values():
+        if plan.reduced:
+            log.warning("%s", plan.describe())
     inputs: list[NormalInput] = []
-    budget = round(MAX_FOOTAGE_S * FPS * 1.05)  # frames: a guard for inputs whose length could not be read
-    first_piece = 0
-    for p, length in zip(tqdm(paths, desc="decode", unit="input", disable=not progress or len(paths) < 2,
-                              file=sys.stderr, leave=False), lengths, strict=True):
+    # frames: the most either bound keeps, a guard for inputs whose length could not be read
+    budget = round(max(FULL_RATE_MAX_S * FPS * OVERSAMPLE, MAX_FOOTAGE_S * FPS) * 1.05)
+    first_piece = {"video": 0, "audio": 0}
+    for p, (length, _), kind in zip(tqdm(paths, desc="decode", unit="input", disable=not progress or len(paths) < 2,
+                                         file=sys.stderr, leave=False), probes, kinds, strict=True):
+        plan, first = plans[kind], first_piece[kind]
         count = max(1, round((length or 0) / PIECE_S))
-        if length is not None and not any(_kept(first_piece + k, plan.keep) for k in range(count)):
-            first_piece += count  # none of it is kept: not even decoded
-            continue
-        stretches = decode_pieces(p, video=video, audio=audio, input_fps=input_fps, fps=plan.fps, keep=plan.keep,
-                                  first_piece=first_piece, pieces=count, max_frames=max(0, budget))
-        first_piece += count
+        first_piece[kind] += count
+        if length is not None and not any(_kept(first + k, plan.keep) for k in range(count)):
+            continue  # none of it is kept: not even decoded
+        stretches = decode_pieces(p, video=video, audio=audio, input_fps=input_fps, fps=plans["video"].fps,
+                                  keep=plan.keep, first_piece=first, pieces=count, max_frames=max(0, budget))
         budget -= sum(len(x.frames) for x in stretches)
         inputs += stretches
     decode_s = time.monotonic() - t0
@@ -712,7 +726,11 @@ def train_package(
         threads=threads,
         temporal=temporal,
     )
-    report["footage"] = {"found_s": round(plan.total_s, 1), "video_fps": plan.fps, "kept_fraction": round(plan.keep, 4)}
+    report["footage"] = {"found_s": round(plans["video"].total_s, 1), "video_fps": plans["video"].fps,
+                         "kept_fraction": round(plans["video"].keep, 4)}
+    if plans["audio"].total_s:
+        report["footage"].update(audio_only_s=round(plans["audio"].total_s, 1),
+                                 audio_only_kept_fraction=round(plans["audio"].keep, 4))
     report["timings_s"]["decode"] = round(decode_s, 1)
     report["timings_s"]["total"] = round(time.monotonic() - t0, 1)
     return report
