@@ -161,3 +161,22 @@ def test_audio_only_footage_is_bounded_apart_from_video(tmp_path: Path, monkeypa
                                  "kept_fraction": 1.0, "audio_only_s": pytest.approx(60.0, abs=0.2),
                                  "audio_only_kept_fraction": pytest.approx(0.5, abs=0.01)}
     assert report["inputs"] == {"video": [str(clip)], "audio": [str(clip), str(mic)]}
+
+
+def test_an_input_that_is_not_media_is_refused_before_any_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fixtures.media import make_clip
+
+    from pipeline.errors import PipelineError
+    from pipeline.models import train
+
+    folder = tmp_path / "normal"
+    folder.mkdir()
+    make_clip(folder / "a.mkv", seconds=10.0)
+    (folder / "b.mkv").write_text("shopping list: eggs, milk\n" * 50)
+    decoded: list[str] = []
+    monkeypatch.setattr(train, "decode_pieces", lambda path, **kw: decoded.append(path))
+    with pytest.raises(PipelineError, match=r"b\.mkv: not a media file we can decode"):
+        train.train_package([str(folder)], tmp_path / "m", minutes=0.02, progress=False, threads=1)
+    assert decoded == []  # a.mkv was not decoded first, only to fail on b.mkv afterwards

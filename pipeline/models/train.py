@@ -185,26 +185,28 @@ def plan_footage(durations: Sequence[float | None], kind: str = "video") -> Foot
 
 def probe_input(path: str, input_fps: float | None = None) -> tuple[float | None, bool]:
     """(the length of a normal input in seconds, whether it has video), from its container (or its frame count for
-    an image sequence) without decoding it; the length is None where it cannot be read (decoding then says what is
-    wrong)."""
+    an image sequence) without decoding it; the length is None where the container does not say. A file that cannot
+    be opened, or frames that cannot be read in order, raise their clear error here, before hours of other inputs
+    are decoded."""
     import av
 
     from pipeline.evaluation import DEFAULT_IMAGE_FPS, is_image_source
-    from pipeline.sources.spec import image_sequence
+    from pipeline.sources.reader import open_error
+    from pipeline.sources.spec import SourceSpec, image_sequence
 
+    if is_image_source(path):
+        return len(image_sequence(path).files) / (input_fps or DEFAULT_IMAGE_FPS), True
+    if not os.path.isfile(path):
+        return None, True  # decoding says what it is not
     try:
-        if is_image_source(path):
-            return len(image_sequence(path).files) / (input_fps or DEFAULT_IMAGE_FPS), True
-        if not os.path.isfile(path):
-            return None, True
         with av.open(path) as container:
             has_video = bool(container.streams.video)
             if container.duration:
                 return float(container.duration / av.time_base), has_video
             lengths = [float(s.duration * s.time_base) for s in container.streams if s.duration and s.time_base]
             return (max(lengths) if lengths else None), has_video
-    except (OSError, ValueError, av.error.FFmpegError):
-        return None, True
+    except (OSError, ValueError, av.error.FFmpegError) as exc:
+        raise open_error(exc, SourceSpec(camera_id="file", url=path)) from exc
 
 
 def decode(path: str, *, video: bool = True, audio: bool = True, input_fps: float | None = None) -> NormalInput:

@@ -242,7 +242,7 @@ class MediaReader:
         except SourceError:
             raise
         except Exception as exc:  # noqa: BLE001 - PyAV raises a zoo of errors; each becomes one clear SourceError
-            raise _translate(exc, spec) from exc
+            raise open_error(exc, spec) from exc
         if not self._streams():
             self.close()
             raise SourceFormatError(f"{spec.safe_url}: no video or audio stream to decode")
@@ -510,7 +510,7 @@ def _seconds(frame: Any) -> float | None:
     return pts * tb.numerator / tb.denominator
 
 
-def _translate(exc: BaseException, spec: SourceSpec) -> SourceError:
+def open_error(exc: BaseException, spec: SourceSpec) -> SourceError:
     """One clear, credential-free error for whatever PyAV raised."""
     where = spec.safe_url
     detail = redact_text(str(getattr(exc, "strerror", None) or exc)).strip()
