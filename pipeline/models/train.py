@@ -90,7 +90,7 @@ SKIP_FRAMES, TOP_K = 10, 5
 HOLDOUT = 0.2
 MIN_CALIBRATION = 20  # held-out scores a calibration needs at least
 # How much normal footage training holds in memory. A minute of video at FPS * OVERSAMPLE costs ~170 MB while training
-# (frames, their embeddings, the patch statistics; 16 min of clips peaked at 4.0 GB, 32 min at 6.7 GB) and ~6 s of
+# (frames, their embeddings, the patch statistics; 16 min of clips peaked at 3.8 GB, 32 min at 6.7 GB) and ~6 s of
 # the patch-statistics pass: hours of recordings would not fit a small machine, and a budget of minutes could not
 # use them anyway. Up to FULL_RATE_MAX_S of video every phase is kept; up to MAX_FOOTAGE_S, frames at the model's
 # rate (one phase: 5x less); beyond, evenly spaced pieces of PIECE_S, MAX_FOOTAGE_S in all (2.3 h of clips: 3.1 GB).
@@ -330,6 +330,9 @@ def frame_step(pts: np.ndarray, fps: float = FPS * OVERSAMPLE) -> int:
     if dt <= 0:
         return most
     return int(min(most, max(1, round(1.0 / (FPS * dt)))))
+
+
+# ---------------------------------------------------------------------------------------------------- video
 
 
 def _stack_indices(n: int, lo: int, hi: int, step: int = OVERSAMPLE) -> np.ndarray:
