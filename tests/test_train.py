@@ -180,3 +180,11 @@ def test_an_input_that_is_not_media_is_refused_before_any_decoding(
     with pytest.raises(PipelineError, match=r"b\.mkv: not a media file we can decode"):
         train.train_package([str(folder)], tmp_path / "m", minutes=0.02, progress=False, threads=1)
     assert decoded == []  # a.mkv was not decoded first, only to fail on b.mkv afterwards
+
+
+def test_a_live_camera_is_refused_with_what_to_do_and_without_its_password(tmp_path: Path) -> None:
+    from pipeline.models import train
+
+    with pytest.raises(ValueError, match="is a live camera: training learns from recorded footage") as err:
+        train.train_package(["rtsp://admin:hunter2@10.0.0.5/stream1"], tmp_path / "m", progress=False)
+    assert "rtsp://***@10.0.0.5/stream1" in str(err.value) and "hunter2" not in str(err.value)

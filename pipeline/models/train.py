@@ -191,11 +191,18 @@ def probe_input(path: str, input_fps: float | None = None) -> tuple[float | None
     import av
 
     from pipeline.evaluation import DEFAULT_IMAGE_FPS, is_image_source
+    from pipeline.redact import redact_url
     from pipeline.sources.reader import open_error
     from pipeline.sources.spec import SourceSpec, image_sequence
 
     if is_image_source(path):
         return len(image_sequence(path).files) / (input_fps or DEFAULT_IMAGE_FPS), True
+    if SourceSpec(camera_id="file", url=path).live:
+        raise ValueError(
+            f"{redact_url(path)} is a live camera: training learns from recorded footage. Record a few minutes of "
+            "it first (for instance: ffmpeg -rtsp_transport tcp -i <url> -t 300 -c copy normal.mkv), then train on "
+            "the file"
+        )
     if not os.path.isfile(path):
         return None, True  # decoding says what it is not
     try:
