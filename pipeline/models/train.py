@@ -434,6 +434,8 @@ def train_video(
     t = time.monotonic()
     errs = []
     embeddings: list[np.ndarray] = []
+    bar = tqdm(total=sum(len(x.frames) for x in inputs), desc="patch statistics", unit="frame",
+               disable=not progress, file=sys.stderr, leave=False)  # (a minute or two on long footage)
     with torch.inference_mode():
         for x in inputs:
             idx = _stack_indices(len(x.frames), 0, len(x.frames), x.step)
@@ -445,7 +447,10 @@ def train_video(
                 err_map, e3 = model._run(torch.from_numpy(_gather(x.frames, sub, x.step)))
                 emb[sub] = F.avg_pool2d(e3, 2).numpy()
                 errs.append(model._patches(err_map)[torch.from_numpy(sub < cut)])
+                bar.update(len(sub))
+            bar.update(len(x.frames) - len(idx))  # the first frames of each input: context, not scored
             embeddings.append(emb)
+    bar.close()
     model.fit_patch_scale(torch.cat(errs))
     return model, {
         "epoch_losses": [round(v, 6) for v in losses],
