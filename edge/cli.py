@@ -115,6 +115,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         report = train_package(
             args.normal, Path(args.out), minutes=args.minutes, seed=args.seed, progress=not args.quiet,
             input_fps=args.fps, video=not args.no_video, audio=not args.no_audio, threads=args.threads,
+            record_s=args.record_minutes * 60.0,
         )
     except (PipelineError, FileNotFoundError, ValueError) as exc:
         return _fail(str(exc))
@@ -199,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=int, default=None,
                        help="torch threads for training (default: the usable cores, at most 8)")
     train.add_argument("--fps", type=float, default=None, help="frame rate of image-sequence inputs (default 10)")
+    train.add_argument("--record-minutes", type=float, default=5.0,
+                       help="how much of a live camera (rtsp://...) to record and learn from (default 5)")
     train.add_argument("--no-video", action="store_true", help="train the audio model only")
     train.add_argument("--no-audio", action="store_true", help="train the video model only")
     train.add_argument("--json", action="store_true", help="print the training report as JSON")

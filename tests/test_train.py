@@ -3,6 +3,7 @@ scores."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -182,9 +183,43 @@ def test_an_input_that_is_not_media_is_refused_before_any_decoding(
     assert decoded == []  # a.mkv was not decoded first, only to fail on b.mkv afterwards
 
 
-def test_a_live_camera_is_refused_with_what_to_do_and_without_its_password(tmp_path: Path) -> None:
+def test_a_live_camera_without_a_recording_time_is_refused_without_its_password() -> None:
     from pipeline.models import train
 
     with pytest.raises(ValueError, match="is a live camera: training learns from recorded footage") as err:
-        train.train_package(["rtsp://admin:hunter2@10.0.0.5/stream1"], tmp_path / "m", progress=False)
+        train.probe_input("rtsp://admin:hunter2@10.0.0.5/stream1")
     assert "rtsp://***@10.0.0.5/stream1" in str(err.value) and "hunter2" not in str(err.value)
+    assert train.probe_input("rtsp://admin:hunter2@10.0.0.5/stream1", record_s=60.0) == (60.0, True)
+
+
+@pytest.mark.slow
+def test_training_on_a_live_camera_records_it_first(tmp_path: Path, rtsp_server: Any) -> None:
+    from fixtures.media import make_clip
+
+    from pipeline.models import train
+
+    server = rtsp_server({"gate": make_clip(tmp_path / "gate.mkv", seconds=6.0)})  # looped: a camera that runs on
+    url = server.url("gate").replace("rtsp://", "rtsp://admin:hunter2@")
+    out = tmp_path / "gate-model"
+    report = train.train_package([url], out, minutes=0.02, progress=False, threads=1, temporal=False, record_s=12.0)
+    assert report["footage"]["found_s"] == 12.0 and report["inputs"]["video"] == [report["inputs"]["audio"][0]]
+    pkg = ModelPackage.load(out)
+    (source,) = pkg.trained_on.sources
+    assert source.name == url.replace("admin:hunter2", "***") and source.duration_s == pytest.approx(12.0, abs=0.5)
+    assert source.fps == pytest.approx(25.0, abs=0.5) and len(source.sha256) == 64
+    assert "hunter2" not in (out / "model.json").read_text() and "hunter2" not in json.dumps(report, default=str)
+    assert pkg.video is not None and pkg.audio is not None
+
+
+@pytest.mark.slow
+def test_a_camera_that_freezes_while_recording_leaves_what_was_recorded(
+    tmp_path: Path, rtsp_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fixtures.media import make_clip
+
+    from pipeline.models import train
+
+    server = rtsp_server({"gate": make_clip(tmp_path / "gate.mkv", seconds=6.0)}, freeze_after=8.0)
+    (part,) = train.decode_pieces(server.url("gate"), record_s=60.0)  # data stops after 8 s, connection kept
+    assert part.source.duration_s == pytest.approx(8.0, abs=1.5) and len(part.frames) > 150
+    assert "nothing received" in caplog.text and "training on the" in caplog.text

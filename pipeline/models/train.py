@@ -183,11 +183,13 @@ def plan_footage(durations: Sequence[float | None], kind: str = "video") -> Foot
     return FootagePlan(FPS, min(1.0, MAX_FOOTAGE_S / total), total, kind)
 
 
-def probe_input(path: str, input_fps: float | None = None) -> tuple[float | None, bool]:
+def probe_input(
+    path: str, input_fps: float | None = None, record_s: float | None = None
+) -> tuple[float | None, bool]:
     """(the length of a normal input in seconds, whether it has video), from its container (or its frame count for
-    an image sequence) without decoding it; the length is None where the container does not say. A file that cannot
-    be opened, or frames that cannot be read in order, raise their clear error here, before hours of other inputs
-    are decoded."""
+    an image sequence) without decoding it; the length is None where the container does not say. A live camera
+    lasts ``record_s`` (None: refused). A file that cannot be opened, or frames that cannot be read in order, raise
+    their clear error here, before hours of other inputs are decoded."""
     import av
 
     from pipeline.evaluation import DEFAULT_IMAGE_FPS, is_image_source
@@ -198,6 +200,8 @@ def probe_input(path: str, input_fps: float | None = None) -> tuple[float | None
     if is_image_source(path):
         return len(image_sequence(path).files) / (input_fps or DEFAULT_IMAGE_FPS), True
     if SourceSpec(camera_id="file", url=path).live:
+        if record_s is not None:
+            return record_s, True
         raise ValueError(
             f"{redact_url(path)} is a live camera: training learns from recorded footage. Record a few minutes of "
             "it first (for instance: ffmpeg -rtsp_transport tcp -i <url> -t 300 -c copy normal.mkv), then train on "
@@ -232,24 +236,32 @@ def decode_pieces(
     first_piece: int = 0,
     pieces: int | None = None,
     max_frames: int | None = None,
+    record_s: float = 300.0,
+    progress: bool = False,
 ) -> list[NormalInput]:
     """One normal input as the contiguous stretches training keeps of it: all of it (``keep`` 1), or the pieces of
     ``PIECE_S`` that spread ``keep`` of all inputs evenly (pieces are counted over all inputs, this one's from
     ``first_piece``, so that of many short clips every few is kept; ``pieces``: how many this input counts, a shorter
     last part joining the one before; each run of kept pieces is its own stretch: no training sequence spans a
     gap). Video at ``fps``; at most ``max_frames`` frames (the rest is not read: a guard for an input whose length
-    was unknown). Every stretch carries the whole input's ``SourceInfo``."""
+    was unknown). Every stretch carries the whole input's ``SourceInfo``.
+
+    A live camera (RTSP) is recorded for ``record_s`` seconds of its stream, with the reader's timeouts; if it drops
+    out after something was recorded, training goes on with that (and says so). Its name in the package is its
+    URL without the password; its sha256 that of what was recorded."""
+    from pipeline.errors import SourceError
     from pipeline.evaluation import DEFAULT_IMAGE_FPS, is_image_source
+    from pipeline.redact import redact_url
     from pipeline.sources import read_media
+    from pipeline.sources.spec import SourceSpec
 
     image = is_image_source(path)
     if input_fps is None and image:
         input_fps = DEFAULT_IMAGE_FPS
     # per stretch: frames, their times, audio chunks
-    stretches: dict[int, tuple[list[np.ndarray], list[float], list[np.ndarray]]] = {}  # by first piece
+    stretches: Stretches = {}
     first: float | None = None
     last_pts = 0.0
-    kept_frames = 0
     timed = [0, math.inf, -math.inf]  # every decoded input frame, sampled or not: count, first and last time
 
     def seen(_index: int, t: float | None, _sampled: bool) -> None:
@@ -257,7 +269,8 @@ def decode_pieces(
             timed[0] += 1
             timed[1], timed[2] = min(timed[1], t), max(timed[2], t)
 
-    for item in read_media(
+    live = SourceSpec(camera_id="file", url=path).live
+    items = read_media(
         path,
         width=WIDTH,
         height=HEIGHT,
@@ -269,28 +282,32 @@ def decode_pieces(
         video=video,
         audio=audio,
         on_video_frame=seen,
-    ):
-        if not (video if isinstance(item, VideoFrame) else audio):
-            continue
-        last_pts = max(last_pts, item.pts + item.duration if isinstance(item, AudioWindow) else item.pts)
-        first = item.pts if first is None else first
-        piece = int((item.pts - first) // PIECE_S)
-        run = _run_start(first_piece + (piece if pieces is None else min(piece, pieces - 1)), keep)
-        if run is None:
-            continue  # a piece between the kept ones
-        if run not in stretches:  # (video and audio arrive interleaved, not in strict time order)
-            stretches[run] = ([], [], [])
-        frames, frame_pts, chunks = stretches[run]
-        if isinstance(item, AudioWindow):
-            chunks.append(np.asarray(item.samples, dtype=np.float32))
-            continue
-        if max_frames is not None and kept_frames >= max_frames:
-            log.warning("%s: stopped reading at %.0f min: training keeps at most %d frames of normal video", path,
-                        (item.pts - first) / 60, kept_frames)
-            break
-        frames.append(item.luma)
-        frame_pts.append(item.pts)
-        kept_frames += 1
+    )
+    recording = tqdm(total=round(record_s), desc=f"recording {redact_url(path)}", unit="s",
+                     disable=not (live and progress), file=sys.stderr, leave=False)
+    try:
+        for item in items:
+            if not (video if isinstance(item, VideoFrame) else audio):
+                continue
+            first = item.pts if first is None else first
+            if live:
+                if item.pts - first >= record_s:
+                    break
+                recording.update(int(item.pts - first) - recording.n)
+            last_pts = max(last_pts, item.pts + item.duration if isinstance(item, AudioWindow) else item.pts)
+            if not _keep_item(item, first, first_piece, pieces, keep, stretches, max_frames, path):
+                break
+    except SourceError as exc:
+        if not (live and stretches):
+            raise
+        log.warning("%s; training on the %.0f s recorded before it", exc, last_pts - (first or 0.0))
+    else:
+        if live and last_pts - (first or 0.0) < record_s - 1.0:  # a killed server just ends the stream
+            log.warning("%s: the stream ended after %.0f s of the %.0f s asked for; training on that",
+                        redact_url(path), last_pts - (first or 0.0), record_s)
+    finally:
+        items.close()
+        recording.close()
     vid_all = sum(len(f) for f, _, _ in stretches.values())
     aud_all = sum(sum(len(c) for c in a) for _, _, a in stretches.values())
     duration = max(last_pts, vid_all / fps, aud_all / SAMPLE_RATE)
@@ -298,7 +315,15 @@ def decode_pieces(
     if vid_all:  # the input's own frame rate: the given one for frames, else from its frames' times
         count, t_first, t_last = timed
         rate = input_fps if image else round((count - 1) / (t_last - t_first), 3) if t_last > t_first else None
-    source = SourceInfo(name=path, sha256=source_sha256(path), duration_s=round(duration, 3), fps=rate)
+    if live:
+        digest = hashlib.sha256()
+        for frames, _, chunks in stretches.values():
+            for a in (*frames, *chunks):
+                digest.update(a.tobytes())
+        name, sha = redact_url(path), digest.hexdigest()
+    else:
+        name, sha = path, source_sha256(path)
+    source = SourceInfo(name=name, sha256=sha, duration_s=round(duration, 3), fps=rate)
     out = [
         NormalInput(
             source,
@@ -309,6 +334,34 @@ def decode_pieces(
         for _, (frames, frame_pts, chunks) in sorted(stretches.items())
     ]
     return out or [NormalInput(source, np.zeros((0, HEIGHT, WIDTH), np.uint8), np.zeros(0, np.float32))]
+
+
+Stretches = dict[int, tuple[list[np.ndarray], list[float], list[np.ndarray]]]  # by first piece: frames, times, audio
+
+
+def _keep_item(
+    item: VideoFrame | AudioWindow, first: float, first_piece: int, pieces: int | None, keep: float,
+    stretches: Stretches, max_frames: int | None, path: str,
+) -> bool:
+    """Add ``item`` to its stretch if its piece is kept; False: the frame guard says stop reading."""
+    piece = int((item.pts - first) // PIECE_S)
+    run = _run_start(first_piece + (piece if pieces is None else min(piece, pieces - 1)), keep)
+    if run is None:
+        return True  # a piece between the kept ones
+    kept_frames = sum(len(f) for f, _, _ in stretches.values()) if max_frames is not None else 0
+    if isinstance(item, VideoFrame) and max_frames is not None and kept_frames >= max_frames:
+        log.warning("%s: stopped reading at %.0f min: training keeps at most %d frames of normal video", path,
+                    (item.pts - first) / 60, kept_frames)
+        return False
+    if run not in stretches:  # (video and audio arrive interleaved, not in strict time order)
+        stretches[run] = ([], [], [])
+    frames, frame_pts, chunks = stretches[run]
+    if isinstance(item, AudioWindow):
+        chunks.append(np.asarray(item.samples, dtype=np.float32))
+    else:
+        frames.append(item.luma)
+        frame_pts.append(item.pts)
+    return True
 
 
 def _kept(piece: int, keep: float) -> bool:
@@ -698,16 +751,18 @@ def train_package(
     threads: int | None = None,
     input_fps: float | None = None,
     temporal: bool = True,
+    record_s: float = 300.0,
 ) -> dict[str, Any]:
     """Train, export, calibrate and write a package to ``out``; returns a report (losses, calibration,
-    timings). ``input_fps``: the rate image-sequence inputs were taken at (default ``DEFAULT_IMAGE_FPS``)."""
+    timings). ``input_fps``: the rate image-sequence inputs were taken at (default ``DEFAULT_IMAGE_FPS``);
+    ``record_s``: how much of a live camera's stream to record and learn from."""
     if not normal:
         raise ValueError("no normal inputs given")
     if not (video or audio):
         raise ValueError("nothing to train: both video and audio are off")
     t0 = time.monotonic()
     paths = expand_folders(list(normal))
-    probes = [probe_input(p, input_fps) for p in paths]
+    probes = [probe_input(p, input_fps, record_s) for p in paths]
     # video footage and audio-only footage (a day of a microphone beside a few clips) are each kept to the bound
     kinds = ["video" if video and has_video else "audio" for _, has_video in probes]
     plans = {k: plan_footage([n for (n, _), kind in zip(probes, kinds, strict=True) if kind == k], k)
@@ -727,7 +782,8 @@ def train_package(
         if length is not None and not any(_kept(first + k, plan.keep) for k in range(count)):
             continue  # none of it is kept: not even decoded
         stretches = decode_pieces(p, video=video, audio=audio, input_fps=input_fps, fps=plans["video"].fps,
-                                  keep=plan.keep, first_piece=first, pieces=count, max_frames=max(0, budget))
+                                  keep=plan.keep, first_piece=first, pieces=count, max_frames=max(0, budget),
+                                  record_s=record_s, progress=progress)
         budget -= sum(len(x.frames) for x in stretches)
         inputs += stretches
     decode_s = time.monotonic() - t0

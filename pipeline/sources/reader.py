@@ -559,7 +559,7 @@ def read_media(
     audio: bool = True,
     camera_id: str = "file",
     on_video_frame: Callable[[int, float | None, bool], None] | None = None,
-) -> Iterator[VideoFrame | AudioWindow]:
+) -> Generator[VideoFrame | AudioWindow, None, None]:
     """Decode a file or image sequence as fast as possible (training, ``edge score``). ``on_video_frame``: see
     ``MediaReader``."""
     reader = MediaReader(
