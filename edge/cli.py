@@ -117,8 +117,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             input_fps=args.fps, video=not args.no_video, audio=not args.no_audio, threads=args.threads,
             record_s=args.record_minutes * 60.0,
         )
-    except (PipelineError, FileNotFoundError, ValueError) as exc:
+    except (PipelineError, ValueError) as exc:
         return _fail(str(exc))
+    except OSError as exc:  # a missing input; the package cannot be written (a full disk, a read-only folder)
+        return _fail(f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror or str(exc))
     if args.json:
         print(json.dumps(report, default=str))
     else:

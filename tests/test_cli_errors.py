@@ -114,3 +114,11 @@ def test_help_does_not_import_torch(argv, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
+
+
+def test_train_where_the_package_cannot_be_written(tmp_path):
+    pytest.importorskip("torch", reason="training needs the train extra (torch)")
+    (tmp_path / "models").write_text("a file where the folder should be")
+    err = one_clear_line(edge("train", "--normal", str(ROOT / "samples" / "test_1.mkv"), "--out", "models/gate",
+                              cwd=tmp_path))
+    assert "models: a file, not a folder" in err and len(err.strip().splitlines()) == 1

@@ -3,6 +3,7 @@ scores."""
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import Any
@@ -223,3 +224,25 @@ def test_a_camera_that_freezes_while_recording_leaves_what_was_recorded(
     (part,) = train.decode_pieces(server.url("gate"), record_s=60.0)  # data stops after 8 s, connection kept
     assert part.source.duration_s == pytest.approx(8.0, abs=1.5) and len(part.frames) > 150
     assert "nothing received" in caplog.text and "training on the" in caplog.text
+
+
+def test_a_package_that_cannot_be_written_is_refused_before_any_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from fixtures.media import make_clip
+
+    from pipeline.models import train
+
+    clip = str(make_clip(tmp_path / "a.mkv", seconds=10.0))
+    decoded: list[str] = []
+    monkeypatch.setattr(train, "decode_pieces", lambda path, **kw: decoded.append(path))
+    (tmp_path / "notes").write_text("not a folder")
+    with pytest.raises(NotADirectoryError, match="notes: a file, not a folder"):
+        train.train_package([clip], tmp_path / "notes" / "m", progress=False)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: usage._replace(free=3 * 2**20))  # a nearly full disk
+    with pytest.raises(OSError, match=r"3\.0 MB free, 16 MB needed") as err:
+        train.train_package([clip], tmp_path / "models" / "m", progress=False)
+    assert err.value.errno == errno.ENOSPC and decoded == []

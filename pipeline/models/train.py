@@ -24,6 +24,7 @@ given without ``--fps``.
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import logging
@@ -31,6 +32,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -761,6 +763,7 @@ def train_package(
     if not (video or audio):
         raise ValueError("nothing to train: both video and audio are off")
     t0 = time.monotonic()
+    check_writable(Path(out))  # before minutes of decoding and training, not after
     paths = expand_folders(list(normal))
     probes = [probe_input(p, input_fps, record_s) for p in paths]
     # video footage and audio-only footage (a day of a microphone beside a few clips) are each kept to the bound
@@ -807,6 +810,30 @@ def train_package(
     report["timings_s"]["decode"] = round(decode_s, 1)
     report["timings_s"]["total"] = round(time.monotonic() - t0, 1)
     return report
+
+
+# What writing a package needs at least: its graphs and weights (1.5 MB for the default) twice (the temporary
+# directory, then the old one until it is replaced), with room to spare.
+MIN_FREE_BYTES = 16 * 2**20
+
+
+def check_writable(out: Path) -> None:
+    """Raise ``OSError`` with a clear message unless a package can be written at ``out``: its folder made and
+    written to, with ``MIN_FREE_BYTES`` free."""
+    if out.parent.exists() and not out.parent.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"cannot write the model package in {out.parent}: a file, not a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out.parent) as probe:
+            probe.write(b"0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write the model package in {out.parent}: {exc.strerror or exc}") from exc
+    free = shutil.disk_usage(out.parent).free
+    if free < MIN_FREE_BYTES:
+        raise OSError(errno.ENOSPC, f"cannot write the model package in {out.parent}: {free / 2**20:.1f} MB free, "
+                      f"{MIN_FREE_BYTES / 2**20:.0f} MB needed")
 
 
 def train_from_inputs(
