@@ -62,8 +62,14 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 def cmd_score(args: argparse.Namespace) -> int:
     from pipeline.evaluation import score_media, write_scores_csv
     from pipeline.models.package import ModelPackage
+    from pipeline.redact import redact_url
     from pipeline.scoring_model import PackageScorer
+    from pipeline.sources.spec import SourceKind, classify
 
+    if classify(args.input) is SourceKind.RTSP:  # it would read until the camera stops, the CSV written only then
+        return _fail(f"{redact_url(args.input)} is a live camera: edge score reads recordings. Watch a camera with "
+                     "edge run, or record some of it first (for instance: ffmpeg "
+                     "-rtsp_transport tcp -i <url> -t 300 -c copy clip.mkv) and score that")
     try:
         package = ModelPackage.load(args.model)
         scorer = PackageScorer(package, _engine_config(args), motion_threshold=args.motion_threshold)

@@ -122,3 +122,9 @@ def test_train_where_the_package_cannot_be_written(tmp_path):
     err = one_clear_line(edge("train", "--normal", str(ROOT / "samples" / "test_1.mkv"), "--out", "models/gate",
                               cwd=tmp_path))
     assert "models: a file, not a folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_score_on_a_live_camera_says_what_to_do_instead(tmp_path):
+    err = one_clear_line(edge("score", "rtsp://admin:hunter2@10.0.0.5/stream1", cwd=tmp_path))
+    assert "rtsp://***@10.0.0.5/stream1 is a live camera: edge score reads recordings" in err
+    assert "hunter2" not in err and len(err.strip().splitlines()) == 1
