@@ -138,10 +138,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from edge.config import EdgeConfig
+    from edge.errors import live_camera_refusal
 
     ids: dict[str, int] = {}
     cameras = []
     for clip in args.clips:
+        if refusal := live_camera_refusal(clip, "replay"):
+            return _fail(refusal, EXIT_USAGE)
         stem = Path(clip.rstrip("/")).stem.replace("%", "") or "clip"
         n = ids.get(stem, 0)
         ids[stem] = n + 1

@@ -23,3 +23,17 @@ class ConfigError(EdgeError, ValueError):
 
 class StartupError(EdgeError, RuntimeError):
     """The daemon cannot start as configured."""
+
+
+def live_camera_refusal(url: str, command: str) -> str | None:
+    """What ``edge <command>``, which reads recordings, says when given a live camera's URL (without its password);
+    None for anything else. Reading a camera as if it were a file would last until it stops, and resolving its URL
+    as a path would put the password into a "no such file" error."""
+    from pipeline.redact import redact_url
+    from pipeline.sources.spec import SourceKind, classify
+
+    if classify(url) is not SourceKind.RTSP:
+        return None
+    return (f"{redact_url(url)} is a live camera: edge {command} reads recordings. Watch a camera with edge run -c "
+            "site.yaml (configs/site.yaml shows one), or record some of it first (for instance: ffmpeg "
+            "-rtsp_transport tcp -i <url> -t 300 -c copy clip.mkv)")

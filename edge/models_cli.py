@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge.errors import live_camera_refusal
+
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -62,14 +64,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 def cmd_score(args: argparse.Namespace) -> int:
     from pipeline.evaluation import score_media, write_scores_csv
     from pipeline.models.package import ModelPackage
-    from pipeline.redact import redact_url
     from pipeline.scoring_model import PackageScorer
-    from pipeline.sources.spec import SourceKind, classify
 
-    if classify(args.input) is SourceKind.RTSP:  # it would read until the camera stops, the CSV written only then
-        return _fail(f"{redact_url(args.input)} is a live camera: edge score reads recordings. Watch a camera with "
-                     "edge run, or record some of it first (for instance: ffmpeg "
-                     "-rtsp_transport tcp -i <url> -t 300 -c copy clip.mkv) and score that")
+    if refusal := live_camera_refusal(args.input, "score"):
+        return _fail(refusal, EXIT_USAGE)
     try:
         package = ModelPackage.load(args.model)
         scorer = PackageScorer(package, _engine_config(args), motion_threshold=args.motion_threshold)
@@ -120,6 +118,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from pipeline.evaluation import evaluate, summary_lines
     from pipeline.models.package import ModelPackage
 
+    for clip in args.clips:
+        if refusal := live_camera_refusal(clip, "eval"):
+            return _fail(refusal, EXIT_USAGE)
     try:
         report = evaluate(args.clips, ModelPackage.load(args.model), _engine_config(args),
                           motion_threshold=args.motion_threshold, input_fps=args.fps)

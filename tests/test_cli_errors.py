@@ -124,7 +124,8 @@ def test_train_where_the_package_cannot_be_written(tmp_path):
     assert "models: a file, not a folder" in err and len(err.strip().splitlines()) == 1
 
 
-def test_score_on_a_live_camera_says_what_to_do_instead(tmp_path):
-    err = one_clear_line(edge("score", "rtsp://admin:hunter2@10.0.0.5/stream1", cwd=tmp_path))
-    assert "rtsp://***@10.0.0.5/stream1 is a live camera: edge score reads recordings" in err
-    assert "hunter2" not in err and len(err.strip().splitlines()) == 1
+@pytest.mark.parametrize("command", ["score", "eval", "replay"])
+def test_commands_that_read_recordings_refuse_a_live_camera_without_its_password(tmp_path, command):
+    err = one_clear_line(edge(command, "rtsp://admin:hunter2@10.0.0.5/stream1", cwd=tmp_path))
+    assert f"rtsp://***@10.0.0.5/stream1 is a live camera: edge {command} reads recordings" in err
+    assert "edge run" in err and "hunter2" not in err and len(err.strip().splitlines()) == 1
