@@ -8,6 +8,7 @@ config works from any working directory; the outbox and media paths are relative
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,6 +31,7 @@ from pipeline.aggregator import AggregatorSettings
 from pipeline.engines.base import EngineConfig, OrtEngineConfig
 from pipeline.media import CameraMedia, ClipSettings, MediaSettings, SnapshotSettings
 from pipeline.pairing import PairedMicrophone, microphone_source_id
+from pipeline.redact import redact_url
 from pipeline.sources.microphone import MicrophoneSpec
 from pipeline.sources.spec import SourceKind, SourceSpec, classify
 from pipeline.tamper import TamperSettings
@@ -100,6 +102,16 @@ class CameraConfig(_Strict):
         "thread", description="Where this camera is decoded: a thread of the daemon (cheapest), or a child process "
         "of its own, so that a segfault or a hang inside FFmpeg restarts this camera after back-off instead of "
         "killing or blocking the daemon. Process: snapshots and clips add pipe traffic of ~the stream's bit rate")
+
+    @field_validator("url")
+    @classmethod
+    def _readable_url(cls, url: str) -> str:
+        scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url)
+        if scheme and scheme.group(1).lower() not in ("rtsp", "rtsps"):
+            # read as a file path it would fail as "no such file" with its password in the message
+            raise ValueError(f"{redact_url(url)}: cameras are read over rtsp:// or rtsps:// (or from a file or image "
+                             f"sequence); {scheme.group(1)}:// is not supported")
+        return url
 
     @field_validator("mask")
     @classmethod

@@ -85,6 +85,18 @@ def test_invalid_config_lists_every_problem_with_its_line(tmp_path):
     assert "line 8: cameras.1.open_timeout_s" in err and "number" in err
 
 
+def test_a_camera_url_of_another_scheme_is_refused_without_its_password(tmp_path):
+    cfg = write_config(tmp_path, """\
+        cameras:
+          - id: gate
+            url: http://admin:hunter2@10.0.0.5/video.mjpg
+    """)
+    proc = edge("run", "-c", str(cfg), cwd=tmp_path)
+    err = one_clear_line(proc)
+    assert proc.returncode == 2 and "hunter2" not in err
+    assert "line 3: cameras.0.url" in err and "http://***@10.0.0.5/video.mjpg: cameras are read over rtsp://" in err
+
+
 def test_validate_config_accepts_the_shipped_configs():
     for name in ("demo.yaml", "site.yaml"):
         proc = edge("validate-config", str(ROOT / "configs" / name), cwd=ROOT)
