@@ -13,6 +13,9 @@ Variants:
                    no chroma
     noisy          sensor noise on every pixel (Gaussian, σ 6 levels, new each frame) and a hiss under the sound
                    (white noise 20 dB below the normal ambience's level)
+    dusk_lowbit    a dim scene at a low bit rate: the picture at 35 % of its brightness (+8 levels of black),
+                   sensor noise σ 3, H.264 at CRF 32 (blocky, smeared detail: the video at ~13 kbit/s, the bundled
+                   clips' at ~100)
 
 Re-encoded clips are cached under ``--cache-dir`` (default ``~/.cache/lepton-edge/robustness``), keyed by the
 variant and the source clip's size and mtime. Nothing here changes the pipeline.
@@ -51,13 +54,18 @@ class Variant:
         crop43: bool = False,
         noise_sigma: float = 0.0,
         hiss_db: float | None = None,
+        gain: float = 1.0,
+        black: float = 0.0,
+        crf: int = 20,
     ) -> None:
         self.name, self.size, self.fps, self.gray, self.crop43 = name, size, fps, gray, crop43
         self.noise_sigma, self.hiss_db = noise_sigma, hiss_db
+        self.gain, self.black, self.crf = gain, black, crf
 
     @property
     def identity(self) -> bool:
-        return not (self.size or self.fps or self.gray or self.crop43 or self.noise_sigma or self.hiss_db)
+        return not (self.size or self.fps or self.gray or self.crop43 or self.noise_sigma or self.hiss_db
+                    or self.gain != 1.0 or self.black or self.crf != 20)
 
 
 VARIANTS = {
@@ -66,6 +74,7 @@ VARIANTS = {
         Variant("as_is"),
         Variant("gray43_10fps", size=(320, 240), fps=10, gray=True, crop43=True),
         Variant("noisy", noise_sigma=6.0, hiss_db=-20.0),
+        Variant("dusk_lowbit", gain=0.35, black=8.0, noise_sigma=3.0, crf=32),
     )
 }
 
@@ -77,9 +86,11 @@ def _picture(frame: Any, v: Variant, rng: np.random.Generator) -> np.ndarray:
         cw = min(w, h * 4 // 3)
         x0 = (w - cw) // 2
         img = img[:, x0 : x0 + cw]
-    if v.noise_sigma:
-        noisy = img.astype(np.float32) + rng.normal(0.0, v.noise_sigma, img.shape).astype(np.float32)
-        img = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+    if v.gain != 1.0 or v.black or v.noise_sigma:
+        level = img.astype(np.float32) * v.gain + v.black
+        if v.noise_sigma:
+            level += rng.normal(0.0, v.noise_sigma, img.shape).astype(np.float32)
+        img = np.clip(np.rint(level), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(img)
 
 
@@ -129,7 +140,7 @@ def transcode(src: Path, dst: Path, v: Variant, seed: int) -> None:
                 vout = out.add_stream("libx264", rate=fps)
                 vout.height, vout.width = img.shape[:2]
                 vout.pix_fmt = "yuv420p"
-                vout.options = {"preset": "veryfast", "crf": "20"}
+                vout.options = {"preset": "veryfast", "crf": str(v.crf)}
                 if len(pcm):
                     aout = out.add_stream("pcm_s16le", rate=AUDIO_RATE)
                     aout.layout = "mono"
