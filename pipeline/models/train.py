@@ -264,6 +264,7 @@ def decode_pieces(
     stretches: Stretches = {}
     first: float | None = None
     last_pts = 0.0
+    kept_frames = 0
     timed = [0, math.inf, -math.inf]  # every decoded input frame, sampled or not: count, first and last time
 
     def seen(_index: int, t: float | None, _sampled: bool) -> None:
@@ -297,8 +298,12 @@ def decode_pieces(
                     break
                 recording.update(int(item.pts - first) - recording.n)
             last_pts = max(last_pts, item.pts + item.duration if isinstance(item, AudioWindow) else item.pts)
-            if not _keep_item(item, first, first_piece, pieces, keep, stretches, max_frames, path):
+            if isinstance(item, VideoFrame) and max_frames is not None and kept_frames >= max_frames:
+                log.warning("%s: stopped reading at %.0f min: training keeps at most %d frames of normal video",
+                            path, (item.pts - first) / 60, kept_frames)
                 break
+            if _keep_item(item, first, first_piece, pieces, keep, stretches) and isinstance(item, VideoFrame):
+                kept_frames += 1
     except SourceError as exc:
         if not (live and stretches):
             raise
@@ -343,18 +348,13 @@ Stretches = dict[int, tuple[list[np.ndarray], list[float], list[np.ndarray]]]  #
 
 def _keep_item(
     item: VideoFrame | AudioWindow, first: float, first_piece: int, pieces: int | None, keep: float,
-    stretches: Stretches, max_frames: int | None, path: str,
+    stretches: Stretches,
 ) -> bool:
-    """Add ``item`` to its stretch if its piece is kept; False: the frame guard says stop reading."""
+    """Add ``item`` to its stretch if its piece is kept (True), else not (False)."""
     piece = int((item.pts - first) // PIECE_S)
     run = _run_start(first_piece + (piece if pieces is None else min(piece, pieces - 1)), keep)
     if run is None:
-        return True  # a piece between the kept ones
-    kept_frames = sum(len(f) for f, _, _ in stretches.values()) if max_frames is not None else 0
-    if isinstance(item, VideoFrame) and max_frames is not None and kept_frames >= max_frames:
-        log.warning("%s: stopped reading at %.0f min: training keeps at most %d frames of normal video", path,
-                    (item.pts - first) / 60, kept_frames)
-        return False
+        return False  # a piece between the kept ones
     if run not in stretches:  # (video and audio arrive interleaved, not in strict time order)
         stretches[run] = ([], [], [])
     frames, frame_pts, chunks = stretches[run]
