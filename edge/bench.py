@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge.argtypes import positive_float, positive_int
 from edge.simulate import SIMULATOR, SYSTEM_PYTHON, die_with_parent, read_ready_line
 
 if TYPE_CHECKING:
@@ -86,9 +87,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="measure pipeline vs decode-only throughput, latency and memory on simulated 720p cameras",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    p.add_argument("--cameras", type=_positive_int, default=1, help="number of cameras N (default 1)")
+    p.add_argument("--cameras", type=positive_int, default=1, help="number of cameras N (default 1)")
     p.add_argument(
-        "--seconds", type=_positive_float, default=20.0,
+        "--seconds", type=positive_float, default=20.0,
         help="measured seconds per side (pipeline, decode-only) and mode; per step with --sweep (default 20)",
     )
     p.add_argument(
@@ -96,17 +97,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="file: local files as fast as possible (the ratio); rtsp: live simulated cameras (latency, drops, "
              "CPU per camera); both (default file)",
     )
-    p.add_argument("--rounds", type=_positive_int, default=2,
+    p.add_argument("--rounds", type=positive_int, default=2,
                    help="ABBA rounds per mode (pipeline, decode-only, decode-only, pipeline), each phase "
                         "seconds / (2 x rounds): more rounds follow a changing machine load more closely (default 2)")
     p.add_argument("--sweep", action="store_true",
                    help="instead: find the largest N that stays real time over RTSP (N = 1, 2, 4, 6, 8, ...)")
-    p.add_argument("--sweep-budget", type=_positive_float, default=300.0,
+    p.add_argument("--sweep-budget", type=positive_float, default=300.0,
                    help="upper bound on the sweep's total seconds (default 300)")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model package (default: the bundled one)")
-    p.add_argument("--intra-op-threads", type=_positive_int, default=1,
+    p.add_argument("--intra-op-threads", type=positive_int, default=1,
                    help="ONNX Runtime threads per inference (default 1, the engine's default)")
-    p.add_argument("--max-batch", type=_positive_int, default=8, help="scoring micro-batch (default 8)")
+    p.add_argument("--max-batch", type=positive_int, default=8, help="scoring micro-batch (default 8)")
     p.add_argument("--skip-loop-filter", choices=("nokey", "none"), default="nokey",
                    help="the pipeline's deblocking, as a camera's skip_loop_filter (default nokey, as cameras are "
                         "configured by default); decode-only always deblocks every frame")
@@ -145,20 +146,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 class BenchError(RuntimeError):
     """The benchmark could not be set up or run (no simulator, a camera that never streamed)."""
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def _status(message: str) -> None:

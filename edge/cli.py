@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge.argtypes import positive_float, positive_int
+
 if TYPE_CHECKING:
     from edge.config import EdgeConfig
 
@@ -171,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the daemon on the cameras of a config file")
     run.add_argument("-c", "--config", required=True, help="YAML config (see configs/)")
-    run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    run.add_argument("--duration", type=positive_float, default=None, help="stop after this many seconds")
     run.add_argument("--json", action="store_true", help="print the closing summary as one JSON object")
     run.add_argument("-q", "--quiet", action="store_true", help="do not print events as they are decided")
     run.set_defaults(func=cmd_run)
@@ -180,13 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("clips", nargs="+", help="media files, image patterns (frames/%%03d.jpg) or folders")
     replay.add_argument("--model", default=None, help="model package (default: the bundled one)")
     replay.add_argument("--realtime", action="store_true", help="pace the replay like a live camera")
-    replay.add_argument("--fps", type=float, default=None, help="frame rate of image-sequence inputs")
+    replay.add_argument("--fps", type=positive_float, default=None, help="frame rate of image-sequence inputs")
     replay.add_argument("--threshold", type=float, default=3.0, help="calibrated event threshold (default 3.0)")
     replay.add_argument("--site", default="replay")
     replay.add_argument("--outbox", default=None, help="outbox path (default .lepton/outbox.db)")
     replay.add_argument("--bootstrap", default=None, help="also deliver to Kafka at HOST:PORT")
     replay.add_argument("--topic", default="lepton.events", help="Kafka topic (with --bootstrap)")
-    replay.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    replay.add_argument("--duration", type=positive_float, default=None, help="stop after this many seconds")
     replay.add_argument("--json", action="store_true", help="print the closing summary as one JSON object")
     replay.add_argument("-q", "--quiet", action="store_true", help="do not print events as they are decided")
     replay.set_defaults(func=cmd_replay)
@@ -200,12 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="normal footage: clips, image-sequence patterns (frames/%%03d.jpg), folders of frames, or "
                             "folders of clips / of frame folders (each one an input)")
     train.add_argument("--out", required=True, help="model package directory to write")
-    train.add_argument("--minutes", type=float, default=5.0, help="training time budget (default 5)")
+    train.add_argument("--minutes", type=positive_float, default=5.0, help="training time budget (default 5)")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--threads", type=int, default=None,
+    train.add_argument("--threads", type=positive_int, default=None,
                        help="torch threads for training (default: the usable cores, at most 8)")
-    train.add_argument("--fps", type=float, default=None, help="frame rate of image-sequence inputs (default 10)")
-    train.add_argument("--record-minutes", type=float, default=5.0,
+    train.add_argument("--fps", type=positive_float, default=None,
+                       help="frame rate of image-sequence inputs (default 10)")
+    train.add_argument("--record-minutes", type=positive_float, default=5.0,
                        help="how much of a live camera (rtsp://...) to record and learn from (default 5)")
     train.add_argument("--no-video", action="store_true", help="train the audio model only")
     train.add_argument("--no-audio", action="store_true", help="train the video model only")

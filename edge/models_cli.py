@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge.argtypes import positive_float, positive_int
 from edge.errors import live_camera_refusal
 
 EXIT_OK = 0
@@ -49,7 +50,7 @@ def _engine_config(args: argparse.Namespace) -> dict[str, Any]:
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=["onnxruntime", "torch", "tensorrt"], default="onnxruntime",
                    help="inference backend (default onnxruntime on CPU)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads of the engine (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="CPU threads of the engine (default 1)")
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -247,11 +248,11 @@ def add_parsers(sub: Any) -> None:
     score.add_argument("--model", default=str(_DEFAULT_MODEL), help="model package directory (default: bundled)")
     score.add_argument("--out", default="-", help="CSV to write (default: stdout); columns "
                                                   "frame,pts,video,temporal,audio,fused")
-    score.add_argument("--fps", type=float, default=None,
+    score.add_argument("--fps", type=positive_float, default=None,
                        help="frame rate of an image sequence (default: the rate the package was trained at)")
     score.add_argument("--motion-threshold", type=float, default=5.0,
                        help="luma change (levels) below which a frame counts as still and skips the CNN; 0: off")
-    score.add_argument("--batch", type=int, default=32, help="frames / windows per inference call")
+    score.add_argument("--batch", type=positive_int, default=32, help="frames / windows per inference call")
     score.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_engine_args(score)
     score.set_defaults(func=cmd_score)
@@ -259,7 +260,7 @@ def add_parsers(sub: Any) -> None:
     ev = sub.add_parser("eval", help="frame-level ROC-AUC and event recall / false alarms on labelled clips")
     ev.add_argument("clips", nargs="+", help="clips with <clip>.json ground truth beside them")
     ev.add_argument("--model", default=str(_DEFAULT_MODEL), help="model package directory (default: bundled)")
-    ev.add_argument("--fps", type=float, default=None, help="frame rate of image-sequence inputs")
+    ev.add_argument("--fps", type=positive_float, default=None, help="frame rate of image-sequence inputs")
     ev.add_argument("--motion-threshold", type=float, default=5.0, help="motion gate threshold; 0: off")
     ev.add_argument("--json", action="store_true", help="the full report as JSON")
     _add_engine_args(ev)

@@ -141,3 +141,15 @@ def test_commands_that_read_recordings_refuse_a_live_camera_without_its_password
     err = one_clear_line(edge(command, "rtsp://admin:hunter2@10.0.0.5/stream1", cwd=tmp_path))
     assert f"rtsp://***@10.0.0.5/stream1 is a live camera: edge {command} reads recordings" in err
     assert "edge run" in err and "hunter2" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--normal", "x.mkv", "--out", "m", "--minutes", "-1"],
+    ["train", "--normal", "x.mkv", "--out", "m", "--record-minutes", "0"],
+    ["score", "x.mkv", "--batch", "0"],
+    ["replay", "x.mkv", "--duration", "-5"],
+])
+def test_a_number_that_makes_no_sense_is_a_usage_error_naming_it(tmp_path, argv):
+    proc = edge(*argv, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "expected a positive" in proc.stderr and repr(argv[-1]) in proc.stderr
