@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import hashlib
 import json
 import logging
@@ -260,7 +261,6 @@ def decode_pieces(
     image = is_image_source(path)
     if input_fps is None and image:
         input_fps = DEFAULT_IMAGE_FPS
-    # per stretch: frames, their times, audio chunks
     stretches: Stretches = {}
     first: float | None = None
     last_pts = 0.0
@@ -371,8 +371,10 @@ def _kept(piece: int, keep: float) -> bool:
     return math.floor((piece + 1) * keep + 0.5) > math.floor(piece * keep + 0.5)
 
 
+@functools.lru_cache(maxsize=256)
 def _run_start(piece: int, keep: float) -> int | None:
-    """The first piece of the run of kept pieces ``piece`` belongs to (one stretch of footage); None: not kept."""
+    """The first piece of the run of kept pieces ``piece`` belongs to (one stretch of footage); None: not kept.
+    Asked for every decoded item: cached, as a piece holds thousands."""
     if keep >= 1:
         return 0
     if not _kept(piece, keep):
