@@ -34,7 +34,7 @@ the interval with modality ``tampering`` and the kind.
 Everything is derived from each clip's seed, so the same command always writes the same bytes (libx264 and the
 Matroska muxer in bitexact mode). Usage::
 
-    python samples/generate.py --out samples/            # all clips
+    python samples/generate.py --out samples/            # all clips (and the extra normal footage: not committed)
     python samples/generate.py --out samples/ --only test_2
     python samples/generate.py --out samples/ --only tamper_blackout --only tamper_moved   # tampering clips
 
@@ -145,6 +145,13 @@ CLIPS: tuple[ClipSpec, ...] = (
         ),
     ),
 )
+# More normal footage for the default model package (`make model`): six more 2-minute clips of the same plaza,
+# made on demand and not committed (each is the same bytes every time from its seed; model.json names their sha256).
+# 16 min of normal life instead of the committed 4: people take every route often enough that each patch of the
+# picture has seen its share of walkers (with 4 min, a walker on a rarely taken route scored as high as a trespasser).
+EXTRA_NORMAL_CLIPS: tuple[ClipSpec, ...] = tuple(
+    ClipSpec(f"normal_train_{i}", 120.0, 1100 + i) for i in range(3, 9)
+)
 # Camera tampering, one clip per kind: normal plaza life, then the camera is blinded, covered, defocused or
 # knocked aside (that one stays moved to the end). Kept short: the tampering checks learn the normal view in
 # the first 3 s. Not used for training.
@@ -154,7 +161,7 @@ TAMPER_CLIPS: tuple[ClipSpec, ...] = (
     ClipSpec("tamper_defocus", 16.0, 3103, tamper=TamperSpec("defocus", 6.0, 11.0)),
     ClipSpec("tamper_moved", 16.0, 3104, tamper=TamperSpec("moved", 6.0, 16.0)),
 )
-CLIPS_BY_NAME = {c.name: c for c in (*CLIPS, *TAMPER_CLIPS)}
+CLIPS_BY_NAME = {c.name: c for c in (*CLIPS, *EXTRA_NORMAL_CLIPS, *TAMPER_CLIPS)}
 
 
 # ----------------------------------------------------------------------------------------- camera and layout
@@ -2178,7 +2185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     bg = render_background()
     t_all = time.monotonic()
-    for spec in (*CLIPS, *TAMPER_CLIPS):
+    for spec in (*CLIPS, *EXTRA_NORMAL_CLIPS, *TAMPER_CLIPS):
         if args.only and spec.name not in args.only:
             continue
         t0 = time.monotonic()
