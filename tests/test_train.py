@@ -223,7 +223,10 @@ def test_a_camera_that_freezes_while_recording_leaves_what_was_recorded(
     server = rtsp_server({"gate": make_clip(tmp_path / "gate.mkv", seconds=6.0)}, freeze_after=8.0)
     (part,) = train.decode_pieces(server.url("gate"), record_s=60.0)  # data stops after 8 s, connection kept
     assert part.source.duration_s == pytest.approx(8.0, abs=1.5) and len(part.frames) > 150
-    assert "nothing received" in caplog.text and "training on the" in caplog.text
+    # FFmpeg ends a read from the frozen session either by its read timeout or, now and then, with EIO (seen in CI):
+    # either way the recording stops there, says why, and training goes on with it
+    assert "nothing received" in caplog.text or "reading the stream failed" in caplog.text
+    assert "s recorded before it" in caplog.text
 
 
 def test_a_package_that_cannot_be_written_is_refused_before_any_decoding(
