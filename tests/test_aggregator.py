@@ -130,6 +130,8 @@ def test_threshold_is_the_shorthand_for_both_and_overridable():
         ({"fusion": {"type": "any_of", "modalities": ["vidoe"]}}, "unknown modality 'vidoe'"),
         ({"fusion": {"type": "weighted", "weights": {"video": 0}}}, "at least one weight"),
         ({"fusion": {"type": "median"}}, "does not match any of the expected tags"),
+        ({"fusion": {"type": "max", "discount": {"temporl": 1}}}, "unknown modality 'temporl'"),
+        ({"fusion": {"type": "max", "discount": {"temporal": -1}}}, "greater than or equal to 0"),
         ({"min_duration_s": 5, "max_duration_s": 2}, "max_duration_s must be longer"),
         ({"update_interval_s": 0}, "greater than 0"),
         ({"hold": 2}, "Extra inputs"),
@@ -209,6 +211,25 @@ def test_weighted_fusion_is_a_mean_renormalised_over_fresh_modalities():
 def test_weighted_fusion_ignores_modalities_without_weight():
     agg = make(threshold=3.0, min_duration_s=0.0, fusion={"type": "weighted", "weights": {"audio": 1.0}})
     assert run(agg, frames(0, 2, 9.0), VIDEO) == []
+
+
+def test_max_fusion_counts_the_temporal_score_when_it_is_10x_rarer_unless_configured():
+    seq = frames(0, 2, 3.5) + frames(2, 3, 0.0)  # 1 in 3000 normal windows: 2.5 once discounted
+    assert AggregatorSettings().fusion.discount == {"temporal": 1.0}
+    assert run(make(threshold=3.0, min_duration_s=0.4), seq, "temporal") == []
+    decided = run(make(threshold=3.0, min_duration_s=0.4, hold_s=0.4), frames(0, 2, 4.5), "temporal")
+    assert [e.type for e in decided] == [NEW] and set(decided[0].modalities) == {"temporal"}
+    assert decided[0].peak_score == pytest.approx(3.5)  # the fused score; the modality keeps its own peak
+    assert decided[0].modalities["temporal"].peak == pytest.approx(4.5)
+    agg = make(threshold=3.0, min_duration_s=0.4, hold_s=0.4, fusion={"type": "max", "discount": {}})
+    assert [e.type for e in run(agg, seq, "temporal")] == [NEW, END]
+
+    # a modality is named in an event when its counted score reaches the threshold
+    agg = make(threshold=3.0, min_duration_s=0.0, hold_s=0.4)
+    decided = []
+    for pts, v in frames(0, 1, 5.0):
+        decided += agg.push(score(pts, v, VIDEO)) + agg.push(score(pts, 3.5, "temporal"))
+    assert set(decided[0].modalities) == {"video"}
 
 
 def test_any_of_fusion_listens_to_its_set_only():
