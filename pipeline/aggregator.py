@@ -263,8 +263,7 @@ class _Eval:
     discount: dict[str, float] = field(default_factory=dict)  # max fusion's, per modality
 
     def counted(self, s: Score) -> float:
-        """What a contributing score counts for in the fusion (its calibrated score less any discount)."""
-        return s.calibrated - self.discount.get(_name(s), 0.0)
+        return _counted(s, self.discount)
 
 
 @dataclass(slots=True)
@@ -323,6 +322,11 @@ class _Event:
     reported_peak: float = -math.inf
     reported_modalities: frozenset[str] = frozenset()
     last_message_pts: float = -math.inf
+
+
+def _counted(s: Score, discount: dict[str, float]) -> float:
+    """What a score counts for in max fusion: its calibrated score less its modality's discount."""
+    return s.calibrated - discount.get(_name(s), 0.0)
 
 
 def _uuid() -> str:
@@ -534,14 +538,14 @@ class CameraAggregator:
         if not scores:
             return _Eval(None, None, ())
         discount = fusion.discount if isinstance(fusion, MaxFusion) else {}
-        lead = max(scores, key=lambda s: s.calibrated - discount.get(_name(s), 0.0))
+        lead = max(scores, key=lambda s: _counted(s, discount))
         if isinstance(fusion, WeightedFusion):
             weights = [fusion.weights[_name(s)] for s in scores]
             value = sum(w * s.calibrated for w, s in zip(weights, scores, strict=True)) / sum(weights)
         elif isinstance(fusion, AllOfFusion):
             value = min(s.calibrated for s in scores)
         else:
-            value = lead.calibrated - discount.get(_name(lead), 0.0)
+            value = _counted(lead, discount)
         return _Eval(value, lead, tuple(sorted(scores, key=_name)), discount)
 
     def _smooth(self, now: float, fused: float | None) -> float:
