@@ -26,7 +26,7 @@ def _scorers(pkg: ModelPackage) -> tuple[VideoScorer, AudioScorer]:
     return VideoScorer(pkg, v), AudioScorer(pkg, a)
 
 
-def test_train_package_from_a_clip(tmp_path: Path) -> None:
+def test_train_package_from_a_clip(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from fixtures.media import make_clip
 
     from pipeline.models.train import train_package
@@ -34,6 +34,10 @@ def test_train_package_from_a_clip(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "normal.mkv", seconds=10.0)
     out = tmp_path / "models" / "site"
     report = train_package([str(clip)], out, minutes=0.03, progress=False, threads=1)
+    # 2 s held out to calibrate on: it says what that makes of a calibrated 3
+    assert report["heldout_s"] == pytest.approx({"video": 2.0, "audio": 2.0}, abs=0.1)
+    assert "calibrating on 2 s of video and 2 s of audio of held-out normal footage" in caplog.text
+    assert "give 2.5 min or more of footage" in caplog.text
     pkg = ModelPackage.load(out)
     assert pkg.package_id == "site" and report["version"] == pkg.version
     assert len(pkg.trained_on.sources) == 1 and pkg.trained_on.sources[0].duration_s == pytest.approx(
@@ -227,6 +231,17 @@ def test_a_camera_that_freezes_while_recording_leaves_what_was_recorded(
     # either way the recording stops there, says why, and training goes on with it
     assert "nothing received" in caplog.text or "reading the stream failed" in caplog.text
     assert "s recorded before it" in caplog.text
+
+
+def test_held_out_seconds_count_each_kind_at_its_rate() -> None:
+    from pipeline.models.package import SourceInfo
+    from pipeline.models.train import FPS, SAMPLE_RATE, NormalInput, heldout_seconds
+
+    src = SourceInfo(name="a", sha256="0", duration_s=300.0)
+    full = NormalInput(src, np.empty((int(300 * FPS * 5), 1, 1), np.uint8), np.empty(300 * SAMPLE_RATE, np.float32))
+    thinned = NormalInput(src, np.empty((int(300 * FPS), 1, 1), np.uint8), np.empty(0, np.float32), step=1)
+    assert heldout_seconds([full, thinned], [full]) == {"video": 120.0, "audio": 60.0}
+    assert heldout_seconds([], [full]) == {"audio": 60.0}
 
 
 def test_a_package_that_cannot_be_written_is_refused_before_any_decoding(

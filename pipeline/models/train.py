@@ -92,6 +92,10 @@ WINDOW_S, HOP_S = 1.0, 0.5
 SKIP_FRAMES, TOP_K = 10, 5
 HOLDOUT = 0.2
 MIN_CALIBRATION = 20  # held-out scores a calibration needs at least
+# Held-out normal footage (per kind) below which a calibrated 3 ("1 in 1000 normal frames") is extrapolated from the
+# tail of few, overlapping scores: trained on 40 s of a real scene (8 s held out), 0-8 % of its normal frames reached 3
+# on one model (benchmarks/real_scene.py). edge train says so.
+FEW_HELDOUT_S = 30.0
 # How much normal footage training holds in memory. A minute of video at FPS * OVERSAMPLE costs ~170 MB while training
 # (frames, their embeddings, the patch statistics; 16 min of clips peaked at 3.8 GB, 32 min at 6.7 GB) and ~6 s of
 # the patch-statistics pass: hours of recordings would not fit a small machine, and a budget of minutes could not
@@ -624,6 +628,13 @@ def heldout_temporal(inputs: Sequence[NormalInput], embeddings: Sequence[np.ndar
 # ---------------------------------------------------------------------------------------------------- audio
 
 
+def heldout_seconds(video: Sequence[NormalInput], audio: Sequence[NormalInput]) -> dict[str, float]:
+    """Seconds of normal footage held out to calibrate on, per kind that will be trained (video, audio)."""
+    held = {"video": HOLDOUT * sum(len(x.frames) / (FPS * x.step) for x in video),
+            "audio": HOLDOUT * sum(len(x.audio) for x in audio) / SAMPLE_RATE}
+    return {kind: round(s, 1) for kind, s in held.items() if s > 0}
+
+
 def _split_audio(x: NormalInput) -> tuple[np.ndarray, np.ndarray]:
     cut = int(len(x.audio) * (1 - HOLDOUT))
     return x.audio[:cut], x.audio[cut:]
@@ -887,6 +898,14 @@ def train_from_inputs(
             if any(len(x.frames) or len(x.audio) for x in inputs)
             else "the normal inputs have neither video nor audio that this model can learn from"
         )
+    report["heldout_s"] = held = heldout_seconds(v_inputs, a_inputs)
+    few = {kind: s for kind, s in held.items() if s < FEW_HELDOUT_S}
+    if few:
+        log.warning("calibrating on %s of held-out normal footage (the last %.0f%% of each input): a calibrated 3 "
+                    "(1 in 1000 normal frames) is extrapolated from few scores, and normal footage reaches it more "
+                    "often; give %.1f min or more of footage",
+                    " and ".join(f"{s:.0f} s of {k}" for k, s in few.items()), 100 * HOLDOUT,
+                    FEW_HELDOUT_S / HOLDOUT / 60)
     report["inputs"] = {  # an input kept in pieces (see FootagePlan) is named once
         "video": list(dict.fromkeys(x.source.name for x in v_inputs)),
         "audio": list(dict.fromkeys(x.source.name for x in a_inputs)),
