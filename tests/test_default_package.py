@@ -19,3 +19,18 @@ def test_normal_clip_stays_below_threshold_and_anomalies_are_found() -> None:
     assert normal["events"]["events"] == 0
     assert report["clips"]["test_1.mkv"]["events"]["recalled"] == 4
     assert report["video_auc"] > 0.9 and report["audio_auc"] > 0.8
+
+
+def test_the_default_package_learned_from_what_make_model_makes() -> None:
+    """The committed training clips and the extra normal footage the generator makes on demand, in that order; the
+    committed ones are the very files here."""
+    from pipeline.models.train import source_sha256
+    from samples import generate
+
+    sources = ModelPackage.load(DEFAULT_MODEL).trained_on.sources
+    normal = [c for c in generate.CLIPS if c.name.startswith("normal_train")] + list(generate.EXTRA_NORMAL_CLIPS)
+    assert [s.name for s in sources] == [f"samples/{c.name}.mkv" for c in normal]
+    assert len({c.seed for c in (*generate.CLIPS, *generate.EXTRA_NORMAL_CLIPS, *generate.TAMPER_CLIPS)}) == len(
+        generate.CLIPS) + len(generate.EXTRA_NORMAL_CLIPS) + len(generate.TAMPER_CLIPS)
+    for s in sources[:2]:
+        assert s.sha256 == source_sha256(str(SAMPLES / s.name.removeprefix("samples/")))
