@@ -75,7 +75,8 @@ def _check_names(names: list[str] | dict[str, float]) -> None:
 # re-reads the last 2 s) and it strays further on footage unlike its training than the video model does. Measured
 # (frame-level fused AUC, same weights, discount 0 → 1): the samples 0.929 → 0.932 (16 min package), 0.913 → 0.913
 # and 0.926 → 0.928 (4 and 8 min); real footage (benchmarks/real_scene.py, three seeds) 0.932 / 0.948 / 0.887 →
-# 0.936 / 0.955 / 0.907; the same events on the samples (one opens at the bang instead of 0.8 s before it).
+# 0.936 / 0.955 / 0.907; benchmarks/robustness.py's variants within ±0.002 (two false alarms fewer on the noisy one);
+# the same events on the samples (one opens at the bang instead of 0.8 s before it).
 DEFAULT_DISCOUNT: dict[str, float] = {"temporal": 1.0}
 
 
