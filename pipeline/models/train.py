@@ -625,14 +625,14 @@ def heldout_temporal(inputs: Sequence[NormalInput], embeddings: Sequence[np.ndar
             yield _windows(emb, idx[k : k + 64], x.step)
 
 
-# ---------------------------------------------------------------------------------------------------- audio
-
-
 def heldout_seconds(video: Sequence[NormalInput], audio: Sequence[NormalInput]) -> dict[str, float]:
     """Seconds of normal footage held out to calibrate on, per kind that will be trained (video, audio)."""
     held = {"video": HOLDOUT * sum(len(x.frames) / (FPS * x.step) for x in video),
             "audio": HOLDOUT * sum(len(x.audio) for x in audio) / SAMPLE_RATE}
     return {kind: round(s, 1) for kind, s in held.items() if s > 0}
+
+
+# ---------------------------------------------------------------------------------------------------- audio
 
 
 def _split_audio(x: NormalInput) -> tuple[np.ndarray, np.ndarray]:
