@@ -21,7 +21,6 @@ Nothing here changes the pipeline.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import tarfile
@@ -49,18 +48,12 @@ FETCH_TIMEOUT_S = 60.0  # per network operation
 FETCH_DEADLINE_S = 900.0  # for the whole download
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch_clip(cache: Path, log: Any) -> Path:
     """vtest.avi from the pinned opencv-python sdist, once; checked against its sha256."""
+    from pipeline.engines.cache import file_sha256
+
     clip = cache / "vtest.avi"
-    if clip.exists() and _sha256(clip) == CLIP_SHA256:
+    if clip.exists() and file_sha256(clip) == CLIP_SHA256:
         return clip
     cache.mkdir(parents=True, exist_ok=True)
     sdist = cache / ".opencv-python-4.10.0.84.tar.gz.part"
@@ -72,7 +65,7 @@ def fetch_clip(cache: Path, log: Any) -> Path:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"downloading {SDIST_URL} took over {FETCH_DEADLINE_S:.0f} s")
     try:
-        if _sha256(sdist) != SDIST_SHA256:
+        if file_sha256(sdist) != SDIST_SHA256:
             raise ValueError(f"{SDIST_URL}: sha256 differs from the pinned one")
         with tarfile.open(sdist) as tar:
             member = tar.extractfile(MEMBER)
@@ -80,7 +73,7 @@ def fetch_clip(cache: Path, log: Any) -> Path:
                 raise ValueError(f"{MEMBER} is not a file in the sdist")
             tmp = clip.with_suffix(".part")
             tmp.write_bytes(member.read())
-        if _sha256(tmp) != CLIP_SHA256:
+        if file_sha256(tmp) != CLIP_SHA256:
             raise ValueError(f"{MEMBER}: sha256 differs from the pinned one")
         tmp.replace(clip)
     finally:

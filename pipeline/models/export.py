@@ -105,8 +105,9 @@ def reexport_package(directory: Path, out: Path | None = None) -> dict[str, Any]
     running old and new graph on the same random input). Written to ``out`` (default: in place) atomically."""
     import numpy as np
 
+    from pipeline.engines.cache import file_sha256
     from pipeline.engines.ort import OrtEngine
-    from pipeline.models.package import ModelPackage, file_sha256
+    from pipeline.models.package import ModelPackage
 
     src = ModelPackage.load(directory)
     out = Path(out) if out is not None else Path(directory)

@@ -16,7 +16,6 @@ No torch here. ``ModelPackage.load`` validates everything it can before a camera
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -36,19 +35,12 @@ from pydantic import (
 )
 
 from pipeline.calibration import Calibration
+from pipeline.engines.cache import file_sha256
 from pipeline.errors import ModelPackageError
 from pipeline.features import LogMelConfig
 
 FORMAT: Final = "lepton-edge-model/1"
 MANIFEST = "model.json"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _to_calibration(value: Any) -> Calibration:

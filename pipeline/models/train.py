@@ -49,6 +49,7 @@ from tqdm import tqdm
 
 import pipeline
 from pipeline.calibration import Calibration
+from pipeline.engines.cache import file_sha256
 from pipeline.engines.ort import OrtEngine
 from pipeline.features import LogMelConfig, log_mel
 from pipeline.frames import AudioWindow, VideoFrame
@@ -63,7 +64,6 @@ from pipeline.models.package import (
     TensorSpec,
     TrainedOn,
     VideoModelSpec,
-    file_sha256,
 )
 from pipeline.models.temporal import TemporalPredictor
 from pipeline.models.video import VideoPredictor, grid_shape
