@@ -8,7 +8,8 @@
 # install (the repository is put on PYTHONPATH; the engine modules import no pydantic). TensorRT rows appear when
 # `import tensorrt` works; its engines are built into a temporary cache (first build: tens of seconds per graph).
 # Engines: onnxruntime cpu (1 thread and all cores), torch cuda fp32 eager, torch cuda fp16 eager, torch cuda fp16
-# with CUDA graphs, tensorrt fp16 (fp32 where the GPU or TensorRT >= 11 has no FP16 build flag). About 2-3 minutes.
+# with CUDA graphs, tensorrt fp16 (fp32 where the GPU or TensorRT >= 11 has no FP16 build flag). About a minute on an
+# H200 (52 s, 2026-11-30), plus TensorRT builds.
 # Environment: PYTHON (default python3), SECONDS_PER_POINT (default 0.7), BATCHES (default "1 4 8 16"),
 # GPU_CHECK_JSON (also write the rows there as JSON). Exit status 1 when a GPU engine fails or disagrees.
 set -euo pipefail
@@ -89,7 +90,7 @@ for gname, path in graphs.items():
         for k in want:
             scale = max(1e-6, float(np.abs(want[k]).max()))
             rel = float(np.abs(got[k] - want[k]).max()) / scale
-            print(f"check {gname:<6} {ename:<28} max|diff|/max|ref| = {rel:.2e}  ({detail}, "
+            print(f"check {gname + ' ' + k:<20} {ename:<28} max|diff|/max|ref| = {rel:.2e}  ({detail}, "
                   f"first call {time.monotonic() - t:.1f} s)")
             if rel > (5e-2 if "fp16" in ename else 1e-4):
                 problems.append(f"{gname} {ename}: outputs differ from ONNX Runtime by {rel:.2e} of their range")

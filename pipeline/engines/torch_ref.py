@@ -9,6 +9,9 @@ On CUDA:
 - **FP16** runs under ``torch.autocast`` rather than converting the module: convolutions and the GRU run in half
   precision while the normalisation, error maps and reductions stay in float32, and the uint8 → float input cast
   stays exact. Autocast's weight cache is off (``cache_enabled=False``), as CUDA graph capture requires.
+- **FP32** means IEEE float32: cuDNN runs convolutions and RNNs in TF32 by default on Ampere and later GPUs (10-bit
+  mantissa; on an H200 that put the video graph 2e-4 of its range away from ONNX Runtime), so the fp32 engine
+  switches TF32 off around its own calls and graph captures and restores the process's settings after.
 - **CUDA graphs**: a frame's worth of these small models is a few dozen kernel launches whose CPU cost exceeds
   their GPU time, so one graph is captured per (batch size, input shape) on first use and replayed afterwards.
   A batch is padded up to the next captured size (rows are independent, padding rows are never read back); a
@@ -53,12 +56,12 @@ class _CapturedGraph:
         # warm up on a side stream (cuDNN/cuBLAS pick algorithms and allocate workspaces outside the capture)
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side), torch.no_grad(), _autocast(device, fp16):
+        with torch.cuda.stream(side), torch.no_grad(), _precision(device, fp16):
             for _ in range(_WARMUP_RUNS):
                 module(*self.inputs)
         torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.no_grad(), torch.cuda.graph(self.graph), _autocast(device, fp16):
+        with torch.no_grad(), torch.cuda.graph(self.graph), _precision(device, fp16):
             out = module(*self.inputs)
         self.outputs: tuple[torch.Tensor, ...] = out if isinstance(out, tuple) else (out,)
 
@@ -70,10 +73,35 @@ class _CapturedGraph:
         return [o[:n].float().cpu().numpy() for o in self.outputs]
 
 
-def _autocast(device: torch.device, fp16: bool) -> contextlib.AbstractContextManager[Any]:
-    if not fp16:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.float16, cache_enabled=False)
+def _precision(device: torch.device, fp16: bool) -> contextlib.AbstractContextManager[Any]:
+    """FP16 under autocast; FP32 on CUDA in IEEE float32 (no TF32); nothing to change on CPU."""
+    if fp16:
+        return torch.autocast(device_type=device.type, dtype=torch.float16, cache_enabled=False)
+    if device.type == "cuda":
+        return _no_tf32()
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _no_tf32() -> Iterator[None]:
+    backends = torch.backends
+    if hasattr(backends.cudnn, "conv") and hasattr(backends.cudnn.conv, "fp32_precision"):  # torch >= 2.9
+        knobs = [backends.cudnn.conv, backends.cudnn.rnn, backends.cuda.matmul]
+        saved = [k.fp32_precision for k in knobs]
+        for k in knobs:
+            k.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            for k, value in zip(knobs, saved, strict=True):
+                k.fp32_precision = value
+    else:  # the older flags (mixing the two APIs is an error in newer torch, hence one or the other)
+        saved_flags = backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32
+        backends.cudnn.allow_tf32 = backends.cuda.matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32 = saved_flags
 
 
 class TorchEngine(Engine):
@@ -185,7 +213,7 @@ class TorchEngine(Engine):
     def _eager(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         assert self._module is not None
         args = [torch.from_numpy(a).to(self.device) for a in arrays]
-        with torch.inference_mode(), _autocast(self.device, self.fp16):
+        with torch.inference_mode(), _precision(self.device, self.fp16):
             out = self._module(*args)
         outs = out if isinstance(out, tuple) else (out,)
         return [t.float().cpu().numpy() for t in outs]
