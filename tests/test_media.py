@@ -325,15 +325,18 @@ class BrightModel:
 
 @pytest.mark.slow
 @pytest.mark.timeout(90)
-def test_live_rtsp_camera_gets_snapshots_and_stream_copied_clips(rtsp_server, tmp_path):
-    """Over RTSP the packets are Annex B H.264 and timestamps come from RTP: the clip must still be a playable
-    stream copy (same codec and size, every frame decodes) holding the pre-roll and the anomaly."""
+@pytest.mark.parametrize(("encoder", "codec"), [("libx264", "h264"), ("libx265", "hevc")])
+def test_live_rtsp_camera_gets_snapshots_and_stream_copied_clips(rtsp_server, tmp_path, encoder, codec):
+    """Over RTSP the packets are Annex B H.264 / H.265 (many cameras send H.265) and timestamps come from RTP: the
+    clip must still be a playable stream copy (same codec and size, every frame decodes) holding the pre-roll and
+    the anomaly."""
     from fixtures.streams import write_stream
 
     from pipeline.aggregator import AggregatorSettings
     from pipeline.runner import RunnerSettings
 
-    source = write_stream(tmp_path / "cam.mkv", seconds=6, size=(320, 180), bright=[(2.0, 3.5)])
+    source = write_stream(tmp_path / "cam.mkv", seconds=6, size=(320, 180), bright=[(2.0, 3.5)],
+                          video_codec=encoder)
     server = rtsp_server({"cam": source})
     cam = CameraMedia(SnapshotSettings(enabled=True), ClipSettings(enabled=True, pre_roll_s=1.0, post_roll_s=0.5))
     recorder = MediaRecorder(MediaSettings(path=tmp_path / "media"), {"cam": cam})
@@ -358,7 +361,7 @@ def test_live_rtsp_camera_gets_snapshots_and_stream_copied_clips(rtsp_server, tm
         assert (drawn[..., 0] - drawn[..., 1]).mean() > 120
     with av.open(str(tmp_path / "media" / end.clip)) as c:
         v = c.streams.video[0].codec_context
-        assert (v.name, v.width, v.height) == ("h264", 320, 180)
+        assert (v.name, v.width, v.height) == (codec, 320, 180)
         levels = [(float(f.pts * f.time_base), f.to_ndarray(format="gray").mean()) for f in c.decode(video=0)]
     assert levels[0][0] == pytest.approx(0.0, abs=0.05)
     bright = [t for t, level in levels if level > 150]
