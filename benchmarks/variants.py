@@ -18,7 +18,7 @@ Variants (each on top of ``blas1`` unless it says otherwise):
                    luma MAE ~0.3/255 at 160x96 on this clip)
     dec1+skiplf    both
 
-``ratio`` of a variant = its throughput / the decode-only floor's (thread_type AUTO, as the reader), both summed
+``ratio`` of a variant = its throughput / the decode-only floor's (AUTO, DECODER_THREADS, as the reader), both summed
 over the rounds (the floor with one decoder thread is shown too); ``cpu_ms`` = CPU ms of the whole process per
 second of media per camera, which a shared machine's load disturbs less than throughput.
 """

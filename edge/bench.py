@@ -446,7 +446,10 @@ class DecodeOnly:
             stream.thread_type = "NONE"
             stream.thread_count = 1
         else:
+            from pipeline.sources.reader import DECODER_THREADS
+
             stream.thread_type = "AUTO"
+            stream.thread_count = DECODER_THREADS
 
     def _open(self) -> Any:
         import av

@@ -147,6 +147,23 @@ def test_source_spec_rejects_impossible_timeouts_and_backoff():
     assert SourceSpec("cam", "rtsp://h/x").stall_timeout_s > 0
 
 
+def test_the_video_decoder_threads_are_the_same_on_every_machine():
+    """Frame threads delay a decoder's output by one frame each, and FFmpeg's own choice is cores + 1 (up to 16): on a
+    16-core host a camera's audio windows then overtook the video frames before them and a replay decided other
+    events than on 2 cores. The reader sets the count itself, so the delay (2 frames) is the same everywhere."""
+    from pipeline.sources.reader import DECODER_THREADS
+
+    reader = MediaReader(SourceSpec("cam", str(SAMPLES / "normal_eval.mkv")), width=160, height=96, fps=5)
+    reader.open()
+    try:
+        ctx = reader.container.streams.video[0].codec_context
+        assert ctx.thread_count == DECODER_THREADS == 3  # as asked (0 would be FFmpeg's own choice)...
+        assert any(isinstance(f, VideoFrame) for _, f in zip(range(10), reader.items(), strict=False))
+        assert ctx.thread_count == DECODER_THREADS  # ...and as decoding
+    finally:
+        reader.close()
+
+
 def test_deblocking_key_frames_only_changes_the_model_input_by_a_fraction_of_a_level():
     """skip_loop_filter=nokey (the default) takes effect, and what the model sees stays the same picture."""
     clip = str(SAMPLES / "normal_eval.mkv")  # H.264, a key frame every 2 s: most frames are P-frames

@@ -70,6 +70,12 @@ BACKWARD_JUMP_S = 0.5
 FORWARD_JUMP_S = 5.0
 # Audio whose pts is this far from where the previous audio ended is a gap (or overlap): windows restart.
 _AUDIO_RESYNC_S = 0.1
+# Video decoder threads when one camera has cores to spare. Frame threads delay the output: N threads hold N-1
+# frames. FFmpeg's own choice is cores + 1 (at most 16): 15 frames on a 16-core host, 0.6 s at 25 fps, beyond the
+# latency target, and enough to put a camera's audio windows before the video frames that precede their end, so
+# that a replay decided differently there than here (seen on a 16-core GPU host). 3 is what FFmpeg picks on 2 cores:
+# 2 frames of delay (80 ms at 25 fps) for 1.35x one thread's decode rate (FACTS.md), the same on every machine.
+DECODER_THREADS = 3
 # An RTCP wall clock this far from ours is worth one warning: the camera's clock is probably not set.
 _RTCP_SKEW_WARN_S = 60.0
 
@@ -201,7 +207,7 @@ class MediaReader:
         self.video_frames_decoded = 0
         self._clock = clock
         self._skew_warned = False
-        # 0: FFmpeg picks (frame threads); 1 when cameras outnumber cores: frame threads cost ~8 % more CPU per
+        # 0: DECODER_THREADS frame threads; 1 when cameras outnumber cores: frame threads cost ~8 % more CPU per
         # frame than one thread (edge bench), a price worth paying only when a core would otherwise sit idle
         self.decoder_threads = decoder_threads
         # the camera's packet ring when it keeps snapshots or clips (pipeline.media); None costs one test per packet
@@ -274,6 +280,7 @@ class MediaReader:
                 v.thread_count = self.decoder_threads
             else:
                 v.thread_type = "AUTO"
+                v.thread_count = DECODER_THREADS
             if self.spec.skip_loop_filter != "none":
                 v.codec_context.options = {**v.codec_context.options, "skip_loop_filter": self.spec.skip_loop_filter}
             streams.append(v)
