@@ -69,7 +69,8 @@ def _run_daemon(cfg: EdgeConfig, args: argparse.Namespace) -> int:
         print(json.dumps({"seconds": round(summary.seconds, 2), "events_new": summary.events_new,
                           "events_end": summary.events_end, "cameras": summary.per_camera,
                           "outbox_pending": summary.outbox_pending, "events_recovered": summary.events_recovered,
-                          "ack_latency": latency if cfg.kafka else None, "media": summary.media}))
+                          "ack_latency": latency if cfg.kafka else None, "media": summary.media,
+                          "engines": summary.engines}))
     else:
         print(f"-- {summary.events_new} event(s) opened, {summary.events_end} ended in {summary.seconds:.1f} s")
         if summary.events_recovered:
@@ -78,6 +79,7 @@ def _run_daemon(cfg: EdgeConfig, args: argparse.Namespace) -> int:
             print(f"   {cam}: {st['frames_scored']} frames and {st['audio_windows_scored']} audio windows scored, "
                   f"{st['events']} event messages, {st['dropped']} dropped")
         where = "Kafka" if cfg.kafka else f"the outbox {cfg.outbox.path} (read it with: alerts tail)"
+        print(f"   scored with {summary.engines}")
         print(f"   events are in {where}")
         if summary.media is not None:
             m = summary.media

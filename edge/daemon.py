@@ -51,6 +51,7 @@ class RunSummary:
     outbox_pending: int = 0
     media: dict[str, int] | None = None  # snapshots/clips written, refused, failures (None: no camera keeps media)
     events_recovered: int = 0  # events a previous run left open, ended at start with reason=restart
+    engines: str = ""  # which backend scored which graph (ScoringModel.describe_engines)
     # capture of the frame that decided a message -> Kafka acknowledgement (None: nothing acknowledged)
     ack_latency_new: LatencyStats | None = None
     ack_latency_all: LatencyStats | None = None
@@ -109,6 +110,8 @@ class Daemon:
         cfg = self.cfg
         package = ModelPackage.load(cfg.model)
         scorer = PackageScorer(package, cfg.engine)
+        self.summary.engines = scorer.describe_engines()
+        log.info("model %s scored with %s", package.package_id, self.summary.engines)
         prov = package.provenance(engine=cfg.engine.type)
         calibration = "; ".join(f"{name}: {desc}" for name, desc in sorted(prov["calibration"].items()))
         self._provenance = ModelProvenance(

@@ -42,6 +42,7 @@ class PackageScorer:
         cfg = engine_config if engine_config is not None else OrtEngineConfig()
         self.package = package
         self._engines: list[Engine] = []
+        self._modalities: list[str] = []  # of each engine
         self.video: VideoScorer | None = None
         self.audio: AudioScorer | None = None
         self.temporal: TemporalScorer | None = None
@@ -80,11 +81,17 @@ class PackageScorer:
     def _engine(self, cfg: AnyEngineConfig | Mapping[str, Any], modality: str) -> Engine:
         engine = create_engine(cfg)
         self._engines.append(engine)
+        self._modalities.append(modality)
         engine.load(self.package.graph_path(modality))  # type: ignore[arg-type]
         return engine
 
     def describe_engines(self) -> str:
-        return "; ".join(e.describe() for e in self._engines)
+        """Which backend runs which graph, e.g. ``torch cuda fp16 cuda-graphs[1, 2, 4, 8] (video, audio, temporal)``;
+        graphs on the same backend and settings share one entry."""
+        by: dict[str, list[str]] = {}
+        for modality, engine in zip(self._modalities, self._engines, strict=True):
+            by.setdefault(engine.describe(), []).append(modality)
+        return "; ".join(f"{desc} ({', '.join(mods)})" for desc, mods in by.items())
 
     def score_video(
         self, stacks: np.ndarray, masks: Masks | None = None

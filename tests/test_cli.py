@@ -23,6 +23,7 @@ def test_replay_a_clip_without_a_config(tmp_path):
     summary = json.loads(proc.stdout)
     assert summary["events_new"] >= 1 and summary["events_new"] == summary["events_end"]
     assert summary["cameras"]["test_1"]["frames_scored"] > 200
+    assert summary["engines"] == "onnxruntime cpu fp32 threads=1 (video, audio, temporal)"  # the default engine
 
 
 def test_doctor_reports_each_check_and_passes_the_demo_config(tmp_path):
