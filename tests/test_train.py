@@ -77,6 +77,21 @@ def test_synthetic_anomalies_score_above_normal(tmp_path: Path) -> None:
     assert raw_a[-1] > raw_a[:-2].max()
 
 
+def test_short_footage_is_not_passed_over_beyond_the_epoch_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A time budget far beyond what little footage needs ends at MAX_VIDEO_EPOCHS passes, not at the budget (over-
+    trained on 40 s of a real scene, the video model scored worse: see MAX_VIDEO_EPOCHS)."""
+    from fixtures.scene import normal_input
+
+    from pipeline.models import train
+
+    monkeypatch.setattr(train, "MAX_VIDEO_EPOCHS", 2)  # the real cap (50) takes a minute on this footage
+    _, report, _ = train.train_video([normal_input(4.0)], 600.0, seed=0, progress=False)
+    assert report["stopped_by"] == "epochs"
+    assert report["epochs"] == pytest.approx(2, abs=16 / report["sequences"])
+    assert report["steps"] == round(2 * report["sequences"] / 16)
+    assert report["seconds"] < 600
+
+
 def test_long_footage_is_kept_at_the_model_rate_then_in_even_pieces() -> None:
     from pipeline.models.train import FPS, FULL_RATE_MAX_S, MAX_FOOTAGE_S, OVERSAMPLE, plan_footage
 
