@@ -78,17 +78,22 @@ def test_synthetic_anomalies_score_above_normal(tmp_path: Path) -> None:
 
 
 def test_short_footage_is_not_passed_over_beyond_the_epoch_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A time budget far beyond what little footage needs ends at MAX_VIDEO_EPOCHS passes, not at the budget (over-
-    trained on 40 s of a real scene, the video model scored worse: see MAX_VIDEO_EPOCHS)."""
+    """A time budget far beyond what little footage needs ends at MAX_VIDEO_EPOCHS / MAX_TEMPORAL_EPOCHS passes, not
+    at the budget (over-trained on 40 s of a real scene, both models scored worse: see those constants)."""
     from fixtures.scene import normal_input
 
     from pipeline.models import train
 
     monkeypatch.setattr(train, "MAX_VIDEO_EPOCHS", 2)  # the real cap (50) takes a minute on this footage
-    _, report, _ = train.train_video([normal_input(4.0)], 600.0, seed=0, progress=False)
+    monkeypatch.setattr(train, "MAX_TEMPORAL_EPOCHS", 2)
+    footage = normal_input(6.0)
+    _, report, embeddings = train.train_video([footage], 600.0, seed=0, progress=False)
     assert report["stopped_by"] == "epochs"
     assert report["epochs"] == pytest.approx(2, abs=16 / report["sequences"])
     assert report["steps"] == round(2 * report["sequences"] / 16)
+    assert report["seconds"] < 600
+    _, report = train.train_temporal([footage], embeddings, 600.0, seed=0, progress=False)
+    assert report["stopped_by"] == "epochs" and report["steps"] == round(2 * report["windows"] / 16)
     assert report["seconds"] < 600
 
 
