@@ -444,6 +444,12 @@ def _lr_at(frac: float, base: float) -> float:
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
+def _progress(start: float, seconds: float, steps: int, max_steps: int) -> float:
+    """How far a training run is, 0..1 and beyond: the time budget or the passes (MAX_*_EPOCHS), whichever ends
+    first. The learning rate anneals over it and the run ends at 1."""
+    return max((time.monotonic() - start) / seconds, steps / max_steps)
+
+
 def train_video(
     inputs: Sequence[NormalInput], seconds: float, *, seed: int, progress: bool, batch: int = 16
 ) -> tuple[VideoPredictor, dict[str, Any], list[np.ndarray]]:
@@ -478,8 +484,7 @@ def train_video(
         order = rng.permutation(len(pool))
         epoch_loss, n = 0.0, 0
         for k in range(0, len(order) - batch + 1, batch):
-            # the learning rate anneals over the time budget or the passes, whichever ends first
-            frac = max((time.monotonic() - start) / seconds, steps / max_steps)
+            frac = _progress(start, seconds, steps, max_steps)
             if frac >= 1.0:
                 done = True
                 break
@@ -596,8 +601,7 @@ def train_temporal(
     while not done:
         epoch_loss, n = 0.0, 0
         for _ in range(50):
-            # as the video model: the time budget or the passes, whichever ends first
-            frac = max((time.monotonic() - start) / seconds, steps / max_steps)
+            frac = _progress(start, seconds, steps, max_steps)
             if frac >= 1.0:
                 done = True
                 break
