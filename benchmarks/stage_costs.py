@@ -3,7 +3,7 @@
 For one second of the benchmark clip (720p25 H.264 ~3 Mbit/s + AAC, see ``edge/bench.py``), the CPU
 milliseconds (all threads of the process, ``time.process_time``) of:
 
-    decode           demux + decode every video and audio frame (thread_type AUTO, DECODER_THREADS, as the reader)   the floor
+    decode           demux + decode every video and audio frame (as the reader: DECODER_THREADS)   the floor
     decode 1 thread  the same with one decoder thread (no frame threading)
     reader           MediaReader: decode + sampled luma (5 fps, 160x96, swscale AREA) + audio windows
     reader video     MediaReader with audio off
@@ -42,7 +42,7 @@ from pipeline.engines.base import OrtEngineConfig  # noqa: E402
 from pipeline.features import log_mel  # noqa: E402
 from pipeline.models.package import ModelPackage  # noqa: E402
 from pipeline.scoring_model import PackageScorer  # noqa: E402
-from pipeline.sources.reader import DECODER_THREADS, MediaReader  # noqa: E402
+from pipeline.sources.reader import MediaReader, set_decoder_threads  # noqa: E402
 from pipeline.sources.spec import SourceSpec  # noqa: E402
 
 
@@ -55,8 +55,7 @@ def cpu_ms(fn: Callable[[], Any]) -> float:
 def decode(path: str, media_s: float, thread_type: str) -> None:
     with av.open(path) as c:
         v = c.streams.video[0]
-        v.thread_type = thread_type
-        v.thread_count = 1 if thread_type == "NONE" else DECODER_THREADS
+        set_decoder_threads(v, 1 if thread_type == "NONE" else 0)
         streams = [v, *c.streams.audio[:1]]
         fps = float(v.average_rate or 25)
         n = 0

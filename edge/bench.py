@@ -442,14 +442,9 @@ class DecodeOnly:
 
     def configure_video(self, stream: Any) -> None:
         """The reader's thread rule (``pipeline/sources/reader.py``), and full deblocking: a plain decoder's work."""
-        if self.one_thread:
-            stream.thread_type = "NONE"
-            stream.thread_count = 1
-        else:
-            from pipeline.sources.reader import DECODER_THREADS
+        from pipeline.sources.reader import set_decoder_threads
 
-            stream.thread_type = "AUTO"
-            stream.thread_count = DECODER_THREADS
+        set_decoder_threads(stream, 1 if self.one_thread else 0)
 
     def _open(self) -> Any:
         import av

@@ -76,6 +76,17 @@ _AUDIO_RESYNC_S = 0.1
 # that a replay decided differently there than here (seen on a 16-core GPU host). 3 is what FFmpeg picks on 2 cores:
 # 2 frames of delay (80 ms at 25 fps) for 1.35x one thread's decode rate (FACTS.md), the same on every machine.
 DECODER_THREADS = 3
+
+
+def set_decoder_threads(stream: Any, threads: int = 0) -> None:
+    """The reader's decoder threading for a video ``stream`` before it decodes: ``threads`` > 0 plain threads (1 when
+    cameras outnumber cores), 0 DECODER_THREADS frame threads. ``edge bench``'s decode-only side uses it too."""
+    if threads > 0:
+        stream.thread_type = "NONE"
+        stream.thread_count = threads
+    else:
+        stream.thread_type = "AUTO"
+        stream.thread_count = DECODER_THREADS
 # An RTCP wall clock this far from ours is worth one warning: the camera's clock is probably not set.
 _RTCP_SKEW_WARN_S = 60.0
 
@@ -275,12 +286,7 @@ class MediaReader:
         streams: list[Any] = []
         if self.want_video and self.container.streams.video:
             v = self.container.streams.video[0]
-            if self.decoder_threads > 0:
-                v.thread_type = "NONE"
-                v.thread_count = self.decoder_threads
-            else:
-                v.thread_type = "AUTO"
-                v.thread_count = DECODER_THREADS
+            set_decoder_threads(v, self.decoder_threads)
             if self.spec.skip_loop_filter != "none":
                 v.codec_context.options = {**v.codec_context.options, "skip_loop_filter": self.spec.skip_loop_filter}
             streams.append(v)
