@@ -208,9 +208,11 @@ class Outbox:
         """
         deadline = time.monotonic() + _SCHEMA_WAIT_S
         while True:
-            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchall():
+            # one query, one snapshot: two could straddle the daemon's commit and see its tables but no outbox
+            entries = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
+            if ("table", "outbox") in entries:
                 return
-            if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            if entries:
                 raise OutboxError(errno.EINVAL, "not an outbox: the database has no outbox table", str(self.path))
             if time.monotonic() >= deadline:
                 raise OutboxNotFoundError(
