@@ -391,7 +391,9 @@ def score_stream(scores: MediaScores, camera_id: str = "eval") -> list[tuple[Sco
             add(Modality.VIDEO, t, scores.video[i], scores.video_raw[i], t, i, scores.video_boxes[i])
         if math.isfinite(scores.temporal[i]):
             add("temporal", t, scores.temporal[i], scores.temporal[i], t, i)
-    out.sort(key=lambda x: (x[0], x[1]))
+    # to the microsecond: a window's end is its first sample's time plus hops added up in floats, a hair either side
+    # of the frame time it equals (23.000000000000043 or 22.999999999999954 for 23.0)
+    out.sort(key=lambda x: (round(x[0], 6), x[1]))
     return [(score, frame) for _, _, score, frame in out]
 
 

@@ -39,3 +39,19 @@ def test_fused_score_at_a_frame_holds_the_audio_window_that_ended_by_then() -> N
     scores.has_video = scores.has_audio = True
     _, fused = aggregate(scores)
     assert fused.tolist() == [0.5, 0.5, 6.0, 6.0]
+
+
+@pytest.mark.parametrize("end", [23.000000000000043, 22.999999999999954, 23.0])
+def test_a_window_ending_at_a_frame_counts_there_whatever_the_float_rounding_of_its_end(end: float) -> None:
+    """A window's end is its first sample's time plus hops added up in floats: a hair either side of the frame time
+    it equals. Either way it counts at that frame, as an exact end does (the frame before does not see it)."""
+    scores = MediaScores("clip")
+    scores.frame_pts = np.array([22.8, 23.0, 23.2])
+    scores.video = scores.video_raw = np.full(3, 0.5)
+    scores.video_boxes = [None] * 3
+    scores.temporal = np.full(3, np.nan)
+    scores.audio_start, scores.audio_end = np.array([end - 0.8]), np.array([end])
+    scores.audio = scores.audio_raw = np.array([6.0])
+    scores.has_video = scores.has_audio = True
+    _, fused = aggregate(scores)
+    assert fused.tolist() == [0.5, 6.0, 6.0]
