@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from edge.bench import DEFAULT_MODEL
 from edge.cli import main
+from pipeline.models.package import ModelPackage
 
 PER_CAMERA_KEYS = {
     "decode_only_fps", "decoded_fps", "throughput_fps", "scored_fps", "audio_windows_per_s", "dropped",
@@ -50,10 +52,13 @@ def test_bench_files_prints_the_figures(capsys: pytest.CaptureFixture[str], cach
     assert report["clip"]["audio"]["codec"] == "aac"
     assert report["source"] == "file" and report["ratio"] > 0
     _check_mode(report["modes"]["file"])
-    # a file runs at full speed, a steady state: a 1 s window every 0.5 s of media per 5 video frames scored is
-    # 0.4 windows per frame (temporal scores are not audio windows)
+    # a file runs at full speed, a steady state: the package's audio windows per second of media over its video
+    # frames per second of media (every 0.2 s at 5 fps: 1 window per frame; temporal scores are not audio windows)
+    package = ModelPackage.load(DEFAULT_MODEL)
+    assert package.audio is not None and package.video is not None
+    expected = (1 / package.audio.hop_s) / package.video.fps
     cam = report["modes"]["file"]["per_camera"]["cam1"]
-    assert 0.3 < cam["audio_windows_per_s"] / cam["scored_fps"] < 0.5
+    assert cam["audio_windows_per_s"] / cam["scored_fps"] == pytest.approx(expected, rel=0.2)
 
 
 @pytest.mark.slow
