@@ -178,8 +178,8 @@ def test_the_cameras_events_carry_the_microphones_audio_at_the_right_camera_time
     assert new["modalities"]["audio"] >= 3.0
     # the ambient sound before and after scored as normal: no other event (above), and its windows in the body of
     # the normal range. Through this FIFO-fed ALSA device the ambient scores higher than the same sound read from the
-    # file (median 1.1-1.3 against 0.3, single windows up to ~3, with the packages before and since 2026-11-30: the
-    # `file` plugin is not an exact real-time source, see FACTS.md); one window over 3 alone opens no event.
+    # file (median 1.1-1.3 against 0.3, single windows up to ~3, with the packages before and since 2026-11-30; not
+    # traced further: FACTS.md finds the `file` plugin no exact real-time source); one window over 3 opens no event.
     quiet = [cal for pts, cal in audio if pts < expected - 1.0 or pts > expected + 3.5]
     assert len(quiet) > 10 and np.median(quiet) < 2.0 and np.quantile(quiet, 0.9) < 3.0, sorted(quiet)[-10:]
     assert result["stats"]["dock"]["windows_scored"] == result["stats"]["dock/mic"]["windows_scored"] == len(audio)
