@@ -2,8 +2,11 @@
 
 The camera is the GStreamer RTSP simulator serving the video of ``normal_eval.mkv`` (no audio track). The
 microphone is ALSA's ``file`` plugin behind a ``plug`` fixed at 16 kHz mono S16, named in an ``.asoundrc``
-under the test's own HOME; its ``infile`` is a FIFO that this test fills at real-time pace (the plugin itself
-is not paced, FACTS.md), so the windows reach the pipeline when a microphone would deliver them. What it
+under the test's own HOME; its ``infile`` is a FIFO that this test fills at real-time pace, so each sound reaches
+the pipeline about when a microphone would deliver it. The device itself is not paced (FACTS.md): measured
+2026-11-30, reading it for 10 s gave ~20 s of audio, the FIFO's samples interleaved with stale buffer data
+repeated while the FIFO is empty, so the ambient between is not sample-exact (see the quiet check below; a
+PulseAudio null sink would be real time and exact, FACTS.md). What it
 plays: the sample clips' ambient sound (``normal_eval.mkv``'s audio), and once both sources stream, the glass
 breaking of ``test_2.mkv`` (its ground truth: 23.0-25.53 s) at a moment the test notes on the host clocks.
 
@@ -177,9 +180,9 @@ def test_the_cameras_events_carry_the_microphones_audio_at_the_right_camera_time
     assert end["reason"] == "quiet" and end["end_pts"] <= expected + len(mic.burst) / RATE + 2.0
     assert new["modalities"]["audio"] >= 3.0
     # the ambient sound before and after scored as normal: no other event (above), and its windows in the body of
-    # the normal range. Through this FIFO-fed ALSA device the ambient scores higher than the same sound read from the
-    # file (median 1.1-1.3 against 0.3, single windows up to ~3, with the packages before and since 2026-11-30; not
-    # traced further: FACTS.md finds the `file` plugin no exact real-time source); one window over 3 opens no event.
+    # the normal range. Through this device the ambient scores higher than the same sound read from the file (median
+    # 1.1-1.3 against 0.3, single windows up to ~3, with the packages before and since 2026-11-30): it repeats stale
+    # buffer data between the FIFO's samples (module docstring); one window over 3 alone opens no event.
     quiet = [cal for pts, cal in audio if pts < expected - 1.0 or pts > expected + 3.5]
     assert len(quiet) > 10 and np.median(quiet) < 2.0 and np.quantile(quiet, 0.9) < 3.0, sorted(quiet)[-10:]
     assert result["stats"]["dock"]["windows_scored"] == result["stats"]["dock/mic"]["windows_scored"] == len(audio)
