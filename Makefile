@@ -4,10 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 KAFKA_VERSION := 4.4.0
 KAFKA_LIBS ?= $(HOME)/.cache/lepton-edge/kafka-$(KAFKA_VERSION)/libs
-# Debian packages the integration tests use: the GStreamer RTSP server (run with Debian's python3), PortAudio.
+# Debian packages the integration tests use: the GStreamer RTSP server (run with Debian's python3), PortAudio, and
+# a PulseAudio daemon whose null sink an ALSA pulse device records (the real-time microphone of tests/fixtures/pulse.py).
 SYSTEM_PACKAGES := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi python3-gst-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly \
-	gstreamer1.0-libav gstreamer1.0-tools libportaudio2 alsa-utils maven openjdk-17-jre-headless
+	gstreamer1.0-libav gstreamer1.0-tools libportaudio2 alsa-utils pulseaudio pulseaudio-utils libasound2-plugins \
+	maven openjdk-17-jre-headless
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-fast setup setup-dev system-deps kafka-jars samples model lint clean
