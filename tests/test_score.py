@@ -259,3 +259,37 @@ def test_score_to_stdout(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
     assert run_cli("score", str(clip)) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
     assert tuple(rows[0]) == CSV_HEADER and len(rows) == 51 and all(r[4] == "" for r in rows[1:])  # 2 s at 25 fps
+
+
+def test_edge_score_scores_what_the_daemon_scores(tmp_path: Path) -> None:
+    """The same video, temporal and audio scores from the runner (the daemon's path, batches cut anywhere) as from
+    ``score_media`` (``edge score`` / ``edge eval``)."""
+    from fixtures.media import make_clip
+
+    from pipeline.frames import Modality
+    from pipeline.runner import Runner, RunnerSettings
+    from pipeline.sources import SourceSpec
+
+    clip = make_clip(tmp_path / "c.mkv", seconds=5.0, bright=[(2.0, 3.0)], loud=[(3.0, 4.0)])
+    scorer = PackageScorer(ModelPackage.load(DEFAULT_MODEL))
+    try:
+        offline = score_media(str(clip), scorer)
+        scores = []
+        runner = Runner([SourceSpec("cam", str(clip))], scorer, lambda e: None, RunnerSettings(max_batch=3),
+                        on_score=scores.append)
+        assert runner.open_sources() == {}
+        runner.start()
+        assert runner.wait(60)
+        runner.join()
+    finally:
+        scorer.close()
+
+    def of(modality: Modality) -> list[tuple[float, float]]:
+        return [(round(s.pts, 3), s.calibrated) for s in scores if s.modality == modality]
+
+    video = of(Modality.VIDEO)
+    assert [t for t, _ in video] == pytest.approx(offline.frame_pts.tolist(), abs=1e-3)
+    assert [c for _, c in video] == pytest.approx(offline.video.tolist(), abs=1e-5)
+    ok = np.isfinite(offline.temporal)
+    assert [c for _, c in of(Modality.TEMPORAL)] == pytest.approx(offline.temporal[ok].tolist(), abs=1e-5)
+    assert [c for _, c in of(Modality.AUDIO)] == pytest.approx(offline.audio.tolist(), abs=1e-5)
