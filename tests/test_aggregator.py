@@ -27,7 +27,9 @@ def score(pts: float, value: float, modality: Modality | str = VIDEO, cam: str =
 
 
 def make(**kw) -> CameraAggregator:
+    """An aggregator for exact score sequences: no smoothing and no updates unless asked for."""
     ids = (f"ev{i}" for i in itertools.count())
+    kw.setdefault("smoothing_s", 0.0)
     kw.setdefault("update_peak_margin", None)
     kw.setdefault("update_on_modality", False)
     kw.setdefault("update_interval_s", None)
@@ -277,6 +279,19 @@ def test_smoothing_rides_out_a_single_frame_spike_but_follows_a_sustained_anomal
         (4.2, "new", "ev0", 0, 4.2, None, None),
         (6.4, "end", "ev0", 1, 4.2, 6.4, "quiet"),
     ]
+
+
+def test_by_default_a_lone_frame_is_lowered_and_a_strong_score_counts_within_its_frame():
+    default = AggregatorSettings()  # the daemon's and edge eval's smoothing unless configured
+    agg = make(smoothing_s=default.smoothing_s, threshold=3.0, min_duration_s=0.0, hold_s=0.0)
+    levels = []
+    for pts, value in frames(0, 2, 1.0) + [(2.0, 4.0)] + frames(2.2, 3, 1.0) + frames(3, 4, 10.0):
+        agg.push(score(pts, value))
+        levels.append((pts, agg.level))
+    lone = dict(levels)[2.0]
+    assert 1.0 < lone < 3.0  # a normal scene's lone frame at 4 among frames at 1 stays below the threshold
+    assert dict(levels)[3.0] >= 3.0  # a score of 10 reaches it at its first frame
+    assert default.smoothing_s > 0
 
 
 def test_smoothing_is_causal_and_the_same_for_any_sample_spacing_of_a_constant():

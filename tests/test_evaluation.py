@@ -7,7 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from pipeline.aggregator import AggregatorSettings
 from pipeline.evaluation import MediaScores, aggregate, roc_auc
+
+UNSMOOTHED = AggregatorSettings(smoothing_s=0.0)  # the fused score as it is at each frame
 
 
 def _brute(s: np.ndarray, y: np.ndarray) -> float:
@@ -37,7 +40,7 @@ def test_fused_score_at_a_frame_holds_the_audio_window_that_ended_by_then() -> N
     scores.audio_start, scores.audio_end = np.array([0.0]), np.array([1.0])
     scores.audio = scores.audio_raw = np.array([6.0])
     scores.has_video = scores.has_audio = True
-    _, fused = aggregate(scores)
+    _, fused = aggregate(scores, UNSMOOTHED)
     assert fused.tolist() == [0.5, 0.5, 6.0, 6.0]
 
 
@@ -53,5 +56,5 @@ def test_a_window_ending_at_a_frame_counts_there_whatever_the_float_rounding_of_
     scores.audio_start, scores.audio_end = np.array([end - 0.8]), np.array([end])
     scores.audio = scores.audio_raw = np.array([6.0])
     scores.has_video = scores.has_audio = True
-    _, fused = aggregate(scores)
+    _, fused = aggregate(scores, UNSMOOTHED)
     assert fused.tolist() == [0.5, 6.0, 6.0]

@@ -17,7 +17,7 @@ from conftest import DEFAULT_MODEL
 from fixtures.scene import scene_audio, scene_frames
 
 from edge import models_cli
-from pipeline.aggregator import DEFAULT_DISCOUNT
+from pipeline.aggregator import DEFAULT_DISCOUNT, AggregatorSettings
 from pipeline.evaluation import CSV_HEADER, MediaScores, aggregate, score_media
 from pipeline.models.package import ModelPackage
 from pipeline.scoring_model import PackageScorer
@@ -99,10 +99,18 @@ def test_score_a_clip_writes_one_row_per_frame_with_audio_and_fused(tmp_path: Pa
     assert [i for i, r in enumerate(scored) if r["temporal"]] == [13, 14, 15, 16, 17, 18, 19]
     assert [scored[i]["temporal"] for i in (13, 15, 17)] == [scored[i]["temporal"] for i in (14, 16, 18)]
     assert all(r["audio"] for r in rows if float(r["pts"]) < 3.5)  # a window covers every frame up to the last 0.5 s
-    for r in rows:  # max fusion: fused is at least each visual score of its frame, less its discount (audio counts
+    # fused: the level the aggregator's thresholds see (default settings: max fusion, then smoothing)
+    scorer = PackageScorer(ModelPackage.load(DEFAULT_MODEL))
+    try:
+        scores = score_media(str(clip), scorer)
+    finally:
+        scorer.close()
+    assert [float(r["fused"]) for r in scored] == pytest.approx(aggregate(scores)[1].tolist(), abs=1e-4)
+    for r, unsmoothed in zip(scored, aggregate(scores, AggregatorSettings(smoothing_s=0.0))[1].tolist(), strict=True):
+        # before smoothing, max fusion is at least each visual score of its frame, less its discount (audio counts
         # once complete)
         visual = [float(r[k]) - DEFAULT_DISCOUNT.get(k, 0.0) for k in ("video", "temporal") if r[k]]
-        assert not visual or float(r["fused"]) >= max(visual) - 1e-4
+        assert not visual or unsmoothed >= max(visual) - 1e-4
     assert all(r["fused"] for r in rows)  # from the first frame on
 
 
