@@ -51,9 +51,10 @@ class TamperSettings(BaseModel):
                              "seconds, so checking every scored frame would only cost CPU")
 
     def aggregator(self) -> AggregatorSettings:
-        """Tampering events are decided apart from scene anomalies, on their own 0/10 score."""
+        """Tampering events are decided apart from scene anomalies, on their own 0/10 score (a verdict, which has no
+        flicker to smooth)."""
         return AggregatorSettings(threshold=TAMPERED / 2, min_duration_s=self.min_duration_s, hold_s=self.hold_s,
-                                  stale_s=max(1.5, self.hold_s))
+                                  stale_s=max(1.5, self.hold_s), smoothing_s=0.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -294,6 +294,16 @@ def test_by_default_a_lone_frame_is_lowered_and_a_strong_score_counts_within_its
     assert default.smoothing_s > 0
 
 
+def test_by_default_a_lone_frame_at_10_opens_nothing_and_a_short_run_of_them_does():
+    # smoothed, a lone 10 among frames at 1 holds the level above 3 for two frames (4.5, 3.1): the default minimum
+    # duration needs longer, so a shaking camera's odd frame stays quiet; four frames of a real object open an event
+    default = AggregatorSettings()
+    agg = make(smoothing_s=default.smoothing_s, min_duration_s=default.min_duration_s)
+    assert run(agg, frames(0, 2, 1.0) + [(2.0, 10.0)] + frames(2.2, 5, 1.0)) == []
+    decided = run(agg, frames(5, 5.8, 10.0) + frames(5.8, 9, 1.0))
+    assert [e.type for e in decided] == [NEW, END] and decided[0].start_pts == pytest.approx(5.0)
+
+
 def test_smoothing_is_causal_and_the_same_for_any_sample_spacing_of_a_constant():
     a = make(smoothing_s=1.0, threshold=3.0, min_duration_s=0.0, hold_s=0.0)
     b = make(smoothing_s=1.0, threshold=3.0, min_duration_s=0.0, hold_s=0.0)
