@@ -4,6 +4,7 @@ anomalies are found."""
 
 from __future__ import annotations
 
+import numpy as np
 from conftest import DEFAULT_MODEL, SAMPLES
 
 from pipeline.evaluation import evaluate
@@ -34,3 +35,29 @@ def test_the_default_package_learned_from_what_make_model_makes() -> None:
         generate.CLIPS) + len(generate.EXTRA_NORMAL_CLIPS) + len(generate.TAMPER_CLIPS)
     for s in sources[:2]:
         assert s.sha256 == source_sha256(str(SAMPLES / s.name.removeprefix("samples/")))
+
+
+def test_a_sound_counts_in_the_newest_part_of_an_audio_window_only() -> None:
+    """An audio window's first 0.4 s are the recurrent model's context: a loud tone that ended there does not raise
+    the window's score (so a sound stops counting 0.4 s after it ends), the same tone in the newest part does."""
+    from pipeline.models.train import decode
+    from pipeline.scoring_model import PackageScorer
+
+    audio = PackageScorer(ModelPackage.load(DEFAULT_MODEL)).audio
+    assert audio is not None
+    rate, n = audio.sample_rate, audio.n_samples
+    normal = decode(str(SAMPLES / "normal_eval.mkv"), video=False).audio
+    starts = np.linspace(0, len(normal) - n, 12).astype(int)
+    t = np.arange(int(0.3 * rate)) / rate
+    tone = (0.5 * np.sin(2 * np.pi * 2500 * t) * np.hanning(len(t))).astype(np.float32)
+
+    def scores(at_s: float | None) -> np.ndarray:
+        windows = np.stack([normal[s : s + n] for s in starts]).astype(np.float32)
+        if at_s is not None:
+            a = round(at_s * rate)
+            windows[:, a : a + len(tone)] += tone
+        return audio.calibrate(audio.score(windows))
+
+    assert scores(None).max() < 3.0
+    assert scores(0.05).max() < 3.0  # 0.05-0.35 s: context only
+    assert scores(0.45).min() >= 3.0  # 0.45-0.75 s: scored
