@@ -232,8 +232,9 @@ def _probe_clip(av: Any, path: Path) -> dict[str, Any]:
     return info
 
 
-def _encode_clip(source: Path, out: Path) -> None:
-    """Scale the sample clip up to 720p with mild sensor noise; H.264 at ~3 Mbit/s and AAC, deterministic."""
+def _encode_clip(source: Path, out: Path, seconds: float = CLIP_SECONDS) -> None:
+    """Scale a sample clip's first ``seconds`` up to 720p with mild sensor noise; H.264 at ~3 Mbit/s and AAC,
+    deterministic (also used by ``benchmarks/train_time.py``)."""
     from fractions import Fraction
 
     import av
@@ -260,7 +261,7 @@ def _encode_clip(source: Path, out: Path) -> None:
             for frame in packet.decode():
                 if not isinstance(frame, (av.VideoFrame, av.AudioFrame)) or frame.pts is None:
                     continue
-                if frame.time_base is not None and float(frame.pts * frame.time_base) >= CLIP_SECONDS:
+                if frame.time_base is not None and float(frame.pts * frame.time_base) >= seconds:
                     continue
                 if isinstance(frame, av.VideoFrame):
                     big = frame.reformat(
