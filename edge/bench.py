@@ -171,7 +171,7 @@ def ensure_clip(cache_dir: Path) -> Clip:
             raise BenchError(f"{CLIP_SOURCE} is missing: the benchmark clip is made from it")
         _status(f"making the benchmark clip once ({CLIP_WIDTH}x{CLIP_HEIGHT}@{CLIP_FPS}, {CLIP_KBPS} kbit/s) ...")
         started = time.monotonic()
-        _encode_clip(CLIP_SOURCE, path)
+        encode_clip(CLIP_SOURCE, path)
         _status(f"   {path} in {time.monotonic() - started:.1f} s")
     return describe_clip(path, cache_dir)
 
@@ -232,7 +232,7 @@ def _probe_clip(av: Any, path: Path) -> dict[str, Any]:
     return info
 
 
-def _encode_clip(source: Path, out: Path, seconds: float = CLIP_SECONDS) -> None:
+def encode_clip(source: Path, out: Path, seconds: float = CLIP_SECONDS) -> None:
     """Scale a sample clip's first ``seconds`` up to 720p with mild sensor noise; H.264 at ~3 Mbit/s and AAC,
     deterministic (also used by ``benchmarks/train_time.py``)."""
     from fractions import Fraction
