@@ -199,18 +199,26 @@ def _tail_outbox(path: Path, *, follow: bool, as_json: bool) -> int:
     except OutboxNotFoundError:
         _error(f"no outbox at {path} (is the daemon configured with another outbox path?)")
         return 1
-    with outbox:
-        for row in read_outbox(outbox, follow=follow):
-            if as_json:
-                _emit(sys.stdout, row.payload.decode("utf-8", errors="replace"))
-                continue
-            try:
-                msg = row.message()
-            except MessageFormatError as exc:
-                _emit(sys.stdout, f"# row {row.id}: {exc}")
-                continue
-            _emit(sys.stdout, format_event(msg))
-    return 0
+    # Ctrl-C sets a flag the loop reads instead of raising KeyboardInterrupt wherever it lands: raised between
+    # the outbox taking its lock and the read's with-block, it left the lock held, and closing the outbox on the
+    # way out then waited for it forever (seen once in CI: `alerts tail --follow` ignored Ctrl-C).
+    stop = threading.Event()
+    restore = _stop_on_signals(stop, signal.SIGINT)
+    try:
+        with outbox:
+            for row in read_outbox(outbox, follow=follow, stop=stop):
+                if as_json:
+                    _emit(sys.stdout, row.payload.decode("utf-8", errors="replace"))
+                    continue
+                try:
+                    msg = row.message()
+                except MessageFormatError as exc:
+                    _emit(sys.stdout, f"# row {row.id}: {exc}")
+                    continue
+                _emit(sys.stdout, format_event(msg))
+    finally:
+        restore()
+    return 130 if stop.is_set() else 0
 
 
 def _kafka_settings(args: argparse.Namespace, parser: argparse.ArgumentParser, client_id: str) -> KafkaSettings:
@@ -265,7 +273,7 @@ def _cmd_consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         parser.error(str(exc))
     start = StartAt(beginning=args.from_beginning, offset=args.from_offset, time=args.from_time)
     stop = threading.Event()
-    restore = _stop_on_sigterm(stop)
+    restore = _stop_on_signals(stop, signal.SIGTERM)
     handled = 0
     try:
         with Subscriber(
@@ -295,17 +303,19 @@ def _cmd_consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     return 0
 
 
-def _stop_on_sigterm(stop: threading.Event) -> Callable[[], None]:
+def _stop_on_signals(stop: threading.Event, *signums: int) -> Callable[[], None]:
+    """Until ``restore()``, these signals set ``stop`` (which the loops only read: see ``read_outbox``)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    old = signal.signal(signal.SIGTERM, handler)
+    old = {s: signal.signal(s, handler) for s in signums}
 
     def restore() -> None:
-        signal.signal(signal.SIGTERM, old)
+        for s, h in old.items():
+            signal.signal(s, h)
 
     return restore
 

@@ -375,15 +375,21 @@ def read_outbox(
     stop: threading.Event | None = None,
 ) -> Iterator[OutboxRow]:
     """Yield every outbox row with id > ``after_id`` in order; with ``follow``, keep yielding new ones until
-    ``stop`` is set. Works across processes: the writer's commits are visible to each new read."""
+    ``stop`` is set (checked before each row). Works across processes: the writer's commits are visible to each
+    new read.
+
+    ``stop`` is only read, never waited on, so a signal handler may set it (``alerts tail`` on Ctrl-C): setting
+    an Event takes its lock, which a wait the handler interrupted would be holding."""
     stop = stop or threading.Event()
     while not stop.is_set():
         rows = outbox.read(after_id=after_id, limit=1000)
         for row in rows:
+            if stop.is_set():
+                return
             yield row
             after_id = row.id
         if rows:
             continue
         if not follow:
             return
-        stop.wait(poll_interval_s)
+        time.sleep(poll_interval_s)
