@@ -234,10 +234,19 @@ def _kafka_settings(args: argparse.Namespace, parser: argparse.ArgumentParser, c
 
 
 def _tail_kafka(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from alerts.consumer import Subscriber
-
     settings = _kafka_settings(args, parser, "alerts-tail")
     stop = threading.Event()
+    restore = _stop_on_signals(stop, signal.SIGINT)  # Ctrl-C: commit what was printed, then exit 130
+    try:
+        _print_kafka(args, settings, stop)
+    finally:
+        restore()
+    return 130 if stop.is_set() else 0
+
+
+def _print_kafka(args: argparse.Namespace, settings: KafkaSettings, stop: threading.Event) -> None:
+    from alerts.consumer import Subscriber
+
     with Subscriber(
         settings,
         group_id=args.group,
@@ -253,7 +262,6 @@ def _tail_kafka(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         with contextlib.closing(stream):  # type: ignore[type-var]
             for msg in stream:
                 _emit(sys.stdout, msg.model_dump_json() if args.json else format_event(msg))
-    return 0
 
 
 def _cmd_consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -304,12 +312,14 @@ def _cmd_consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
 
 def _stop_on_signals(stop: threading.Event, *signums: int) -> Callable[[], None]:
-    """Until ``restore()``, these signals set ``stop`` (which the loops only read: see ``read_outbox``)."""
+    """Until ``restore()``, the first of these signals sets ``stop`` (which the loops only read: see
+    ``read_outbox``); a second one is handled as before (Ctrl-C twice: KeyboardInterrupt, wherever it lands)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
+        signal.signal(signum, old[signum])
 
     old = {s: signal.signal(s, handler) for s in signums}
 

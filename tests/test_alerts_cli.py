@@ -173,6 +173,41 @@ def test_tail_json_from_kafka(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_tail_follow_from_kafka_stops_on_ctrl_c_and_commits_what_it_printed(
+    kafka_broker: Any, kafka_topic: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alerts.publisher import KafkaPublisher, KafkaSettings
+
+    msgs = lifecycle("ev-1", "cam-1")
+    with Outbox(tmp_path / "o.db") as outbox:
+        pub = KafkaPublisher(outbox, KafkaSettings(bootstrap=kafka_broker.bootstrap, topic=kafka_topic))
+        pub.start()
+        for m in msgs:
+            outbox.put(m)
+        assert pub.stop(drain_timeout_s=30) == 0
+    argv = ["tail", "--bootstrap", kafka_broker.bootstrap, "--topic", kafka_topic, "--group", "ctrl-c"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alerts.cli", *argv, "--from-beginning", "--follow", "--json"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert proc.stdout is not None
+        assert [json.loads(proc.stdout.readline())["seq"] for _ in msgs] == [m.seq for m in msgs]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 130
+        assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # it committed what it printed: the group starts after it
+    assert main([*argv, "--idle-timeout", "2"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_tail_missing_topic_is_a_clear_error(kafka_broker: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tail", "--bootstrap", kafka_broker.bootstrap, "--topic", "no-such-topic"]) == 1
