@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,40 @@ def write_outbox(path: Path, msgs: list[Any]) -> None:
     with Outbox(path, local_only=True) as box:
         for m in msgs:
             box.put(m)
+
+
+def publish(bootstrap: str, topic: str, outbox_path: Path, msgs: list[Any]) -> None:
+    """Deliver ``msgs`` to the topic the way the daemon does: through an outbox and the publisher."""
+    from alerts.publisher import KafkaPublisher, KafkaSettings
+
+    with Outbox(outbox_path) as outbox:
+        pub = KafkaPublisher(outbox, KafkaSettings(bootstrap=bootstrap, topic=topic))
+        pub.start()
+        for m in msgs:
+            outbox.put(m)
+        assert pub.stop(drain_timeout_s=30) == 0
+
+
+@contextmanager
+def alerts_process(argv: list[str]) -> Iterator[subprocess.Popen[str]]:
+    """``alerts ARGV`` as its own process (to send it signals), stdout and stderr piped; killed if still running."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alerts.cli", *argv], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def ctrl_c(proc: subprocess.Popen[str], timeout_s: float) -> None:
+    """Ctrl-C ends it with status 130 within ``timeout_s``, without a traceback."""
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout_s) == 130
+    assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
 
 
 def test_tail_json_prints_every_event_of_the_default_outbox(
@@ -92,27 +128,13 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
 def test_tail_follow_prints_new_events_until_ctrl_c(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     write_outbox(path, [message("ev-1", 0)])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "alerts.cli", "tail", "--follow", "--json", "--outbox", str(path)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    try:
+    with alerts_process(["tail", "--follow", "--json", "--outbox", str(path)]) as proc:
         assert proc.stdout is not None
         assert json.loads(proc.stdout.readline())["seq"] == 0
         with Outbox(path, local_only=True) as box:  # the daemon writes on
             box.put(message("ev-1", 1))
         assert json.loads(proc.stdout.readline())["seq"] == 1
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(10) == 130
-        assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        ctrl_c(proc, 10)
 
 
 @pytest.mark.timeout(60)
@@ -147,15 +169,8 @@ def test_consume_from_an_unreachable_broker_is_a_bounded_clear_error(
 def test_tail_json_from_kafka(
     kafka_broker: Any, kafka_topic: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from alerts.publisher import KafkaPublisher, KafkaSettings
-
     msgs = lifecycle("ev-1", "cam-1", updates=1) + lifecycle("ev-2", "cam-2")
-    with Outbox(tmp_path / "o.db") as outbox:
-        pub = KafkaPublisher(outbox, KafkaSettings(bootstrap=kafka_broker.bootstrap, topic=kafka_topic))
-        pub.start()
-        for m in msgs:
-            outbox.put(m)
-        assert pub.stop(drain_timeout_s=30) == 0
+    publish(kafka_broker.bootstrap, kafka_topic, tmp_path / "o.db", msgs)
 
     argv = ["tail", "--bootstrap", kafka_broker.bootstrap, "--topic", kafka_topic, "--group", "cli-test"]
     assert main([*argv, "--from-beginning", "--idle-timeout", "2", "--json"]) == 0
@@ -177,31 +192,13 @@ def test_tail_json_from_kafka(
 def test_tail_follow_from_kafka_stops_on_ctrl_c_and_commits_what_it_printed(
     kafka_broker: Any, kafka_topic: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from alerts.publisher import KafkaPublisher, KafkaSettings
-
     msgs = lifecycle("ev-1", "cam-1")
-    with Outbox(tmp_path / "o.db") as outbox:
-        pub = KafkaPublisher(outbox, KafkaSettings(bootstrap=kafka_broker.bootstrap, topic=kafka_topic))
-        pub.start()
-        for m in msgs:
-            outbox.put(m)
-        assert pub.stop(drain_timeout_s=30) == 0
+    publish(kafka_broker.bootstrap, kafka_topic, tmp_path / "o.db", msgs)
     argv = ["tail", "--bootstrap", kafka_broker.bootstrap, "--topic", kafka_topic, "--group", "ctrl-c"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "alerts.cli", *argv, "--from-beginning", "--follow", "--json"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    try:
+    with alerts_process([*argv, "--from-beginning", "--follow", "--json"]) as proc:
         assert proc.stdout is not None
         assert [json.loads(proc.stdout.readline())["seq"] for _ in msgs] == [m.seq for m in msgs]
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(15) == 130
-        assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        ctrl_c(proc, 15)
     # it committed what it printed: the group starts after it
     assert main([*argv, "--idle-timeout", "2"]) == 0
     assert capsys.readouterr().out == ""
