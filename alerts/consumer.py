@@ -206,9 +206,10 @@ class Subscriber:
         stop: threading.Event | None = None,
         poll_timeout_s: float = 0.5,
     ) -> Iterator[EventMessage]:
-        """Yield messages until ``stop`` is set, or ``idle_timeout_s`` passed without one once partitions are
-        assigned. ``assignment_timeout_s``: raise ``SubscribeError`` if the group gives us no partition by
-        then.
+        """Yield messages until ``stop`` is set (checked before each one: the rest of a polled batch is left for
+        later, uncommitted, and this consumer is put back to read it again), or ``idle_timeout_s`` passed without
+        one once partitions are assigned. ``assignment_timeout_s``: raise ``SubscribeError`` if the group gives us
+        no partition by then.
         """
         stop = stop or threading.Event()
         started = time.monotonic()
@@ -233,8 +234,14 @@ class Subscriber:
                         )
                     continue
                 idle_since = None
+                stopped = False
                 for partition, records in batch.items():
                     for record in records:
+                        stopped = stopped or stop.is_set()
+                        if stopped:
+                            # a slow sink stops after the message in hand, not after the batch (up to 200)
+                            self._consumer.seek(partition, record.offset)
+                            break
                         msg = self._accept(record.value, partition, record.offset)
                         if msg is not None:
                             self._delivered += 1

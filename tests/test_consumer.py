@@ -110,6 +110,28 @@ def test_subscriber_commits_only_what_the_handler_finished(kafka_broker: Any, ka
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_stop_takes_effect_at_the_next_message_and_the_rest_is_read_again(
+    kafka_broker: Any, kafka_topic: str
+) -> None:
+    msgs = [message(f"ev-{i}") for i in range(6)]
+    produce(kafka_broker.bootstrap, kafka_topic, [m.to_json() for m in msgs])  # one key: one partition, one batch
+    stop = threading.Event()
+    first: list[EventMessage] = []
+    with subscriber(kafka_broker.bootstrap, kafka_topic, "g-stop", from_beginning=True) as sub:
+        for msg in sub.messages(assignment_timeout_s=30.0, stop=stop):
+            first.append(msg)
+            if len(first) == 2:
+                stop.set()  # SIGTERM while a slow sink handles the batch
+        assert first == msgs[:2]
+        # the same subscriber reads on where it stopped: nothing of the batch is skipped
+        assert list(sub.messages(idle_timeout_s=2.0)) == msgs[2:]
+    # and committed all it handled
+    with subscriber(kafka_broker.bootstrap, kafka_topic, "g-stop") as sub:
+        assert list(sub.messages(idle_timeout_s=2.0, assignment_timeout_s=30.0)) == []
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_subscriber_errors_are_clear(kafka_broker: Any) -> None:
     with pytest.raises(SubscribeError, match="does not exist"):
