@@ -215,6 +215,7 @@ class Subscriber:
         started = time.monotonic()
         idle_since: float | None = None
         handled: dict[Any, Any] = {}  # partition -> OffsetAndMetadata to commit
+        unhandled: dict[Any, int] = {}  # partition -> offset of its first record of the batch at hand not handled
         try:
             while not stop.is_set():
                 batch = self._consumer.poll(timeout_ms=int(poll_timeout_s * 1000))
@@ -234,14 +235,11 @@ class Subscriber:
                         )
                     continue
                 idle_since = None
-                stopped = False
+                unhandled = {partition: records[0].offset for partition, records in batch.items() if records}
                 for partition, records in batch.items():
                     for record in records:
-                        stopped = stopped or stop.is_set()
-                        if stopped:
-                            # a slow sink stops after the message in hand, not after the batch (up to 200)
-                            self._consumer.seek(partition, record.offset)
-                            break
+                        if stop.is_set():  # a slow sink stops after the message in hand, not after the batch
+                            return
                         msg = self._accept(record.value, partition, record.offset)
                         if msg is not None:
                             self._delivered += 1
@@ -250,9 +248,18 @@ class Subscriber:
                             # duplicate when it comes again
                             self._dedup.add((msg.event_id, msg.seq))
                         handled[partition] = _offset(record)
+                        unhandled[partition] = record.offset + 1
+                    unhandled.pop(partition, None)
                 self._commit(handled)
         finally:
             self._commit(handled)
+            # Left inside a batch (a stop, the caller breaking off, an error): the rest is not committed, and this
+            # consumer is put back to it too, so a Subscriber used again reads it instead of skipping it.
+            for partition, offset in unhandled.items():
+                try:
+                    self._consumer.seek(partition, offset)
+                except Exception as exc:  # noqa: BLE001 - closed or no longer assigned: the commit is what counts
+                    log.debug("alerts subscriber: cannot seek %s back to %d: %s", partition, offset, exc)
 
     def run(
         self,

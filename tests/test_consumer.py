@@ -111,23 +111,25 @@ def test_subscriber_commits_only_what_the_handler_finished(kafka_broker: Any, ka
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_a_stop_takes_effect_at_the_next_message_and_the_rest_is_read_again(
-    kafka_broker: Any, kafka_topic: str
-) -> None:
+@pytest.mark.parametrize("how", ["stop", "break"])
+def test_leaving_inside_a_batch_leaves_the_rest_to_read_again(kafka_broker: Any, kafka_topic: str, how: str) -> None:
     msgs = [message(f"ev-{i}") for i in range(6)]
     produce(kafka_broker.bootstrap, kafka_topic, [m.to_json() for m in msgs])  # one key: one partition, one batch
     stop = threading.Event()
     first: list[EventMessage] = []
-    with subscriber(kafka_broker.bootstrap, kafka_topic, "g-stop", from_beginning=True) as sub:
+    with subscriber(kafka_broker.bootstrap, kafka_topic, f"g-{how}", from_beginning=True) as sub:
         for msg in sub.messages(assignment_timeout_s=30.0, stop=stop):
             first.append(msg)
             if len(first) == 2:
-                stop.set()  # SIGTERM while a slow sink handles the batch
+                if how == "break":
+                    break  # the caller's own way out: the 2nd message counts as not handled
+                stop.set()  # SIGTERM while a slow sink works through the batch: takes effect at the next message
+        handled = 1 if how == "break" else 2
         assert first == msgs[:2]
-        # the same subscriber reads on where it stopped: nothing of the batch is skipped
-        assert list(sub.messages(idle_timeout_s=2.0)) == msgs[2:]
+        # the same subscriber reads on from the first message not handled: nothing of the batch is skipped
+        assert list(sub.messages(idle_timeout_s=2.0)) == msgs[handled:]
     # and committed all it handled
-    with subscriber(kafka_broker.bootstrap, kafka_topic, "g-stop") as sub:
+    with subscriber(kafka_broker.bootstrap, kafka_topic, f"g-{how}") as sub:
         assert list(sub.messages(idle_timeout_s=2.0, assignment_timeout_s=30.0)) == []
 
 
