@@ -192,33 +192,28 @@ def _cmd_tail(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _tail_outbox(path: Path, *, follow: bool, as_json: bool) -> int:
-    from alerts.consumer import read_outbox
-
     try:
         outbox = Outbox(path, readonly=True)
     except OutboxNotFoundError:
         _error(f"no outbox at {path} (is the daemon configured with another outbox path?)")
         return 1
-    # Ctrl-C sets a flag the loop reads instead of raising KeyboardInterrupt wherever it lands: raised between
-    # the outbox taking its lock and the read's with-block, it left the lock held, and closing the outbox on the
-    # way out then waited for it forever (seen once in CI: `alerts tail --follow` ignored Ctrl-C).
-    stop = threading.Event()
-    restore = _stop_on_signals(stop, signal.SIGINT)
-    try:
-        with outbox:
-            for row in read_outbox(outbox, follow=follow, stop=stop):
-                if as_json:
-                    _emit(sys.stdout, row.payload.decode("utf-8", errors="replace"))
-                    continue
-                try:
-                    msg = row.message()
-                except MessageFormatError as exc:
-                    _emit(sys.stdout, f"# row {row.id}: {exc}")
-                    continue
-                _emit(sys.stdout, format_event(msg))
-    finally:
-        restore()
-    return 130 if stop.is_set() else 0
+    with outbox:
+        return _until_ctrl_c(lambda stop: _print_outbox(outbox, follow=follow, as_json=as_json, stop=stop))
+
+
+def _print_outbox(outbox: Outbox, *, follow: bool, as_json: bool, stop: threading.Event) -> None:
+    from alerts.consumer import read_outbox
+
+    for row in read_outbox(outbox, follow=follow, stop=stop):
+        if as_json:
+            _emit(sys.stdout, row.payload.decode("utf-8", errors="replace"))
+            continue
+        try:
+            msg = row.message()
+        except MessageFormatError as exc:
+            _emit(sys.stdout, f"# row {row.id}: {exc}")
+            continue
+        _emit(sys.stdout, format_event(msg))
 
 
 def _kafka_settings(args: argparse.Namespace, parser: argparse.ArgumentParser, client_id: str) -> KafkaSettings:
@@ -235,13 +230,7 @@ def _kafka_settings(args: argparse.Namespace, parser: argparse.ArgumentParser, c
 
 def _tail_kafka(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     settings = _kafka_settings(args, parser, "alerts-tail")
-    stop = threading.Event()
-    restore = _stop_on_signals(stop, signal.SIGINT)  # Ctrl-C: commit what was printed, then exit 130
-    try:
-        _print_kafka(args, settings, stop)
-    finally:
-        restore()
-    return 130 if stop.is_set() else 0
+    return _until_ctrl_c(lambda stop: _print_kafka(args, settings, stop))  # commits what it printed
 
 
 def _print_kafka(args: argparse.Namespace, settings: KafkaSettings, stop: threading.Event) -> None:
@@ -309,6 +298,20 @@ def _cmd_consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         sink.close()
         restore()
     return 0
+
+
+def _until_ctrl_c(body: Callable[[threading.Event], None]) -> int:
+    """Run ``body(stop)`` with Ctrl-C setting ``stop`` (read by its loop) instead of raising KeyboardInterrupt
+    wherever it lands: raised between the outbox taking its lock and a read's with-block, it left the lock held,
+    and closing the outbox on the way out then waited for it forever (seen once in CI: `alerts tail --follow`
+    ignored Ctrl-C). Exit status 130 when Ctrl-C ended it, else 0."""
+    stop = threading.Event()
+    restore = _stop_on_signals(stop, signal.SIGINT)
+    try:
+        body(stop)
+    finally:
+        restore()
+    return 130 if stop.is_set() else 0
 
 
 def _stop_on_signals(stop: threading.Event, *signums: int) -> Callable[[], None]:
