@@ -36,11 +36,13 @@ from pydantic import ValidationError
 from alerts.errors import AlertsError, MessageFormatError, OutboxNotFoundError
 from alerts.outbox import DEFAULT_OUTBOX_PATH, Outbox
 from alerts.schema import EventMessage
+from pipeline.redact import install_log_redaction, redact_text
 
 if TYPE_CHECKING:
     from alerts.publisher import KafkaSettings
 
 PROG = "alerts"
+log = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_redaction()  # every record, ours or kafka-python's: no URL leaves with its credentials
     if not args.verbose:
         # kafka-python logs every failed connection attempt at ERROR; our own message says what matters.
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
@@ -145,7 +148,14 @@ def _parser() -> argparse.ArgumentParser:
         "--sink",
         required=True,
         metavar="SPEC",
-        help="stdout, jsonl:PATH (appended, fsynced) or webhook:URL (POST, retried)",
+        help="stdout, jsonl:PATH (appended, fsynced), or webhook (POST, retried) with its URL from"
+        " --webhook-url-file or $ALERTS_WEBHOOK_URL (webhook:URL works too, but puts the URL in the process list)",
+    )
+    consume.add_argument(
+        "--webhook-url-file",
+        type=Path,
+        metavar="PATH",
+        help="with --sink webhook: read the URL (a secret when it carries a token) from this file",
     )
     consume.add_argument(
         "--dead-letter",
@@ -265,9 +275,13 @@ def _cmd_consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             webhook_timeout_s=args.webhook_timeout,
             webhook_attempts=args.webhook_attempts,
             webhook_backoff_s=min(args.webhook_backoff, 10.0),
+            webhook_url_file=args.webhook_url_file,
         )
     except ValueError as exc:
         parser.error(str(exc))
+    if args.sink.startswith("webhook:"):
+        log.warning("the webhook URL is on the command line, where every user of this machine can read it (ps):"
+                    " prefer --webhook-url-file or $ALERTS_WEBHOOK_URL")
     start = StartAt(beginning=args.from_beginning, offset=args.from_offset, time=args.from_time)
     stop = threading.Event()
     restore = _stop_on_signals(stop, signal.SIGTERM)
@@ -362,7 +376,7 @@ def _emit(out: TextIO, line: str) -> None:
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"{PROG}: {message}\n")
+    sys.stderr.write(f"{PROG}: {redact_text(message)}\n")
 
 
 def _positive_int(text: str) -> int:

@@ -31,6 +31,9 @@ log = logging.getLogger("edge")
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from pipeline.redact import install_log_redaction
+
+    install_log_redaction()  # every record, ours or a library's: no URL leaves with its credentials
 
 
 def _fail(message: str, code: int = EXIT_RUNTIME) -> int:

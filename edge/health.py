@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from pipeline.redact import redact_text
+
 log = logging.getLogger(__name__)
 
 _HEALTHY_STATES = {"streaming", "stopped"}
@@ -142,8 +144,9 @@ class HealthServer:
                 elif self.path.startswith("/healthz"):
                     body = {"healthy": snap.healthy(), "cameras": snap.cameras, "outbox": snap.outbox,
                             "publisher": snap.publisher}
+                    # redacted as it leaves: an error text that carries a URL never carries its credentials
                     self._send(200 if snap.healthy() else 503, "application/json",
-                               json.dumps(body, default=str).encode())
+                               redact_text(json.dumps(body, default=str)).encode())
                 else:
                     self._send(404, "text/plain", b"try /healthz or /metrics\n")
 

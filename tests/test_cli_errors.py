@@ -94,7 +94,7 @@ def test_a_camera_url_of_another_scheme_is_refused_without_its_password(tmp_path
     proc = edge("run", "-c", str(cfg), cwd=tmp_path)
     err = one_clear_line(proc)
     assert proc.returncode == 2 and "hunter2" not in err
-    assert "line 3: cameras.0.url" in err and "http://***@10.0.0.5/video.mjpg: cameras are read over rtsp://" in err
+    assert "line 3: cameras.0.url" in err and "http://***@10.0.0.5/***: cameras are read over rtsp://" in err
 
 
 def test_validate_config_accepts_the_shipped_configs():
