@@ -216,12 +216,12 @@ def _print_outbox(outbox: Outbox, *, follow: bool, as_json: bool, stop: threadin
 
     for row in read_outbox(outbox, follow=follow, stop=stop):
         if as_json:
-            _emit(sys.stdout, row.payload.decode("utf-8", errors="replace"))
+            _emit(sys.stdout, printable(row.payload.decode("utf-8", errors="replace")))
             continue
         try:
             msg = row.message()
         except MessageFormatError as exc:
-            _emit(sys.stdout, f"# row {row.id}: {exc}")
+            _emit(sys.stdout, printable(f"# row {row.id}: {exc}"))
             continue
         _emit(sys.stdout, format_event(msg))
 
@@ -267,6 +267,8 @@ def _cmd_consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     from alerts.consumer import StartAt, Subscriber
     from alerts.sinks import open_sink
 
+    if args.webhook_url_file is not None and args.sink != "webhook":
+        parser.error("--webhook-url-file goes with --sink webhook")
     settings = _kafka_settings(args, parser, "alerts-consume")
     try:
         sink = open_sink(
@@ -367,7 +369,15 @@ def format_event(msg: EventMessage) -> str:
         parts.append(f"duration={(msg.end_time - msg.start_time).total_seconds():.1f}s")
     if msg.continues is not None:
         parts.append(f"continues={msg.continues[:12]}")
-    return "  ".join(parts)
+    # validated messages hold no control characters; this line must not carry one whatever reached it
+    return printable("  ".join(parts))
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character (terminal escapes, newlines) written as a Python escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _emit(out: TextIO, line: str) -> None:
