@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -161,13 +162,17 @@ class Outbox:
             uri = f"file:{quote(self.path.resolve().as_posix())}?mode=ro"
         else:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             except FileExistsError as exc:
                 raise OutboxError(errno.ENOTDIR, "the outbox folder is not a folder", str(self.path)) from exc
             except OSError as exc:
                 raise OutboxError(
                     exc.errno, f"cannot create the outbox folder ({exc.strerror})", str(self.path)
                 ) from exc
+            try:
+                _create_private(self.path)
+            except OSError as exc:
+                raise OutboxError(exc.errno, f"cannot create the outbox ({exc.strerror})", str(self.path)) from exc
             uri = f"file:{quote(self.path.resolve().as_posix())}?mode=rwc"
         conn: sqlite3.Connection | None = None
         try:
@@ -494,6 +499,17 @@ _ERRNO_BY_SQLITE = {
     "SQLITE_BUSY": errno.EBUSY,
     "SQLITE_LOCKED": errno.EBUSY,
 }
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 (whatever the umask) before SQLite opens it: SQLite gives its WAL and
+    shared-memory files the database file's mode, so events stay readable by their owner only. An existing file
+    keeps its mode (another reader, such as ``alerts tail`` run by another user, may rely on it)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def _outbox_error(exc: sqlite3.Error, what: str, path: Path) -> OutboxError:
