@@ -96,7 +96,9 @@ def _run_daemon(cfg: EdgeConfig, args: argparse.Namespace) -> int:
             if cfg.kafka and lat is not None:
                 print(f"   capture -> Kafka ack, {what}: p50 {lat['p50_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms "
                       f"(n={lat['count']})")
-    return EXIT_OK
+    for cam, error in summary.failed_files.items():  # what it read was scored; the rest of the file was not there
+        _fail(f"camera {cam}: {error}")
+    return EXIT_RUNTIME if summary.failed_files else EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

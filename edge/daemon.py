@@ -52,6 +52,8 @@ class RunSummary:
     media: dict[str, int] | None = None  # snapshots/clips written, refused, failures (None: no camera keeps media)
     events_recovered: int = 0  # events a previous run left open, ended at start with reason=restart
     engines: str = ""  # which backend scored which graph (ScoringModel.describe_engines)
+    # replayed files that could not be read to their end (truncated, garbage): camera id -> why
+    failed_files: dict[str, str] = field(default_factory=dict)
     # capture of the frame that decided a message -> Kafka acknowledgement (None: nothing acknowledged)
     ack_latency_new: LatencyStats | None = None
     ack_latency_all: LatencyStats | None = None
@@ -209,6 +211,11 @@ class Daemon:
         self.summary.seconds = time.monotonic() - started
         if self._media is not None:
             self.summary.media = self._media.stats.as_dict()
+        for cam, worker in runner.workers.items():
+            if isinstance(worker.spec, SourceSpec) and not worker.spec.live:
+                error = worker.stats().last_error
+                if error:
+                    self.summary.failed_files[cam] = error
         self.summary.per_camera = {
             cam: {"frames_scored": st.frames_scored, "audio_windows_scored": st.windows_scored,
                   "events": st.events, "dropped": runner.workers[cam].buffer.dropped}
