@@ -15,6 +15,7 @@ Exceptions (leaf errors also inherit the builtin they resemble)::
     AlertsError
     ├── OutboxError(AlertsError, OSError)                     outbox cannot be opened/written: errno ENOSPC
     │   │                                                     (disk or size cap full), EROFS, EACCES, EIO ...
+    │   ├── OutboxCorruptError(OutboxError)                   the file is damaged: moved aside, rows salvaged
     │   └── OutboxNotFoundError(OutboxError, FileNotFoundError)   a reader's outbox file does not exist
     ├── PublishError(AlertsError, ConnectionError)            Kafka unreachable or topic missing (check_kafka)
     ├── SubscribeError(AlertsError, ConnectionError)          consumer cannot reach Kafka, its topic or group
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from alerts.errors import (
         AlertsError,
         MessageFormatError,
+        OutboxCorruptError,
         OutboxError,
         OutboxNotFoundError,
         PublishError,
@@ -54,6 +56,7 @@ _EXPORTS = {
     "alerts.errors": (
         "AlertsError",
         "MessageFormatError",
+        "OutboxCorruptError",
         "OutboxError",
         "OutboxNotFoundError",
         "PublishError",
@@ -102,6 +105,7 @@ __all__ = [
     "LatencyStats",
     "MessageFormatError",
     "ModalityPeak",
+    "OutboxCorruptError",
     "ModelProvenance",
     "Outbox",
     "OutboxError",

@@ -15,6 +15,10 @@ class OutboxError(AlertsError, OSError):
     """The outbox could not be opened, read or written (full disk, read-only path, corrupt file)."""
 
 
+class OutboxCorruptError(OutboxError):
+    """The outbox file is damaged (SQLite: malformed, not a database); the daemon moves it aside and salvages."""
+
+
 class OutboxNotFoundError(OutboxError, FileNotFoundError):
     """A reader asked for an outbox file that does not exist."""
 

@@ -23,7 +23,7 @@ from typing import TextIO
 
 from alerts.errors import OutboxError
 from alerts.latency import AckLatency, LatencyStats
-from alerts.outbox import Outbox
+from alerts.outbox import Outbox, SalvageReport, open_checked
 from alerts.publisher import KafkaPublisher
 from alerts.recovery import end_interrupted
 from alerts.schema import EventMessage, ModelProvenance
@@ -52,6 +52,7 @@ class RunSummary:
     media: dict[str, int] | None = None  # snapshots/clips written, refused, failures (None: no camera keeps media)
     events_recovered: int = 0  # events a previous run left open, ended at start with reason=restart
     engines: str = ""  # which backend scored which graph (ScoringModel.describe_engines)
+    outbox_salvaged: SalvageReport | None = None  # the outbox was corrupt at start: what was recovered
     # replayed files that could not be read to their end (truncated, garbage): camera id -> why
     failed_files: dict[str, str] = field(default_factory=dict)
     # capture of the frame that decided a message -> Kafka acknowledgement (None: nothing acknowledged)
@@ -132,7 +133,12 @@ class Daemon:
             raise StartupError("; ".join(lines))
         for cam, err in failures.items():
             log.warning("camera %s unreachable at start, will keep retrying: %s", cam, err)
-        self._outbox = Outbox(cfg.outbox.path, local_only=cfg.kafka is None)
+        self._outbox, salvaged = open_checked(cfg.outbox.path, local_only=cfg.kafka is None)
+        if salvaged is not None:
+            self.summary.outbox_salvaged = salvaged
+            log.error("outbox %s was corrupt: moved aside to %s; %d row(s) recovered into a new outbox (%d not yet "
+                      "delivered, to be sent), %d unreadable", cfg.outbox.path, salvaged.moved_to,
+                      salvaged.recovered, salvaged.pending, salvaged.unreadable)
         self._end_interrupted()
         if cfg.kafka is not None:
             self._publisher = KafkaPublisher(self._outbox, cfg.kafka, on_ack=self._latency)
