@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -172,8 +173,12 @@ class OutboxConfig(_Strict):
 
 
 class HealthConfig(_Strict):
-    host: str = Field("127.0.0.1", description="Address of /healthz and /metrics (localhost: not on the network)")
+    host: str = Field("127.0.0.1", description="Address of /healthz and /metrics (localhost: not on the network). "
+                      "Any other address is warned about at start unless token_file is set")
     port: int = Field(9108, ge=0, le=65535, description="Port of the health and Prometheus metrics endpoint")
+    token_file: FilePath | None = Field(None, description="File holding a bearer token: every request must then "
+                                        "carry 'Authorization: Bearer <token>' (401 otherwise). Meant for a "
+                                        "non-loopback host; a scraper sets it (Prometheus: authorization.credentials)")
 
 
 class EdgeConfig(_Strict):

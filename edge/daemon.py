@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
@@ -74,6 +75,19 @@ def _fatal_at_start(runner: Runner, failures: dict[str, SourceError]) -> bool:
         if source not in cameras and isinstance(err, SourceNotFoundError):
             return True
     return bool(cameras) and cameras <= set(failures)
+
+
+def _health_token(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StartupError(f"health.token_file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})"
+                           ) from None
+    if not token or any(c.isspace() or not c.isprintable() for c in token):
+        raise StartupError(f"health.token_file {path}: it must hold one token (printable, no spaces)")
+    return token
 
 
 def format_event(msg: EventMessage) -> str:
@@ -196,7 +210,8 @@ class Daemon:
                 self._publisher.start()
             if self.cfg.health is not None:
                 try:
-                    self._health = HealthServer(self.snapshot, host=self.cfg.health.host, port=self.cfg.health.port)
+                    self._health = HealthServer(self.snapshot, host=self.cfg.health.host, port=self.cfg.health.port,
+                                                token=_health_token(self.cfg.health.token_file))
                 except OSError as exc:
                     raise StartupError(f"health endpoint {self.cfg.health.host}:{self.cfg.health.port}: "
                                        f"{exc.strerror or exc}") from exc
