@@ -21,6 +21,7 @@ Exceptions (leaf errors also inherit the builtin they resemble)::
     ├── SubscribeError(AlertsError, ConnectionError)          consumer cannot reach Kafka, its topic or group
     ├── SinkError(AlertsError, OSError)                       a sink cannot take a message (file, webhook)
     └── MessageFormatError(AlertsError, ValueError)           bytes that are not a valid event message
+        └── FutureSchemaError(MessageFormatError)             a message of a newer schema version
 
 ``kafka`` (kafka-python) is imported only when a publisher or subscriber connects.
 """
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from alerts.consumer import StartAt, Subscriber, SubscriberStats, read_outbox
     from alerts.errors import (
         AlertsError,
+        FutureSchemaError,
         MessageFormatError,
         OutboxCorruptError,
         OutboxError,
@@ -55,6 +57,7 @@ _EXPORTS = {
     "alerts.consumer": ("StartAt", "Subscriber", "SubscriberStats", "read_outbox"),
     "alerts.errors": (
         "AlertsError",
+        "FutureSchemaError",
         "MessageFormatError",
         "OutboxCorruptError",
         "OutboxError",
@@ -99,6 +102,7 @@ __all__ = [
     "AlertsError",
     "DeadLetterFile",
     "EventMessage",
+    "FutureSchemaError",
     "JsonlSink",
     "KafkaPublisher",
     "KafkaSettings",

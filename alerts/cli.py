@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from alerts.publisher import KafkaSettings
 
 PROG = "alerts"
+_SINK_BUDGET_S = 10.0  # the longest a stdout or JSON-lines sink takes one message (an fsync on a slow disk)
 log = logging.getLogger(__name__)
 
 
@@ -161,7 +162,15 @@ def _parser() -> argparse.ArgumentParser:
         "--dead-letter",
         type=Path,
         metavar="PATH",
-        help="webhook: write messages that keep failing here (JSON lines) and go on",
+        help="write here (JSON lines, 0600) what cannot be handled, and go on: messages a webhook keeps failing, and"
+        " records that are no readable event (the reason and the original bytes)",
+    )
+    consume.add_argument(
+        "--on-future-schema",
+        choices=("stop", "dead-letter"),
+        default="stop",
+        help="a message of a newer schema version than this consumer reads: stop with an error, uncommitted"
+        " (default: upgrade, then it is read), or dead-letter it with a warning (needs --dead-letter)",
     )
     consume.add_argument(
         "--idle-timeout",
@@ -265,15 +274,18 @@ def _print_kafka(args: argparse.Namespace, settings: KafkaSettings, stop: thread
 
 def _cmd_consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from alerts.consumer import StartAt, Subscriber
-    from alerts.sinks import open_sink
+    from alerts.sinks import DeadLetterFile, open_sink
 
     if args.webhook_url_file is not None and args.sink != "webhook":
         parser.error("--webhook-url-file goes with --sink webhook")
+    if args.on_future_schema == "dead-letter" and args.dead_letter is None:
+        parser.error("--on-future-schema dead-letter needs --dead-letter PATH")
     settings = _kafka_settings(args, parser, "alerts-consume")
     try:
+        dead = DeadLetterFile(args.dead_letter) if args.dead_letter is not None else None
         sink = open_sink(
             args.sink,
-            dead_letter=args.dead_letter,
+            dead_letter=dead,
             webhook_timeout_s=args.webhook_timeout,
             webhook_attempts=args.webhook_attempts,
             webhook_backoff_s=min(args.webhook_backoff, 10.0),
@@ -284,6 +296,8 @@ def _cmd_consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     if args.sink.startswith("webhook:"):
         log.warning("the webhook URL is on the command line, where every user of this machine can read it (ps):"
                     " prefer --webhook-url-file or $ALERTS_WEBHOOK_URL")
+    # the longest one message can take the sink: the group must not drop this member while it waits
+    budget = float(getattr(sink, "worst_case_s", _SINK_BUDGET_S))
     start = StartAt(beginning=args.from_beginning, offset=args.from_offset, time=args.from_time)
     stop = threading.Event()
     restore = _stop_on_signals(stop, signal.SIGTERM)
@@ -296,6 +310,10 @@ def _cmd_consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             seen=sink.recent_keys(),
             session_timeout_s=10.0,
             heartbeat_interval_s=2.0,
+            dead_letter=dead,
+            on_future_schema=args.on_future_schema,
+            handle_budget_s=budget,
+            max_poll_interval_s=max(300.0, 2 * budget + 60.0),
         ) as sub:
             try:
                 stream = sub.messages(idle_timeout_s=args.idle_timeout, stop=stop)
@@ -305,13 +323,16 @@ def _cmd_consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
                         handled += 1
             finally:
                 st = sub.stats()
-                dead = getattr(getattr(sink, "stats", None), "dead_lettered", 0)
-                sys.stderr.write(
+                undelivered = getattr(getattr(sink, "stats", None), "dead_lettered", 0)
+                sys.stderr.write(redact_text(
                     f"{PROG} consume: {handled} delivered to {sink.name}, {st.duplicates} duplicate(s) dropped,"
-                    f" {st.invalid} invalid skipped, {dead} dead-lettered\n"
-                )
+                    f" {st.invalid} invalid ({st.dead_lettered} of them dead-lettered),"
+                    f" {undelivered} undeliverable dead-lettered\n"
+                ))
     finally:
         sink.close()
+        if dead is not None:
+            dead.close()
         restore()
     return 0
 

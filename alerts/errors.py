@@ -37,3 +37,8 @@ class SinkError(AlertsError, OSError):
 
 class MessageFormatError(AlertsError, ValueError):
     """Bytes that are not a valid event message of this schema version."""
+
+
+class FutureSchemaError(MessageFormatError):
+    """A message of a schema version newer than this consumer reads: by default the consumer stops on it (loudly,
+    uncommitted) instead of dropping every message of the new version."""

@@ -20,6 +20,7 @@ those even across a crash between delivering and committing.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import json
@@ -35,7 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from alerts.errors import SinkError
@@ -173,7 +174,9 @@ class JsonlSink:
 
 
 class DeadLetterFile:
-    """Messages a sink gave up on, one JSON object per line (fsynced): to replay or inspect by hand."""
+    """Messages a sink gave up on (``kind: undeliverable``, the message) and Kafka records that are no readable
+    event (``kind: poison``: the reason, topic, partition, offset and the original key and value in base64), one
+    JSON object per line (fsynced, 0600): to replay or inspect by hand."""
 
     def __init__(self, path: Path | str) -> None:
         self._file = _JsonLinesFile(path)
@@ -182,6 +185,7 @@ class DeadLetterFile:
     def put(self, msg: EventMessage, *, sink: str, error: str, attempts: int) -> None:
         record = {
             "failed_at": datetime.now(timezone.utc).isoformat(),
+            "kind": "undeliverable",
             "sink": sink,
             "error": error,
             "attempts": attempts,
@@ -189,11 +193,30 @@ class DeadLetterFile:
         }
         self._file.append(json.dumps(record, separators=(",", ":")).encode("utf-8"))
 
+    def put_poison(self, record: Any, *, topic: str, partition: int, reason: str) -> None:
+        """A Kafka record that is no readable event: why, where it was, and its original bytes (base64)."""
+        entry = {
+            "failed_at": datetime.now(timezone.utc).isoformat(),
+            "kind": "poison",
+            "reason": reason,
+            "topic": topic,
+            "partition": partition,
+            "offset": int(record.offset),
+            "timestamp_ms": getattr(record, "timestamp", None),
+            "key_b64": _b64(getattr(record, "key", None)),
+            "value_b64": _b64(record.value),
+        }
+        self._file.append(json.dumps(entry, separators=(",", ":")).encode("utf-8"))
+
     def close(self) -> None:
         self._file.close()
 
 
 Sleep = Callable[[float], None]
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
 
 
 def _abort(conn: http.client.HTTPConnection) -> None:
@@ -340,7 +363,7 @@ WEBHOOK_URL_ENV = "ALERTS_WEBHOOK_URL"
 def open_sink(
     spec: str,
     *,
-    dead_letter: Path | str | None = None,
+    dead_letter: DeadLetterFile | Path | str | None = None,
     webhook_timeout_s: float = 5.0,
     webhook_attempts: int = 5,
     webhook_backoff_s: float = 0.5,
@@ -360,7 +383,8 @@ def open_sink(
         return JsonlSink(rest)
     if kind == "webhook" and (rest or spec == "webhook"):
         url = rest or _webhook_url(webhook_url_file, os.environ if environ is None else environ)
-        dead = DeadLetterFile(dead_letter) if dead_letter is not None else None
+        dead = dead_letter if isinstance(dead_letter, DeadLetterFile) or dead_letter is None else DeadLetterFile(
+            dead_letter)
         return WebhookSink(
             url,
             timeout_s=webhook_timeout_s,

@@ -112,6 +112,7 @@ def test_missing_outbox_is_one_clear_line(tmp_path: Path, capsys: pytest.Capture
         [*CONSUME, "--sink", "kafka:elsewhere"],
         [*CONSUME, "--sink", "webhook:ftp://h/x"],
         [*CONSUME, "--sink", "stdout", "--webhook-url-file", "u"],
+        [*CONSUME, "--sink", "stdout", "--on-future-schema", "dead-letter"],
         [*CONSUME, "--sink", "stdout", "--from-beginning", "--from-offset", "3"],
         [*CONSUME, "--sink", "stdout", "--from-offset", "0:x"],
         [*CONSUME, "--sink", "stdout", "--from-time", "yesterday"],
