@@ -4,6 +4,8 @@
     alerts tail --follow                ... and keep printing new ones until Ctrl-C
     alerts tail --bootstrap HOST:PORT --topic T [--group G] [--from-beginning] [--follow] [--idle-timeout S]
     alerts tail ... --json              one wire message (JSON) per line instead of a human line
+    alerts tail|consume ... [--kafka-config site.yaml] [--security-protocol P --sasl-mechanism M --username U
+                   --password-file F --ssl-cafile PEM ...]   TLS / SASL as the daemon's kafka: section
     alerts consume --bootstrap HOST:PORT --topic T --group G
                    [--from-beginning | --from-time ISO | --from-offset N|P:N,...]
                    --sink stdout|jsonl:PATH|webhook:URL [--dead-letter PATH] [--idle-timeout S]
@@ -118,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         help="Kafka: give up reaching the broker after S seconds (default: 10)",
     )
     tail.add_argument("--json", action="store_true", help="one JSON wire message per line")
+    _add_kafka_security(tail)
     tail.set_defaults(func=_cmd_tail)
 
     consume = sub.add_parser(
@@ -128,8 +131,8 @@ def _parser() -> argparse.ArgumentParser:
         " seq) are dropped, across restarts too for a JSON-lines sink.",
     )
     consume.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logs")
-    consume.add_argument("--bootstrap", required=True, help="Kafka bootstrap host:port[,host:port...]")
-    consume.add_argument("--topic", required=True, help="Kafka topic")
+    consume.add_argument("--bootstrap", help="Kafka bootstrap host:port[,host:port...] (or in --kafka-config)")
+    consume.add_argument("--topic", help="Kafka topic (or in --kafka-config)")
     consume.add_argument("--group", required=True, help="consumer group: members share the partitions")
     start = consume.add_mutually_exclusive_group()
     start.add_argument("--from-beginning", action="store_true", help="read each partition from its start")
@@ -194,16 +197,54 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="first pause between tries, doubling up to 10 s (default: 0.5)",
     )
+    _add_kafka_security(consume)
     consume.set_defaults(func=_cmd_consume)
     return parser
 
 
+KAFKA_PASSWORD_ENV = "ALERTS_KAFKA_PASSWORD"  # noqa: S105 - the variable's name, not a password
+_SECURITY_FLAGS = {  # option dest -> KafkaSettings field
+    "bootstrap": "bootstrap",
+    "topic": "topic",
+    "security_protocol": "security_protocol",
+    "sasl_mechanism": "sasl_mechanism",
+    "username": "username",
+    "ssl_cafile": "ssl_cafile",
+    "ssl_certfile": "ssl_certfile",
+    "ssl_keyfile": "ssl_keyfile",
+}
+
+
+def _add_kafka_security(sub: argparse.ArgumentParser) -> None:
+    """The daemon's Kafka security settings, for a consumer: a file, or flags (which win over it)."""
+    group = sub.add_argument_group(
+        "Kafka security (as the daemon's kafka: section)",
+        f"The SASL password never goes on the command line: --password-file PATH or ${KAFKA_PASSWORD_ENV}.",
+    )
+    group.add_argument(
+        "--kafka-config",
+        type=Path,
+        metavar="YAML",
+        help="the Kafka settings from a YAML file: the daemon's config (its kafka: section) or that section alone;"
+        " paths in it are relative to the file",
+    )
+    group.add_argument("--security-protocol", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
+    group.add_argument("--sasl-mechanism", choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"))
+    group.add_argument("--username", help="SASL user name")
+    group.add_argument("--password-file", type=Path, metavar="PATH", help="file holding the SASL password")
+    group.add_argument("--ssl-cafile", type=Path, metavar="PEM", help="CA(s) that signed the brokers' certificates")
+    group.add_argument("--ssl-certfile", type=Path, metavar="PEM", help="client certificate (mutual TLS)")
+    group.add_argument("--ssl-keyfile", type=Path, metavar="PEM", help="its private key")
+
+
 def _cmd_tail(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.kafka_config is not None and args.bootstrap is None:
+        args.bootstrap = _kafka_file(args.kafka_config, parser).get("bootstrap")
     if args.bootstrap is None:
         if args.topic is not None or args.from_beginning or args.group != "alerts-tail":
             parser.error("--topic, --group and --from-beginning need --bootstrap")
         return _tail_outbox(args.outbox or DEFAULT_OUTBOX_PATH, follow=args.follow, as_json=args.json)
-    if args.topic is None:
+    if args.topic is None and "topic" not in (_kafka_file(args.kafka_config, parser) if args.kafka_config else {}):
         parser.error("--bootstrap needs --topic")
     if args.outbox is not None:
         parser.error("--outbox and --bootstrap are alternatives")
@@ -236,15 +277,56 @@ def _print_outbox(outbox: Outbox, *, follow: bool, as_json: bool, stop: threadin
 
 
 def _kafka_settings(args: argparse.Namespace, parser: argparse.ArgumentParser, client_id: str) -> KafkaSettings:
-    """The Kafka connection the command line names; a bad value is a usage error naming its option."""
+    """The Kafka connection: the --kafka-config file, then the flags over it, the password from --password-file or
+    $ALERTS_KAFKA_PASSWORD. A bad value is a usage error naming its option."""
     from alerts.publisher import KafkaSettings
 
+    data: dict[str, object] = dict(_kafka_file(args.kafka_config, parser)) if args.kafka_config else {}
+    for dest, name in _SECURITY_FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            data[name] = value
+    if args.password_file is not None:
+        try:
+            data["password"] = args.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            parser.error(f"--password-file {args.password_file}: {getattr(exc, 'strerror', None) or exc}")
+    elif os.environ.get(KAFKA_PASSWORD_ENV):
+        data["password"] = os.environ[KAFKA_PASSWORD_ENV]
+    if "bootstrap" not in data or "topic" not in data:
+        parser.error("--bootstrap and --topic are needed (or bootstrap: and topic: in --kafka-config)")
+    data.update(client_id=client_id, connect_timeout_s=args.connect_timeout)
     try:
-        return KafkaSettings(bootstrap=args.bootstrap, topic=args.topic, client_id=client_id,
-                             connect_timeout_s=args.connect_timeout)
+        return KafkaSettings.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"--{'-'.join(str(p) for p in e['loc'][:1])}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_option(e["loc"]) + f": {e['msg']}" for e in exc.errors())
         parser.error(problems)
+
+
+def _option(loc: tuple[int | str, ...]) -> str:
+    name = str(loc[0]) if loc else "kafka"
+    return f"--{name.replace('_', '-')}" if name in _SECURITY_FLAGS or name == "password" else name
+
+
+def _kafka_file(path: Path, parser: argparse.ArgumentParser) -> dict[str, object]:
+    """The ``kafka:`` section of a daemon config (or a file holding only that section), paths made absolute."""
+    import yaml
+
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(1 << 20)
+        doc = yaml.safe_load(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        parser.error(f"--kafka-config {path}: {getattr(exc, 'strerror', None) or exc}")
+    section = doc.get("kafka", doc) if isinstance(doc, dict) else None
+    if not isinstance(section, dict):
+        parser.error(f"--kafka-config {path}: no kafka: settings in it")
+    out = dict(section)
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        value = out.get(name)
+        if isinstance(value, str) and not Path(value).is_absolute():
+            out[name] = str(path.parent / value)
+    return out
 
 
 def _tail_kafka(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
