@@ -199,8 +199,10 @@ def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
     cfg = tmp_path / "bomb.yaml"
     cfg.write_text("\n".join(rows) + "\n")
     assert len(cfg.read_bytes()) < 500
-    code = ("import resource, sys\nfrom edge.cli import main\nrc = main(['validate-config', sys.argv[1]])\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)\nsys.exit(rc)\n")
+    # VmHWM: this process's peak RSS (ru_maxrss would count the pytest process it was forked from)
+    code = ("import re, sys\nfrom edge.cli import main\nrc = main(['validate-config', sys.argv[1]])\n"
+            "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+            "print(int(hwm) // 1024, file=sys.stderr)\nsys.exit(rc)\n")
     proc = subprocess.run([sys.executable, "-c", code, str(cfg)], cwd=tmp_path, capture_output=True, text=True,
                           timeout=60, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

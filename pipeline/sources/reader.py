@@ -255,6 +255,8 @@ class MediaReader:
                     raise SourceNotFoundError(f"{spec.url}: no such file")
                 if os.path.isdir(spec.url):
                     raise SourceFormatError(f"{spec.url}: is a directory without image frames")
+                if os.path.getsize(spec.url) == 0:
+                    raise SourceFormatError(f"{spec.url}: empty file (0 bytes)")
                 self.container = av.open(spec.url, timeout=(spec.open_timeout_s, spec.read_timeout_s))
         except SourceError:
             raise
