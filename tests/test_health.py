@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,21 @@ def test_a_bind_beyond_loopback_without_a_token_warns(caplog: pytest.LogCaptureF
         HealthServer(snapshot, host="0.0.0.0", port=0, token="t").stop()  # noqa: S104
         HealthServer(snapshot, host="127.0.0.1", port=0).stop()
         assert caplog.text == ""
+
+
+def test_the_daemon_reads_its_token_from_the_file_the_config_names(tmp_path: Path) -> None:
+    from edge.config import EdgeConfig
+    from edge.daemon import _health_token
+    from edge.errors import StartupError
+
+    token = tmp_path / "health.token"
+    token.write_text("s3cr3t-t0ken\n")
+    cfg = EdgeConfig.model_validate({"health": {"host": "0.0.0.0", "token_file": str(token)},  # noqa: S104
+                                     "cameras": [{"id": "a", "url": "a.mkv"}]})
+    assert cfg.health is not None and _health_token(cfg.health.token_file) == "s3cr3t-t0ken"
+    with pytest.raises(ValueError, match="token_file"):
+        EdgeConfig.model_validate({"health": {"token_file": str(tmp_path / "absent")},
+                                   "cameras": [{"id": "a", "url": "a.mkv"}]})
+    token.write_text("two words\n")
+    with pytest.raises(StartupError, match="one token"):
+        _health_token(token)
