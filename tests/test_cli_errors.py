@@ -208,3 +208,9 @@ def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "alias bomb" in proc.stderr and "line 6" in proc.stderr  # where the expansion passes the bound
     assert int(proc.stderr.split()[-1]) < 200  # MB of peak RSS: it was never expanded
+
+
+def test_replay_of_a_camera_with_credentials_in_its_query_string_hides_them(tmp_path):
+    err = one_clear_line(edge("replay", "rtsp://10.0.0.5/s?user=admin&password=hunter2", cwd=tmp_path))
+    assert "rtsp://10.0.0.5/s?user=***&password=*** is a live camera" in err
+    assert "hunter2" not in err and "admin" not in err
