@@ -184,6 +184,11 @@ class AudioModelSpec(_GraphSpec):
     def n_samples(self) -> int:
         return round(self.window_s * self.sample_rate)
 
+    @property
+    def scored_samples(self) -> int:
+        """How many of a window's newest samples its score describes (the frames after ``skip_frames``)."""
+        return max(1, self.n_samples - (self.skip_frames + 1) * self.features.hop_length)
+
 
 class SourceInfo(_Strict):
     name: str
