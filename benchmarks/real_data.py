@@ -11,7 +11,10 @@ under ``--out`` (default ``<repo>/.lepton/realdata``, git-ignored); no data is c
 - **video** (``avenue/``): unseen normal footage of one real camera, CUHK Avenue. The three runs of frames in
   ``avenue_normal.mkv`` become ``train.mkv`` (48.9 s), ``unseen.mkv`` (31.2 s: other people, same recording) and
   ``drift.mkv`` (12.0 s: another recording of the view, warmer colours). All normal: the figure is how often footage
-  the model has not seen reaches the calibrated 3 (promised: 1 normal frame in 1000), per modality.
+  the model has not seen reaches the calibrated 3 (promised: 1 normal frame in 1000), per modality. ``speed.mkv``
+  (21 s): ``unseen.mkv`` played at 3x pace during five labelled 1 s intervals, a playback position that never jumps
+  back: everyone in them moves like a jogger or cyclist, the anomaly of the pedestrian-walkway benchmarks (built
+  from real footage; the only labelled real video here, for video AUC beside frame difference).
 - **audio** (``audio_scene/``): real city ambience with real events, UrbanSound8K fold 1. Ambience from the steady
   classes (air_conditioner, children_playing, engine_idling, street_music), split by *recording* (fsID): per class,
   the division of its recordings whose training side holds the share of its sound closest to 40 % (a class with one
@@ -77,6 +80,8 @@ FOLDERS = {"video": "avenue", "audio": "audio_scene", "bearing": "bearing"}
 FPS = 25
 AVENUE = "avenue_normal.mkv"
 AVENUE_CLIPS = ("train", "unseen", "drift")  # segments 1, 2, 3 of avenue_normal_segments.csv
+SPEED = 3  # speed.mkv: the unseen segment at 3x pace in these intervals (seconds of the output)
+SPEED_INTERVALS = ((4.0, 5.0), (8.0, 9.0), (12.0, 13.0), (16.0, 17.0), (20.0, 21.0))
 # CRF 18 keeps the re-encode close to the source (itself CRF 20); a fixed thread count and bitexact muxing make
 # the bytes the same on every machine (x264's output depends on its thread count, Matroska's segment UID is random)
 X264 = {"crf": "18", "preset": "medium", "x264-params": "keyint=50:min-keyint=50:scenecut=0:sliced-threads=0"}
@@ -165,7 +170,42 @@ def build_video(data: Path, out: Path) -> list[dict[str, Any]]:
                            f"{seg['source_first']} ... {seg['source_last']}), all normal"}
         _write_json(path.with_suffix(".json"), truth)
         made.append({"file": str(path), "duration_s": truth["duration_s"], "frames": frames})
+    made.append(build_speed(paths[1], folder / "speed.mkv"))
     return made
+
+
+def build_speed(source: Path, path: Path) -> dict[str, Any]:
+    """``speed.mkv``: the unseen segment played back with ``SPEED_INTERVALS`` at ``SPEED`` times the pace (every
+    person in them moves as fast as a jogger or a cyclist: the pedestrian-walkway benchmarks' anomaly), the rest at
+    its own pace; a playback position that only moves forward, so nothing jumps. Labelled by those intervals."""
+    import av
+
+    with av.open(str(source)) as src:
+        cc = src.streams.video[0].codec_context
+        frames = [f.to_ndarray(format="yuv420p") for f in src.decode(video=0)]
+        out_frames, pos, i = [], 0, 0
+        while pos < len(frames):
+            out_frames.append(frames[pos])
+            fast = any(a * FPS <= i < b * FPS for a, b in SPEED_INTERVALS)
+            pos += SPEED if fast else 1
+            i += 1
+        tmp = path.with_name(f".{path.name}.tmp")
+        with av.open(str(tmp), "w", format="matroska", options={"fflags": "+bitexact"}) as out:
+            stream = _x264_stream(out, cc)
+            for k, img in enumerate(out_frames):
+                frame = av.VideoFrame.from_ndarray(img, format="yuv420p")
+                frame.pts, frame.time_base = k, Fraction(1, FPS)
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+    tmp.replace(path)
+    duration = len(out_frames) / FPS
+    truth = {"anomalies": [{"start": a, "end": min(b, duration), "modalities": ["video"], "kind": f"{SPEED}x pace"}
+                           for a, b in SPEED_INTERVALS if a < duration],
+             "duration_s": duration, "source": f"{source.name} with {SPEED}x playback in the labelled intervals"}
+    _write_json(path.with_suffix(".json"), truth)
+    return {"file": str(path), "duration_s": duration, "frames": len(out_frames)}
 
 
 def _x264_stream(container: Any, source: Any) -> Any:
@@ -507,7 +547,7 @@ def run_sets(out: Path, sets: Sequence[str], packages: Path | None, minutes: flo
 
 def _run_video(folder: Path, package: Path) -> dict[str, Any]:
     rows, reports = [], {}
-    for clip in ("unseen", "drift"):
+    for clip in ("unseen", "drift", "speed"):
         path = folder / f"{clip}.mkv"
         report = _eval(package, [path])
         reports[clip] = report
@@ -521,7 +561,7 @@ def _run_video(folder: Path, package: Path) -> dict[str, Any]:
 
 def _run_audio(folder: Path, package: Path) -> dict[str, Any]:
     rows, reports = [], {}
-    own = rms_baseline_auc(folder / "test.wav")
+    own = rms_baseline_auc(folder / "test.wav")  # whole windows; edge eval's baseline is the scored span's level
     for clip in ("test", "normal"):
         path = folder / f"{clip}.wav"
         report = _eval(package, [path])

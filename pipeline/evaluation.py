@@ -11,14 +11,16 @@ Ground truth is ``<clip>.json`` beside the clip: ``{"anomalies": [{"start", "end
 "duration_s", ...}``. Frame-level labels:
 
 - video (and temporal): a video frame is anomalous when its pts lies in an interval whose modalities include video;
-- audio: a window is anomalous when it overlaps an audio interval by at least half of the shorter of the two;
+- audio: a window is anomalous when the span its score describes (its newest ``scored_samples``) overlaps an audio
+  interval by at least half of the shorter of the two;
 - fused: a video frame is anomalous when its pts lies in any interval (video or audio): the fused score is what
   a ``CameraAggregator`` holds once the frame's scores are in (fusion and smoothing of its settings; an audio
   window counts from its end, when a live stream would have it, though stamped with its centre); audio-only
   packages use the audio windows.
 
-A frame-difference baseline (worst patch of the absolute difference to the previous frame, same patches) is
-scored alongside as the floor to beat. Event level: the calibrated streams go through
+The trivial baselines are scored alongside on the same input as the floor to beat: frame difference (mean absolute
+change to the previous scored frame) for video, the RMS level of the scored span for audio. Event level: the
+calibrated streams go through
 ``pipeline.aggregator.CameraAggregator`` (default ``AggregatorSettings`` unless given); an anomaly interval is
 recalled when an event overlaps it (up to ``EVENT_LATE_S`` after its end); an event that overlaps none is a
 false alarm, counted per hour of footage.
@@ -511,10 +513,12 @@ def evaluate(
                 clip["fused"] = modality("fused", fused, y_any)
                 timelines.append((sc, fused, _intervals(path)))
             if sc.has_audio:
-                y = _window_labels(sc.audio_start, sc.audio_end, _intervals(path, ["audio"]))
+                # a window is labelled by the span its score describes (its newest part), not its whole length
+                span = np.maximum(sc.audio_start, sc.audio_end - scorer.audio_scored_samples / scorer.sample_rate)
+                y = _window_labels(span, sc.audio_end, _intervals(path, ["audio"]))
                 clip["audio"] = modality("audio", sc.audio, y, sc.audio_baseline)
                 if not sc.has_video:
-                    y_any = _window_labels(sc.audio_start, sc.audio_end, _intervals(path))
+                    y_any = _window_labels(span, sc.audio_end, _intervals(path))
                     pool("fused", sc.audio, y_any)
                     timelines.append((sc, sc.audio, _intervals(path)))
             ev = _event_metrics(_ended(events, sc.duration_s), _intervals(path))
