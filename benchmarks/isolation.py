@@ -42,6 +42,8 @@ class NullModel:
 
     context = 0
     temporal_window = 0
+    temporal_every = 1
+    last_gated = np.zeros(0, dtype=bool)
     last_embeddings = None
     has_video = has_audio = True
 

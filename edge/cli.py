@@ -139,6 +139,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             if isinstance(part, dict):
                 details = ", ".join(f"{k}={v}" for k, v in part.items() if not isinstance(v, (list, dict)))
                 print(f"   {key}: {details}")
+                cal = part.get("calibration")
+                if isinstance(cal, dict) and "margin" in cal:
+                    print(f"   {key} held-out: {cal['n']} scores, {100 * cal['heldout_rate_ge_3']:.2f}% >= 3 "
+                          f"(the calibration promises 0.1% on new footage), generalisation margin "
+                          f"x{cal['margin']:.2f} (held-out vs trained-on scores)")
     return EXIT_OK
 
 

@@ -124,7 +124,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             return _fail(refusal, EXIT_USAGE)
     try:
         report = evaluate(args.clips, ModelPackage.load(args.model), _engine_config(args),
-                          motion_threshold=args.motion_threshold, input_fps=args.fps)
+                          motion_threshold=args.motion_threshold, input_fps=args.fps,
+                          plots=Path(args.plots) if args.plots else None)
     except _known_errors() as exc:
         return _fail(str(exc))
     if args.json:
@@ -258,11 +259,14 @@ def add_parsers(sub: Any) -> None:
     score.set_defaults(func=cmd_score)
 
     ev = sub.add_parser("eval", help="frame-level ROC-AUC and event recall / false alarms on labelled clips")
-    ev.add_argument("clips", nargs="+", help="clips with <clip>.json ground truth beside them")
+    ev.add_argument("clips", nargs="+", help="inputs with <input>.json ground truth beside them: \"anomalies\" "
+                    "intervals, or \"frame_labels\" (a 0/1 per input frame); without one an input is all normal")
     ev.add_argument("--model", default=str(_DEFAULT_MODEL), help="model package directory (default: bundled)")
     ev.add_argument("--fps", type=positive_float, default=None, help="frame rate of image-sequence inputs")
     ev.add_argument("--motion-threshold", type=float, default=5.0, help="motion gate threshold; 0: off")
     ev.add_argument("--json", action="store_true", help="the full report as JSON")
+    ev.add_argument("--plots", default=None, metavar="DIR",
+                    help="write PNG plots here: ROC curves beside the baselines, each input's scores over time")
     _add_engine_args(ev)
     ev.set_defaults(func=cmd_eval)
 

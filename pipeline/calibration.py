@@ -5,7 +5,7 @@ A ``Calibration`` is fitted on raw scores of held-out *normal* data (never seen 
 quantile table of the body of the distribution and an exponential tail fitted (maximum likelihood) on the top
 ``tail_fraction`` of the scores, and maps a raw score ``r`` to
 
-    calibrated(r) = -log10(P_normal(raw' >= r))        clipped to [0, max_score]
+    calibrated(r) = -log10(P_normal(raw' >= r))        clipped to [0, max_score] (100 for new fits)
 
 so a calibrated threshold of 3.0 means "1 in 1000 normal frames or windows score this high". The quantile
 table alone could not say anything beyond ``1 / n`` of the sample; the tail extrapolates past it. The map is
@@ -21,6 +21,9 @@ from typing import Any
 import numpy as np
 
 _EPS = 1e-12
+# Where calibrated scores stop, for new fits: far enough that nothing real reaches it, so scores above the tail's
+# reach keep their order instead of tying at a ceiling (packages fitted before keep theirs: 10).
+MAX_SCORE = 100.0
 _FEW = 4  # batches up to this size are calibrated one Python float at a time (same bits, fewer calls)
 
 
@@ -76,7 +79,7 @@ class Calibration:
         *,
         tail_fraction: float = 0.1,
         n_quantiles: int = 91,
-        max_score: float = 10.0,
+        max_score: float = MAX_SCORE,
     ) -> Calibration:
         """Fit on raw scores of held-out normal data (at least 20 finite values)."""
         x = np.asarray(raw, dtype=np.float64).ravel()

@@ -11,14 +11,16 @@ Ground truth is ``<clip>.json`` beside the clip: ``{"anomalies": [{"start", "end
 "duration_s", ...}``. Frame-level labels:
 
 - video (and temporal): a video frame is anomalous when its pts lies in an interval whose modalities include video;
-- audio: a window is anomalous when it overlaps an audio interval by at least half of the shorter of the two;
+- audio: a window is anomalous when the span its score describes (its newest ``scored_samples``) overlaps an audio
+  interval by at least half of the shorter of the two;
 - fused: a video frame is anomalous when its pts lies in any interval (video or audio): the fused score is what
   a ``CameraAggregator`` holds once the frame's scores are in (fusion and smoothing of its settings; an audio
   window counts from its end, when a live stream would have it, though stamped with its centre); audio-only
   packages use the audio windows.
 
-A frame-difference baseline (worst patch of the absolute difference to the previous frame, same patches) is
-scored alongside as the floor to beat. Event level: the calibrated streams go through
+The trivial baselines are scored alongside on the same input as the floor to beat: frame difference (mean absolute
+change to the previous scored frame) for video, the RMS level of the scored span for audio. Event level: the
+calibrated streams go through
 ``pipeline.aggregator.CameraAggregator`` (default ``AggregatorSettings`` unless given); an anomaly interval is
 recalled when an event overlaps it (up to ``EVENT_LATE_S`` after its end); an event that overlaps none is a
 false alarm, counted per hour of footage.
@@ -45,7 +47,7 @@ from pipeline.events import AnomalyEvent
 from pipeline.frames import AudioWindow, Modality, Score, VideoFrame
 from pipeline.models.package import ModelPackage
 from pipeline.scoring_model import PackageScorer
-from pipeline.window import WindowRing
+from pipeline.stream_scoring import StreamScorer
 
 CSV_HEADER = ("frame", "pts", "video", "temporal", "audio", "fused")
 # An event that starts this long after an anomaly ended still counts as detecting it (aggregation delay).
@@ -95,12 +97,13 @@ class MediaScores:
     video: np.ndarray = field(default_factory=lambda: np.zeros(0))  # calibrated
     video_gated: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     video_boxes: list[tuple[float, float, float, float] | None] = field(default_factory=list)
-    baseline: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    baseline: np.ndarray = field(default_factory=lambda: np.zeros(0))  # frame difference per scored frame
     temporal: np.ndarray = field(default_factory=lambda: np.zeros(0))  # calibrated, NaN where absent
     audio_start: np.ndarray = field(default_factory=lambda: np.zeros(0))
     audio_end: np.ndarray = field(default_factory=lambda: np.zeros(0))
     audio_raw: np.ndarray = field(default_factory=lambda: np.zeros(0))
     audio: np.ndarray = field(default_factory=lambda: np.zeros(0))  # calibrated
+    audio_baseline: np.ndarray = field(default_factory=lambda: np.zeros(0))  # window RMS level (dBFS) per window
     has_video: bool = False
     has_audio: bool = False
     # every decoded input frame (the model scores a subset at its own rate): its index in the input, source time (NaN
@@ -171,71 +174,43 @@ def score_media(
     batch: int = 32,
     baseline: bool = False,
 ) -> MediaScores:
-    """Score ``path`` causally through ``scorer`` (see the module docstring)."""
+    """Score ``path`` causally through ``scorer`` (see the module docstring), on the daemon's scoring path
+    (``StreamScorer``: one camera, its items in stream order, batched by ``batch``)."""
     from pipeline.sources import read_media
 
-    v = scorer.package.video
-    ctx = scorer.context
-    ring = WindowRing(ctx + 1)
-    pts: list[float] = []
-    v_raw: list[float] = []
-    v_cal: list[float] = []
+    stream = StreamScorer(scorer)
+    frames: list[VideoFrame] = []  # every scored frame, in order
+    index: dict[int, int] = {}  # id of a scored frame -> its place in ``frames``
+    video_scores: list[Score] = []
     gated: list[bool] = []
-    boxes: list[tuple[float, float, float, float] | None] = []
-    base: list[float] = []
-    pending: list[np.ndarray] = []
-    pending_idx: list[int] = []  # frame index of each pending stack
-    pending_full: list[bool] = []  # whether it is all real frames (not the start's padding)
-    emb_ring = WindowRing(max(1, scorer.temporal_window))
-    t_windows: list[np.ndarray] = []
-    t_idx: list[int] = []
     temporal: dict[int, float] = {}
+    base: list[float] = []
+    pending: list[VideoFrame] = []
     a_span: list[tuple[float, float]] = []
-    a_raw: list[float] = []
-    a_cal: list[float] = []
-    windows: list[np.ndarray] = []
+    a_scores: list[Score] = []
+    a_base: list[float] = []
+    windows: list[AudioWindow] = []
     in_index: list[int] = []
     in_pts: list[float] = []
     in_sample: list[int] = []
+    scored_span = scorer.audio_scored_samples if scorer.has_audio else 0
 
-    def seen(index: int, t: float | None, sampled: bool) -> None:
-        in_index.append(index)
+    def seen(i: int, t: float | None, sampled: bool) -> None:
+        in_index.append(i)
         in_pts.append(math.nan if t is None else t)
-        in_sample.append(len(pts) if sampled else len(pts) - 1)  # a sampled frame is appended to pts next
-
-    def flush_temporal() -> None:
-        if t_windows:
-            _, cal, _ = scorer.score_temporal(np.stack(t_windows))
-            temporal.update(zip(t_idx, cal.tolist(), strict=True))
-            t_windows.clear()
-            t_idx.clear()
+        in_sample.append(len(frames) if sampled else len(frames) - 1)  # a sampled frame is appended next
 
     def flush_video() -> None:
         if pending:
-            raw, cal, bx = scorer.score_video(np.stack(pending))
-            v_raw.extend(raw.tolist())
-            v_cal.extend(cal.tolist())
-            gated.extend(scorer.last_gated.tolist())
-            boxes.extend(bx)
-            if scorer.has_temporal and scorer.last_embeddings is not None:
-                for i, ok, e in zip(pending_idx, pending_full, scorer.last_embeddings, strict=True):
-                    if not ok:  # as the runner: the padded start stays out of the motion model
-                        continue
-                    emb_ring.push(e)
-                    if emb_ring.due(scorer.temporal_every):  # as the runner
-                        t_windows.append(emb_ring.window().copy())
-                        t_idx.append(i)
-                if len(t_windows) >= batch:
-                    flush_temporal()
+            result = stream.score_video(pending)
+            video_scores.extend(result.video)
+            gated.extend(result.gated)
+            temporal.update((index[id(f)], s.calibrated) for f, s in result.temporal)
             pending.clear()
-            pending_idx.clear()
-            pending_full.clear()
 
     def flush_audio() -> None:
         if windows:
-            raw, cal = scorer.score_audio(np.stack(windows))
-            a_raw.extend(raw.tolist())
-            a_cal.extend(cal.tolist())
+            a_scores.extend(stream.score_audio(windows))
             windows.clear()
 
     if input_fps is None and is_image_source(path):
@@ -253,44 +228,43 @@ def score_media(
         audio=scorer.has_audio,
         on_video_frame=seen,
     ):
-        if isinstance(item, VideoFrame) and scorer.has_video and v is not None:
-            ring.push(item.luma)
-            pts.append(item.pts)
-            stack = ring.window().copy()  # the start of the input: its first frame repeated (see WindowRing)
-            pending.append(stack)
-            pending_idx.append(len(pts) - 1)
-            pending_full.append(ring.full)
+        if isinstance(item, VideoFrame) and scorer.has_video:
             if baseline:
-                base.append(_frame_difference(stack, v.patch, v.patch_stride))
+                base.append(frame_difference(frames[-1].luma if frames else item.luma, item.luma))
+            index[id(item)] = len(frames)
+            frames.append(item)
+            pending.append(item)
             if len(pending) >= batch:
                 flush_video()
-        elif isinstance(item, AudioWindow) and scorer.audio is not None:
-            if len(item.samples) != scorer.audio.n_samples:
+        elif isinstance(item, AudioWindow) and scorer.has_audio:
+            if len(item.samples) != scorer.audio_n_samples:
                 continue
-            windows.append(item.samples)
+            windows.append(item)
             a_span.append((item.pts, item.pts + item.duration))
+            if baseline:
+                a_base.append(window_rms_db(item.samples, scored_span))
             if len(windows) >= batch:
                 flush_audio()
     flush_video()
-    flush_temporal()
     flush_audio()
-    n = len(pts)
+    n = len(frames)
     out = MediaScores(Path(path).name)
-    out.frame_pts = np.asarray(pts, dtype=np.float64)
-    out.video_raw = np.asarray(v_raw, dtype=np.float64)
-    out.video = np.asarray(v_cal, dtype=np.float64)
+    out.frame_pts = np.asarray([f.pts for f in frames], dtype=np.float64)
+    out.video_raw = np.asarray([s.raw for s in video_scores], dtype=np.float64)
+    out.video = np.asarray([s.calibrated for s in video_scores], dtype=np.float64)
     out.video_gated = np.asarray(gated, dtype=bool)
-    out.video_boxes = boxes
+    out.video_boxes = [s.box for s in video_scores]
     out.baseline = np.asarray(base, dtype=np.float64) if baseline else np.full(n, np.nan)
     out.temporal = np.full(n, np.nan)
     for i, c in temporal.items():
         out.temporal[i] = c
     spans = np.asarray(a_span, dtype=np.float64).reshape(-1, 2)
     out.audio_start, out.audio_end = spans[:, 0], spans[:, 1]
-    out.audio_raw = np.asarray(a_raw, dtype=np.float64)
-    out.audio = np.asarray(a_cal, dtype=np.float64)
+    out.audio_raw = np.asarray([s.raw for s in a_scores], dtype=np.float64)
+    out.audio = np.asarray([s.calibrated for s in a_scores], dtype=np.float64)
+    out.audio_baseline = np.asarray(a_base, dtype=np.float64) if baseline else np.full(len(a_scores), np.nan)
     out.has_video = n > 0
-    out.has_audio = len(a_cal) > 0
+    out.has_audio = len(a_scores) > 0
     out.input_index = np.asarray(in_index, dtype=np.int64)
     out.input_pts = np.asarray(in_pts, dtype=np.float64)
     out.input_sample = np.minimum(np.asarray(in_sample, dtype=np.int64), n - 1)
@@ -298,10 +272,17 @@ def score_media(
     return out
 
 
-def _frame_difference(stack: np.ndarray, patch: int, stride: int) -> float:
-    d = np.abs(stack[-1].astype(np.float32) - stack[-2].astype(np.float32))
-    win = np.lib.stride_tricks.sliding_window_view(d, (patch, patch))[::stride, ::stride]
-    return float(win.mean(axis=(-1, -2)).max())
+def frame_difference(previous: np.ndarray, frame: np.ndarray) -> float:
+    """The trivial video baseline: mean absolute luma difference between a scored frame and the one scored before
+    it (model resolution and rate: the same input the model sees). The first frame scores 0."""
+    return float(np.abs(frame.astype(np.float32) - previous.astype(np.float32)).mean())
+
+
+def window_rms_db(samples: np.ndarray, span: int) -> float:
+    """The trivial audio baseline: the RMS level (dBFS) of the newest ``span`` samples of a window, the part the
+    audio model scores."""
+    x = np.asarray(samples[-span:] if span > 0 else samples, dtype=np.float64)
+    return float(10.0 * np.log10(np.mean(x * x) + 1e-12))
 
 
 # ------------------------------------------------------------------------------------------------------ CSV
@@ -347,16 +328,38 @@ def write_scores_csv(scores: MediaScores, out: IO[str]) -> int:
 # -------------------------------------------------------------------------------------------------- quality
 
 
-def _intervals(path: str, modalities: Sequence[str] | None = None) -> list[tuple[float, float, str]]:
+def _ground_truth(path: str) -> dict[str, Any]:
     gt = Path(path).with_suffix(".json")
     if not gt.is_file():
-        return []
-    data = json.loads(gt.read_text())
+        return {}
+    data: dict[str, Any] = json.loads(gt.read_text())
+    return data
+
+
+def _intervals(path: str, modalities: Sequence[str] | None = None) -> list[tuple[float, float, str]]:
     return [
         (float(x["start"]), float(x["end"]), str(x.get("kind", "")))
-        for x in data.get("anomalies", [])
+        for x in _ground_truth(path).get("anomalies", [])
         if modalities is None or any(m in x["modalities"] for m in modalities)
     ]
+
+
+def frame_labels(path: str, scores: MediaScores, modalities: Sequence[str] | None = None) -> np.ndarray:
+    """Per scored video frame: anomalous or not. From ``frame_labels`` in the ground truth (a 0/1 per input frame,
+    by its index in the input) when given, else from the ``anomalies`` intervals (a frame's pts inside one whose
+    modalities include one of ``modalities``)."""
+    per_frame = _ground_truth(path).get("frame_labels")
+    if per_frame is None:
+        return _frame_labels(scores.frame_pts, _intervals(path, modalities))
+    flags = np.asarray(per_frame, dtype=np.int64) != 0
+    out = np.zeros(len(scores.frame_pts), dtype=bool)
+    first = np.full(len(scores.frame_pts), -1, dtype=np.int64)  # input index of each scored frame
+    for i, k in zip(scores.input_index.tolist(), scores.input_sample.tolist(), strict=True):
+        if k >= 0 and first[k] < 0:
+            first[k] = i
+    ok = (first >= 0) & (first < len(flags))
+    out[ok] = flags[first[ok]]
+    return out
 
 
 def _frame_labels(pts: np.ndarray, intervals: list[tuple[float, float, str]]) -> np.ndarray:
@@ -461,18 +464,35 @@ def evaluate(
     motion_threshold: float | None = None,
     aggregator: Any = None,
     input_fps: float | None = None,
+    plots: Path | None = None,
 ) -> dict[str, Any]:
-    """Score ``clips`` and report frame-level AUC per modality and fused (pooled over clips and per clip), the
-    normal exceedance rates, and event recall / false alarms per hour."""
+    """Score ``clips`` and report, per modality and fused (pooled over clips and per clip): frame-level AUC, the
+    trivial baseline's AUC on the same input (frame difference for video, window RMS level for audio), the fraction
+    of normal frames / windows at or above the threshold 3 (the calibration promises 0.1 %); and event recall /
+    false alarms per hour. ``plots``: a folder to write PNGs into (ROC curves, each clip's scores over time)."""
     kwargs = {} if motion_threshold is None else {"motion_threshold": motion_threshold}
     scorer = PackageScorer(package, engine_config, **kwargs)
     report: dict[str, Any] = {"clips": {}}
     pooled: dict[str, list[np.ndarray]] = {}
+    timelines: list[tuple[MediaScores, np.ndarray, list[tuple[float, float, str]]]] = []
 
     def pool(key: str, scores: np.ndarray, labels: np.ndarray) -> None:
         ok = np.isfinite(scores)
         pooled.setdefault(key + "_s", []).append(scores[ok])
         pooled.setdefault(key + "_y", []).append(labels[ok])
+
+    def modality(key: str, scores: np.ndarray, labels: np.ndarray, baseline: np.ndarray | None = None
+                 ) -> dict[str, Any]:
+        ok = np.isfinite(scores)
+        pool(key, scores, labels)
+        out: dict[str, Any] = {"scored": int(ok.sum()), "anomalous": int(labels[ok].sum()),
+                               "auc": _nan_auc(scores, labels)}
+        if baseline is not None:
+            out["baseline_auc"] = _nan_auc(baseline, labels)
+            pool(key + "_baseline", baseline, labels)
+        out["normal_rate_ge_3"] = _rate(scores[ok & ~labels])
+        out["anomalous_rate_ge_3"] = _rate(scores[ok & labels])
+        return out
 
     total_s = 0.0
     totals = {"anomalies": 0, "recalled": 0, "false_alarms": 0}
@@ -483,41 +503,24 @@ def evaluate(
             total_s += sc.duration_s
             clip: dict[str, Any] = {"duration_s": round(sc.duration_s, 2)}
             if sc.has_video:
-                y = _frame_labels(sc.frame_pts, _intervals(path, ["video"]))
-                scored = np.isfinite(sc.video)
-                clip["video"] = {
-                    "frames": int(scored.sum()),
-                    "anomalous": int(y[scored].sum()),
-                    "gated": int(sc.video_gated.sum()),
-                    "auc": _nan_auc(sc.video, y),
-                    "baseline_auc": _nan_auc(sc.baseline, y),
-                    "normal_rate_ge_3": _rate(sc.video[scored & ~y]),
-                    "anomalous_rate_ge_3": _rate(sc.video[scored & y]),
-                }
-                pool("video", sc.video, y)
-                pool("baseline", sc.baseline, y)
+                y = frame_labels(path, sc, ["video"])
+                clip["video"] = modality("video", sc.video, y, sc.baseline)
+                clip["video"]["gated"] = int(sc.video_gated.sum())
                 if np.isfinite(sc.temporal).any():
-                    clip["temporal"] = {"auc": _nan_auc(sc.temporal, y), "normal_rate_ge_3": _rate(
-                        sc.temporal[np.isfinite(sc.temporal) & ~y])}
-                    pool("temporal", sc.temporal, y)
-                y_any = _frame_labels(sc.frame_pts, _intervals(path))
-                fused[~scored] = np.nan  # the same frames as the video AUC: the first ones have no video yet
-                clip["fused"] = {"auc": _nan_auc(fused, y_any), "normal_rate_ge_3": _rate(
-                    fused[np.isfinite(fused) & ~y_any])}
-                pool("fused", fused, y_any)
+                    clip["temporal"] = modality("temporal", sc.temporal, y)
+                y_any = frame_labels(path, sc)
+                fused[~np.isfinite(sc.video)] = np.nan  # the same frames as the video AUC
+                clip["fused"] = modality("fused", fused, y_any)
+                timelines.append((sc, fused, _intervals(path)))
             if sc.has_audio:
-                y = _window_labels(sc.audio_start, sc.audio_end, _intervals(path, ["audio"]))
-                clip["audio"] = {
-                    "windows": len(y),
-                    "anomalous": int(y.sum()),
-                    "auc": roc_auc(sc.audio, y),
-                    "normal_rate_ge_3": _rate(sc.audio[~y]),
-                    "anomalous_rate_ge_3": _rate(sc.audio[y]),
-                }
-                pool("audio", sc.audio, y)
+                # a window is labelled by the span its score describes (its newest part), not its whole length
+                span = np.maximum(sc.audio_start, sc.audio_end - scorer.audio_scored_samples / scorer.sample_rate)
+                y = _window_labels(span, sc.audio_end, _intervals(path, ["audio"]))
+                clip["audio"] = modality("audio", sc.audio, y, sc.audio_baseline)
                 if not sc.has_video:
-                    y_any = _window_labels(sc.audio_start, sc.audio_end, _intervals(path))
+                    y_any = _window_labels(span, sc.audio_end, _intervals(path))
                     pool("fused", sc.audio, y_any)
+                    timelines.append((sc, sc.audio, _intervals(path)))
             ev = _event_metrics(_ended(events, sc.duration_s), _intervals(path))
             clip["events"] = ev
             totals["anomalies"] += ev["anomalies"]
@@ -529,15 +532,29 @@ def evaluate(
         report["frames_scored"] = scorer.frames_scored
         report["engines"] = scorer.describe_engines()
         scorer.close()
-    for key, name in (("video", "video_auc"), ("baseline", "video_baseline_auc"), ("temporal", "temporal_auc"),
-                      ("audio", "audio_auc"), ("fused", "fused_auc")):
-        if key + "_y" in pooled:
-            report[name] = roc_auc(np.concatenate(pooled[key + "_s"]), np.concatenate(pooled[key + "_y"]))
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for key in ("video", "temporal", "audio", "fused"):
+        if key + "_y" not in pooled:
+            continue
+        s_all, y_all = np.concatenate(pooled[key + "_s"]), np.concatenate(pooled[key + "_y"])
+        curves[key] = (s_all, y_all)
+        report[f"{key}_auc"] = roc_auc(s_all, y_all)
+        report[f"{key}_normal_rate_ge_3"] = _rate(s_all[~y_all])
+        report[f"{key}_normal_scored"] = int((~y_all).sum())
+        if key + "_baseline_y" in pooled:
+            b_all = np.concatenate(pooled[key + "_baseline_s"])
+            by_all = np.concatenate(pooled[key + "_baseline_y"])
+            curves[key + " baseline"] = (b_all, by_all)
+            report[f"{key}_baseline_auc"] = roc_auc(b_all, by_all)
     report["event_recall"] = totals["recalled"] / totals["anomalies"] if totals["anomalies"] else float("nan")
     report["anomalies"] = totals["anomalies"]
     report["false_alarms"] = totals["false_alarms"]
     report["hours"] = round(total_s / 3600.0, 4)
     report["false_alarms_per_hour"] = totals["false_alarms"] / (total_s / 3600.0) if total_s else float("nan")
+    if plots is not None:
+        from pipeline.plots import write_plots
+
+        report["plots"] = [str(p) for p in write_plots(plots, curves, timelines)]
     return report
 
 
@@ -551,21 +568,27 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     def f(x: Any) -> str:
         return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
-    lines = [f"{'clip':<18} {'video':>7} {'base':>7} {'temporal':>8} {'audio':>7} {'fused':>7}  events"]
+    lines = [f"{'clip':<18} {'video':>7} {'base':>7} {'temporal':>8} {'audio':>7} {'base':>7} {'fused':>7}  events"]
     for name, c in report["clips"].items():
         ev = c["events"]
         lines.append(
             f"{name:<18} {f(c.get('video', {}).get('auc')):>7} {f(c.get('video', {}).get('baseline_auc')):>7} "
             f"{f(c.get('temporal', {}).get('auc')):>8} {f(c.get('audio', {}).get('auc')):>7} "
+            f"{f(c.get('audio', {}).get('baseline_auc')):>7} "
             f"{f(c.get('fused', {}).get('auc')):>7}  {ev['recalled']}/{ev['anomalies']} recalled, "
             f"{len(ev['false_alarms'])} false" + (f" (missed: {', '.join(ev['missed'])})" if ev["missed"] else "")
         )
     lines.append(
         f"{'pooled':<18} {f(report.get('video_auc')):>7} {f(report.get('video_baseline_auc')):>7} "
-        f"{f(report.get('temporal_auc')):>8} {f(report.get('audio_auc')):>7} {f(report.get('fused_auc')):>7}  "
+        f"{f(report.get('temporal_auc')):>8} {f(report.get('audio_auc')):>7} "
+        f"{f(report.get('audio_baseline_auc')):>7} {f(report.get('fused_auc')):>7}  "
         f"recall {f(report['event_recall'])}, {report['false_alarms']} false alarm(s) in "
         f"{report['hours'] * 60:.1f} min = {report['false_alarms_per_hour']:.1f}/h"
     )
+    rates = [f"{k} {100 * report[k + '_normal_rate_ge_3']:.2f}% of {report[k + '_normal_scored']}"
+             for k in ("video", "temporal", "audio", "fused") if k + "_normal_rate_ge_3" in report]
+    if rates:
+        lines.append("normal frames / windows scoring >= 3 (the calibration promises 0.1%): " + ", ".join(rates))
     if report.get("frames_scored"):
         lines.append(
             f"motion gate: {report['frames_gated']} of {report['frames_scored']} frames skipped the CNN "

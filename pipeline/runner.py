@@ -29,9 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import numpy as np
+from typing import Any
 
 from pipeline.aggregator import AggregatorSettings, CameraAggregator
 from pipeline.errors import SourceError
@@ -39,57 +37,18 @@ from pipeline.events import AnomalyEvent, EndReason
 from pipeline.frames import AudioWindow, Modality, Score, StreamEnd, VideoFrame, utc_now
 from pipeline.media import MediaRecorder, PacketRing
 from pipeline.pairing import CameraClock, PairedMicrophone
+from pipeline.scoring_model import ScoringModel
 from pipeline.sources.capture import BoundedBuffer, BufferPolicy, CaptureReader, CaptureWorker, SourceState
 from pipeline.sources.isolated import ProcessReader
 from pipeline.sources.microphone import MicrophoneReader, MicrophoneSpec
 from pipeline.sources.reader import MediaReader
-from pipeline.sources.spec import Region, SourceSpec
+from pipeline.sources.spec import SourceSpec
+from pipeline.stream_scoring import StreamScorer
 from pipeline.tamper import TamperDetector, TamperSettings
-from pipeline.window import WindowRing
 
 log = logging.getLogger(__name__)
 
-Box = tuple[float, float, float, float]
-
-
-class ScoringModel(Protocol):
-    """What the runner needs from a model package: input geometry and calibrated scoring of batches.
-
-    ``pipeline.scoring_model.PackageScorer`` implements it over a model package and an engine.
-    """
-
-    width: int
-    height: int
-    fps: float
-    context: int  # past frames the video model needs besides the current one
-    audio_window_s: float
-    audio_hop_s: float
-    sample_rate: int
-    has_video: bool
-    has_audio: bool
-    # Temporal model: 0 without one. With one, ``score_video`` leaves the embeddings of the stacks it was given in
-    # ``last_embeddings`` (B, ...) and ``score_temporal`` scores windows of each camera's last ``temporal_window``
-    # embeddings (oldest first), any cameras mixed in one batch.
-    temporal_window: int
-    last_embeddings: np.ndarray | None
-
-    def score_temporal(
-        self, windows: np.ndarray, masks: Sequence[tuple[Region, ...]] | None = None
-    ) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
-        """(B, temporal_window, ...) float32 → raw (B,), calibrated (B,), worst-region boxes; ``masks``: each
-        window's camera's regions that are never scored."""
-        ...
-
-    def score_video(
-        self, stacks: np.ndarray, masks: Sequence[tuple[Region, ...]] | None = None
-    ) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
-        """(B, context+1, H, W) uint8 → raw (B,), calibrated (B,), worst-region boxes; ``masks``: each stack's
-        camera's regions that are never scored (``SourceSpec.mask``)."""
-        ...
-
-    def score_audio(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, samples) float32 → raw (B,), calibrated (B,)."""
-        ...
+__all__ = ["CameraStats", "Runner", "RunnerSettings", "ScoringModel"]
 
 
 @dataclass
@@ -148,11 +107,7 @@ class Runner:
         # tampering is its own event, decided by its own aggregator, never fused with scene anomalies
         self._tamper: dict[str, TamperDetector] = {}
         self._tamper_aggs: dict[str, CameraAggregator] = {}
-        self._rings: dict[str, WindowRing] = {}
-        self._embeddings: dict[str, WindowRing] = {}
-        self._masks: dict[str, tuple[Region, ...]] = {spec.camera_id: spec.mask for spec in sources}
-        self._temporal_window = int(getattr(model, "temporal_window", 0) or 0)
-        self._temporal_every = max(1, int(getattr(model, "temporal_every", 1) or 1))
+        self._scoring = StreamScorer(model, {spec.camera_id: spec.mask for spec in sources})
         self._ended: set[str] = set()
         # id of each collected item not yet scored → its place in the scoring thread's arrival order (each camera's
         # items arrive in its reader's order): scores reach the aggregators in this order, whatever the batching
@@ -169,8 +124,6 @@ class Runner:
             if tamper is not None and tamper.enabled and model.has_video and spec.video:
                 self._tamper[spec.camera_id] = TamperDetector(tamper)
                 self._tamper_aggs[spec.camera_id] = CameraAggregator(spec.camera_id, tamper.aggregator())
-            self._rings[spec.camera_id] = WindowRing(model.context + 1)
-            self._embeddings[spec.camera_id] = WindowRing(max(1, self._temporal_window))
         self._cameras = frozenset(self.workers)
         # a paired microphone's source id -> (its camera, the clock that maps its windows onto the camera's)
         self._paired: dict[str, tuple[str, CameraClock]] = {}
@@ -369,32 +322,14 @@ class Runner:
                     ring.consumed = max(ring.consumed, item.pts)
         if video:
             self._check_tampering(video)
-            stacks: np.ndarray | None = None
-            full = np.zeros(len(video), dtype=bool)  # whose stack is all real frames (not the start's padding)
-            for k, f in enumerate(video):
-                frames = self._rings[f.camera_id]
-                frames.push(f.luma)
-                # copied out at once: a later frame of the same camera in this batch overwrites the ring
-                if stacks is None:
-                    stacks = frames.batch(len(video))
-                stacks[k] = frames.window()
-                full[k] = frames.full
-            assert stacks is not None
-            raw, cal, boxes = self.model.score_video(stacks, masks=[self._masks[f.camera_id] for f in video])
-            for f, r, c, b in zip(video, raw, cal, boxes, strict=True):
-                scores.append((arrival[id(f)], Score(f.camera_id, Modality.VIDEO, f.pts, f.monotonic_ns, f.wall_time,
-                                                     float(r), float(c), b)))
+            result = self._scoring.score_video(video)
+            for f, score in zip(video, result.video, strict=True):
+                scores.append((arrival[id(f)], score))
                 self.stats[f.camera_id].frames_scored += 1
-            if self._temporal_window and self.model.last_embeddings is not None:
-                # the motion model learned from embeddings of real stacks: the padded start stays out of it
-                owners = [f for f, ok in zip(video, full, strict=True) if ok]
-                temporal = self._score_temporal(owners, self.model.last_embeddings[full])
-                scores += [(arrival[id(f)], s) for f, s in temporal]
+            scores += [(arrival[id(f)], score) for f, score in result.temporal]
         if audio:
-            raw, cal = self.model.score_audio(np.stack([w.samples for w in audio]))
-            for w, r, c in zip(audio, raw, cal, strict=True):
-                scores.append((arrival[id(w)], Score(w.camera_id, Modality.AUDIO, w.centre_pts, w.monotonic_ns,
-                                                     w.wall_time, float(r), float(c))))
+            for w, score in zip(audio, self._scoring.score_audio(audio), strict=True):
+                scores.append((arrival[id(w)], score))
                 self.stats[w.camera_id].windows_scored += 1
         arrival.clear()  # every collected item is scored by now
         # per camera in arrival order (a video score before its frame's temporal one): an audio window, stamped with
@@ -405,28 +340,6 @@ class Runner:
             if self.on_score is not None:
                 self.on_score(s)
             self._emit(self._aggs[s.camera_id].push(s))
-
-    def _score_temporal(self, frames: list[VideoFrame],
-                        embeddings: np.ndarray | None) -> list[tuple[VideoFrame, Score]]:
-        """Append each frame's embedding to its camera's window; score the cameras whose window is full."""
-        if embeddings is None:
-            return []
-        windows: np.ndarray | None = None
-        owners: list[VideoFrame] = []
-        for f, e in zip(frames, embeddings, strict=True):  # per camera in stream order: batches keep it
-            ring = self._embeddings[f.camera_id]
-            ring.push(e)
-            if ring.due(self._temporal_every):
-                if windows is None:
-                    windows = ring.batch(len(frames))
-                windows[len(owners)] = ring.window()
-                owners.append(f)
-        if windows is None:
-            return []
-        raw, cal, boxes = self.model.score_temporal(windows[: len(owners)],
-                                                     masks=[self._masks[f.camera_id] for f in owners])
-        return [(f, Score(f.camera_id, Modality.TEMPORAL, f.pts, f.monotonic_ns, f.wall_time, float(r), float(c), b))
-                for f, r, c, b in zip(owners, raw, cal, boxes, strict=True)]
 
     def _check_tampering(self, video: list[VideoFrame]) -> None:
         for f in video:
@@ -445,8 +358,7 @@ class Runner:
         if end.camera_id in self._tamper:
             self._tamper[end.camera_id].reset()
             self._emit(self._tamper_aggs[end.camera_id].end_stream(end.pts, end.wall_time, reason))
-        self._rings[end.camera_id].clear()
-        self._embeddings[end.camera_id].clear()
+        self._scoring.reset(end.camera_id)
         self._emit(self._aggs[end.camera_id].end_stream(end.pts, end.wall_time, reason))
 
     def _shutdown(self) -> None:

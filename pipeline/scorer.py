@@ -9,6 +9,7 @@ the runtime computes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -100,7 +101,7 @@ class VideoScorer:
         batch = np.ascontiguousarray(stacks, dtype=np.uint8)
         out = self.engine.infer({s.input.name: batch})
         err = out[s.output.name]
-        raw, boxes = worst_cell(err, s.patch, s.patch_stride, s.height, s.width, masks)
+        raw, boxes = worst_cell(err, s.patch, s.patch_stride, s.height, s.width, masks, s.pool_fraction)
         emb = out[s.embedding.name].astype(np.float32, copy=False) if s.embedding is not None else None
         return raw, boxes, emb
 
@@ -172,17 +173,27 @@ def fill_gaps(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def worst_cell(
-    err: np.ndarray, patch: int, stride: int, height: int, width: int, masks: Masks | None = None
+    err: np.ndarray, patch: int, stride: int, height: int, width: int, masks: Masks | None = None,
+    pool_fraction: float = 0.0,
 ) -> tuple[np.ndarray, list[Box | None]]:
     """The worst cell of each error map (B, gh, gw) whose cells are ``patch`` squares every ``stride`` pixels of a
-    ``height`` x ``width`` frame: its value (B,) float32 and its box in fractions of the frame. Cells whose centre lies
-    in the item's ``masks`` regions are left out; a map with none left scores 0, without a box."""
+    ``height`` x ``width`` frame: its box in fractions of the frame, and a value (B,) float32: the worst cell's, or
+    with ``pool_fraction`` the mean of that fraction of the cells, the worst ones (a person or a bike covers many
+    patches; the mean of the worst few is steadier than the maximum of thousands). Cells whose centre lies in the
+    item's ``masks`` regions are left out; a map with none left scores 0, without a box."""
     flat = err.reshape(err.shape[0], -1)
     ignore = _ignored(masks, patch, stride, height, width, (err.shape[1], err.shape[2]))
     if ignore is not None:
         flat = np.where(ignore.reshape(flat.shape), -np.inf, flat)
     worst = flat.argmax(axis=1)
     raw = flat[np.arange(len(flat)), worst].astype(np.float32)
+    if pool_fraction > 0:
+        k = max(1, math.ceil(pool_fraction * flat.shape[1]))
+        ok = np.isfinite(raw)  # maps with a cell left
+        if ok.any():
+            top = np.partition(flat[ok], flat.shape[1] - k, axis=1)[:, -k:]
+            # masked cells (-inf) among the top k are left out of the mean
+            raw[ok] = np.nanmean(np.where(np.isfinite(top), top, np.nan), axis=1)
     gw = err.shape[2]
     boxes: list[Box | None] = []
     for k, idx in enumerate(worst.tolist()):
@@ -197,8 +208,8 @@ def worst_cell(
 
 
 class AudioScorer:
-    """Top-k next-frame log-mel prediction error for windows of ``n_samples`` mono samples at
-    ``sample_rate``."""
+    """A window's raw score from the audio graph's per-frame values (``pipeline.models.audio``) over its scored
+    span (after ``skip_frames``, the GRU's context): their mean (``span_mean_excess``) or the mean of the top k."""
 
     def __init__(self, package: ModelPackage, engine: Engine) -> None:
         if package.audio is None:
@@ -233,7 +244,10 @@ class AudioScorer:
         err = self.engine.infer({self.spec.input.name: np.ascontiguousarray(mel, dtype=np.float32)})[
             self.spec.output.name
         ]
-        return topk_mean(err[:, self.spec.skip_frames :], self.spec.top_k)
+        scored = err[:, self.spec.skip_frames :]
+        if self.spec.score == "span_mean_excess":
+            return scored.mean(axis=1).astype(np.float32)
+        return topk_mean(scored, self.spec.top_k)
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
         return self.spec.calibration.calibrate(raw)

@@ -14,8 +14,8 @@ low and on time; ``frames_gated`` counts them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,14 +23,56 @@ from pipeline.engines.base import AnyEngineConfig, OrtEngineConfig, create_engin
 from pipeline.engines.interface import Engine
 from pipeline.models.package import ModelPackage
 from pipeline.scorer import AudioScorer, Box, Masks, MotionGate, TemporalScorer, VideoScorer
+from pipeline.sources.spec import Region
 
 _DEFAULT_FPS = 5.0
 _DEFAULT_CONTEXT = 1
 DEFAULT_MOTION_THRESHOLD = 5.0
 
 
+class ScoringModel(Protocol):
+    """What the scoring path (``pipeline.stream_scoring``) needs from a model package: input geometry and
+    calibrated scoring of batches. ``PackageScorer`` implements it over a model package and engines."""
+
+    width: int
+    height: int
+    fps: float
+    context: int  # past frames the video model needs besides the current one
+    audio_window_s: float
+    audio_hop_s: float
+    sample_rate: int
+    has_video: bool
+    has_audio: bool
+    # Temporal model: 0 without one. With one, ``score_video`` leaves the embeddings of the stacks it was given in
+    # ``last_embeddings`` (B, ...) and ``score_temporal`` scores windows of each camera's last ``temporal_window``
+    # embeddings (oldest first), any cameras mixed in one batch.
+    temporal_window: int
+    temporal_every: int  # a camera's windows are scored when (embeddings since its start - window) % this == 0
+    last_embeddings: np.ndarray | None
+    last_gated: np.ndarray  # (B,) bool: which stacks of the last ``score_video`` call the motion gate skipped
+
+    def score_temporal(
+        self, windows: np.ndarray, masks: Sequence[tuple[Region, ...]] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
+        """(B, temporal_window, ...) float32 → raw (B,), calibrated (B,), worst-region boxes; ``masks``: each
+        window's camera's regions that are never scored."""
+        ...
+
+    def score_video(
+        self, stacks: np.ndarray, masks: Sequence[tuple[Region, ...]] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
+        """(B, context+1, H, W) uint8 → raw (B,), calibrated (B,), worst-region boxes; ``masks``: each stack's
+        camera's regions that are never scored (``SourceSpec.mask``)."""
+        ...
+
+    def score_audio(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, samples) float32 → raw (B,), calibrated (B,)."""
+        ...
+
+
+
 class PackageScorer:
-    """Implements :class:`pipeline.runner.ScoringModel` over a :class:`ModelPackage`."""
+    """Implements :class:`ScoringModel` over a :class:`ModelPackage`."""
 
     def __init__(
         self,
@@ -76,6 +118,8 @@ class PackageScorer:
         self.audio_window_s = a.window_s if a else 1.0
         self.audio_hop_s = a.hop_s if a else 0.5
         self.sample_rate = a.sample_rate if a else 16000
+        self.audio_n_samples = a.n_samples if a else 0
+        self.audio_scored_samples = a.scored_samples if a else 0
         self._floor = float(v.calibration.values[0]) if v else 0.0
 
     def _engine(self, cfg: AnyEngineConfig | Mapping[str, Any], modality: str) -> Engine:

@@ -316,6 +316,7 @@ class BrightModel:
     width, height, fps, context = 64, 36, 5.0, 1
     audio_window_s, audio_hop_s, sample_rate = 1.0, 0.5, 16000
     has_video, has_audio, temporal_window, last_embeddings = True, False, 0, None
+    temporal_every, last_gated = 1, np.zeros(0, dtype=bool)
     BOX = (0.25, 0.25, 0.75, 0.75)
 
     def score_video(self, stacks, masks=None):

@@ -23,6 +23,7 @@ class BrightLoudModel:
     width, height, fps, context = 64, 36, 5.0, 2
     audio_window_s, audio_hop_s, sample_rate = 1.0, 0.5, 16000
     has_video = has_audio = True
+    temporal_window, temporal_every, last_embeddings, last_gated = 0, 1, None, np.zeros(0, dtype=bool)
 
     def __init__(self) -> None:
         self.video_batches: list[int] = []

@@ -81,6 +81,7 @@ class QuietModel:
     width, height, fps, context = 256, 144, FPS, 1
     audio_window_s, audio_hop_s, sample_rate = 1.0, 0.5, 16000
     has_video, has_audio, temporal_window = True, False, 0
+    temporal_every, last_embeddings, last_gated = 1, None, np.zeros(0, dtype=bool)
     last_embeddings = None
 
     def score_video(self, stacks, masks=None):

@@ -89,7 +89,7 @@ class _GraphSpec(_Strict):
 
 
 class VideoModelSpec(_GraphSpec):
-    """Future-frame prediction on luma frames; raw score = worst patch's prediction error."""
+    """Future-frame prediction on luma frames; raw score = the worst patches' prediction error."""
 
     width: int = Field(ge=16, le=4096, description="luma width the graph takes")
     height: int = Field(ge=16, le=4096, description="luma height the graph takes")
@@ -100,6 +100,9 @@ class VideoModelSpec(_GraphSpec):
     patch: int = Field(ge=1, description="side of an error patch, in input pixels")
     patch_stride: int = Field(ge=1, description="step between error patches, in input pixels")
     score: Literal["max_patch_mse"] = "max_patch_mse"
+    pool_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0, description="raw score = mean of this fraction of the patches, the worst ones (at least "
+        "one); 0: the worst patch alone (packages before it)")
     embedding: TensorSpec | None = Field(
         None, description="second output: the bottleneck embedding the temporal model follows"
     )
@@ -162,8 +165,11 @@ class AudioModelSpec(_GraphSpec):
     norm_mean: list[float] = Field(description="per-band mean of training log-mels")
     norm_std: list[float] = Field(description="per-band std of training log-mels")
     skip_frames: int = Field(ge=0, description="first frame errors of a window ignored (recurrent warm-up)")
-    top_k: int = Field(ge=1, description="frames averaged for the window score")
-    score: Literal["topk_mean_frame_mse"] = "topk_mean_frame_mse"
+    top_k: int = Field(ge=1, description="frames averaged for the window score (topk_mean_frame_mse)")
+    score: Literal["topk_mean_frame_mse", "span_mean_excess"] = Field(
+        default="topk_mean_frame_mse",
+        description="how a window's frame values become its raw score: the mean of the top_k (packages before the "
+        "gauss head) or the mean over the scored span (the frames after skip_frames)")
 
     @model_validator(mode="after")
     def _consistent(self) -> AudioModelSpec:
@@ -183,6 +189,11 @@ class AudioModelSpec(_GraphSpec):
     @property
     def n_samples(self) -> int:
         return round(self.window_s * self.sample_rate)
+
+    @property
+    def scored_samples(self) -> int:
+        """How many of a window's newest samples its score describes (the frames after ``skip_frames``)."""
+        return max(1, self.n_samples - (self.skip_frames + 1) * self.features.hop_length)
 
 
 class SourceInfo(_Strict):

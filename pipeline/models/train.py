@@ -78,7 +78,12 @@ log = logging.getLogger(__name__)
 # compute (~1.6 ms per frame with ONNX Runtime on one core: ~8 ms per camera-second at 5 fps). 5 fps with 4 past
 # frames gives 0.8 s of motion context.
 WIDTH, HEIGHT, CONTEXT, FPS = 256, 144, 4, 5.0
-COPY_WEIGHT = 0.15  # see pipeline.models.video: errors relative to the change a patch saw
+# The video score (see pipeline.models.video and pipeline.scorer.worst_cell): the prediction error of each patch in
+# one unit for the whole picture (UNIFORM_SCALE; no per-patch level, no division by the change a patch saw), the raw
+# score the mean of the worst POOL_FRACTION of the patches.
+COPY_WEIGHT = 0.0
+UNIFORM_SCALE = True
+POOL_FRACTION = 0.01
 DECODER = "light"  # see pipeline.models.video.DECODERS
 # A shaking camera's error explained by its measured move (see pipeline.models.video). On the weights shipped before
 # it: 0 / 0.5 / 1 / 2 / 4 → video AUC on the samples 0.928 / 0.928 / 0.928 / 0.927 / 0.927, frames of normal_eval
@@ -110,7 +115,20 @@ AUDIO_CHUNK_S = 1.0
 # same (0.954 / 0.955 on the samples); 20 (0.6 s scored) 0.951, 30 0.951. The audio column of ``edge eval`` reads
 # lower (0.927 → 0.902): it labels a window by the whole 0.8 s, of which the oldest half now counts for nothing.
 WARMUP_FRAMES, SCORE_SKIP_FRAMES, TOP_K = 10, 40, 5
+AUDIO_HEAD = "gauss"  # see pipeline.models.audio: energy above normal, one-sided, averaged over the scored span
 HOLDOUT = 0.2
+# The generalisation margin of the calibration (see ``_calibrate``): held-out vs training-part raw scores compared at
+# this quantile, the ratio capped at MAX_MARGIN.
+MARGIN_QUANTILE, MAX_MARGIN = 0.99, 4.0
+# Between each input's training part and its held-out last HOLDOUT, a gap of this fraction is used for neither: the
+# footage right before the held-out part shows the same people and sounds, and would make it look more familiar than
+# new footage is.
+GAP = 0.05
+
+
+def trained_part(n: int) -> int:
+    """How many of an input's ``n`` items (frames, samples) training learns from: all before the gap."""
+    return int(n * (1 - HOLDOUT - GAP))
 MIN_CALIBRATION = 20  # held-out scores a calibration needs at least
 # Held-out normal footage (per kind) below which a calibrated 3 ("1 in 1000 normal frames") is extrapolated from the
 # tail of few, overlapping scores: trained on 40 s of a real scene (8 s held out), 0-8 % of its normal frames reached 3
@@ -481,7 +499,7 @@ def train_video(
     frames = [x.frames for x in inputs]
     steps_of = [x.step for x in inputs]
     train_idx = [
-        _stack_indices(len(f), 0, int(len(f) * (1 - HOLDOUT)), st) for f, st in zip(frames, steps_of, strict=True)
+        _stack_indices(len(f), 0, trained_part(len(f)), st) for f, st in zip(frames, steps_of, strict=True)
     ]
     pool = [(i, j) for i, idx in enumerate(train_idx) for j in idx.tolist()]
     if len(pool) < batch:
@@ -540,7 +558,7 @@ def train_video(
             idx = _stack_indices(len(x.frames), 0, len(x.frames), x.step)
             emb = np.zeros((len(x.frames), *model.embed(torch.zeros(1, CONTEXT + 1, HEIGHT, WIDTH)).shape[1:]),
                            np.float32)
-            cut = int(len(x.frames) * (1 - HOLDOUT))
+            cut = trained_part(len(x.frames))
             for k in range(0, len(idx), 64):
                 sub = idx[k : k + 64]
                 err_map, e3 = model._run(torch.from_numpy(_gather(x.frames, sub, x.step)))
@@ -550,7 +568,7 @@ def train_video(
             bar.update(len(x.frames) - len(idx))  # the first frames of each input: context, not scored
             embeddings.append(emb)
     bar.close()
-    model.fit_patch_scale(torch.cat(errs))
+    model.fit_patch_scale(torch.cat(errs), uniform=UNIFORM_SCALE)
     return model, {
         "epoch_losses": [round(v, 6) for v in losses],
         "steps": steps,
@@ -569,6 +587,16 @@ def heldout_video(inputs: Sequence[NormalInput]) -> Iterator[np.ndarray]:
         idx = _stack_indices(n, int(n * (1 - HOLDOUT)), n, x.step)
         for k in range(0, len(idx), 64):
             yield _gather(x.frames, idx[k : k + 64], x.step)
+
+
+def seen_video(inputs: Sequence[NormalInput], n: int) -> Iterator[np.ndarray]:
+    """Batches of about ``n`` stacks spread evenly over the part of ``inputs`` the model trained on."""
+    idx = [_stack_indices(len(x.frames), 0, trained_part(len(x.frames)), x.step) for x in inputs]
+    every = max(1, sum(len(i) for i in idx) // max(n, 1))
+    for x, i in zip(inputs, idx, strict=True):
+        i = i[::every]
+        for k in range(0, len(i), 64):
+            yield _gather(x.frames, i[k : k + 64], x.step)
 
 
 # ------------------------------------------------------------------------------------------------- temporal
@@ -598,7 +626,7 @@ def train_temporal(
     rng = np.random.default_rng(seed + 2)
     torch.manual_seed(seed + 2)
     train_idx = [
-        _window_indices(len(x.frames), 0, int(len(x.frames) * (1 - HOLDOUT)), x.step) for x in inputs
+        _window_indices(len(x.frames), 0, trained_part(len(x.frames)), x.step) for x in inputs
     ]
     pool = [(i, j) for i, idx in enumerate(train_idx) for j in idx.tolist()]
     if len(pool) < batch:
@@ -606,7 +634,7 @@ def train_temporal(
     _, c, eh, ew = embeddings[0].shape
     model = TemporalPredictor(c, eh, ew, hidden=32, window=TEMPORAL_WINDOW, score_steps=TEMPORAL_SCORE_STEPS,
                               copy_weight=TEMPORAL_COPY_WEIGHT, global_weight=TEMPORAL_GLOBAL_WEIGHT)
-    used = np.concatenate([e[CONTEXT * x.step : int(len(e) * (1 - HOLDOUT))] for e, x in zip(embeddings, inputs,
+    used = np.concatenate([e[CONTEXT * x.step : trained_part(len(e))] for e, x in zip(embeddings, inputs,
                                                                                             strict=True)])
     model.mean.copy_(torch.from_numpy(used.mean(axis=(0, 2, 3))).view(1, 1, c, 1, 1))
     model.std.copy_(torch.from_numpy(np.maximum(used.std(axis=(0, 2, 3)), 1e-4)).view(1, 1, c, 1, 1))
@@ -670,6 +698,16 @@ def heldout_temporal(inputs: Sequence[NormalInput], embeddings: Sequence[np.ndar
             yield _windows(emb, idx[k : k + 64], x.step)
 
 
+def seen_temporal(inputs: Sequence[NormalInput], embeddings: Sequence[np.ndarray], n: int) -> Iterator[np.ndarray]:
+    """Batches of about ``n`` windows spread evenly over the part of ``inputs`` the model trained on."""
+    idx = [_window_indices(len(x.frames), 0, trained_part(len(x.frames)), x.step) for x in inputs]
+    every = max(1, sum(len(i) for i in idx) // max(n, 1))
+    for x, emb, i in zip(inputs, embeddings, idx, strict=True):
+        i = i[::every]
+        for k in range(0, len(i), 64):
+            yield _windows(emb, i[k : k + 64], x.step)
+
+
 def heldout_seconds(video: Sequence[NormalInput], audio: Sequence[NormalInput]) -> dict[str, float]:
     """Seconds of normal footage held out to calibrate on, per kind that will be trained (video, audio)."""
     held = {"video": HOLDOUT * sum(len(x.frames) / (FPS * x.step) for x in video),
@@ -681,8 +719,8 @@ def heldout_seconds(video: Sequence[NormalInput], audio: Sequence[NormalInput]) 
 
 
 def _split_audio(x: NormalInput) -> tuple[np.ndarray, np.ndarray]:
-    cut = int(len(x.audio) * (1 - HOLDOUT))
-    return x.audio[:cut], x.audio[cut:]
+    """The audio trained on and the held-out audio of an input (the gap between them in neither)."""
+    return x.audio[: trained_part(len(x.audio))], x.audio[int(len(x.audio) * (1 - HOLDOUT)) :]
 
 
 def train_audio(
@@ -707,7 +745,7 @@ def train_audio(
     norm = [((m - mean) / std).astype(np.float32) for m in mels]
     weights = np.array([len(m) - crop for m in norm], dtype=np.float64)
     weights /= weights.sum()
-    model = AudioPredictor(cfg.n_mels, hidden=64)
+    model = AudioPredictor(cfg.n_mels, hidden=64, head=AUDIO_HEAD)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
     losses: list[float] = []
@@ -731,7 +769,7 @@ def train_audio(
             xb = torch.from_numpy(np.stack(xs))
             # level changes of +-3 dB: an offset in the log domain
             xb = xb + (torch.rand(batch, 1, 1) - 0.5) * (2 * math.log(10**0.3)) / torch.from_numpy(std)
-            loss = model(xb)[:, WARMUP_FRAMES:].mean()
+            loss = model.loss(xb)[:, WARMUP_FRAMES:].mean()
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -764,6 +802,17 @@ def heldout_audio(inputs: Sequence[NormalInput], n_samples: int, hop: int) -> It
             yield np.stack([held[s : s + n_samples] for s in starts[k : k + 64]])
 
 
+def seen_audio(inputs: Sequence[NormalInput], n_samples: int, n: int) -> Iterator[np.ndarray]:
+    """Batches of about ``n`` windows spread evenly over the audio the model trained on."""
+    seen = [_split_audio(x)[0] for x in inputs]
+    total = sum(max(0, len(a) - n_samples) for a in seen)
+    hop = max(1, total // max(n, 1))
+    for a in seen:
+        starts = np.arange(0, len(a) - n_samples + 1, hop)
+        for k in range(0, len(starts), 64):
+            yield np.stack([a[s : s + n_samples] for s in starts[k : k + 64]])
+
+
 # ---------------------------------------------------------------------------------------------------- package
 
 
@@ -772,14 +821,35 @@ def _placeholder_calibration() -> Calibration:
 
 
 def _calibrate(
-    score: Callable[[np.ndarray], np.ndarray], batches: Iterator[np.ndarray]
+    score: Callable[[np.ndarray], np.ndarray],
+    batches: Iterator[np.ndarray],
+    seen: Callable[[int], Iterator[np.ndarray]] | None = None,
 ) -> tuple[Calibration, dict]:
+    """Fit a calibration on the raw scores of held-out normal ``batches``, widened by the generalisation margin.
+
+    The held-out part is footage of the same days as the training part, so the model's scores on it are lower
+    than on the weeks that follow. ``seen(n)`` gives about ``n`` items of the training part: the ratio of the
+    held-out to the training part's high quantile (``MARGIN_QUANTILE``) is how much the scores grew on footage the
+    model had not seen; the fit assumes new footage is as far again from the held-out part and scales the held-out
+    scores by that ratio (1 to ``MAX_MARGIN``) before fitting. Little footage, a model that learnt its training part
+    by heart: a wide margin; plenty of footage and a model that generalises: close to 1."""
     raw = np.concatenate([score(b) for b in batches])
-    cal = Calibration.fit(raw)
+    margin, seen_q = 1.0, float("nan")
+    if seen is not None:
+        seen_raw = np.concatenate([score(b) for b in seen(raw.size)])
+        seen_q = float(np.quantile(seen_raw, MARGIN_QUANTILE))
+        held_q = float(np.quantile(raw, MARGIN_QUANTILE))
+        if seen_q > 0 and held_q > seen_q:
+            margin = min(MAX_MARGIN, held_q / seen_q)
+    cal = Calibration.fit(raw * margin)
     q = np.quantile(raw, [0.5, 0.9, 0.99, 1.0])
+    heldout_rate = float(np.mean(cal.calibrate(raw) >= 3.0))
     return cal, {
         "n": int(raw.size),
         "raw_quantiles": {k: float(v) for k, v in zip(("p50", "p90", "p99", "max"), q, strict=True)},
+        "seen_quantile": seen_q,
+        "margin": round(margin, 4),
+        "heldout_rate_ge_3": heldout_rate,
         "raw_threshold_at": {str(c): round(cal.raw_threshold(c), 6) for c in (2.0, 3.0, 4.0)},
         "calibration": cal.describe(),
     }
@@ -1061,6 +1131,7 @@ def _export_video(
         fps=FPS,
         patch=PATCH,
         patch_stride=PATCH_STRIDE,
+        pool_fraction=POOL_FRACTION,
         embedding=TensorSpec(name="embedding", dtype="float32", shape=[None, *emb_shape]) if model.embedding else None,
     )
     timings["export_video"] = round(time.monotonic() - t, 1)
@@ -1068,7 +1139,8 @@ def _export_video(
     engine = OrtEngine()
     engine.load(graph)
     scorer = VideoScorer(_scratch_package(spec, None), engine)
-    cal, report["calibration"] = _calibrate(lambda b: scorer.score(b)[0], heldout_video(inputs))
+    cal, report["calibration"] = _calibrate(lambda b: scorer.score(b)[0], heldout_video(inputs),
+                                            lambda n: seen_video(inputs, n))
     engine.close()
     timings["calibrate_video"] = round(time.monotonic() - t, 1)
     return spec.model_copy(update={"calibration": cal})
@@ -1109,7 +1181,8 @@ def _export_temporal(
     engine = OrtEngine()
     engine.load(graph)
     scorer = TemporalScorer(_scratch_package(video, None, spec), engine)
-    cal, report["calibration"] = _calibrate(lambda b: scorer.score(b)[0], heldout_temporal(inputs, embeddings))
+    cal, report["calibration"] = _calibrate(lambda b: scorer.score(b)[0], heldout_temporal(inputs, embeddings),
+                                            lambda n: seen_temporal(inputs, embeddings, n))
     engine.close()
     timings["calibrate_temporal"] = round(time.monotonic() - t, 1)
     return spec.model_copy(update={"calibration": cal})
@@ -1153,6 +1226,7 @@ def _export_audio(
         norm_std=[float(v) for v in std],
         skip_frames=SCORE_SKIP_FRAMES,
         top_k=TOP_K,
+        score="span_mean_excess" if model.head_kind == "gauss" else "topk_mean_frame_mse",
     )
     timings["export_audio"] = round(time.monotonic() - t, 1)
     t = time.monotonic()
@@ -1173,7 +1247,8 @@ def calibrate_audio(spec: AudioModelSpec, graph: Path, inputs: Sequence[NormalIn
         held = min(len(_split_audio(x)[1]) for x in inputs)
         finer = round(spec.hop_s * spec.sample_rate / 4)
         hop = max(spec.features.hop_length, min(finer, (held - spec.n_samples) // 40))
-        cal, report["calibration"] = _calibrate(scorer.score, heldout_audio(inputs, spec.n_samples, hop))
+        cal, report["calibration"] = _calibrate(scorer.score, heldout_audio(inputs, spec.n_samples, hop),
+                                                lambda n: seen_audio(inputs, spec.n_samples, n))
     finally:
         engine.close()
     return spec.model_copy(update={"calibration": cal})

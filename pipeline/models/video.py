@@ -224,7 +224,8 @@ class VideoPredictor(nn.Module):
 
     @torch.no_grad()
     def fit_patch_scale(
-        self, errors: torch.Tensor, quantile: float = 0.997, row_floor: float = 0.5, floor: float = 0.05
+        self, errors: torch.Tensor, quantile: float = 0.997, row_floor: float = 0.5, floor: float = 0.05,
+        uniform: bool = False,
     ) -> None:
         """Set ``patch_scale`` from unscaled patch errors of normal training footage, (N, gh, gw).
 
@@ -233,9 +234,17 @@ class VideoPredictor(nn.Module):
         floors: ``row_floor`` x the upper quartile of its row (rows are
         distances from the camera, so a patch that saw nobody in training still expects what people at that
         distance do, and a normal walker on a rarely used spot does not score in the hundreds), and ``floor``
-        x the median patch (a region where nothing ever moves does not turn sensor noise into huge scores)."""
+        x the median patch (a region where nothing ever moves does not turn sensor noise into huge scores).
+
+        ``uniform``: one level for every patch, the median patch's ``quantile`` (the unit of the scores, no per-patch
+        normalisation; what ``edge train`` fits). What each patch, or each row, saw in a few minutes of training is a
+        noisy estimate of its normal level: divided by it, a spot that was quiet in training turns a normal walker
+        or a new recording's noise into an outlier (see docs/decisions/0001-video-score.md)."""
         q = torch.quantile(errors.reshape(errors.shape[0], -1).double(), quantile, dim=0).float()
         q = q.reshape(errors.shape[1:])
+        if uniform:
+            self.patch_scale.copy_(torch.full_like(q, float(q.median()) + 1e-8)[None])
+            return
         row = torch.quantile(q, 0.75, dim=1, keepdim=True)
         self.patch_scale.copy_((q + row_floor * row + floor * q.median() + 1e-8)[None])
 
