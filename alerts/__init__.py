@@ -15,11 +15,13 @@ Exceptions (leaf errors also inherit the builtin they resemble)::
     AlertsError
     ├── OutboxError(AlertsError, OSError)                     outbox cannot be opened/written: errno ENOSPC
     │   │                                                     (disk or size cap full), EROFS, EACCES, EIO ...
+    │   ├── OutboxCorruptError(OutboxError)                   the file is damaged: moved aside, rows salvaged
     │   └── OutboxNotFoundError(OutboxError, FileNotFoundError)   a reader's outbox file does not exist
     ├── PublishError(AlertsError, ConnectionError)            Kafka unreachable or topic missing (check_kafka)
     ├── SubscribeError(AlertsError, ConnectionError)          consumer cannot reach Kafka, its topic or group
     ├── SinkError(AlertsError, OSError)                       a sink cannot take a message (file, webhook)
     └── MessageFormatError(AlertsError, ValueError)           bytes that are not a valid event message
+        └── FutureSchemaError(MessageFormatError)             a message of a newer schema version
 
 ``kafka`` (kafka-python) is imported only when a publisher or subscriber connects.
 """
@@ -33,7 +35,9 @@ if TYPE_CHECKING:
     from alerts.consumer import StartAt, Subscriber, SubscriberStats, read_outbox
     from alerts.errors import (
         AlertsError,
+        FutureSchemaError,
         MessageFormatError,
+        OutboxCorruptError,
         OutboxError,
         OutboxNotFoundError,
         PublishError,
@@ -53,7 +57,9 @@ _EXPORTS = {
     "alerts.consumer": ("StartAt", "Subscriber", "SubscriberStats", "read_outbox"),
     "alerts.errors": (
         "AlertsError",
+        "FutureSchemaError",
         "MessageFormatError",
+        "OutboxCorruptError",
         "OutboxError",
         "OutboxNotFoundError",
         "PublishError",
@@ -96,12 +102,14 @@ __all__ = [
     "AlertsError",
     "DeadLetterFile",
     "EventMessage",
+    "FutureSchemaError",
     "JsonlSink",
     "KafkaPublisher",
     "KafkaSettings",
     "LatencyStats",
     "MessageFormatError",
     "ModalityPeak",
+    "OutboxCorruptError",
     "ModelProvenance",
     "Outbox",
     "OutboxError",

@@ -4,6 +4,8 @@
     alerts tail --follow                ... and keep printing new ones until Ctrl-C
     alerts tail --bootstrap HOST:PORT --topic T [--group G] [--from-beginning] [--follow] [--idle-timeout S]
     alerts tail ... --json              one wire message (JSON) per line instead of a human line
+    alerts tail|consume ... [--kafka-config site.yaml] [--security-protocol P --sasl-mechanism M --username U
+                   --password-file F --ssl-cafile PEM ...]   TLS / SASL as the daemon's kafka: section
     alerts consume --bootstrap HOST:PORT --topic T --group G
                    [--from-beginning | --from-time ISO | --from-offset N|P:N,...]
                    --sink stdout|jsonl:PATH|webhook:URL [--dead-letter PATH] [--idle-timeout S]
@@ -36,11 +38,14 @@ from pydantic import ValidationError
 from alerts.errors import AlertsError, MessageFormatError, OutboxNotFoundError
 from alerts.outbox import DEFAULT_OUTBOX_PATH, Outbox
 from alerts.schema import EventMessage
+from pipeline.redact import install_log_redaction, redact_text
 
 if TYPE_CHECKING:
     from alerts.publisher import KafkaSettings
 
 PROG = "alerts"
+_SINK_BUDGET_S = 10.0  # the longest a stdout or JSON-lines sink takes one message (an fsync on a slow disk)
+log = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_redaction()  # every record, ours or kafka-python's: no URL leaves with its credentials
     if not args.verbose:
         # kafka-python logs every failed connection attempt at ERROR; our own message says what matters.
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
@@ -114,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         help="Kafka: give up reaching the broker after S seconds (default: 10)",
     )
     tail.add_argument("--json", action="store_true", help="one JSON wire message per line")
+    _add_kafka_security(tail)
     tail.set_defaults(func=_cmd_tail)
 
     consume = sub.add_parser(
@@ -124,8 +131,8 @@ def _parser() -> argparse.ArgumentParser:
         " seq) are dropped, across restarts too for a JSON-lines sink.",
     )
     consume.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logs")
-    consume.add_argument("--bootstrap", required=True, help="Kafka bootstrap host:port[,host:port...]")
-    consume.add_argument("--topic", required=True, help="Kafka topic")
+    consume.add_argument("--bootstrap", help="Kafka bootstrap host:port[,host:port...] (or in --kafka-config)")
+    consume.add_argument("--topic", help="Kafka topic (or in --kafka-config)")
     consume.add_argument("--group", required=True, help="consumer group: members share the partitions")
     start = consume.add_mutually_exclusive_group()
     start.add_argument("--from-beginning", action="store_true", help="read each partition from its start")
@@ -145,13 +152,28 @@ def _parser() -> argparse.ArgumentParser:
         "--sink",
         required=True,
         metavar="SPEC",
-        help="stdout, jsonl:PATH (appended, fsynced) or webhook:URL (POST, retried)",
+        help="stdout, jsonl:PATH (appended, fsynced), or webhook (POST, retried) with its URL from"
+        " --webhook-url-file or $ALERTS_WEBHOOK_URL (webhook:URL works too, but puts the URL in the process list)",
+    )
+    consume.add_argument(
+        "--webhook-url-file",
+        type=Path,
+        metavar="PATH",
+        help="with --sink webhook: read the URL (a secret when it carries a token) from this file",
     )
     consume.add_argument(
         "--dead-letter",
         type=Path,
         metavar="PATH",
-        help="webhook: write messages that keep failing here (JSON lines) and go on",
+        help="write here (JSON lines, 0600) what cannot be handled, and go on: messages a webhook keeps failing, and"
+        " records that are no readable event (the reason and the original bytes)",
+    )
+    consume.add_argument(
+        "--on-future-schema",
+        choices=("stop", "dead-letter"),
+        default="stop",
+        help="a message of a newer schema version than this consumer reads: stop with an error, uncommitted"
+        " (default: upgrade, then it is read), or dead-letter it with a warning (needs --dead-letter)",
     )
     consume.add_argument(
         "--idle-timeout",
@@ -175,16 +197,54 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="first pause between tries, doubling up to 10 s (default: 0.5)",
     )
+    _add_kafka_security(consume)
     consume.set_defaults(func=_cmd_consume)
     return parser
 
 
+KAFKA_PASSWORD_ENV = "ALERTS_KAFKA_PASSWORD"  # noqa: S105 - the variable's name, not a password
+_SECURITY_FLAGS = {  # option dest -> KafkaSettings field
+    "bootstrap": "bootstrap",
+    "topic": "topic",
+    "security_protocol": "security_protocol",
+    "sasl_mechanism": "sasl_mechanism",
+    "username": "username",
+    "ssl_cafile": "ssl_cafile",
+    "ssl_certfile": "ssl_certfile",
+    "ssl_keyfile": "ssl_keyfile",
+}
+
+
+def _add_kafka_security(sub: argparse.ArgumentParser) -> None:
+    """The daemon's Kafka security settings, for a consumer: a file, or flags (which win over it)."""
+    group = sub.add_argument_group(
+        "Kafka security (as the daemon's kafka: section)",
+        f"The SASL password never goes on the command line: --password-file PATH or ${KAFKA_PASSWORD_ENV}.",
+    )
+    group.add_argument(
+        "--kafka-config",
+        type=Path,
+        metavar="YAML",
+        help="the Kafka settings from a YAML file: the daemon's config (its kafka: section) or that section alone;"
+        " paths in it are relative to the file",
+    )
+    group.add_argument("--security-protocol", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
+    group.add_argument("--sasl-mechanism", choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"))
+    group.add_argument("--username", help="SASL user name")
+    group.add_argument("--password-file", type=Path, metavar="PATH", help="file holding the SASL password")
+    group.add_argument("--ssl-cafile", type=Path, metavar="PEM", help="CA(s) that signed the brokers' certificates")
+    group.add_argument("--ssl-certfile", type=Path, metavar="PEM", help="client certificate (mutual TLS)")
+    group.add_argument("--ssl-keyfile", type=Path, metavar="PEM", help="its private key")
+
+
 def _cmd_tail(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.kafka_config is not None and args.bootstrap is None:
+        args.bootstrap = _kafka_file(args.kafka_config, parser).get("bootstrap")
     if args.bootstrap is None:
         if args.topic is not None or args.from_beginning or args.group != "alerts-tail":
             parser.error("--topic, --group and --from-beginning need --bootstrap")
         return _tail_outbox(args.outbox or DEFAULT_OUTBOX_PATH, follow=args.follow, as_json=args.json)
-    if args.topic is None:
+    if args.topic is None and "topic" not in (_kafka_file(args.kafka_config, parser) if args.kafka_config else {}):
         parser.error("--bootstrap needs --topic")
     if args.outbox is not None:
         parser.error("--outbox and --bootstrap are alternatives")
@@ -206,26 +266,67 @@ def _print_outbox(outbox: Outbox, *, follow: bool, as_json: bool, stop: threadin
 
     for row in read_outbox(outbox, follow=follow, stop=stop):
         if as_json:
-            _emit(sys.stdout, row.payload.decode("utf-8", errors="replace"))
+            _emit(sys.stdout, printable(row.payload.decode("utf-8", errors="replace")))
             continue
         try:
             msg = row.message()
         except MessageFormatError as exc:
-            _emit(sys.stdout, f"# row {row.id}: {exc}")
+            _emit(sys.stdout, printable(f"# row {row.id}: {exc}"))
             continue
         _emit(sys.stdout, format_event(msg))
 
 
 def _kafka_settings(args: argparse.Namespace, parser: argparse.ArgumentParser, client_id: str) -> KafkaSettings:
-    """The Kafka connection the command line names; a bad value is a usage error naming its option."""
+    """The Kafka connection: the --kafka-config file, then the flags over it, the password from --password-file or
+    $ALERTS_KAFKA_PASSWORD. A bad value is a usage error naming its option."""
     from alerts.publisher import KafkaSettings
 
+    data: dict[str, object] = dict(_kafka_file(args.kafka_config, parser)) if args.kafka_config else {}
+    for dest, name in _SECURITY_FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            data[name] = value
+    if args.password_file is not None:
+        try:
+            data["password"] = args.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            parser.error(f"--password-file {args.password_file}: {getattr(exc, 'strerror', None) or exc}")
+    elif os.environ.get(KAFKA_PASSWORD_ENV):
+        data["password"] = os.environ[KAFKA_PASSWORD_ENV]
+    if "bootstrap" not in data or "topic" not in data:
+        parser.error("--bootstrap and --topic are needed (or bootstrap: and topic: in --kafka-config)")
+    data.update(client_id=client_id, connect_timeout_s=args.connect_timeout)
     try:
-        return KafkaSettings(bootstrap=args.bootstrap, topic=args.topic, client_id=client_id,
-                             connect_timeout_s=args.connect_timeout)
+        return KafkaSettings.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"--{'-'.join(str(p) for p in e['loc'][:1])}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_option(e["loc"]) + f": {e['msg']}" for e in exc.errors())
         parser.error(problems)
+
+
+def _option(loc: tuple[int | str, ...]) -> str:
+    name = str(loc[0]) if loc else "kafka"
+    return f"--{name.replace('_', '-')}" if name in _SECURITY_FLAGS or name == "password" else name
+
+
+def _kafka_file(path: Path, parser: argparse.ArgumentParser) -> dict[str, object]:
+    """The ``kafka:`` section of a daemon config (or a file holding only that section), paths made absolute."""
+    import yaml
+
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(1 << 20)
+        doc = yaml.safe_load(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        parser.error(f"--kafka-config {path}: {getattr(exc, 'strerror', None) or exc}")
+    section = doc.get("kafka", doc) if isinstance(doc, dict) else None
+    if not isinstance(section, dict):
+        parser.error(f"--kafka-config {path}: no kafka: settings in it")
+    out = dict(section)
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        value = out.get(name)
+        if isinstance(value, str) and not Path(value).is_absolute():
+            out[name] = str(path.parent / value)
+    return out
 
 
 def _tail_kafka(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -255,19 +356,30 @@ def _print_kafka(args: argparse.Namespace, settings: KafkaSettings, stop: thread
 
 def _cmd_consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from alerts.consumer import StartAt, Subscriber
-    from alerts.sinks import open_sink
+    from alerts.sinks import DeadLetterFile, open_sink
 
+    if args.webhook_url_file is not None and args.sink != "webhook":
+        parser.error("--webhook-url-file goes with --sink webhook")
+    if args.on_future_schema == "dead-letter" and args.dead_letter is None:
+        parser.error("--on-future-schema dead-letter needs --dead-letter PATH")
     settings = _kafka_settings(args, parser, "alerts-consume")
     try:
+        dead = DeadLetterFile(args.dead_letter) if args.dead_letter is not None else None
         sink = open_sink(
             args.sink,
-            dead_letter=args.dead_letter,
+            dead_letter=dead,
             webhook_timeout_s=args.webhook_timeout,
             webhook_attempts=args.webhook_attempts,
             webhook_backoff_s=min(args.webhook_backoff, 10.0),
+            webhook_url_file=args.webhook_url_file,
         )
     except ValueError as exc:
         parser.error(str(exc))
+    if args.sink.startswith("webhook:"):
+        log.warning("the webhook URL is on the command line, where every user of this machine can read it (ps):"
+                    " prefer --webhook-url-file or $ALERTS_WEBHOOK_URL")
+    # the longest one message can take the sink: the group must not drop this member while it waits
+    budget = float(getattr(sink, "worst_case_s", _SINK_BUDGET_S))
     start = StartAt(beginning=args.from_beginning, offset=args.from_offset, time=args.from_time)
     stop = threading.Event()
     restore = _stop_on_signals(stop, signal.SIGTERM)
@@ -280,6 +392,10 @@ def _cmd_consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             seen=sink.recent_keys(),
             session_timeout_s=10.0,
             heartbeat_interval_s=2.0,
+            dead_letter=dead,
+            on_future_schema=args.on_future_schema,
+            handle_budget_s=budget,
+            max_poll_interval_s=max(300.0, 2 * budget + 60.0),
         ) as sub:
             try:
                 stream = sub.messages(idle_timeout_s=args.idle_timeout, stop=stop)
@@ -289,13 +405,16 @@ def _cmd_consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
                         handled += 1
             finally:
                 st = sub.stats()
-                dead = getattr(getattr(sink, "stats", None), "dead_lettered", 0)
-                sys.stderr.write(
+                undelivered = getattr(getattr(sink, "stats", None), "dead_lettered", 0)
+                sys.stderr.write(redact_text(
                     f"{PROG} consume: {handled} delivered to {sink.name}, {st.duplicates} duplicate(s) dropped,"
-                    f" {st.invalid} invalid skipped, {dead} dead-lettered\n"
-                )
+                    f" {st.invalid} invalid ({st.dead_lettered} of them dead-lettered),"
+                    f" {undelivered} undeliverable dead-lettered\n"
+                ))
     finally:
         sink.close()
+        if dead is not None:
+            dead.close()
         restore()
     return 0
 
@@ -353,7 +472,15 @@ def format_event(msg: EventMessage) -> str:
         parts.append(f"duration={(msg.end_time - msg.start_time).total_seconds():.1f}s")
     if msg.continues is not None:
         parts.append(f"continues={msg.continues[:12]}")
-    return "  ".join(parts)
+    # validated messages hold no control characters; this line must not carry one whatever reached it
+    return printable("  ".join(parts))
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character (terminal escapes, newlines) written as a Python escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _emit(out: TextIO, line: str) -> None:
@@ -362,7 +489,7 @@ def _emit(out: TextIO, line: str) -> None:
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"{PROG}: {message}\n")
+    sys.stderr.write(f"{PROG}: {redact_text(message)}\n")
 
 
 def _positive_int(text: str) -> int:

@@ -8,6 +8,7 @@ beginning, an offset, or a time (``offsets_for_times``).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -15,12 +16,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from alerts.errors import MessageFormatError, SubscribeError
+from alerts.errors import FutureSchemaError, MessageFormatError, SubscribeError
 from alerts.outbox import Outbox, OutboxRow
 from alerts.publisher import KafkaSettings
-from alerts.schema import EventMessage
+from alerts.schema import READABLE_VERSIONS, EventMessage
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,27 @@ class ConsumerLike(Protocol):
 
 
 ConsumerFactory = Callable[[dict[str, Any]], ConsumerLike]
+FutureSchemaPolicy = Literal["stop", "dead-letter"]
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 20  # Kafka's default message.max.bytes; an event message is ~1 kB
+
+
+class PoisonSink(Protocol):
+    """Where messages that are no readable event go (``alerts.sinks.DeadLetterFile``)."""
+
+    def put_poison(self, record: Any, *, topic: str, partition: int, reason: str) -> None: ...
+
+
+def future_schema_version(value: bytes | None) -> str | None:
+    """The ``schema_version`` of a message when it is newer than every version this module reads, else None."""
+    if not value or len(value) > DEFAULT_MAX_MESSAGE_BYTES:
+        return None
+    try:
+        version = json.loads(value).get("schema_version")
+        major, minor = (int(part) for part in str(version).split("."))
+    except (ValueError, TypeError, AttributeError):
+        return None
+    newest = max(tuple(int(p) for p in v.split(".")) for v in READABLE_VERSIONS)
+    return str(version) if (major, minor) > newest else None
 
 
 def kafka_consumer(config: dict[str, Any]) -> ConsumerLike:
@@ -121,6 +143,8 @@ class SubscriberStats:
     duplicates: int  # dropped: same event_id + seq seen within the window
     invalid: int  # dropped: not a valid event message (logged; offsets committed past them)
     commit_failures: int  # commits that failed (the messages will come again; duplicates are dropped)
+    dead_lettered: int = 0  # of the invalid: written to the dead letter with the reason and the original bytes
+    batches_cut: int = 0  # polled batches left part-handled so that no batch outlives max_poll_interval_s
 
 
 class Subscriber:
@@ -153,9 +177,30 @@ class Subscriber:
         session_timeout_s: float = 10.0,
         heartbeat_interval_s: float = 2.0,
         consumer_factory: ConsumerFactory = kafka_consumer,
+        dead_letter: PoisonSink | None = None,
+        on_future_schema: FutureSchemaPolicy = "stop",
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_poll_interval_s: float = 300.0,
+        handle_budget_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if on_future_schema == "dead-letter" and dead_letter is None:
+            raise ValueError("on_future_schema='dead-letter' needs a dead letter")
+        if not 0 <= handle_budget_s < max_poll_interval_s:
+            raise ValueError(
+                f"one message may take {handle_budget_s:g} s to handle: max_poll_interval_s"
+                f" ({max_poll_interval_s:g}) must be longer"
+            )
         self.settings = settings
         self.group_id = group_id
+        self._dead = dead_letter
+        self._on_future = on_future_schema
+        self._max_bytes = max_message_bytes
+        self._max_poll_interval_s = max_poll_interval_s
+        self._budget_s = handle_budget_s
+        self._clock = clock
+        self._dead_lettered = 0
+        self._batches_cut = 0
         if from_beginning and start is not None and start != StartAt(beginning=True):
             raise ValueError("from_beginning and start are alternatives")
         self._start = StartAt(beginning=True) if from_beginning else (start or StartAt())
@@ -178,6 +223,10 @@ class Subscriber:
             "heartbeat_interval_ms": int(heartbeat_interval_s * 1000),
             "allow_auto_create_topics": False,
             "max_poll_records": 200,
+            # the group drops a member that does not poll within this; messages() leaves a batch part-handled
+            # (the rest read again) rather than let a slow caller outlive it
+            "max_poll_interval_ms": int(max_poll_interval_s * 1000),
+            "fetch_max_bytes": max(52_428_800, max_message_bytes),
         }
         try:
             self._consumer = consumer_factory(config)
@@ -235,12 +284,17 @@ class Subscriber:
                         )
                     continue
                 idle_since = None
+                polled_at = self._clock()
                 unhandled = {partition: records[0].offset for partition, records in batch.items() if records}
+                cut = False
                 for partition, records in batch.items():
                     for record in records:
                         if stop.is_set():  # a slow sink stops after the message in hand, not after the batch
                             return
-                        msg = self._accept(record.value, partition, record.offset)
+                        if self._clock() - polled_at + self._budget_s > self._max_poll_interval_s:
+                            cut = True  # the next message could outlive max_poll_interval_s: poll again first
+                            break
+                        msg = self._accept(record, partition)
                         if msg is not None:
                             self._delivered += 1
                             yield msg
@@ -249,17 +303,28 @@ class Subscriber:
                             self._dedup.add((msg.event_id, msg.seq))
                         handled[partition] = _offset(record)
                         unhandled[partition] = record.offset + 1
+                    if cut:
+                        break
                     unhandled.pop(partition, None)
                 self._commit(handled)
+                if cut:
+                    self._batches_cut += 1
+                    log.debug("alerts subscriber: batch cut after %.1f s to keep polling within %g s",
+                              self._clock() - polled_at, self._max_poll_interval_s)
+                    self._seek_back(unhandled)
+                    unhandled = {}
         finally:
             self._commit(handled)
             # Left inside a batch (a stop, the caller breaking off, an error): the rest is not committed, and this
             # consumer is put back to it too, so a Subscriber used again reads it instead of skipping it.
-            for partition, offset in unhandled.items():
-                try:
-                    self._consumer.seek(partition, offset)
-                except Exception as exc:  # noqa: BLE001 - closed or no longer assigned: the commit is what counts
-                    log.debug("alerts subscriber: cannot seek %s back to %d: %s", partition, offset, exc)
+            self._seek_back(unhandled)
+
+    def _seek_back(self, unhandled: dict[Any, int]) -> None:
+        for partition, offset in unhandled.items():
+            try:
+                self._consumer.seek(partition, offset)
+            except Exception as exc:  # noqa: BLE001 - closed or no longer assigned: the commit is what counts
+                log.debug("alerts subscriber: cannot seek %s back to %d: %s", partition, offset, exc)
 
     def run(
         self,
@@ -276,7 +341,8 @@ class Subscriber:
         return count
 
     def stats(self) -> SubscriberStats:
-        return SubscriberStats(self._delivered, self._duplicates, self._invalid, self._commit_failures)
+        return SubscriberStats(self._delivered, self._duplicates, self._invalid, self._commit_failures,
+                               self._dead_lettered, self._batches_cut)
 
     def close(self) -> None:
         """Leave the group (offsets of handled messages were already committed)."""
@@ -291,12 +357,15 @@ class Subscriber:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _accept(self, value: bytes | None, partition: Any, offset: int) -> EventMessage | None:
+    def _accept(self, record: Any, partition: Any) -> EventMessage | None:
+        value: bytes | None = record.value
         try:
-            msg = EventMessage.from_json(value or b"")
+            if value is None or len(value) > self._max_bytes:
+                size = "no value" if value is None else f"{len(value)} bytes, over {self._max_bytes}"
+                raise MessageFormatError(f"not an event message: {size}")
+            msg = EventMessage.from_json(value)
         except MessageFormatError as exc:
-            self._invalid += 1
-            log.warning("alerts subscriber: skipping %s offset %d: %s", partition, offset, exc)
+            self._poison(record, partition, exc)
             return None
         if (msg.event_id, msg.seq) in self._dedup:
             self._dedup.add((msg.event_id, msg.seq))  # refresh: it is among the newest again
@@ -304,6 +373,32 @@ class Subscriber:
             log.debug("alerts subscriber: duplicate %s seq %d dropped", msg.event_id, msg.seq)
             return None
         return msg
+
+    def _poison(self, record: Any, partition: Any, exc: MessageFormatError) -> None:
+        """A message that is no event this consumer can read: dead-lettered (or skipped), or, for a newer schema
+        and the default policy, the end of consuming (uncommitted: it is read again after an upgrade)."""
+        where = f"{getattr(partition, 'topic', self.settings.topic)}[{getattr(partition, 'partition', partition)}]"
+        newer = future_schema_version(record.value)
+        if newer is not None:
+            if self._on_future == "stop":
+                raise FutureSchemaError(
+                    f"{where} offset {record.offset}: schema_version {newer} is newer than this consumer reads"
+                    f" ({', '.join(READABLE_VERSIONS)}); upgrade lepton-edge, or dead-letter such messages"
+                    " (alerts consume --dead-letter PATH --on-future-schema dead-letter). Nothing past it is"
+                    " committed."
+                )
+            reason = f"schema_version {newer} is newer than this consumer reads"
+        else:
+            reason = str(exc)
+        self._invalid += 1
+        level = logging.WARNING
+        if self._dead is not None:
+            self._dead.put_poison(record, topic=str(getattr(partition, "topic", self.settings.topic)),
+                                  partition=int(getattr(partition, "partition", 0)), reason=reason)
+            self._dead_lettered += 1
+            log.log(level, "alerts subscriber: %s offset %d dead-lettered: %s", where, record.offset, reason)
+        else:
+            log.log(level, "alerts subscriber: skipping %s offset %d: %s", where, record.offset, reason)
 
     def _commit(self, handled: dict[Any, Any]) -> None:
         if not handled:

@@ -15,6 +15,10 @@ class OutboxError(AlertsError, OSError):
     """The outbox could not be opened, read or written (full disk, read-only path, corrupt file)."""
 
 
+class OutboxCorruptError(OutboxError):
+    """The outbox file is damaged (SQLite: malformed, not a database); the daemon moves it aside and salvages."""
+
+
 class OutboxNotFoundError(OutboxError, FileNotFoundError):
     """A reader asked for an outbox file that does not exist."""
 
@@ -33,3 +37,8 @@ class SinkError(AlertsError, OSError):
 
 class MessageFormatError(AlertsError, ValueError):
     """Bytes that are not a valid event message of this schema version."""
+
+
+class FutureSchemaError(MessageFormatError):
+    """A message of a schema version newer than this consumer reads: by default the consumer stops on it (loudly,
+    uncommitted) instead of dropping every message of the new version."""

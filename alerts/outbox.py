@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -34,11 +35,12 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from alerts.errors import OutboxError, OutboxNotFoundError
+from alerts.errors import MessageFormatError, OutboxCorruptError, OutboxError, OutboxNotFoundError
 from alerts.schema import EventMessage
 
 log = logging.getLogger(__name__)
@@ -161,13 +163,17 @@ class Outbox:
             uri = f"file:{quote(self.path.resolve().as_posix())}?mode=ro"
         else:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             except FileExistsError as exc:
                 raise OutboxError(errno.ENOTDIR, "the outbox folder is not a folder", str(self.path)) from exc
             except OSError as exc:
                 raise OutboxError(
                     exc.errno, f"cannot create the outbox folder ({exc.strerror})", str(self.path)
                 ) from exc
+            try:
+                _create_private(self.path)
+            except OSError as exc:
+                raise OutboxError(exc.errno, f"cannot create the outbox ({exc.strerror})", str(self.path)) from exc
             uri = f"file:{quote(self.path.resolve().as_posix())}?mode=rwc"
         conn: sqlite3.Connection | None = None
         try:
@@ -219,6 +225,13 @@ class Outbox:
                     errno.ENOENT, "no outbox yet: the file is empty (is a daemon still creating it?)", str(self.path)
                 )
             time.sleep(0.05)
+
+    def quick_check(self) -> list[str]:
+        """SQLite's ``PRAGMA quick_check``: [] when the file is sound, else what is wrong (at most 10 lines).
+        Reads every page once, so it costs about a read of the file (milliseconds per MB)."""
+        with self._locked("cannot check the outbox") as conn:
+            found = [str(r[0]) for r in conn.execute("PRAGMA quick_check(10)")]
+        return [] if found == ["ok"] else found
 
     @contextmanager
     def _locked(self, what: str) -> Iterator[sqlite3.Connection]:
@@ -496,8 +509,21 @@ _ERRNO_BY_SQLITE = {
 }
 
 
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 (whatever the umask) before SQLite opens it: SQLite gives its WAL and
+    shared-memory files the database file's mode, so events stay readable by their owner only. An existing file
+    keeps its mode (another reader, such as ``alerts tail`` run by another user, may rely on it)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
 def _outbox_error(exc: sqlite3.Error, what: str, path: Path) -> OutboxError:
     name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return OutboxCorruptError(errno.EINVAL, f"{what}: corrupt ({exc})", str(path))
     code = _ERRNO_BY_SQLITE.get(name)
     if code is None:
         code = next((v for k, v in _ERRNO_BY_SQLITE.items() if name.startswith(k + "_")), errno.EIO)
@@ -506,3 +532,94 @@ def _outbox_error(exc: sqlite3.Error, what: str, path: Path) -> OutboxError:
         errno.EROFS: "read-only",
     }.get(code, str(exc))
     return OutboxError(code, f"{what}: {detail}", str(path))
+
+
+# -- a corrupt outbox ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SalvageReport:
+    moved_to: Path  # where the corrupt file now is (its WAL beside it)
+    recovered: int  # rows read back into the new outbox
+    pending: int  # of those, not yet acknowledged by Kafka: they will be sent
+    unreadable: int  # rows seen whose payload is no valid message (not copied)
+
+
+def open_checked(path: Path | str, *, local_only: bool = False, **kwargs: Any) -> tuple[Outbox, SalvageReport | None]:
+    """Open the daemon's outbox after ``PRAGMA quick_check``. A corrupt one is moved aside (``<name>.corrupt-<UTC
+    time>``, its WAL with it), every row still readable is copied into a new outbox at ``path`` (ids, states and
+    times kept: pending rows are still sent), and the report says how many. Other errors raise as ``Outbox`` does.
+    """
+    path = Path(path)
+    try:
+        box = Outbox(path, local_only=local_only, **kwargs)
+        try:
+            problems = box.quick_check()
+        except OutboxCorruptError:
+            box.close()
+            raise
+        if not problems:
+            return box, None
+        box.close()
+        log.warning("outbox %s fails its integrity check: %s", path, "; ".join(problems[:3]))
+    except OutboxCorruptError as exc:
+        log.warning("outbox %s is corrupt: %s", path, exc.strerror)
+    report = salvage(path)
+    return Outbox(path, local_only=local_only, **kwargs), report
+
+
+def salvage(path: Path | str) -> SalvageReport:
+    """Move a corrupt outbox aside and copy what rows it can still read into a new one at ``path``."""
+    path = Path(path)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("", "-wal", "-shm"):  # the WAL holds committed rows not yet in the file: it moves along
+        src = Path(f"{path}{suffix}")
+        if src.exists():
+            os.replace(src, f"{aside}{suffix}")
+    rows = _readable_rows(aside)
+    good: list[tuple[Any, ...]] = []
+    for row in rows:
+        try:
+            EventMessage.from_json(row[6])
+        except (MessageFormatError, TypeError):
+            continue
+        good.append(row)
+    with Outbox(path) as fresh, fresh._locked("cannot write the salvaged outbox") as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(f"INSERT OR IGNORE INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                         [row[:10] for row in good])
+        conn.execute("COMMIT")
+    pending = sum(1 for row in good if row[8] is None)
+    return SalvageReport(aside, len(good), pending, len(rows) - len(good))
+
+
+_SALVAGE_MAX_MISSES = 64
+
+
+def _readable_rows(path: Path) -> list[tuple[Any, ...]]:
+    """Every outbox row SQLite can still read from a damaged file, in id order. A read that hits a bad page
+    fails: the scan resumes past it, skipping ever further (1, 2, 4 ... ids) until a read succeeds again."""
+    try:
+        conn = sqlite3.connect(f"file:{quote(path.resolve().as_posix())}?mode=rw", uri=True, isolation_level=None)
+    except sqlite3.Error:
+        return []
+    rows: list[tuple[Any, ...]] = []
+    after, skip, misses = 0, 1, 0
+    try:
+        while misses < _SALVAGE_MAX_MISSES:
+            try:
+                cur = conn.execute(
+                    "SELECT id, event_id, seq, type, schema_version, camera_id, payload, created_at, acked_at, writer"
+                    " FROM outbox WHERE id > ? ORDER BY id", (after,))
+                for row in cur:  # _COLUMNS' order, without the capture time (another process's clock)
+                    rows.append((*row[:6], bytes(row[6]), *row[7:]))
+                    after, skip = row[0], 1
+                return rows
+            except sqlite3.Error:
+                misses += 1
+                after += skip
+                skip *= 2
+        return rows
+    finally:
+        conn.close()

@@ -73,6 +73,14 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
+# Text a consumer prints or uses as a path comes from the network: no control characters (C0, DEL, C1: terminal
+# escapes), and media references are relative paths in the form the edge writes them (camera/event.ext: no
+# "..", no leading "/" or ".").
+_PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]+$"
+_ID = r"^[A-Za-z0-9_.:-]+$"
+_MEDIA_SEGMENT = r"[A-Za-z0-9_-][A-Za-z0-9_.-]*"
+ModalityName = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
+
 
 class ModalityPeak(BaseModel):
     """The peak of one modality's calibrated score over the event so far."""
@@ -120,16 +128,27 @@ class EventMessage(BaseModel):
         json_schema_extra=_current_version_only,
     )
     event_id: str = Field(
-        min_length=1, max_length=128, description="Stable id of the event, the same in all of its messages."
+        min_length=1,
+        max_length=128,
+        pattern=_ID,
+        description="Stable id of the event, the same in all of its messages (letters, digits, _ . : -).",
     )
     seq: int = Field(ge=0, description="Number of this message within its event: 0 for new, then increasing.")
     type: MessageType = Field(
         description="new: the event opened; update: it changed or is still going (update_reason); end: it closed."
     )
     camera_id: str = Field(
-        min_length=1, max_length=200, description="Camera that saw it; also the Kafka key."
+        min_length=1,
+        max_length=200,
+        pattern=_PRINTABLE,
+        description="Camera that saw it; also the Kafka key. No control characters.",
     )
-    site: str = Field(min_length=1, max_length=200, description="Site (deployment) the edge daemon runs at.")
+    site: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=_PRINTABLE,
+        description="Site (deployment) the edge daemon runs at. No control characters.",
+    )
     start_time: UtcDatetime = Field(description="Capture time (UTC) of the first anomalous frame or window.")
     end_time: UtcDatetime | None = Field(
         description="Capture time (UTC) the event ended; null until type=end."
@@ -138,7 +157,7 @@ class EventMessage(BaseModel):
     end_pts: float | None = Field(description="Stream time (seconds) of the end; null until type=end.")
     peak_score: float = Field(description="Highest fused calibrated score so far.")
     peak_time: UtcDatetime = Field(description="Capture time (UTC) of the peak.")
-    modalities: dict[str, ModalityPeak] = Field(
+    modalities: dict[ModalityName, ModalityPeak] = Field(
         description="Per modality (e.g. 'video', 'audio', 'motion'): its peak score and when."
     )
     reason: EndReasonName | None = Field(
@@ -154,6 +173,7 @@ class EventMessage(BaseModel):
         default=None,
         min_length=1,
         max_length=128,
+        pattern=_ID,
         description="event_id of the event this one continues: that one reached its maximum duration while the"
         " anomaly went on; null otherwise.",
     )
@@ -164,18 +184,23 @@ class EventMessage(BaseModel):
         default=None,
         min_length=1,
         max_length=64,
+        pattern=_PRINTABLE,
         description="What the event is, when its scores name it: for modality 'tampering' the kind (blackout,"
         " covered, defocus, moved), the one seen most while it held; null otherwise.",
     )
     model: ModelProvenance = Field(description="The model package that decided the event.")
     snapshot: str | None = Field(
         default=None,
+        max_length=400,
+        pattern=rf"^{_MEDIA_SEGMENT}/{_MEDIA_SEGMENT}\.jpg$",
         description="JPEG of the frame at the peak with the worst region drawn, as a path relative to the edge's"
         " media directory (camera/event_id.jpg; one file per event, rewritten when the peak rises); null when none"
         " is kept.",
     )
     clip: str | None = Field(
         default=None,
+        max_length=400,
+        pattern=rf"^{_MEDIA_SEGMENT}/{_MEDIA_SEGMENT}\.mkv$",
         description="Matroska clip of the event with pre- and post-roll (stream copy), as a path relative to the"
         " edge's media directory (camera/event_id.mkv); only on type=end; null when none is kept.",
     )

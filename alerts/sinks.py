@@ -20,21 +20,24 @@ those even across a crash between delivering and committing.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import json
 import logging
 import os
 import random
+import socket
+import ssl
 import sys
+import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from alerts.errors import SinkError
 from alerts.schema import EventMessage
@@ -89,8 +92,10 @@ class _JsonLinesFile:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "ab+")  # noqa: SIM115 - closed by close()
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # 0600: events (and dead letters) are for their owner; umask decides nothing here
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            self._file = os.fdopen(fd, "ab+")
             self._repair()
         except OSError as exc:
             raise SinkError(exc.errno, f"cannot open {self.path} ({exc.strerror})", str(self.path)) from exc
@@ -169,7 +174,9 @@ class JsonlSink:
 
 
 class DeadLetterFile:
-    """Messages a sink gave up on, one JSON object per line (fsynced): to replay or inspect by hand."""
+    """Messages a sink gave up on (``kind: undeliverable``, the message) and Kafka records that are no readable
+    event (``kind: poison``: the reason, topic, partition, offset and the original key and value in base64), one
+    JSON object per line (fsynced, 0600): to replay or inspect by hand."""
 
     def __init__(self, path: Path | str) -> None:
         self._file = _JsonLinesFile(path)
@@ -178,6 +185,7 @@ class DeadLetterFile:
     def put(self, msg: EventMessage, *, sink: str, error: str, attempts: int) -> None:
         record = {
             "failed_at": datetime.now(timezone.utc).isoformat(),
+            "kind": "undeliverable",
             "sink": sink,
             "error": error,
             "attempts": attempts,
@@ -185,17 +193,38 @@ class DeadLetterFile:
         }
         self._file.append(json.dumps(record, separators=(",", ":")).encode("utf-8"))
 
+    def put_poison(self, record: Any, *, topic: str, partition: int, reason: str) -> None:
+        """A Kafka record that is no readable event: why, where it was, and its original bytes (base64)."""
+        entry = {
+            "failed_at": datetime.now(timezone.utc).isoformat(),
+            "kind": "poison",
+            "reason": reason,
+            "topic": topic,
+            "partition": partition,
+            "offset": int(record.offset),
+            "timestamp_ms": getattr(record, "timestamp", None),
+            "key_b64": _b64(getattr(record, "key", None)),
+            "value_b64": _b64(record.value),
+        }
+        self._file.append(json.dumps(entry, separators=(",", ":")).encode("utf-8"))
+
     def close(self) -> None:
         self._file.close()
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # urllib would turn a redirected POST into a GET without the body: a redirect is a failure instead.
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 Sleep = Callable[[float], None]
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def _abort(conn: http.client.HTTPConnection) -> None:
+    """The request's deadline passed: shut its socket, so the read that waits returns (called from a timer)."""
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's: a TLS socket's would touch TLS state
 
 
 class WebhookSink:
@@ -215,6 +244,13 @@ class WebhookSink:
         scheme = url.split(":", 1)[0].lower()
         if scheme not in ("http", "https"):
             raise ValueError(f"webhook URL must be http:// or https://, not {redact_url(url)!r}")
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"webhook URL {redact_url(url)!r}: its port is not a number in 0-65535") from None
+        if not parts.hostname:
+            raise ValueError(f"webhook URL {redact_url(url)!r} has no host")
         if timeout_s <= 0 or max_attempts < 1 or backoff_s < 0 or backoff_max_s < backoff_s:
             raise ValueError("webhook: timeout_s > 0, max_attempts >= 1, 0 <= backoff_s <= backoff_max_s")
         self.url = url
@@ -225,8 +261,16 @@ class WebhookSink:
         self._backoff_max = backoff_max_s
         self._dead = dead_letter
         self._sleep = sleep
-        self._opener = urllib.request.build_opener(_NoRedirect)
+        self._https = scheme == "https"
+        self._host, self._port = parts.hostname, port
+        self._target = urlunsplit(("", "", parts.path or "/", parts.query, ""))
         self.stats = SinkStats()
+
+    @property
+    def worst_case_s(self) -> float:
+        """The longest one ``deliver`` can take: every attempt timing out, every back-off at its longest."""
+        backoffs = sum(min(self._backoff * 2**i, self._backoff_max) * 1.2 for i in range(self._attempts - 1))
+        return self._attempts * self._timeout + backoffs
 
     def deliver(self, msg: EventMessage) -> None:
         body = msg.to_json()
@@ -247,30 +291,43 @@ class WebhookSink:
         self._give_up(msg, error, attempt)
 
     def _post(self, body: bytes, msg: EventMessage) -> tuple[bool, str]:
-        """One POST: ("", ...) when delivered, else (retry?, what went wrong)."""
-        request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
-            self.url,
-            data=body,
-            method="POST",
-            headers={
+        """One POST within ``timeout_s`` from start to answer: ("", ...) when delivered, else (retry?, why).
+
+        The timeout is a deadline for the whole request: a socket timeout alone applies to each read, and a
+        server dripping its answer a byte at a time would hold the request for as long as it likes. A timer
+        shuts the socket down at the deadline, which ends whatever read is waiting."""
+        conn: http.client.HTTPConnection
+        if self._https:
+            conn = http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout,
+                                               context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        started = time.monotonic()
+        timer = threading.Timer(self._timeout, _abort, (conn,))
+        timer.daemon = True
+        timer.start()
+        status = 0
+        try:
+            conn.request("POST", self._target, body=body, headers={
                 "Content-Type": "application/json",
                 "Idempotency-Key": f"{msg.event_id}:{msg.seq}",
                 "X-Lepton-Schema-Version": msg.schema_version,
                 "X-Lepton-Event-Type": msg.type,
                 "User-Agent": "lepton-edge-alerts",
-            },
-        )
-        try:
-            with self._opener.open(request, timeout=self._timeout) as response:
-                response.read(64 * 1024)
-                status = int(response.status)
-        except urllib.error.HTTPError as exc:
-            with contextlib.suppress(Exception):
-                exc.close()
-            status = int(exc.code)
-        except (urllib.error.URLError, TimeoutError, http.client.HTTPException, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            return True, redact_text(f"{type(exc).__name__}: {reason}")
+            })
+            response = conn.getresponse()
+            status = int(response.status)
+            response.read(64 * 1024)
+        except (http.client.HTTPException, OSError) as exc:
+            if status:
+                pass  # the answer's status arrived; its body is not needed
+            elif time.monotonic() - started >= self._timeout * 0.99:
+                return True, f"no answer within {self._timeout:g} s"
+            else:
+                return True, redact_text(f"{type(exc).__name__}: {exc}")
+        finally:
+            timer.cancel()
+            conn.close()
         if 200 <= status < 300:
             return False, ""
         retry = status in RETRYABLE_STATUS or 500 <= status < 600
@@ -299,33 +356,56 @@ class WebhookSink:
             self._dead.close()
 
 
+WEBHOOK_URL_ENV = "ALERTS_WEBHOOK_URL"
+"""Where ``--sink webhook`` (no URL) finds its URL when no file is given: out of the process list."""
+
+
 def open_sink(
     spec: str,
     *,
-    dead_letter: Path | str | None = None,
+    dead_letter: DeadLetterFile | Path | str | None = None,
     webhook_timeout_s: float = 5.0,
     webhook_attempts: int = 5,
     webhook_backoff_s: float = 0.5,
+    webhook_url_file: Path | str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> StdoutSink | JsonlSink | WebhookSink:
-    """A sink from its command-line spec: ``stdout``, ``jsonl:PATH`` or ``webhook:URL``.
+    """A sink from its command-line spec: ``stdout``, ``jsonl:PATH``, ``webhook:URL``, or ``webhook`` with its
+    URL read from ``webhook_url_file`` or the environment variable ``ALERTS_WEBHOOK_URL`` (a URL with a token is
+    a secret: on the command line every user of the machine sees it in the process list).
 
-    ``ValueError`` for a spec that is none of these (or a dead letter for a sink other than a webhook);
-    ``SinkError`` when a file cannot be opened.
+    ``ValueError`` for a spec that is none of these; ``SinkError`` when a file cannot be opened.
     """
     kind, _, rest = spec.partition(":")
-    if dead_letter is not None and kind != "webhook":
-        raise ValueError("a dead-letter file is for the webhook sink")
     if spec == "stdout":
         return StdoutSink()
     if kind == "jsonl" and rest:
         return JsonlSink(rest)
-    if kind == "webhook" and rest:
-        dead = DeadLetterFile(dead_letter) if dead_letter is not None else None
+    if kind == "webhook" and (rest or spec == "webhook"):
+        url = rest or _webhook_url(webhook_url_file, os.environ if environ is None else environ)
+        dead = dead_letter if isinstance(dead_letter, DeadLetterFile) or dead_letter is None else DeadLetterFile(
+            dead_letter)
         return WebhookSink(
-            rest,
+            url,
             timeout_s=webhook_timeout_s,
             max_attempts=webhook_attempts,
             backoff_s=webhook_backoff_s,
             dead_letter=dead,
         )
-    raise ValueError(f"unknown sink {redact_text(spec)!r}: use stdout, jsonl:PATH or webhook:URL")
+    raise ValueError(f"unknown sink {redact_text(spec)!r}: use stdout, jsonl:PATH, webhook or webhook:URL")
+
+
+def _webhook_url(path: Path | str | None, environ: Mapping[str, str]) -> str:
+    if path is not None:
+        try:
+            url = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read the webhook URL from {path}: {getattr(exc, 'strerror', None) or exc}"
+                             ) from None
+        if not url:
+            raise ValueError(f"{path} is empty: it should hold the webhook URL")
+        return url
+    url = environ.get(WEBHOOK_URL_ENV, "").strip()
+    if not url:
+        raise ValueError(f"--sink webhook takes its URL from --webhook-url-file PATH or ${WEBHOOK_URL_ENV}")
+    return url

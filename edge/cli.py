@@ -31,6 +31,9 @@ log = logging.getLogger("edge")
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from pipeline.redact import install_log_redaction
+
+    install_log_redaction()  # every record, ours or a library's: no URL leaves with its credentials
 
 
 def _fail(message: str, code: int = EXIT_RUNTIME) -> int:
@@ -93,7 +96,9 @@ def _run_daemon(cfg: EdgeConfig, args: argparse.Namespace) -> int:
             if cfg.kafka and lat is not None:
                 print(f"   capture -> Kafka ack, {what}: p50 {lat['p50_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms "
                       f"(n={lat['count']})")
-    return EXIT_OK
+    for cam, error in summary.failed_files.items():  # what it read was scored; the rest of the file was not there
+        _fail(f"camera {cam}: {error}")
+    return EXIT_RUNTIME if summary.failed_files else EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -43,6 +44,16 @@ DEFAULT_MODEL = (_HERE.parent / "samples" / "models" / "default").resolve()
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _port_of(rest: str) -> str | None:
+    """The port of a URL's authority as written (``rest``: what follows ``scheme://``), None when it has none. The
+    user info runs to the last ``@`` (a password may hold ``/`` or ``#``), as ``pipeline.redact`` reads it."""
+    hostport = re.split(r"[/?#]", rest[rest.rfind("@") + 1:], maxsplit=1)[0]
+    if hostport.startswith("["):
+        _, _, after = hostport.partition("]")
+        return after[1:] if after.startswith(":") else None
+    return hostport.rpartition(":")[2] if ":" in hostport else None
 
 
 class MicrophoneConfig(_Strict):
@@ -111,6 +122,10 @@ class CameraConfig(_Strict):
             # read as a file path it would fail as "no such file" with its password in the message
             raise ValueError(f"{redact_url(url)}: cameras are read over rtsp:// or rtsps:// (or from a file or image "
                              f"sequence); {scheme.group(1)}:// is not supported")
+        if scheme:
+            port = _port_of(url[scheme.end():])
+            if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+                raise ValueError(f"{redact_url(url)}: port {port[:12]!r} is not a number in 1-65535")
         return url
 
     @field_validator("mask")
@@ -158,8 +173,12 @@ class OutboxConfig(_Strict):
 
 
 class HealthConfig(_Strict):
-    host: str = Field("127.0.0.1", description="Address of /healthz and /metrics (localhost: not on the network)")
+    host: str = Field("127.0.0.1", description="Address of /healthz and /metrics (localhost: not on the network). "
+                      "Any other address is warned about at start unless token_file is set")
     port: int = Field(9108, ge=0, le=65535, description="Port of the health and Prometheus metrics endpoint")
+    token_file: FilePath | None = Field(None, description="File holding a bearer token: every request must then "
+                                        "carry 'Authorization: Bearer <token>' (401 otherwise). Meant for a "
+                                        "non-loopback host; a scraper sets it (Prometheus: authorization.credentials)")
 
 
 class EdgeConfig(_Strict):
@@ -250,22 +269,42 @@ def _where(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> str:
     return "line ?"
 
 
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_NODES = 100_000
+"""A config names a few dozen cameras: past these, a file is a mistake or an attack (a YAML alias bomb of 389
+bytes expands to millions of nodes), refused before anything walks it."""
+
+
 def load_config(path: str | Path) -> EdgeConfig:
     """Load and validate a config file; raise :class:`ConfigError` listing every problem."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(str(p), ["no such file"]) from None
     except OSError as exc:
         raise ConfigError(str(p), [exc.strerror or str(exc)]) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(str(p), [f"larger than {MAX_CONFIG_BYTES >> 20} MiB: not a config file"])
     try:
-        node = yaml.compose(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(str(p), [f"line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as "
+                                   "UTF-8"]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_expansion(node)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         raise ConfigError(str(p), [f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
+    except _TooLarge as exc:
+        raise ConfigError(str(p), [str(exc)]) from None
+    except RecursionError:
+        raise ConfigError(str(p), ["nested too deeply to be a config"]) from None
     if not isinstance(data, dict):
         raise ConfigError(str(p), ["line 1: the file must be a mapping (site:, model:, cameras: ...)"])
     lines = _line_index(node) if node is not None else {}
@@ -279,6 +318,38 @@ def load_config(path: str | Path) -> EdgeConfig:
             problems.append(f"{_where(loc, lines)}: {dotted}: {err['msg']}")
         raise ConfigError(str(p), problems) from None
     return _resolve_paths(cfg, p.parent, data)
+
+
+class _TooLarge(ValueError):
+    pass
+
+
+def _check_expansion(root: yaml.Node | None) -> None:
+    """Raise a YAML error when the document, with its aliases expanded, has more than ``MAX_CONFIG_NODES`` nodes.
+
+    Aliases share their node, so the composed graph is small; what is counted is what a walk of it would visit
+    (memoised per node, so the count itself costs the graph's size, not the expansion's)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a recursive alias counts once instead of forever
+        if isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(item) for item in node.value)
+        else:
+            total = 1
+        if total > MAX_CONFIG_NODES:
+            raise _TooLarge(f"line {node.start_mark.line + 1}: with its aliases expanded this document has over "
+                            f"{MAX_CONFIG_NODES} values: not a config (a YAML alias bomb?)")
+        sizes[id(node)] = total
+        return total
+
+    if root is not None:
+        size(root)
 
 
 def _resolve_paths(cfg: EdgeConfig, base: Path, data: dict[str, Any]) -> EdgeConfig:

@@ -18,12 +18,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
 from alerts.errors import OutboxError
 from alerts.latency import AckLatency, LatencyStats
-from alerts.outbox import Outbox
+from alerts.outbox import Outbox, SalvageReport, open_checked
 from alerts.publisher import KafkaPublisher
 from alerts.recovery import end_interrupted
 from alerts.schema import EventMessage, ModelProvenance
@@ -52,6 +53,9 @@ class RunSummary:
     media: dict[str, int] | None = None  # snapshots/clips written, refused, failures (None: no camera keeps media)
     events_recovered: int = 0  # events a previous run left open, ended at start with reason=restart
     engines: str = ""  # which backend scored which graph (ScoringModel.describe_engines)
+    outbox_salvaged: SalvageReport | None = None  # the outbox was corrupt at start: what was recovered
+    # replayed files that could not be read to their end (truncated, garbage): camera id -> why
+    failed_files: dict[str, str] = field(default_factory=dict)
     # capture of the frame that decided a message -> Kafka acknowledgement (None: nothing acknowledged)
     ack_latency_new: LatencyStats | None = None
     ack_latency_all: LatencyStats | None = None
@@ -71,6 +75,19 @@ def _fatal_at_start(runner: Runner, failures: dict[str, SourceError]) -> bool:
         if source not in cameras and isinstance(err, SourceNotFoundError):
             return True
     return bool(cameras) and cameras <= set(failures)
+
+
+def _health_token(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StartupError(f"health.token_file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})"
+                           ) from None
+    if not token or any(c.isspace() or not c.isprintable() for c in token):
+        raise StartupError(f"health.token_file {path}: it must hold one token (printable, no spaces)")
+    return token
 
 
 def format_event(msg: EventMessage) -> str:
@@ -130,7 +147,12 @@ class Daemon:
             raise StartupError("; ".join(lines))
         for cam, err in failures.items():
             log.warning("camera %s unreachable at start, will keep retrying: %s", cam, err)
-        self._outbox = Outbox(cfg.outbox.path, local_only=cfg.kafka is None)
+        self._outbox, salvaged = open_checked(cfg.outbox.path, local_only=cfg.kafka is None)
+        if salvaged is not None:
+            self.summary.outbox_salvaged = salvaged
+            log.error("outbox %s was corrupt: moved aside to %s; %d row(s) recovered into a new outbox (%d not yet "
+                      "delivered, to be sent), %d unreadable", cfg.outbox.path, salvaged.moved_to,
+                      salvaged.recovered, salvaged.pending, salvaged.unreadable)
         self._end_interrupted()
         if cfg.kafka is not None:
             self._publisher = KafkaPublisher(self._outbox, cfg.kafka, on_ack=self._latency)
@@ -188,7 +210,8 @@ class Daemon:
                 self._publisher.start()
             if self.cfg.health is not None:
                 try:
-                    self._health = HealthServer(self.snapshot, host=self.cfg.health.host, port=self.cfg.health.port)
+                    self._health = HealthServer(self.snapshot, host=self.cfg.health.host, port=self.cfg.health.port,
+                                                token=_health_token(self.cfg.health.token_file))
                 except OSError as exc:
                     raise StartupError(f"health endpoint {self.cfg.health.host}:{self.cfg.health.port}: "
                                        f"{exc.strerror or exc}") from exc
@@ -209,6 +232,11 @@ class Daemon:
         self.summary.seconds = time.monotonic() - started
         if self._media is not None:
             self.summary.media = self._media.stats.as_dict()
+        for cam, worker in runner.workers.items():
+            if isinstance(worker.spec, SourceSpec) and not worker.spec.live:
+                error = worker.stats().last_error
+                if error:
+                    self.summary.failed_files[cam] = error
         self.summary.per_camera = {
             cam: {"frames_scored": st.frames_scored, "audio_windows_scored": st.windows_scored,
                   "events": st.events, "dropped": runner.workers[cam].buffer.dropped}

@@ -111,6 +111,27 @@ def machine_checks() -> list[Check]:
     ]
 
 
+def _outbox_state(path: Path) -> str:
+    """", N rows, sound" for an existing outbox (read-only, ``PRAGMA quick_check``); raises when it is corrupt."""
+    if not path.exists():
+        return ", not created yet"
+    from alerts.errors import OutboxCorruptError, OutboxError
+    from alerts.outbox import Outbox
+
+    salvage = "edge run will move it aside and recover what rows it can"
+    try:
+        with Outbox(path, readonly=True) as box:
+            problems = box.quick_check()
+            rows = box.stats()
+    except OutboxCorruptError as exc:
+        problems = [str(exc.strerror)]
+    except OutboxError as exc:
+        raise RuntimeError(f"{path} cannot be read ({exc.strerror})") from exc
+    if problems:
+        raise RuntimeError(f"{path} is corrupt ({'; '.join(problems[:2])}): {salvage}")
+    return f"; {rows.pending + rows.delivered} row(s), {rows.pending} pending, sound"
+
+
 def config_checks(config: str) -> list[Check]:
     from edge.config import load_config
 
@@ -140,7 +161,8 @@ def config_checks(config: str) -> list[Check]:
         if not os.access(probe, os.W_OK):
             raise RuntimeError(f"{probe} is not writable")
         free = shutil.disk_usage(probe).free / 2**30
-        return f"{cfg.outbox.path} writable, {free:.1f} GiB free"
+        state = _outbox_state(Path(cfg.outbox.path))
+        return f"{cfg.outbox.path} writable, {free:.1f} GiB free{state}"
 
     checks += [_check("model", True, model), _check("outbox", True, outbox)]
     if cfg.kafka is not None:

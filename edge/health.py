@@ -1,14 +1,18 @@
 """Health and Prometheus metrics over HTTP, bound to localhost by default.
 
-``GET /healthz`` answers JSON (per-camera source state, delivery state) with 200 when every camera is streaming
-or finished and the publisher is not stuck, else 503; ``GET /metrics`` answers the Prometheus text format. Labels
-carry camera ids only, never URLs, so credentials cannot leak into a scrape. The server runs on its own daemon
+``GET /healthz`` answers JSON (per-camera source state and last error, outbox, publisher) with 200 when every
+camera is streaming or finished and the publisher is not stuck, else 503; ``GET /metrics`` answers the Prometheus
+text format. Labels carry camera ids only, never URLs, and the JSON is redacted as it leaves, so credentials cannot
+leak into a scrape. Bound elsewhere than loopback it warns at start unless a bearer token guards it (``token``:
+then every request without ``Authorization: Bearer <token>`` gets 401). The server runs on its own daemon
 thread (stdlib ``ThreadingHTTPServer``) and reads a snapshot function; it never touches the pipeline's state
 directly.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
 import threading
@@ -16,6 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from pipeline.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +112,26 @@ def render_metrics(snap: Snapshot) -> str:
     return "\n".join(out)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine (an address of 127.0.0.0/8 or ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
 class HealthServer:
-    def __init__(self, snapshot: Callable[[], Snapshot], *, host: str = "127.0.0.1", port: int = 9108) -> None:
+    """``token``: when set, every request must carry ``Authorization: Bearer <token>`` (else 401)."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot], *, host: str = "127.0.0.1", port: int = 9108,
+                 token: str | None = None) -> None:
         self._snapshot = snapshot
+        self._token = token
+        if not is_loopback(host) and token is None:
+            log.warning("health endpoint %s:%d is reachable from the network without authentication (camera states, "
+                        "errors, counters): bind it to 127.0.0.1 or set health.token_file", host, port)
         handler = self._handler()
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
@@ -123,14 +146,22 @@ class HealthServer:
         log.info("health and metrics on http://%s:%d/", *self._server.server_address[:2])
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever(), which never ran if never started
+            self._server.shutdown()
         self._server.server_close()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         snapshot = self._snapshot
+        expected = f"Bearer {self._token}".encode() if self._token is not None else None
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                if expected is not None:
+                    given = (self.headers.get("Authorization") or "").encode("utf-8", "replace")
+                    if not hmac.compare_digest(given, expected):
+                        self._send(401, "text/plain", b"bearer token required\n",
+                                   {"WWW-Authenticate": 'Bearer realm="lepton-edge"'})
+                        return
                 try:
                     snap = snapshot()
                 except Exception:  # noqa: BLE001 - a scrape must never take the daemon down
@@ -142,13 +173,16 @@ class HealthServer:
                 elif self.path.startswith("/healthz"):
                     body = {"healthy": snap.healthy(), "cameras": snap.cameras, "outbox": snap.outbox,
                             "publisher": snap.publisher}
+                    # redacted as it leaves: an error text that carries a URL never carries its credentials
                     self._send(200 if snap.healthy() else 503, "application/json",
-                               json.dumps(body, default=str).encode())
+                               redact_text(json.dumps(body, default=str)).encode())
                 else:
                     self._send(404, "text/plain", b"try /healthz or /metrics\n")
 
-            def _send(self, code: int, ctype: str, body: bytes) -> None:
+            def _send(self, code: int, ctype: str, body: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(code)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

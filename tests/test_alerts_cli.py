@@ -111,7 +111,8 @@ def test_missing_outbox_is_one_clear_line(tmp_path: Path, capsys: pytest.Capture
         ["consume", "--bootstrap", "k:9092", "--topic", "t", "--sink", "stdout"],  # no --group
         [*CONSUME, "--sink", "kafka:elsewhere"],
         [*CONSUME, "--sink", "webhook:ftp://h/x"],
-        [*CONSUME, "--sink", "stdout", "--dead-letter", "d.jsonl"],
+        [*CONSUME, "--sink", "stdout", "--webhook-url-file", "u"],
+        [*CONSUME, "--sink", "stdout", "--on-future-schema", "dead-letter"],
         [*CONSUME, "--sink", "stdout", "--from-beginning", "--from-offset", "3"],
         [*CONSUME, "--sink", "stdout", "--from-offset", "0:x"],
         [*CONSUME, "--sink", "stdout", "--from-time", "yesterday"],
@@ -210,3 +211,20 @@ def test_tail_missing_topic_is_a_clear_error(kafka_broker: Any, capsys: pytest.C
     assert main(["tail", "--bootstrap", kafka_broker.bootstrap, "--topic", "no-such-topic"]) == 1
     err = capsys.readouterr().err
     assert err == f"alerts: topic 'no-such-topic' does not exist on {kafka_broker.bootstrap}\n"
+
+
+def test_tail_escapes_what_a_terminal_would_obey(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a row written before the schema refused control characters (or by hand): printed, never obeyed
+    path = tmp_path / "o.db"
+    good = message("ev-1")
+    write_outbox(path, [good])
+    raw = good.to_json().replace(b'"cam-1"', b'"cam\\u001b[2J\\u001b]0;pwned\\u0007"')
+    with Outbox(path, local_only=True) as box:
+        box._conn.execute("UPDATE outbox SET payload = ?", (raw,))
+    assert main(["tail", "--outbox", str(path)]) == 0
+    assert main(["tail", "--outbox", str(path), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "# row 1: not a valid event message" in out
+    line = format_event(good.model_copy(update={"camera_id": "cam\x1b[31m"}))  # a message built in memory
+    assert "\x1b" not in line and "cam\\x1b[31m" in line

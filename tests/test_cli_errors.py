@@ -94,7 +94,7 @@ def test_a_camera_url_of_another_scheme_is_refused_without_its_password(tmp_path
     proc = edge("run", "-c", str(cfg), cwd=tmp_path)
     err = one_clear_line(proc)
     assert proc.returncode == 2 and "hunter2" not in err
-    assert "line 3: cameras.0.url" in err and "http://***@10.0.0.5/video.mjpg: cameras are read over rtsp://" in err
+    assert "line 3: cameras.0.url" in err and "http://***@10.0.0.5/***: cameras are read over rtsp://" in err
 
 
 def test_validate_config_accepts_the_shipped_configs():
@@ -153,3 +153,64 @@ def test_a_number_that_makes_no_sense_is_a_usage_error_naming_it(tmp_path, argv)
     proc = edge(*argv, cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "expected a positive" in proc.stderr and repr(argv[-1]) in proc.stderr
+
+
+def test_a_truncated_file_is_one_clear_line_not_a_quiet_success(tmp_path):
+    clip = tmp_path / "cut.mkv"
+    clip.write_bytes((ROOT / "samples" / "test_1.mkv").read_bytes()[:200_000])  # ~11 s of its 45 s
+    proc = edge("replay", str(clip), "--outbox", str(tmp_path / "o.db"), "-q", cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    [line] = [ln for ln in proc.stderr.splitlines() if ln.startswith("edge: ")]
+    assert "camera cut:" in line and "truncated: its data ends at 11" in line and "45.1 s its header declares" in line
+
+
+def test_a_whole_file_still_replays_cleanly(tmp_path):
+    proc = edge("replay", str(ROOT / "samples" / "tamper_moved.mkv"), "--outbox", str(tmp_path / "o.db"), "-q",
+                cwd=tmp_path)
+    assert proc.returncode == 0 and "truncated" not in proc.stderr, proc.stderr
+
+
+def test_a_config_that_is_not_utf8_is_one_clear_line(tmp_path):
+    cfg = tmp_path / "site.yaml"
+    cfg.write_bytes(b"site: lobby\nname: caf\xe9\ncameras: [{id: a, url: x.mkv}]\n")
+    proc = edge("validate-config", str(cfg), cwd=tmp_path)
+    err = one_clear_line(proc)
+    assert proc.returncode == 2 and "line 2: not UTF-8 text (byte 0xe9)" in err
+
+
+def test_a_port_out_of_range_is_a_config_error_with_its_line(tmp_path):
+    cfg = write_config(tmp_path, """\
+        cameras:
+          - id: door
+            url: rtsp://admin:hunter2@10.0.0.5:99999/stream1
+    """)
+    proc = edge("validate-config", str(cfg), cwd=tmp_path)
+    err = one_clear_line(proc)
+    assert proc.returncode == 2 and "hunter2" not in err
+    assert "line 3: cameras.0.url" in err and "port '99999' is not a number in 1-65535" in err
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
+    # 389 bytes that expand to 9^7 (4.8 million) strings
+    rows = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdef", "bcdefg", strict=True):
+        rows.append(f"{name}: &{name} [{','.join(['*' + prev] * 9)}]")
+    rows.append("cameras: [*g]")
+    cfg = tmp_path / "bomb.yaml"
+    cfg.write_text("\n".join(rows) + "\n")
+    assert len(cfg.read_bytes()) < 500
+    # VmHWM: this process's peak RSS (ru_maxrss would count the pytest process it was forked from)
+    code = ("import re, sys\nfrom edge.cli import main\nrc = main(['validate-config', sys.argv[1]])\n"
+            "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+            "print(int(hwm) // 1024, file=sys.stderr)\nsys.exit(rc)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(cfg)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "alias bomb" in proc.stderr and "line 6" in proc.stderr  # where the expansion passes the bound
+    assert int(proc.stderr.split()[-1]) < 200  # MB of peak RSS: it was never expanded
+
+
+def test_replay_of_a_camera_with_credentials_in_its_query_string_hides_them(tmp_path):
+    err = one_clear_line(edge("replay", "rtsp://10.0.0.5/s?user=admin&password=hunter2", cwd=tmp_path))
+    assert "rtsp://10.0.0.5/s?user=***&password=*** is a live camera" in err
+    assert "hunter2" not in err and "admin" not in err

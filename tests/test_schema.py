@@ -201,3 +201,46 @@ def test_a_label_is_on_the_wire_and_a_version_1_1_message_is_still_read() -> Non
     assert EventMessage.from_json(json.dumps(old)).label is None
     with pytest.raises(MessageFormatError, match="label came with schema version 1.2"):
         EventMessage.from_json(json.dumps({**old, "label": "covered"}))
+
+
+# -- text from the network: printable, and media references that stay in the media directory ----------------
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("camera_id", "cam\x1b[2J\x1b[31mALL CLEAR"),
+        ("camera_id", "cam\nsecond line"),
+        ("site", "site\x9b31m"),
+        ("site", "site\x07"),
+        ("event_id", "ev/../../x"),
+        ("label", "covered\x1b]0;title\x07"),
+        ("snapshot", "../../etc/shadow"),
+        ("snapshot", "/etc/shadow.jpg"),
+        ("snapshot", "cam-1/../../ev.jpg"),
+        ("snapshot", "cam-1/ev-1.sh"),
+        ("clip", "cam-1/..mkv"),
+        ("clip", "../cam/ev.mkv"),
+    ],
+)
+def test_control_characters_and_escaping_paths_are_rejected(field: str, value: str) -> None:
+    data = {**message().model_dump(), field: value}
+    if field == "clip":
+        data = {**message("ev-1", 1, end=True).model_dump(), field: value}
+    with pytest.raises(ValidationError, match="pattern"):
+        EventMessage.model_validate(data)
+
+
+def test_a_modality_name_with_escapes_is_rejected() -> None:
+    data = message().model_dump()
+    data["modalities"] = {"video\x1b[2J": data["modalities"]["video"]}
+    with pytest.raises(ValidationError, match="pattern"):
+        EventMessage.model_validate(data)
+
+
+def test_what_the_edge_writes_still_validates_and_the_schema_file_says_so() -> None:
+    msg = message("ev-1", 1, end=True).model_copy(update={"snapshot": "cam-1/ev-1.jpg", "clip": "cam-1/ev-1.mkv"})
+    assert EventMessage.model_validate(msg.model_dump()) == msg
+    committed = json.loads(SCHEMA_FILE.read_text())
+    jsonschema.validate(json.loads(msg.to_json()), committed)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**json.loads(msg.to_json()), "snapshot": "../../etc/shadow"}, committed)

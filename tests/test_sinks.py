@@ -82,7 +82,7 @@ def test_webhook_that_keeps_failing_goes_to_the_dead_letter_file(tmp_path: Path)
     assert len(server.requests) == 3
     [record] = [json.loads(line) for line in dead.read_text().splitlines()]
     assert record["message"]["event_id"] == "ev-1" and record["attempts"] == 3
-    assert record["error"] == "HTTP 500" and record["sink"] == f"webhook:{server.url}"
+    assert record["error"] == "HTTP 500" and record["sink"] == f"webhook:{server.url.rsplit('/', 1)[0]}/***"
 
 
 def test_webhook_client_errors_are_not_retried_and_without_dead_letter_fail() -> None:
@@ -116,5 +116,56 @@ def test_sink_specs(tmp_path: Path) -> None:
     for bad in ("nope", "jsonl:", "webhook:ftp://h/x"):
         with pytest.raises(ValueError):
             open_sink(bad)
-    with pytest.raises(ValueError, match="dead-letter"):
-        open_sink("stdout", dead_letter=tmp_path / "d.jsonl")
+
+
+def test_webhook_timeout_is_a_deadline_for_the_whole_request(tmp_path: Path) -> None:
+    # every read succeeds (one byte each 0.1 s), so a per-read timeout of 1 s would never trip: ~6 s for the answer
+    with WebhookServer(drip_s=0.1) as server:
+        sink = WebhookSink(server.url, timeout_s=1.0, max_attempts=1, dead_letter=DeadLetterFile(tmp_path / "d"))
+        t0 = time.monotonic()
+        sink.deliver(message("ev-1"))
+        took = time.monotonic() - t0
+    assert took < 1.6
+    [record] = [json.loads(line) for line in (tmp_path / "d").read_text().splitlines()]
+    assert record["error"] == "no answer within 1 s"
+
+
+def test_webhook_tokens_never_leave_in_errors_logs_or_dead_letters(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = "T0ken0123456789abcdefXYZ"
+    with WebhookServer(fail_first=100, fail_status=500, path=f"/services/T01/B02/{token}") as server:
+        url = f"{server.url}?sig={token}"
+        dead = tmp_path / "dead.jsonl"
+        sink = WebhookSink(url, max_attempts=2, sleep=lambda s: None, dead_letter=DeadLetterFile(dead))
+        sink.deliver(message("ev-1"))
+        bare = WebhookSink(url, max_attempts=1, sleep=lambda s: None)
+        with pytest.raises(SinkError) as err:
+            bare.deliver(message("ev-2"))
+        assert server.requests[0].path == f"/services/T01/B02/{token}?sig={token}"  # the real one was used
+    for text in (dead.read_text(), str(err.value), sink.name, caplog.text):
+        assert token not in text
+    assert json.loads(dead.read_text())["sink"].endswith("/***?sig=***")
+
+
+def test_webhook_url_from_a_file_or_the_environment(tmp_path: Path) -> None:
+    secret = tmp_path / "hook.url"
+    secret.write_text("https://hooks.example/services/abc\n")
+    sink = open_sink("webhook", webhook_url_file=secret)
+    assert isinstance(sink, WebhookSink) and sink.url == "https://hooks.example/services/abc"
+    sink = open_sink("webhook", environ={"ALERTS_WEBHOOK_URL": "https://hooks.example/services/xyz"})
+    assert isinstance(sink, WebhookSink) and sink.url == "https://hooks.example/services/xyz"
+    with pytest.raises(ValueError, match="ALERTS_WEBHOOK_URL"):
+        open_sink("webhook", environ={})
+    with pytest.raises(ValueError, match="cannot read"):
+        open_sink("webhook", webhook_url_file=tmp_path / "missing")
+
+
+def test_files_a_sink_creates_are_for_their_owner_only(tmp_path: Path) -> None:
+    dead = DeadLetterFile(tmp_path / "new" / "dead.jsonl")
+    dead.close()
+    sink = JsonlSink(tmp_path / "events.jsonl")
+    sink.close()
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "new" / "dead.jsonl").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "events.jsonl").stat().st_mode & 0o777 == 0o600

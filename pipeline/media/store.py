@@ -68,7 +68,7 @@ class MediaStore:
         self._probed_at = self._clock()
         probe = self.root / f"{_TMP_PREFIX}probe-{uuid.uuid4().hex[:8]}"
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             with open(probe, "wb") as f:
                 f.write(b"probe")
             probe.unlink()
@@ -105,8 +105,9 @@ class MediaStore:
         final = self.root / rel
         tmp = final.with_name(f"{_TMP_PREFIX}{uuid.uuid4().hex[:8]}-{final.name}")
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
+            final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             produce(tmp)
+            os.chmod(tmp, 0o600)  # what an encoder created follows the umask: pictures of a site are private
             os.replace(tmp, final)
             st = final.stat()
         except OSError as exc:

@@ -255,6 +255,8 @@ class MediaReader:
                     raise SourceNotFoundError(f"{spec.url}: no such file")
                 if os.path.isdir(spec.url):
                     raise SourceFormatError(f"{spec.url}: is a directory without image frames")
+                if os.path.getsize(spec.url) == 0:
+                    raise SourceFormatError(f"{spec.url}: empty file (0 bytes)")
                 self.container = av.open(spec.url, timeout=(spec.open_timeout_s, spec.read_timeout_s))
         except SourceError:
             raise
@@ -361,6 +363,7 @@ class MediaReader:
             s.type: collections.deque(maxlen=_GARBAGE_WINDOW) for s in streams
         }
         sink = self.packet_sink
+        last_packet: Any = None  # how far a file got, against what its header declares (truncation)
 
         def wall(kind: str, out: float) -> tuple[datetime, WallClock]:
             if not live:
@@ -390,6 +393,8 @@ class MediaReader:
             for packet in self.container.demux(streams):
                 if stop is not None and stop.is_set():
                     return
+                if packet.pts is not None:
+                    last_packet = packet
                 kind = packet.stream.type
                 if sink is not None:
                     # before decoding: a frame's packet is in the ring before the frame reaches the scorer
@@ -510,6 +515,26 @@ class MediaReader:
             raise _read_error(exc, spec) from exc
         if first_out is None and not live:
             raise SourceFormatError(f"{spec.safe_url}: nothing decodable in it")
+        if not live:
+            _check_complete(self.container, last_packet, spec)
+
+
+_TRUNCATED_S = 1.0
+_TRUNCATED_FRACTION = 0.05
+
+
+def _check_complete(container: Any, last_packet: Any, spec: SourceSpec) -> None:
+    """Raise ``SourceFormatError`` when a file's data ends well before the duration its header declares: a copy
+    cut short, a recording that died mid-write. Read to its end, it would replay "successfully" what little it
+    holds."""
+    declared_us, start_us = getattr(container, "duration", None), getattr(container, "start_time", None) or 0
+    if not declared_us or last_packet is None or last_packet.time_base is None:
+        return
+    declared = declared_us / 1e6
+    reached = float(last_packet.pts * last_packet.time_base) - start_us / 1e6
+    if declared - reached > _TRUNCATED_S + _TRUNCATED_FRACTION * declared:
+        raise SourceFormatError(f"{spec.safe_url}: truncated: its data ends at {reached:.1f} s of the "
+                                f"{declared:.1f} s its header declares")
 
 
 _FLOAT_FORMATS = frozenset({"flt", "fltp"})  # 32-bit float samples, packed or planar (the same for mono)

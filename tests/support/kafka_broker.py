@@ -11,6 +11,11 @@ ports) and waits until an admin client gets cluster metadata; ``stop()`` / ``sta
 and data, for outage tests. Topics are never auto-created. The pytest fixtures (``tests/fixtures/kafka.py``) and
 ``benchmarks/latency.py`` both use this module.
 
+With ``secure=True`` the broker also listens with SASL_SSL (SCRAM-SHA-512 over TLS) on ``secure_port``: a CA and
+a broker certificate for 127.0.0.1 are made with the JDK's ``keytool`` (``ca_file`` is the CA's PEM for clients),
+and the SCRAM user ``scram_user`` / ``scram_password`` is written into the storage when it is formatted. The
+PLAINTEXT listener stays for the other tests and for creating topics.
+
 The JVM is kept small for a 2-core machine: 512 MB heap, serial GC, C1 only, one or two threads per pool.
 """
 
@@ -89,6 +94,19 @@ log.segment.bytes=16777216
 """
 
 
+_SECURE_PROPERTIES = """\
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port},SASL_SSL://127.0.0.1:{secure_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{secure_port}
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PKCS12
+ssl.keystore.location={keystore}
+ssl.keystore.password={store_password}
+ssl.key.password={store_password}
+"""
+
+
 def kafka_libs() -> Path:
     return Path(os.environ.get("LEPTON_KAFKA_LIBS", str(DEFAULT_LIBS))).expanduser()
 
@@ -113,7 +131,19 @@ class KafkaBroker:
     port: int = field(default_factory=_free_port)
     controller_port: int = field(default_factory=_free_port)
     java: str = "java"
+    secure: bool = False
+    secure_port: int = field(default_factory=_free_port)
+    scram_user: str = "lepton-consumer"
+    scram_password: str = field(default_factory=lambda: f"scram-{uuid.uuid4().hex}")
     _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def secure_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.secure_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.workdir / "tls" / "ca.pem"
 
     @property
     def bootstrap(self) -> str:
@@ -145,19 +175,57 @@ class KafkaBroker:
         data = self.workdir / "data"
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "log4j2.properties").write_text(_LOG4J2.format(log=self.log_path))
-        (self.workdir / "server.properties").write_text(
-            _SERVER_PROPERTIES.format(port=self.port, controller_port=self.controller_port, data=data)
-        )
+        props = _SERVER_PROPERTIES.format(port=self.port, controller_port=self.controller_port, data=data)
+        scram: list[str] = []
+        if self.secure:
+            keystore, store_password = self._make_certificates()
+            overrides = _SECURE_PROPERTIES.format(port=self.port, controller_port=self.controller_port,
+                                                  secure_port=self.secure_port, keystore=keystore,
+                                                  store_password=store_password)
+            keys = {line.split("=", 1)[0] for line in overrides.splitlines()}
+            props = "".join(line + "\n" for line in props.splitlines() if line.split("=", 1)[0] not in keys)
+            props += overrides
+            scram = [f"--add-scram=SCRAM-SHA-512=[name={self.scram_user},password={self.scram_password}]"]
+        (self.workdir / "server.properties").write_text(props)
         cmd = self._java(
             "kafka.tools.StorageTool",
             "format",
             "--standalone",
             f"--cluster-id={_cluster_id()}",  # "=": a random id may start with "-"
             f"--config={self.workdir / 'server.properties'}",
+            *scram,
         )
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         if out.returncode != 0:
             raise RuntimeError(f"kafka-storage format failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+
+    def _make_certificates(self) -> tuple[Path, str]:
+        """A CA, and a broker key + certificate for 127.0.0.1 signed by it, with the JDK's keytool (2 days)."""
+        tls = self.workdir / "tls"
+        tls.mkdir(parents=True, exist_ok=True)
+        password = uuid.uuid4().hex
+        keytool = str(Path(self.java).with_name("keytool")) if os.sep in self.java else "keytool"
+        san = "SAN=ip:127.0.0.1,dns:localhost"
+        ca, broker = tls / "ca.p12", tls / "broker.p12"
+
+        def run(*args: str) -> None:
+            out = subprocess.run([keytool, *args], capture_output=True, text=True, timeout=60, check=False)
+            if out.returncode != 0:
+                raise RuntimeError(f"keytool {args[0]} failed:\n{out.stdout}\n{out.stderr}")
+
+        store = ["-storetype", "PKCS12", "-storepass", password]
+        run("-genkeypair", "-alias", "ca", "-keyalg", "RSA", "-keysize", "2048", "-dname", "CN=lepton-test-ca",
+            "-ext", "bc:c", "-validity", "2", "-keystore", str(ca), *store)
+        run("-exportcert", "-rfc", "-alias", "ca", "-keystore", str(ca), "-file", str(self.ca_file), *store)
+        run("-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048", "-dname", "CN=127.0.0.1",
+            "-ext", san, "-validity", "2", "-keystore", str(broker), *store)
+        run("-certreq", "-alias", "broker", "-keystore", str(broker), "-file", str(tls / "broker.csr"), *store)
+        run("-gencert", "-alias", "ca", "-keystore", str(ca), "-infile", str(tls / "broker.csr"), "-outfile",
+            str(tls / "broker.pem"), "-rfc", "-ext", san, "-validity", "2", *store)
+        run("-importcert", "-noprompt", "-alias", "ca", "-file", str(self.ca_file), "-keystore", str(broker), *store)
+        run("-importcert", "-noprompt", "-alias", "broker", "-file", str(tls / "broker.pem"), "-keystore",
+            str(broker), *store)
+        return broker, password
 
     def start(self, timeout_s: float = 90.0) -> None:
         """Start the broker and wait until a client gets cluster metadata from it."""
@@ -252,7 +320,7 @@ def create_topic(bootstrap: str, name: str, partitions: int = 3) -> None:
         admin.close()
 
 
-def broker_or_reason(workdir: Path) -> tuple[KafkaBroker | None, str]:
+def broker_or_reason(workdir: Path, *, secure: bool = False) -> tuple[KafkaBroker | None, str]:
     """A formatted (not started) broker in ``workdir``, or None and why it cannot run here."""
     libs = kafka_libs()
     if not any(libs.glob("kafka_2.13-*.jar")):
@@ -263,6 +331,9 @@ def broker_or_reason(workdir: Path) -> tuple[KafkaBroker | None, str]:
     java = shutil.which("java")
     if java is None:
         return None, "`java` not found on PATH: the Kafka broker needs a Java 17+ runtime"
-    broker = KafkaBroker(libs=libs, workdir=workdir, java=java)
+    if secure and shutil.which("keytool", path=str(Path(java).resolve().parent)) is None and not shutil.which(
+            "keytool"):
+        return None, "`keytool` not found: the TLS listener's certificates need the JDK's keytool"
+    broker = KafkaBroker(libs=libs, workdir=workdir, java=java, secure=secure)
     broker.format()
     return broker, ""

@@ -27,6 +27,8 @@ class WebhookServer:
     fail_first: int = 0
     fail_status: int = 503
     stall_s: float = 0.0  # > 0: the failing answers come after this long (a client timeout trips first)
+    drip_s: float = 0.0  # > 0: every answer comes one byte at a time, this long apart (each read succeeds)
+    path: str = "/hook"
     requests: list[Request] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -35,7 +37,7 @@ class WebhookServer:
     def url(self) -> str:
         assert self._server is not None
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/hook"
+        return f"http://{host}:{port}{self.path}"
 
     @property
     def accepted(self) -> list[dict[str, Any]]:
@@ -54,6 +56,16 @@ class WebhookServer:
                     owner.requests.append(Request(self.path, dict(self.headers), body, status))
                 if failing and owner.stall_s:
                     time.sleep(owner.stall_s)
+                if owner.drip_s:
+                    answer = f"HTTP/1.1 {status} OK\r\nContent-Length: 2\r\n\r\n{{}}".encode()
+                    try:
+                        for i in range(len(answer)):
+                            self.wfile.write(answer[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(owner.drip_s)
+                    except OSError:
+                        pass  # the client gave up
+                    return
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
