@@ -5,7 +5,8 @@ A ``Calibration`` is fitted on raw scores of held-out *normal* data (never seen 
 quantile table of the body of the distribution and an exponential tail fitted (maximum likelihood) on the top
 ``tail_fraction`` of the scores, and maps a raw score ``r`` to
 
-    calibrated(r) = -log10(P_normal(raw' >= r))        clipped to [0, max_score] (100 for new fits)
+    calibrated(r) = -log10(P_normal(raw' >= r))        clipped to [0, max_score] (100 for new fits),
+                                                       above 10 compressed to 10 + log10(1 + excess)
 
 so a calibrated threshold of 3.0 means "1 in 1000 normal frames or windows score this high". The quantile
 table alone could not say anything beyond ``1 / n`` of the sample; the tail extrapolates past it. The map is
@@ -22,8 +23,11 @@ import numpy as np
 
 _EPS = 1e-12
 # Where calibrated scores stop, for new fits: far enough that nothing real reaches it, so scores above the tail's
-# reach keep their order instead of tying at a ceiling (packages fitted before keep theirs: 10).
+# reach keep their order instead of tying at a ceiling (packages fitted before keep theirs: 10). Above
+# COMPRESS_ABOVE (1 in 10^10, far beyond what any held-out sample says) a score only orders: it is compressed to
+# COMPRESS_ABOVE + log10(1 + excess), so a ceiling of 100 reads 11.96 and an event's peak does not climb by tens.
 MAX_SCORE = 100.0
+COMPRESS_ABOVE = 10.0
 _FEW = 4  # batches up to this size are calibrated one Python float at a time (same bits, fewer calls)
 
 
@@ -115,8 +119,11 @@ class Calibration:
             return np.array([self._calibrate_one(r) for r in raw.tolist()], dtype=np.float32)
         s = self.survival(raw)
         with np.errstate(divide="ignore"):
-            c = -np.log10(np.maximum(s, 0.0))
-        return np.clip(c, 0.0, self.max_score).astype(np.float32)
+            c = np.clip(-np.log10(np.maximum(s, 0.0)), 0.0, self.max_score)
+            over = c > COMPRESS_ABOVE
+            if over.any():
+                c = np.where(over, COMPRESS_ABOVE + np.log10(1.0 + np.maximum(c - COMPRESS_ABOVE, 0.0)), c)
+        return np.asarray(c).astype(np.float32)
 
     def _calibrate_one(self, r: float) -> float:
         """``calibrate`` of one score in Python floats, step for step the same IEEE operations as the array path
@@ -138,15 +145,19 @@ class Calibration:
                 fp = self._levels_list
                 slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
                 s = 1.0 - (slope * (r - xp[j]) + fp[j])
-        if s <= 0.0:
-            return self.max_score  # -log10(0) = inf, clipped
-        c = -float(np.log10(s))
+        c = self.max_score if s <= 0.0 else -float(np.log10(s))  # -log10(0) = inf, clipped
         # np.clip's order: a -0.0 stays -0.0
-        return 0.0 if c < 0.0 else min(c, self.max_score)
+        c = 0.0 if c < 0.0 else min(c, self.max_score)
+        if c > COMPRESS_ABOVE:
+            c = COMPRESS_ABOVE + float(np.log10(1.0 + (c - COMPRESS_ABOVE)))
+        return c
 
     def raw_threshold(self, calibrated: float) -> float:
         """The raw score whose calibrated value is ``calibrated`` (inverse map; for thresholds in reports)."""
-        p = 10.0 ** (-float(calibrated))
+        c = float(calibrated)
+        if c > COMPRESS_ABOVE:
+            c = COMPRESS_ABOVE + 10.0 ** (c - COMPRESS_ABOVE) - 1.0
+        p = 10.0 ** (-c)
         if p <= self.tail_probability:
             return self.tail_threshold + self.tail_scale * math.log(self.tail_probability / p)
         return float(np.interp(1.0 - p, self.levels, self.values))

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.calibration import MAX_SCORE, Calibration
+from pipeline.calibration import COMPRESS_ABOVE, MAX_SCORE, Calibration
 
 
 def _normal_scores(n: int, seed: int) -> np.ndarray:
@@ -21,11 +21,13 @@ def test_monotonic_and_clipped() -> None:
     raw = np.linspace(-1, 5, 20001)
     c = cal.calibrate(raw)
     assert np.all(np.diff(c) >= 0)
-    assert c.min() == 0.0 and c.max() == pytest.approx(MAX_SCORE)
+    assert c.min() == 0.0 and c.max() == pytest.approx(COMPRESS_ABOVE + np.log10(1 + MAX_SCORE - COMPRESS_ABOVE))
     assert cal.calibrate(np.array([np.nan]))[0] == 0.0
     # above 10 the scores keep their order (no ties at a ceiling a real anomaly reaches)
     far = c[c > 10]
-    assert len(far) and np.all(np.diff(far[far < MAX_SCORE]) > 0)
+    assert len(far) and np.all(np.diff(far[far < far.max()]) > 0)
+    for level in (11.0, 11.5):  # the compressed range inverts too
+        assert cal.calibrate(cal.raw_threshold(level))[()] == pytest.approx(level, abs=1e-3)
     assert c.dtype == np.float32
 
 

@@ -1,6 +1,6 @@
 """The bundled default package on footage it never saw: the held-out normal clip exceeds the calibrated threshold
 about as rarely as calibrated (3.0 = 1 in 1000), in every modality, and opens no event; a labelled clip's
-anomalies are found."""
+anomalies are found, each model above its trivial baseline (frame difference, RMS level)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ def test_normal_clip_stays_below_threshold_and_anomalies_are_found() -> None:
         assert normal[modality]["normal_rate_ge_3"] <= 0.01, (modality, normal[modality])
     assert normal["events"]["events"] == 0
     assert report["clips"]["test_1.mkv"]["events"]["recalled"] == 4
-    assert report["video_auc"] > 0.9 and report["audio_auc"] > 0.8
+    # each model ranks the frames / windows better than its trivial baseline on the same input
+    assert report["video_auc"] > report["video_baseline_auc"] + 0.02
+    assert report["audio_auc"] > report["audio_baseline_auc"] + 0.02
 
 
 def test_the_default_package_learned_from_what_make_model_makes() -> None:

@@ -2,8 +2,9 @@
 
 The exported graph takes the last ``context`` frames plus the frame being scored, ``frames`` (B, context+1, H,
 W) uint8, and returns ``patch_err`` (B, gh, gw): the mean squared error between the predicted and the actual
-newest frame over ``patch`` x ``patch`` squares every ``stride`` pixels. The scorer takes the worst patch as
-the raw score and as the box, so a small unusual object is not averaged away by a large normal scene. With
+newest frame over ``patch`` x ``patch`` squares every ``stride`` pixels. The scorer takes the mean of the worst
+patches (``VideoModelSpec.pool_fraction``; the worst alone in older packages) as the raw score and the worst as the
+box, so an unusual object is not averaged away by a large normal scene. With
 ``embedding`` on, a second output ``embedding`` (B, 2*channels, H/16, W/16) is the bottleneck pooled 2x2: the
 input of the temporal model (``pipeline.models.temporal``).
 
@@ -13,11 +14,10 @@ Robustness, all causal (nothing a live stream could not do):
 - the comparison happens at half resolution (2x2 mean), and the patch mean averages sensor noise down further;
 - the network predicts a correction to the newest past frame, so "nothing moves" costs nothing to learn and
   capacity goes into the scene's normal motion;
-- each patch's error is divided by its normal level (``patch_scale``) plus ``copy_weight`` x the error of simply
-  repeating the newest past frame there: a large object close to the camera makes large errors even when it moves
-  normally, and this measures how much worse than "nothing changes" the prediction did relative to how much
-  changed, so a normal walker near the camera no longer outscores a small fast scooter far away (measured on the
-  samples: video AUC 0.922 → 0.934, false alarms on test_3 at the 1e-3 level 14% → 4% of normal frames);
+- each patch's error is divided by a normal level (``patch_scale``; ``edge train`` fits one level for the whole
+  picture, see ``fit_patch_scale`` and docs/decisions/0001-scores-that-hold-on-real-data.md) plus ``copy_weight`` x
+  the error of simply repeating the newest past frame there (0 in packages trained now; packages trained before
+  2026-12-07 use 0.15 and a level per patch);
 - with ``shake_weight`` (packages trained since 2026-11-29), a shaking camera is not an anomaly: a whole-picture move
   of a fraction of a pixel changes every sharp edge (sampling and aliasing make it more than a shift that could be
   undone), and a patch that never saw change in training scores in the hundreds. The graph measures the picture's
