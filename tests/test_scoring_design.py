@@ -115,3 +115,19 @@ def test_training_stops_a_gap_before_the_held_out_part() -> None:
     assert len(seen) == trained_part(len(audio)) == int(len(audio) * (1 - HOLDOUT - GAP))
     assert held[0] - seen[-1] > GAP * len(audio) - 1  # a gap of GAP between them
     assert len(held) == round(HOLDOUT * len(audio))
+
+
+@pytest.mark.parametrize("relative", [True, False])
+def test_relative_temporal_model_ignores_how_a_recording_looks(relative: bool) -> None:
+    """A new recording of the same view shifts every cell's embedding by a constant: the relative temporal model,
+    which follows changes from the window's first embedding, scores it exactly as before; the absolute one does not."""
+    from pipeline.models.temporal import TemporalPredictor
+
+    torch.manual_seed(0)
+    model = TemporalPredictor(channels=4, grid_h=3, grid_w=5, hidden=8, window=6, score_steps=2, relative=relative)
+    model.eval()
+    emb = torch.randn(2, 6, 4, 3, 5)
+    shifted = emb + torch.randn(1, 1, 4, 3, 5)  # the same motion, another look
+    with torch.no_grad():
+        same = torch.allclose(model(emb), model(shifted), atol=1e-5)
+    assert same is relative

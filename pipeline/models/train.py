@@ -158,6 +158,8 @@ TEMPORAL_SHARE = 0.15  # of the video share
 TEMPORAL_WINDOW, TEMPORAL_SCORE_STEPS = 10, 3  # 2 s of embeddings at 5 fps; the last 0.6 s scored
 TEMPORAL_COPY_WEIGHT = 0.5
 TEMPORAL_GLOBAL_WEIGHT = 4.0  # a shaking camera moves every cell at once: see pipeline.models.temporal
+# Each cell's embeddings as changes from the window's first (pipeline.models.temporal, docs/decisions/0001).
+TEMPORAL_RELATIVE = True
 # Score every 2nd window (2.5 per second): the GRU re-reads its whole 2 s window for each score, and scoring it at
 # every frame cost 3 % of the pipeline's throughput (edge bench) for a score that follows motion over seconds.
 TEMPORAL_SCORE_EVERY = 2
@@ -633,7 +635,8 @@ def train_temporal(
         raise ValueError(f"too little normal video to train the temporal model ({len(pool)} windows)")
     _, c, eh, ew = embeddings[0].shape
     model = TemporalPredictor(c, eh, ew, hidden=32, window=TEMPORAL_WINDOW, score_steps=TEMPORAL_SCORE_STEPS,
-                              copy_weight=TEMPORAL_COPY_WEIGHT, global_weight=TEMPORAL_GLOBAL_WEIGHT)
+                              copy_weight=TEMPORAL_COPY_WEIGHT, global_weight=TEMPORAL_GLOBAL_WEIGHT,
+                              relative=TEMPORAL_RELATIVE)
     used = np.concatenate([e[CONTEXT * x.step : trained_part(len(e))] for e, x in zip(embeddings, inputs,
                                                                                             strict=True)])
     model.mean.copy_(torch.from_numpy(used.mean(axis=(0, 2, 3))).view(1, 1, c, 1, 1))
