@@ -85,7 +85,7 @@ $(EXTRA_NORMAL): | setup-dev
 # 4.1 passes over the footage: video AUC 0.954 and 0.953). About 16 min to make and train on 2 idle cores.
 model: setup-dev $(EXTRA_NORMAL)
 	$(BIN)/edge train --normal samples/normal_train_1.mkv samples/normal_train_2.mkv $(EXTRA_NORMAL) \
-		--out samples/models/default --minutes 12
+		--out pipeline/models/default --minutes 12
 
 lint: setup-dev
 	$(BIN)/ruff check pipeline edge alerts tests

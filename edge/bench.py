@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from pipeline.scoring_model import PackageScorer
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = ROOT / "samples" / "models" / "default"
+DEFAULT_MODEL = ROOT / "pipeline" / "models" / "default"
 CLIP_SOURCE = ROOT / "samples" / "normal_eval.mkv"
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lepton-edge" / "bench"
 

@@ -39,7 +39,7 @@ from pipeline.tamper import TamperSettings
 
 _HERE = Path(__file__).resolve().parent
 # The default model package ships in the repository beside the samples it was trained on.
-DEFAULT_MODEL = (_HERE.parent / "samples" / "models" / "default").resolve()
+DEFAULT_MODEL = (_HERE.parent / "pipeline" / "models" / "default").resolve()
 
 
 class _Strict(BaseModel):

@@ -28,7 +28,7 @@ EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 
-_DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "samples" / "models" / "default"
+_DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "pipeline" / "models" / "default"
 
 
 def _fail(message: str, code: int = EXIT_RUNTIME) -> int:
