@@ -31,15 +31,12 @@ from edge.errors import ConfigError
 from pipeline.aggregator import AggregatorSettings
 from pipeline.engines.base import EngineConfig, OrtEngineConfig
 from pipeline.media import CameraMedia, ClipSettings, MediaSettings, SnapshotSettings
+from pipeline.models.default_package import default_package_dir
 from pipeline.pairing import PairedMicrophone, microphone_source_id
 from pipeline.redact import redact_url
 from pipeline.sources.microphone import MicrophoneSpec
 from pipeline.sources.spec import SourceKind, SourceSpec, classify
 from pipeline.tamper import TamperSettings
-
-_HERE = Path(__file__).resolve().parent
-# The default model package ships in the repository beside the samples it was trained on.
-DEFAULT_MODEL = (_HERE.parent / "pipeline" / "models" / "default").resolve()
 
 
 class _Strict(BaseModel):
@@ -183,7 +180,8 @@ class HealthConfig(_Strict):
 
 class EdgeConfig(_Strict):
     site: str = Field("default", min_length=1, max_length=128, description="Site label carried by every event")
-    model: Path = Field(DEFAULT_MODEL, description="Model package directory (model.json + ONNX graphs)")
+    model: Path = Field(default_factory=default_package_dir, description="Model package directory (model.json + "
+                        "ONNX graphs), relative to this file; absent: the default package bundled with lepton-edge")
     engine: EngineConfig = Field(default_factory=OrtEngineConfig, description="Inference backend, by type")
     detect: DetectConfig = Field(default_factory=DetectConfig)
     events: AggregatorSettings = Field(default_factory=AggregatorSettings, description="Event decisions")
