@@ -23,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from alerts.console import format_event
 from alerts.errors import OutboxError
 from alerts.latency import AckLatency, LatencyStats
 from alerts.outbox import Outbox, SalvageReport, open_checked
@@ -90,19 +91,6 @@ def _health_token(path: Path | None) -> str | None:
     if not token or any(c.isspace() or not c.isprintable() for c in token):
         raise StartupError(f"health.token_file {path}: it must hold one token (printable, no spaces)")
     return token
-
-
-def format_event(msg: EventMessage) -> str:
-    """One human line per event, for the console and ``alerts tail``."""
-    mods = " ".join(f"{name}={m.peak:.1f}" for name, m in sorted(msg.modalities.items())) or "-"
-    t = msg.end_time if msg.type == "end" and msg.end_time else msg.start_time
-    stamp = t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
-    span = f"pts {msg.start_pts:7.2f}s"
-    if msg.type == "end" and msg.end_pts is not None:
-        span = f"pts {msg.start_pts:7.2f}-{msg.end_pts:.2f}s"
-    tail = f" reason={msg.reason}" if msg.reason else f" update={msg.update_reason}" if msg.update_reason else ""
-    return (f"{stamp}  {msg.camera_id:<10} {msg.type.upper():<6} {span}  peak={msg.peak_score:.1f}  "
-            f"[{mods}]  {msg.event_id[:8]}{tail}")
 
 
 class Daemon:
