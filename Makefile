@@ -12,7 +12,7 @@ SYSTEM_PACKAGES := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi pytho
 	maven openjdk-17-jre-headless
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast check setup setup-dev system-deps kafka-jars samples model clean
+.PHONY: demo test test-fast check config-docs setup setup-dev system-deps kafka-jars samples model clean
 
 demo: setup
 	@mkdir -p .lepton
@@ -87,10 +87,16 @@ model: setup-dev $(EXTRA_NORMAL)
 	$(BIN)/edge train --normal samples/normal_train_1.mkv samples/normal_train_2.mkv $(EXTRA_NORMAL) \
 		--out pipeline/models/default --minutes 12
 
-# The gates, run before the tests (.ci/run): lint with complexity limits (pyproject.toml) and types.
+# The gates, run before the tests (.ci/run): lint with complexity limits (pyproject.toml), types, and the
+# configuration reference generated from the config models being current.
 check: setup-dev
 	$(BIN)/ruff check pipeline edge alerts tests
 	$(BIN)/mypy -p pipeline -p edge -p alerts
+	$(BIN)/python -m edge.config_docs --check
+
+# Regenerate docs/configuration.md from the config models' field descriptions.
+config-docs: setup
+	$(BIN)/python -m edge.config_docs
 
 clean:
 	rm -rf .lepton .pytest_cache
