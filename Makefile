@@ -12,7 +12,7 @@ SYSTEM_PACKAGES := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi pytho
 	maven openjdk-17-jre-headless
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast setup setup-dev system-deps kafka-jars samples model lint clean
+.PHONY: demo test test-fast check config-docs setup setup-dev system-deps kafka-jars samples model clean
 
 demo: setup
 	@mkdir -p .lepton
@@ -85,11 +85,18 @@ $(EXTRA_NORMAL): | setup-dev
 # 4.1 passes over the footage: video AUC 0.954 and 0.953). About 16 min to make and train on 2 idle cores.
 model: setup-dev $(EXTRA_NORMAL)
 	$(BIN)/edge train --normal samples/normal_train_1.mkv samples/normal_train_2.mkv $(EXTRA_NORMAL) \
-		--out samples/models/default --minutes 12
+		--out pipeline/models/default --minutes 12
 
-lint: setup-dev
+# The gates, run before the tests (.ci/run): lint with complexity limits (pyproject.toml), types, and the
+# configuration reference generated from the config models being current.
+check: setup-dev
 	$(BIN)/ruff check pipeline edge alerts tests
 	$(BIN)/mypy -p pipeline -p edge -p alerts
+	$(BIN)/python -m edge.config_docs --check
+
+# Regenerate docs/configuration.md from the config models' field descriptions.
+config-docs: setup
+	$(BIN)/python -m edge.config_docs
 
 clean:
 	rm -rf .lepton .pytest_cache

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from pydantic import ValidationError
 
+from alerts.console import format_event, printable
 from alerts.errors import AlertsError, MessageFormatError, OutboxNotFoundError
 from alerts.outbox import DEFAULT_OUTBOX_PATH, Outbox
 from alerts.schema import EventMessage
@@ -450,37 +451,6 @@ def _stop_on_signals(stop: threading.Event, *signums: int) -> Callable[[], None]
             signal.signal(s, h)
 
     return restore
-
-
-def format_event(msg: EventMessage) -> str:
-    """One human line: decision time, camera, type, event#seq, score, modalities; why an update or an end."""
-    when = msg.decided_at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{msg.decided_at.microsecond // 1000:03d}Z"
-    mods = " ".join(f"{name}={m.peak:.2f}" for name, m in sorted(msg.modalities.items()))
-    parts = [
-        when,
-        msg.camera_id,
-        f"{msg.type:<6}",
-        f"{msg.event_id[:12]}#{msg.seq}",
-        f"score={msg.peak_score:.2f}",
-    ]
-    if mods:
-        parts.append(mods)
-    if msg.type == "update" and msg.update_reason is not None:
-        parts.append(f"update={msg.update_reason}")
-    if msg.type == "end" and msg.end_time is not None:
-        parts.append(f"reason={msg.reason}")
-        parts.append(f"duration={(msg.end_time - msg.start_time).total_seconds():.1f}s")
-    if msg.continues is not None:
-        parts.append(f"continues={msg.continues[:12]}")
-    # validated messages hold no control characters; this line must not carry one whatever reached it
-    return printable("  ".join(parts))
-
-
-def printable(text: str) -> str:
-    """``text`` with every non-printable character (terminal escapes, newlines) written as a Python escape."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _emit(out: TextIO, line: str) -> None:

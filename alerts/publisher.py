@@ -18,10 +18,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, field_validator, model_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 
 from alerts.errors import OutboxError, PublishError
 from alerts.outbox import Outbox, OutboxRow
+from pipeline.strict import StrictModel
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +31,8 @@ _SASL = ("SASL_PLAINTEXT", "SASL_SSL")
 _TLS = ("SSL", "SASL_SSL")
 
 
-class KafkaSettings(BaseModel):
+class KafkaSettings(StrictModel):
     """How to reach Kafka and the topic (the daemon config's ``kafka:`` section; consumers use it too)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     bootstrap: list[str] = Field(
         min_length=1,
         description="Bootstrap brokers as host:port, a list or one comma-separated string.",

@@ -39,7 +39,6 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import (
     AfterValidator,
     AwareDatetime,
-    BaseModel,
     ConfigDict,
     Field,
     ValidationError,
@@ -48,6 +47,7 @@ from pydantic import (
 
 from alerts.errors import MessageFormatError
 from pipeline.events import AnomalyEvent, EventType
+from pipeline.strict import StrictModel
 
 SCHEMA_VERSION: Final = "1.2"
 READABLE_VERSIONS: Final = ("1.2", "1.1", "1.0")  # what EventMessage accepts: this version and the older ones
@@ -82,10 +82,10 @@ _MEDIA_SEGMENT = r"[A-Za-z0-9_-][A-Za-z0-9_.-]*"
 ModalityName = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
-class ModalityPeak(BaseModel):
+class ModalityPeak(StrictModel):
     """The peak of one modality's calibrated score over the event so far."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(allow_inf_nan=False)
 
     peak: float = Field(description="Highest calibrated score of this modality during the event.")
     peak_time: UtcDatetime = Field(
@@ -93,10 +93,8 @@ class ModalityPeak(BaseModel):
     )
 
 
-class ModelProvenance(BaseModel):
+class ModelProvenance(StrictModel):
     """Which model package decided the event, so a consumer can tell events of different models apart."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     package_id: str = Field(
         min_length=1, max_length=200, description="Model package id (directory name or hash)."
@@ -110,12 +108,10 @@ class ModelProvenance(BaseModel):
     )
 
 
-class EventMessage(BaseModel):
+class EventMessage(StrictModel):
     """One message about an anomaly event: ``new``, then ``update``\\ s, then one ``end``."""
 
     model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
         allow_inf_nan=False,
         title="Lepton Edge anomaly event message",
         # The schema describes what is on the wire, where every field is present (nulls explicit).

@@ -4,7 +4,7 @@ first 100 scored frames of a normal clip, scaled in luma from frame 50 on, eithe
 ramp), scored through the runtime path (motion gate, engine, calibration). Prints the calibrated scores around the
 step and the worst score during the ramp; the clip's own worst score is the reference.
 
-    .venv/bin/python benchmarks/exposure.py [--model samples/models/default] [--clip samples/normal_eval.mkv]
+    .venv/bin/python benchmarks/exposure.py [--model pipeline/models/default] [--clip samples/normal_eval.mkv]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def main() -> int:
     from pipeline.sources import read_media
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", type=Path, default=ROOT / "samples" / "models" / "default")
+    p.add_argument("--model", type=Path, default=ROOT / "pipeline" / "models" / "default")
     p.add_argument("--clip", default=str(ROOT / "samples" / "normal_eval.mkv"))
     args = p.parse_args()
     scorer = PackageScorer(ModelPackage.load(args.model), None, motion_threshold=5.0)

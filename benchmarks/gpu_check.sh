@@ -2,7 +2,7 @@
 # GPU check: run the inference engines on an NVIDIA GPU and print throughput per batch size against CPU ONNX Runtime,
 # in one table, plus an output check of each GPU engine against ONNX Runtime (FP32 on CPU).
 #
-#   benchmarks/gpu_check.sh [MODEL_DIR]          (default: samples/models/default)
+#   benchmarks/gpu_check.sh [MODEL_DIR]          (default: pipeline/models/default)
 #
 # Self-contained: needs only python3 with torch (CUDA build), onnx and onnxruntime -- not the project's venv, no
 # install (the repository is put on PYTHONPATH; the engine modules import no pydantic). TensorRT rows appear when
@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-MODEL="${1:-samples/models/default}"
+MODEL="${1:-pipeline/models/default}"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 exec "${PYTHON:-python3}" - "$MODEL" "${SECONDS_PER_POINT:-0.7}" "${BATCHES:-1 4 8 16}" <<'PY'
 import json, os, sys, tempfile, time

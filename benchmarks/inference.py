@@ -2,7 +2,7 @@
 """Inference speed, ONNX Runtime vs torch eager on CPU, per frame and per batch (batch 1, 4, 8), on the graphs of a
 model package. Target (DESIGN.md): ONNX Runtime at least 1.5x torch eager, same thread count.
 
-    .venv/bin/python benchmarks/inference.py [--model samples/models/default] [--threads 1] [--json]
+    .venv/bin/python benchmarks/inference.py [--model pipeline/models/default] [--threads 1] [--json]
 
 Same measurement as ``edge bench-engines`` (``pipeline.engines.benchmark``). Run it on an otherwise idle machine: the
 figures are wall-clock medians.
@@ -24,7 +24,7 @@ def main() -> int:
     from pipeline.engines.torch_ref import TorchEngine
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", type=Path, default=ROOT / "samples" / "models" / "default")
+    p.add_argument("--model", type=Path, default=ROOT / "pipeline" / "models" / "default")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seconds", type=float, default=2.0, help="measuring time per engine and batch size")

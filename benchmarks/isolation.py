@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 # A spawned child imports this file again as its __mp_main__, as it imports the ``edge`` script in the daemon:
 # the pipeline is imported inside the functions, so that a child's start costs here what it costs there.
-DEFAULT_MODEL = ROOT / "samples" / "models" / "default"
+DEFAULT_MODEL = ROOT / "pipeline" / "models" / "default"
 DEFAULT_CLIP = Path.home() / ".cache" / "lepton-edge" / "bench" / "clip-720p25-3000k-v1.mkv"
 
 

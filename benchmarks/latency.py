@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cameras", type=int, default=3, help="cameras replaying the test clips (default 3)")
     parser.add_argument("--seconds", type=float, default=60.0, help="stop after this long (the clips last 45 s)")
     parser.add_argument("--min-duration", type=float, default=0.4, help="events.min_duration_s (default 0.4)")
-    parser.add_argument("--model", type=Path, default=ROOT / "samples" / "models" / "default")
+    parser.add_argument("--model", type=Path, default=ROOT / "pipeline" / "models" / "default")
     parser.add_argument("--bootstrap", help="use this broker instead of starting one")
     parser.add_argument("--topic", help="with --bootstrap: an existing topic (default: create one)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -3,7 +3,7 @@
 temporal, audio) and fused, the frame-difference baseline, and event-level recall / false alarms per hour after
 the aggregator (default ``AggregatorSettings``). Same as ``edge eval``.
 
-    .venv/bin/python benchmarks/quality.py [--model samples/models/default] [clips...] [--json]
+    .venv/bin/python benchmarks/quality.py [--model pipeline/models/default] [clips...] [--json]
 
 Default clips: samples/test_*.mkv and samples/normal_eval.mkv (none of them seen in training).
 """
@@ -25,7 +25,7 @@ def main() -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("clips", nargs="*", help="clips with <clip>.json ground truth beside them")
-    p.add_argument("--model", type=Path, default=ROOT / "samples" / "models" / "default")
+    p.add_argument("--model", type=Path, default=ROOT / "pipeline" / "models" / "default")
     p.add_argument("--motion-threshold", type=float, default=5.0, help="0: motion gate off")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()

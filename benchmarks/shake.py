@@ -11,7 +11,7 @@ model pixel is 5 px of a 720p picture). The shaken clip is written losslessly (F
 percentile), the share of frames whose fused score reaches 3 (1 in 1000 normal frames), and the events the default
 aggregator opens in the clip (every one a false alarm: the clip is normal).
 
-    .venv/bin/python benchmarks/shake.py [--model samples/models/default] [--clip samples/normal_eval.mkv]
+    .venv/bin/python benchmarks/shake.py [--model pipeline/models/default] [--clip samples/normal_eval.mkv]
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main() -> int:
     from pipeline.scoring_model import PackageScorer
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", type=Path, default=ROOT / "samples" / "models" / "default")
+    p.add_argument("--model", type=Path, default=ROOT / "pipeline" / "models" / "default")
     p.add_argument("--clip", default=str(ROOT / "samples" / "normal_eval.mkv"))
     p.add_argument("--amplitudes", type=int, nargs="+", default=[0, 1, 2, 4], help="in quarter model pixels")
     p.add_argument("--seed", type=int, default=0)

@@ -37,9 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 
-from edge.bench import DEFAULT_CACHE, DEFAULT_MODEL, ensure_clip  # noqa: E402
+from edge.bench import DEFAULT_CACHE, ensure_clip  # noqa: E402
 from pipeline.engines.base import OrtEngineConfig  # noqa: E402
 from pipeline.features import log_mel  # noqa: E402
+from pipeline.models.default_package import default_package_dir  # noqa: E402
 from pipeline.models.package import ModelPackage  # noqa: E402
 from pipeline.scoring_model import PackageScorer  # noqa: E402
 from pipeline.sources.reader import MediaReader, set_decoder_threads  # noqa: E402
@@ -86,7 +87,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds-of-media", type=float, default=12.0)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--model", type=Path, default=default_package_dir())
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     clip = ensure_clip(DEFAULT_CACHE)

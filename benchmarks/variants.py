@@ -42,13 +42,13 @@ import numpy as np  # noqa: E402
 
 from edge.bench import (  # noqa: E402
     DEFAULT_CACHE,
-    DEFAULT_MODEL,
     Bench,
     DecodeOnly,
     RssSampler,
     SideTotals,
     ensure_clip,
 )
+from pipeline.models.default_package import default_package_dir  # noqa: E402
 from pipeline.sources.reader import MediaReader  # noqa: E402
 
 
@@ -142,7 +142,7 @@ def main() -> int:
     names = [v for v in args.only.split(",") if v]
     clip = ensure_clip(DEFAULT_CACHE)
     set_blas_threads(1)
-    bench = Bench(clip, model_dir=DEFAULT_MODEL, intra_op_threads=1, max_batch=8)
+    bench = Bench(clip, model_dir=default_package_dir(), intra_op_threads=1, max_batch=8)
     urls = {f"cam{i + 1}": str(clip.loop_path) for i in range(args.cameras)}
     floor, floor1 = SideTotals(), SideTotals()
     sides = {name: SideTotals() for name in names}

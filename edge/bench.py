@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge.argtypes import positive_float, positive_int
 from edge.simulate import SIMULATOR, SYSTEM_PYTHON, die_with_parent, read_ready_line
+from pipeline.models.default_package import default_package_dir
 
 if TYPE_CHECKING:
     from pipeline.frames import Score
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
     from pipeline.scoring_model import PackageScorer
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = ROOT / "samples" / "models" / "default"
 CLIP_SOURCE = ROOT / "samples" / "normal_eval.mkv"
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lepton-edge" / "bench"
 
@@ -104,7 +104,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="instead: find the largest N that stays real time over RTSP (N = 1, 2, 4, 6, 8, ...)")
     p.add_argument("--sweep-budget", type=positive_float, default=300.0,
                    help="upper bound on the sweep's total seconds (default 300)")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model package (default: the bundled one)")
+    p.add_argument("--model", type=Path, default=default_package_dir(),
+                   help="model package (default: the bundled one)")
     p.add_argument("--intra-op-threads", type=positive_int, default=1,
                    help="ONNX Runtime threads per inference (default 1, the engine's default)")
     p.add_argument("--max-batch", type=positive_int, default=8, help="scoring micro-batch (default 8)")

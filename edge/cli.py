@@ -1,4 +1,4 @@
-"""The ``edge`` command: run the daemon, train a camera's model, check a config.
+"""The ``edge`` command: run the daemon, write and check a config, train a camera's model.
 
 One entry function per command, each returning an exit code. Human output on stdout, logs on stderr. Errors a
 user can fix (bad config, missing file, camera unreachable, missing model) print one line on stderr and exit
@@ -113,6 +113,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write the commented site template (``configs/site.yaml``, shipped as package data) for an operator to edit."""
+    from importlib import resources
+
+    out = Path(args.path)
+    template = (resources.files("edge") / "templates" / "site.yaml").read_text(encoding="utf-8")
+    try:
+        with out.open("w" if args.force else "x", encoding="utf-8") as f:
+            f.write(template)
+    except FileExistsError:
+        return _fail(f"{out} exists: not overwritten (--force to replace it)", EXIT_USAGE)
+    except OSError as exc:
+        return _fail(f"{out}: {exc.strerror or exc}")
+    print(f"site template written to {out}: set its cameras and Kafka, then check it with: edge validate-config {out}")
+    return EXIT_OK
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from pipeline.errors import PipelineError
 
@@ -204,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true", help="print the closing summary as one JSON object")
     replay.add_argument("-q", "--quiet", action="store_true", help="do not print events as they are decided")
     replay.set_defaults(func=cmd_replay)
+
+    init = sub.add_parser("init", help="write the commented site config template to a file, to edit")
+    init.add_argument("path", help="file to write (e.g. site.yaml)")
+    init.add_argument("--force", action="store_true", help="replace the file if it exists")
+    init.set_defaults(func=cmd_init)
 
     val = sub.add_parser("validate-config", help="check a config file and list every problem with its line")
     val.add_argument("config")

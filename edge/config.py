@@ -14,8 +14,6 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     FilePath,
     StrictInt,
@@ -31,19 +29,13 @@ from edge.errors import ConfigError
 from pipeline.aggregator import AggregatorSettings
 from pipeline.engines.base import EngineConfig, OrtEngineConfig
 from pipeline.media import CameraMedia, ClipSettings, MediaSettings, SnapshotSettings
+from pipeline.models.default_package import default_package_dir
 from pipeline.pairing import PairedMicrophone, microphone_source_id
 from pipeline.redact import redact_url
 from pipeline.sources.microphone import MicrophoneSpec
 from pipeline.sources.spec import SourceKind, SourceSpec, classify
+from pipeline.strict import StrictModel
 from pipeline.tamper import TamperSettings
-
-_HERE = Path(__file__).resolve().parent
-# The default model package ships in the repository beside the samples it was trained on.
-DEFAULT_MODEL = (_HERE.parent / "samples" / "models" / "default").resolve()
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _port_of(rest: str) -> str | None:
@@ -56,7 +48,7 @@ def _port_of(rest: str) -> str | None:
     return hostport.rpartition(":")[2] if ":" in hostport else None
 
 
-class MicrophoneConfig(_Strict):
+class MicrophoneConfig(StrictModel):
     """A local microphone (sounddevice / PortAudio) that gives a video-only camera its audio."""
 
     device: Annotated[StrictInt, Field(ge=0)] | Annotated[StrictStr, Field(min_length=1)] | None = Field(
@@ -74,7 +66,7 @@ class MicrophoneConfig(_Strict):
                             "time line (positive: later); the camera's latency, if known")
 
 
-class CameraConfig(_Strict):
+class CameraConfig(StrictModel):
     id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
                              description="Camera id: Kafka key and label of every event")]
     url: str = Field(min_length=1, description="rtsp://user:pass@host/path, a media file, an image pattern "
@@ -162,17 +154,17 @@ class CameraConfig(_Strict):
         return classify(self.url)
 
 
-class DetectConfig(_Strict):
+class DetectConfig(StrictModel):
     max_batch: int = Field(8, ge=1, le=256, description="Most frames scored in one batch across cameras")
     max_wait_ms: float = Field(0.0, ge=0, le=1000, description="How long a batch with room waits for more frames "
                                "before it is scored: 0 on CPUs (no gain per frame), a few ms on GPUs")
 
 
-class OutboxConfig(_Strict):
+class OutboxConfig(StrictModel):
     path: Path = Field(DEFAULT_OUTBOX_PATH, description="SQLite outbox; without Kafka it is the event bus")
 
 
-class HealthConfig(_Strict):
+class HealthConfig(StrictModel):
     host: str = Field("127.0.0.1", description="Address of /healthz and /metrics (localhost: not on the network). "
                       "Any other address is warned about at start unless token_file is set")
     port: int = Field(9108, ge=0, le=65535, description="Port of the health and Prometheus metrics endpoint")
@@ -181,9 +173,10 @@ class HealthConfig(_Strict):
                                         "non-loopback host; a scraper sets it (Prometheus: authorization.credentials)")
 
 
-class EdgeConfig(_Strict):
+class EdgeConfig(StrictModel):
     site: str = Field("default", min_length=1, max_length=128, description="Site label carried by every event")
-    model: Path = Field(DEFAULT_MODEL, description="Model package directory (model.json + ONNX graphs)")
+    model: Path = Field(default_factory=default_package_dir, description="Model package directory (model.json + "
+                        "ONNX graphs), relative to this file; absent: the default package bundled with lepton-edge")
     engine: EngineConfig = Field(default_factory=OrtEngineConfig, description="Inference backend, by type")
     detect: DetectConfig = Field(default_factory=DetectConfig)
     events: AggregatorSettings = Field(default_factory=AggregatorSettings, description="Event decisions")

@@ -6,7 +6,8 @@ SIGINT, ``--duration``, or every replayed file ended) drains in flow order: capt
 was captured, open events end with ``shutdown`` (or ``eof`` for replays), the publisher gets a bounded time to
 deliver; whatever it could not deliver stays in the outbox for the next start. A daemon that was killed instead
 (``kill -9``, power loss) left its open events without an end: the next start ends them first, with reason
-``restart``, the same event_id and the next seq (``alerts.recovery``).
+``restart``, the same event_id and the next seq (``alerts.recovery``). Under systemd (``Type=notify``) it says
+READY once its cameras are opened, pings the watchdog from its main loop and says STOPPING when it drains.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from alerts.console import format_event
 from alerts.errors import OutboxError
 from alerts.latency import AckLatency, LatencyStats
 from alerts.outbox import Outbox, SalvageReport, open_checked
@@ -31,6 +33,7 @@ from alerts.schema import EventMessage, ModelProvenance
 from edge.config import EdgeConfig
 from edge.errors import StartupError
 from edge.health import HealthServer, Snapshot
+from edge.systemd import Notifier
 from pipeline.errors import SourceError, SourceNotFoundError
 from pipeline.events import AnomalyEvent, EventType
 from pipeline.frames import utc_now
@@ -90,24 +93,13 @@ def _health_token(path: Path | None) -> str | None:
     return token
 
 
-def format_event(msg: EventMessage) -> str:
-    """One human line per event, for the console and ``alerts tail``."""
-    mods = " ".join(f"{name}={m.peak:.1f}" for name, m in sorted(msg.modalities.items())) or "-"
-    t = msg.end_time if msg.type == "end" and msg.end_time else msg.start_time
-    stamp = t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
-    span = f"pts {msg.start_pts:7.2f}s"
-    if msg.type == "end" and msg.end_pts is not None:
-        span = f"pts {msg.start_pts:7.2f}-{msg.end_pts:.2f}s"
-    tail = f" reason={msg.reason}" if msg.reason else f" update={msg.update_reason}" if msg.update_reason else ""
-    return (f"{stamp}  {msg.camera_id:<10} {msg.type.upper():<6} {span}  peak={msg.peak_score:.1f}  "
-            f"[{mods}]  {msg.event_id[:8]}{tail}")
-
-
 class Daemon:
-    def __init__(self, cfg: EdgeConfig, *, console: TextIO | None = None, duration_s: float | None = None) -> None:
+    def __init__(self, cfg: EdgeConfig, *, console: TextIO | None = None, duration_s: float | None = None,
+                 notifier: Notifier | None = None) -> None:
         self.cfg = cfg
         self.console = console
         self.duration_s = duration_s
+        self.notifier = Notifier() if notifier is None else notifier  # NOTIFY_SOCKET from the environment
         self.summary = RunSummary()
         self._runner: Runner | None = None
         self._outbox: Outbox | None = None
@@ -217,16 +209,13 @@ class Daemon:
                                        f"{exc.strerror or exc}") from exc
                 self._health.start()
             runner.start()
-            deadline = None if self.duration_s is None else started + self.duration_s
-            while not runner.wait(0.2):
-                if deadline is not None and time.monotonic() >= deadline:
-                    log.info("duration reached, stopping")
-                    runner.stop()
-                if self._stop_requested.is_set():
-                    runner.stop()
+            self.notifier.ready(f"scoring {len(self.cfg.cameras)} camera(s)")
+            self._watch(runner, started)
+            self.notifier.stopping()
             runner.stop()
             runner.join(timeout=15)
         finally:
+            self.notifier.stopping()
             restore()
             self._close()
         self.summary.seconds = time.monotonic() - started
@@ -243,6 +232,22 @@ class Daemon:
             for cam, st in runner.stats.items()
         }
         return self.summary
+
+    def _watch(self, runner: Runner, started: float) -> None:
+        """The main loop: until the runner ends (or is stopped), pinging the service watchdog on schedule."""
+        deadline = None if self.duration_s is None else started + self.duration_s
+        interval = self.notifier.watchdog_interval_s
+        next_ping = time.monotonic()
+        while not runner.wait(0.2 if interval is None else min(0.2, interval)):
+            now = time.monotonic()
+            if interval is not None and now >= next_ping:
+                self.notifier.watchdog()
+                next_ping = now + interval
+            if deadline is not None and now >= deadline:
+                log.info("duration reached, stopping")
+                runner.stop()
+            if self._stop_requested.is_set():
+                runner.stop()
 
     def snapshot(self) -> Snapshot:
         """The state health and metrics report: sources, scoring, outbox, publisher."""

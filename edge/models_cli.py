@@ -23,12 +23,11 @@ from typing import Any
 
 from edge.argtypes import positive_float, positive_int
 from edge.errors import live_camera_refusal
+from pipeline.models.default_package import default_package_dir
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
-
-_DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "samples" / "models" / "default"
 
 
 def _fail(message: str, code: int = EXIT_RUNTIME) -> int:
@@ -246,7 +245,7 @@ def add_parsers(sub: Any) -> None:
     score = sub.add_parser("score", help="score a clip, audio file or image sequence into a CSV of calibrated scores")
     score.add_argument("input", help="media file (video and/or audio: MKV, MP4, WAV, FLAC, OGG, ...), image-sequence "
                                      "pattern (frames/%%05d.jpg) or folder of frames")
-    score.add_argument("--model", default=str(_DEFAULT_MODEL), help="model package directory (default: bundled)")
+    score.add_argument("--model", default=str(default_package_dir()), help="model package directory (default: bundled)")
     score.add_argument("--out", default="-", help="CSV to write (default: stdout); columns "
                                                   "frame,pts,video,temporal,audio,fused")
     score.add_argument("--fps", type=positive_float, default=None,
@@ -261,7 +260,7 @@ def add_parsers(sub: Any) -> None:
     ev = sub.add_parser("eval", help="frame-level ROC-AUC and event recall / false alarms on labelled clips")
     ev.add_argument("clips", nargs="+", help="inputs with <input>.json ground truth beside them: \"anomalies\" "
                     "intervals, or \"frame_labels\" (a 0/1 per input frame); without one an input is all normal")
-    ev.add_argument("--model", default=str(_DEFAULT_MODEL), help="model package directory (default: bundled)")
+    ev.add_argument("--model", default=str(default_package_dir()), help="model package directory (default: bundled)")
     ev.add_argument("--fps", type=positive_float, default=None, help="frame rate of image-sequence inputs")
     ev.add_argument("--motion-threshold", type=float, default=5.0, help="motion gate threshold; 0: off")
     ev.add_argument("--json", action="store_true", help="the full report as JSON")
@@ -287,7 +286,7 @@ def add_parsers(sub: Any) -> None:
     be.set_defaults(func=cmd_build_engine)
 
     bn = sub.add_parser("bench-engines", help="inference speed per batch size: ONNX Runtime vs torch eager on CPU")
-    bn.add_argument("--model", default=str(_DEFAULT_MODEL), help="model package directory (default: bundled)")
+    bn.add_argument("--model", default=str(default_package_dir()), help="model package directory (default: bundled)")
     bn.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
     bn.add_argument("--threads", type=int, default=1)
     bn.add_argument("--seconds", type=float, default=1.0, help="measuring time per engine and batch size")

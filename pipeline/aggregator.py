@@ -46,10 +46,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipeline.events import AnomalyEvent, EndReason, EventType, ModalityScore, UpdateReason
 from pipeline.frames import Modality, Score
+from pipeline.strict import StrictModel
 
 # Modality names the fusion config may name: the runner's modalities and those the scorers are growing into.
 KNOWN_MODALITIES = frozenset({m.value for m in Modality} | {"temporal", "tampering"})
@@ -57,10 +58,6 @@ KNOWN_MODALITIES = frozenset({m.value for m in Modality} | {"temporal", "tamperi
 # Stream times are float seconds built from rational frame times (2.0 + 0.4 = 2.4000000000000004): durations
 # are compared with this tolerance, a microsecond, far below any frame interval.
 _EPS = 1e-6
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _check_names(names: list[str] | dict[str, float]) -> None:
@@ -102,7 +99,7 @@ DEFAULT_SMOOTHING_S = 0.4
 DEFAULT_MIN_DURATION_S = 0.6
 
 
-class MaxFusion(_Strict):
+class MaxFusion(StrictModel):
     """The highest calibrated score among the fresh modalities, each less its modality's discount."""
 
     type: Literal["max"] = "max"
@@ -119,7 +116,7 @@ class MaxFusion(_Strict):
         return discount
 
 
-class WeightedFusion(_Strict):
+class WeightedFusion(StrictModel):
     """Weighted mean of the fresh modalities that have a weight (renormalised over those that are fresh)."""
 
     type: Literal["weighted"] = "weighted"
@@ -137,7 +134,7 @@ class WeightedFusion(_Strict):
         return weights
 
 
-class AnyOfFusion(_Strict):
+class AnyOfFusion(StrictModel):
     """The highest calibrated score among the fresh modalities of a set (the others are ignored)."""
 
     type: Literal["any_of"] = "any_of"
@@ -150,7 +147,7 @@ class AnyOfFusion(_Strict):
         return sorted(set(names))
 
 
-class AllOfFusion(_Strict):
+class AllOfFusion(StrictModel):
     """The lowest calibrated score of a set of modalities: anomalous only when all of them are, and fresh."""
 
     type: Literal["all_of"] = "all_of"
@@ -166,11 +163,8 @@ class AllOfFusion(_Strict):
 Fusion = Annotated[MaxFusion | WeightedFusion | AnyOfFusion | AllOfFusion, Field(discriminator="type")]
 
 
-class AggregatorSettings(BaseModel):
+class AggregatorSettings(StrictModel):
     """Per-camera event decisions; the daemon's config embeds this block as ``events:``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     fusion: Fusion = Field(
         default_factory=MaxFusion,
         description="How modalities combine: max, weighted, any_of, all_of "

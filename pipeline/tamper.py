@@ -23,19 +23,17 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from pipeline.aggregator import AggregatorSettings
+from pipeline.strict import StrictModel
 
 TAMPERED = 10.0
 _BLOCK = 16
 
 
-class TamperSettings(BaseModel):
+class TamperSettings(StrictModel):
     """Tampering checks of one camera; the daemon config embeds this block as ``tampering:``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     enabled: bool = Field(True, description="Run the tampering checks on the video frames")
     blackout_luma: float = Field(12.0, ge=0, le=255, description="Mean luma below this is a blackout")
     covered_std: float = Field(5.0, ge=0, le=128, description="Luma standard deviation below this: lens covered")

@@ -13,7 +13,7 @@ if str(ROOT) not in sys.path:
 pytest_plugins = ["fixtures.kafka", "fixtures.rtsp"]
 
 SAMPLES = ROOT / "samples"
-DEFAULT_MODEL = SAMPLES / "models" / "default"
+DEFAULT_MODEL = ROOT / "pipeline" / "models" / "default"
 
 
 import socket  # noqa: E402

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from support.alert_messages import lifecycle, message
 
-from alerts.cli import format_event, main
+from alerts.cli import main
+from alerts.console import format_event
 from alerts.outbox import DEFAULT_OUTBOX_PATH, Outbox
 
 REPO = Path(__file__).resolve().parents[1]

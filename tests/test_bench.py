@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import DEFAULT_MODEL
 
-from edge.bench import DEFAULT_MODEL
 from edge.cli import main
 from pipeline.models.package import ModelPackage
 

@@ -32,7 +32,7 @@ from alerts.publisher import KafkaSettings
 from alerts.schema import EventMessage
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "samples" / "models" / "default"
+MODEL = ROOT / "pipeline" / "models" / "default"
 SCHEMA = json.loads((ROOT / "alerts" / "event.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
 

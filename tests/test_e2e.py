@@ -49,7 +49,7 @@ def edge_cli(*args: str, cwd: Path, timeout: float) -> subprocess.CompletedProce
 def test_demo_config_writes_the_expected_events_and_alerts_tail_prints_them(tmp_path):
     proc = edge_cli("run", "-c", str(ROOT / "configs" / "demo.yaml"), cwd=tmp_path, timeout=200)
     assert proc.returncode == 0, proc.stderr
-    assert " NEW " in proc.stdout and " END " in proc.stdout
+    assert "  new     " in proc.stdout and "  end     " in proc.stdout
     with Outbox(tmp_path / ".lepton" / "outbox.db", readonly=True) as outbox:
         messages = [row.message() for row in outbox.read(limit=10_000)]
     assert messages

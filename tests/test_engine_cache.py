@@ -20,7 +20,7 @@ from pipeline.engines.ort import OrtEngine
 from pipeline.engines.tensorrt import BuildState, TensorRTEngine
 from pipeline.errors import EngineError
 
-DEFAULT = Path(__file__).resolve().parents[1] / "samples" / "models" / "default"
+DEFAULT = Path(__file__).resolve().parents[1] / "pipeline" / "models" / "default"
 # one frame stack of the default package's video graph, and its patch grid
 FRAMES = tuple(json.loads((DEFAULT / "model.json").read_text())["video"]["input"]["shape"][1:])
 GRID = tuple(json.loads((DEFAULT / "model.json").read_text())["video"]["output"]["shape"][1:])

@@ -105,7 +105,7 @@ def test_shipped_default_package_loads_and_scores() -> None:
     from pipeline.engines import create_engine
     from pipeline.scorer import AudioScorer, VideoScorer
 
-    root = Path(__file__).resolve().parent.parent / "samples" / "models" / "default"
+    root = Path(__file__).resolve().parent.parent / "pipeline" / "models" / "default"
     if not root.is_dir():
         pytest.skip("no default package (make models)")
     pkg = ModelPackage.load(root)

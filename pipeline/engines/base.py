@@ -22,10 +22,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import Field, TypeAdapter, field_validator
 
 from pipeline.engines.interface import Engine
 from pipeline.errors import EngineError
+from pipeline.strict import StrictModel
 
 __all__ = [
     "Engine",
@@ -37,9 +38,7 @@ __all__ = [
 ]
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class _Config(StrictModel):
     def kwargs(self) -> dict[str, Any]:
         """The backend's constructor arguments."""
         return self.model_dump(exclude={"type"})

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from pipeline.strict import StrictModel
 
 DEFAULT_MEDIA_PATH = Path(".lepton/media")
 # Snapshot-only cameras keep this much before the scoring position: enough for a keyframe before any peak
@@ -16,11 +18,8 @@ DEFAULT_MEDIA_PATH = Path(".lepton/media")
 SNAPSHOT_SPAN_S = 10.0
 
 
-class SnapshotSettings(BaseModel):
+class SnapshotSettings(StrictModel):
     """A JPEG of the frame at the event's peak, with the worst region marked."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     enabled: bool = Field(False, description="Keep a snapshot of each event of this camera")
     quality: int = Field(4, ge=2, le=31, description="JPEG quantiser: 2 best (largest) ... 31 worst")
     draw_box: bool = Field(True, description="Draw the event's worst region on the snapshot as a red rectangle")
@@ -28,11 +27,8 @@ class SnapshotSettings(BaseModel):
                              "snapshots when clips are off (MB)")
 
 
-class ClipSettings(BaseModel):
+class ClipSettings(StrictModel):
     """A stream-copied Matroska clip of each event, from pre-roll before its start to post-roll after its end."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     enabled: bool = Field(False, description="Keep a clip of each event of this camera")
     pre_roll_s: float = Field(5.0, ge=0, le=60, description="Seconds before the event's start (the clip starts at "
                               "the keyframe at or before that)")
@@ -43,11 +39,8 @@ class ClipSettings(BaseModel):
                              "the hard bound when the bitrate is higher than max_s assumes")
 
 
-class MediaSettings(BaseModel):
+class MediaSettings(StrictModel):
     """Where snapshots and clips go, and how much of them is kept."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     path: Path = Field(DEFAULT_MEDIA_PATH, description="Media directory (relative: to the working directory, like "
                        "the outbox); events refer to files by their path relative to it")
     max_total_mb: float = Field(2048.0, gt=0, description="Most disk the directory may use; oldest files go first")

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -38,6 +37,7 @@ from pipeline.calibration import Calibration
 from pipeline.engines.cache import file_sha256
 from pipeline.errors import ModelPackageError
 from pipeline.features import LogMelConfig
+from pipeline.strict import StrictModel
 
 FORMAT: Final = "lepton-edge-model/1"
 MANIFEST = "model.json"
@@ -58,8 +58,8 @@ CalibrationField = Annotated[
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+class _Strict(StrictModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
 
 def _plain_file_name(name: str) -> str:

@@ -336,7 +336,7 @@ class MediaReader:
         finally:
             sink.end_session()
 
-    def _items(
+    def _items(  # noqa: C901, PLR0912, PLR0915 -- above the limits: to be split by stage (issue 23)
         self, stop: threading.Event | None, tl: StreamTimeline
     ) -> Generator[VideoFrame | AudioWindow, None, None]:
         spec = self.spec
