@@ -25,7 +25,7 @@ calibrated streams go through
 recalled when an event overlaps it (up to ``EVENT_LATE_S`` after its end); an event that overlaps none is a
 false alarm, counted per hour of footage.
 
-    python -m pipeline.evaluation --package samples/models/default samples/test_*.mkv samples/normal_eval.mkv
+    python -m pipeline.evaluation --package pipeline/models/default samples/test_*.mkv samples/normal_eval.mkv
 """
 
 from __future__ import annotations
