@@ -591,14 +591,23 @@ def heldout_video(inputs: Sequence[NormalInput]) -> Iterator[np.ndarray]:
             yield _gather(x.frames, idx[k : k + 64], x.step)
 
 
+def _spread(idx: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
+    """About ``n`` of the indices of all inputs together: every k-th of each input's (one k for all)."""
+    every = max(1, sum(len(i) for i in idx) // max(n, 1))
+    return [i[::every] for i in idx]
+
+
+def _in_batches(idx: np.ndarray, size: int = 64) -> Iterator[np.ndarray]:
+    for k in range(0, len(idx), size):
+        yield idx[k : k + size]
+
+
 def seen_video(inputs: Sequence[NormalInput], n: int) -> Iterator[np.ndarray]:
     """Batches of about ``n`` stacks spread evenly over the part of ``inputs`` the model trained on."""
     idx = [_stack_indices(len(x.frames), 0, trained_part(len(x.frames)), x.step) for x in inputs]
-    every = max(1, sum(len(i) for i in idx) // max(n, 1))
-    for x, i in zip(inputs, idx, strict=True):
-        i = i[::every]
-        for k in range(0, len(i), 64):
-            yield _gather(x.frames, i[k : k + 64], x.step)
+    for x, i in zip(inputs, _spread(idx, n), strict=True):
+        for b in _in_batches(i):
+            yield _gather(x.frames, b, x.step)
 
 
 # ------------------------------------------------------------------------------------------------- temporal
@@ -704,11 +713,9 @@ def heldout_temporal(inputs: Sequence[NormalInput], embeddings: Sequence[np.ndar
 def seen_temporal(inputs: Sequence[NormalInput], embeddings: Sequence[np.ndarray], n: int) -> Iterator[np.ndarray]:
     """Batches of about ``n`` windows spread evenly over the part of ``inputs`` the model trained on."""
     idx = [_window_indices(len(x.frames), 0, trained_part(len(x.frames)), x.step) for x in inputs]
-    every = max(1, sum(len(i) for i in idx) // max(n, 1))
-    for x, emb, i in zip(inputs, embeddings, idx, strict=True):
-        i = i[::every]
-        for k in range(0, len(i), 64):
-            yield _windows(emb, i[k : k + 64], x.step)
+    for x, emb, i in zip(inputs, embeddings, _spread(idx, n), strict=True):
+        for b in _in_batches(i):
+            yield _windows(emb, b, x.step)
 
 
 def heldout_seconds(video: Sequence[NormalInput], audio: Sequence[NormalInput]) -> dict[str, float]:
