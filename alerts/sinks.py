@@ -183,29 +183,16 @@ class DeadLetterFile:
         self.path = self._file.path
 
     def put(self, msg: EventMessage, *, sink: str, error: str, attempts: int) -> None:
-        record = {
-            "failed_at": datetime.now(timezone.utc).isoformat(),
-            "kind": "undeliverable",
-            "sink": sink,
-            "error": error,
-            "attempts": attempts,
-            "message": json.loads(msg.to_json()),
-        }
-        self._file.append(json.dumps(record, separators=(",", ":")).encode("utf-8"))
+        self._write("undeliverable", sink=sink, error=error, attempts=attempts, message=json.loads(msg.to_json()))
 
     def put_poison(self, record: Any, *, topic: str, partition: int, reason: str) -> None:
         """A Kafka record that is no readable event: why, where it was, and its original bytes (base64)."""
-        entry = {
-            "failed_at": datetime.now(timezone.utc).isoformat(),
-            "kind": "poison",
-            "reason": reason,
-            "topic": topic,
-            "partition": partition,
-            "offset": int(record.offset),
-            "timestamp_ms": getattr(record, "timestamp", None),
-            "key_b64": _b64(getattr(record, "key", None)),
-            "value_b64": _b64(record.value),
-        }
+        self._write("poison", reason=reason, topic=topic, partition=partition, offset=int(record.offset),
+                    timestamp_ms=getattr(record, "timestamp", None), key_b64=_b64(getattr(record, "key", None)),
+                    value_b64=_b64(record.value))
+
+    def _write(self, kind: str, **fields: Any) -> None:
+        entry = {"failed_at": datetime.now(timezone.utc).isoformat(), "kind": kind, **fields}
         self._file.append(json.dumps(entry, separators=(",", ":")).encode("utf-8"))
 
     def close(self) -> None:
