@@ -32,32 +32,19 @@ def _check_names(names: list[str] | dict[str, float]) -> None:
 
 # What max fusion subtracts from a modality's calibrated score unless configured. The temporal model's scores count
 # when they are 10x rarer than the others': its calibration rests on fewer, strongly overlapping windows (each score
-# re-reads the last 2 s) and it strays further on footage unlike its training than the video model does. Measured
-# (frame-level fused AUC, same weights, discount 0 → 1): the samples 0.929 → 0.932 (16 min package), 0.913 → 0.913
-# and 0.926 → 0.928 (4 and 8 min); real footage (benchmarks/real_scene.py, three seeds) 0.932 / 0.948 / 0.887 →
-# 0.936 / 0.955 / 0.907; benchmarks/robustness.py's variants within ±0.002 (two false alarms fewer on the noisy one);
-# the same events on the samples (one opens at the bang instead of 0.8 s before it).
+# re-reads the last 2 s) and it strays further on footage unlike its training than the video model does. The
+# measurements behind this default and the two below: docs/decisions/0002.
 DEFAULT_DISCOUNT: dict[str, float] = {"temporal": 1.0}
 
 # The fused score's smoothing unless configured: a time constant of 0.4 s (two frames at the models' 5 fps). A normal
 # scene's worst patch or sound flickers from frame to frame (a lone frame at 3-4 among frames at 1), while an unusual
 # object or sound stays for many; the average lowers the lone frames and barely delays the others (a score of 10
-# reaches 3 within the frame, one of 5 a frame later). Measured 2026-12-05 (frame-level fused AUC, smoothing 0 → 0.3
-# → 0.4 s, same packages; false alarms in brackets): the samples 0.942 (1) → 0.949 (0) → 0.948 (0); real footage
-# (benchmarks/real_scene.py, three seeds) 0.909 / 0.925 / 0.943 (1 / 2 / 1) → 0.918 / 0.946 / 0.952 (2 / 2 / 0) →
-# 0.921 / 0.952 / 0.957 (2 / 1 / 0); benchmarks/robustness.py's variants as_is 0.919 (1) → 0.923 (0) → 0.923 (0),
-# gray43_10fps 0.903 (2) → 0.912 (2) → 0.911 (0), noisy 0.914 (2) → 0.925 (1) → 0.926 (0), dusk_lowbit 0.866 (2) →
-# 0.870 (1) → 0.870 (1): 12 false alarms → 4 in all. 0.6 s and more lowers the samples (0.942 at 0.6, 0.919 at 1.0):
-# a sound's end is then held too long. Every recall stayed complete.
+# reaches 3 within the frame, one of 5 a frame later). Longer holds a sound's end too long.
 DEFAULT_SMOOTHING_S = 0.4
 
 # How long the smoothed score must stay at or above enter_threshold before an event opens unless configured: 0.6 s,
-# three frames at 5 fps. With smoothing a lone frame at 10 holds the average above 3 for two frames (4.5, then 3.1),
-# which spanned the 0.4 s used before: benchmarks/shake.py's normal clip shaken by up to 0.5 model px then opened 3
-# events in 40 s instead of 0, by up to 1 px 4 and 2 (two seeds) instead of 1 and 1. With 0.6 s: 0 at 0.5 px, 2 and 1
-# at 1 px; over the footage above false alarms 4 → 2 (12 with neither), every anomaly still found. An event is
-# decided 0.2 s later for it (median from the anomaly's start to the decision, same footage: 0.4 s with neither
-# change, 0.8 s with both).
+# three frames at 5 fps. With smoothing a lone frame at 10 holds the average above 3 for two frames (4.5, then 3.1);
+# a shaking camera's lone frames would open events with less. An event is decided 0.2 s later for it.
 DEFAULT_MIN_DURATION_S = 0.6
 
 

@@ -42,11 +42,11 @@ log = logging.getLogger(__name__)
 # Training decodes audio in chunks of this much (the last part shorter than a chunk is left out); a power of two, so
 # that chunk times add up exactly and fall into the right ``PIECE_S`` piece.
 AUDIO_CHUNK_S = 1.0
-# How much normal footage training holds in memory. A minute of video at FPS * OVERSAMPLE costs ~170 MB while training
-# (frames, their embeddings, the patch statistics; 16 min of clips peaked at 3.8 GB, 32 min at 6.7 GB) and ~6 s of
-# the patch-statistics pass: hours of recordings would not fit a small machine, and a budget of minutes could not
-# use them anyway. Up to FULL_RATE_MAX_S of video every phase is kept; up to MAX_FOOTAGE_S, frames at the model's
-# rate (one phase: 5x less); beyond, evenly spaced pieces of PIECE_S, MAX_FOOTAGE_S in all (2.3 h of clips: 3.1 GB).
+# How much normal footage training holds in memory (frames, their embeddings, the patch statistics: a minute of video
+# at the full rate costs ~170 MB, docs/decisions/0002): hours of recordings would not fit a small machine, and a
+# budget of minutes could not use them anyway. Up to FULL_RATE_MAX_S of video every phase is kept; up to
+# MAX_FOOTAGE_S, frames at the model's rate (one phase: 5x less); beyond, evenly spaced pieces of PIECE_S,
+# MAX_FOOTAGE_S in all.
 FULL_RATE_MAX_S = 20 * 60.0
 MAX_FOOTAGE_S = 3600.0
 PIECE_S = 60.0

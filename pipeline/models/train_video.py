@@ -36,10 +36,8 @@ from pipeline.models.recipe import (
 from pipeline.models.video import VideoPredictor
 
 # The video model stops after this many passes over its training sequences, or at its time budget if that comes
-# first. Few minutes of footage are otherwise passed over hundreds of times and learnt by heart: PETS 2009 (40 s
-# of a real forecourt, benchmarks/real_scene.py, seeds 0-2) scored video AUC 0.927 / 0.925 / 0.935 / 0.927 / 0.923
-# after 25 / 34 / 51 / 68 / 102 passes and 0.907 after 170 (fused 0.912, the default 5-minute budget then). The bundled
-# samples' 16 minutes are passed over about twice in that budget: unaffected.
+# first: few minutes of footage are otherwise passed over hundreds of times and learnt by heart (docs/decisions/0002).
+# Long footage is passed over a few times within the budget: unaffected.
 MAX_VIDEO_EPOCHS = 50
 
 
