@@ -14,8 +14,7 @@ What it measures (see ``benchmarks/README.md`` for how to read the figures)::
 
 Each mode alternates its two sides within one run, pipeline / decode-only / decode-only / pipeline (ABBA, repeated
 ``--rounds`` times; S measured seconds per side in all), so that the other tenants of a shared machine weigh on
-both sides alike. Absolute fps
-follow the machine's load; only the ratios measured within one run are comparable between runs.
+both sides alike. Absolute fps follow the machine's load; only the ratios within one run compare between runs.
 
 *Decode-only* is the floor a plain decoder sets: the same streams demuxed and every video and audio frame fully
 decoded by PyAV (deblocking on, the reader's thread rule: ``AUTO``, one thread when cameras outnumber cores),

@@ -1,37 +1,25 @@
 """The temporal aggregator: calibrated scores of one camera in, anomaly events (new / update / end) out.
 
-Driven by stream time only (each score's ``pts``), so a replay decides exactly what a live run decides and
-tests drive it with exact score sequences and no sleeping. The watermark (latest pts seen) never goes
-backwards: a late score updates its modality but is evaluated at the watermark. Per camera, at each
-evaluation:
+Driven by stream time only (each score's ``pts``), so a replay decides exactly what a live run decides and tests
+drive it with exact score sequences and no sleeping. The watermark (latest pts seen) never goes backwards: a late
+score updates its modality but is evaluated at the watermark. Between evaluations the signal holds its last value:
+at each new pts the time since the previous one is accounted first (an event may end, open or reach its max
+duration then), then the new score applies. Each evaluation (the settings: ``pipeline.aggregator_settings``):
 
-1. **fresh modalities**: each modality's latest calibrated score holds until that modality's next score, and
-   goes stale after ``stale_s`` (a modality whose stream stopped cannot keep an event open);
-2. **fusion** of the fresh modalities into one score (``fusion.type``): ``max`` (of each calibrated score less
-   its modality's ``discount``: the temporal model's by 1 unless configured); ``weighted`` (weighted mean
-   over the fresh modalities that have a weight, renormalised so a silent microphone does not dilute the
-   video); ``any_of`` (max over a set); ``all_of`` (min over a set: every one of them must be fresh and
-   anomalous);
-3. **smoothing**: an exponential moving average of the fused score over stream time with time constant
-   ``smoothing_s`` (default ``DEFAULT_SMOOTHING_S``; causal; irregular sampling handled by ``1 - exp(-dt / tau)``);
-   0 turns it off;
-4. **hysteresis**: the smoothed score must reach ``enter_threshold``; a candidate opens as an event
-   (``new``) once it spans ``min_duration_s`` (bursts closer than ``merge_gap_s`` count as one) and no
-   ``cooldown_s`` after the previous end is running. An open event stays open while the score is at or above
-   ``exit_threshold``; once it stayed below for ``hold_s`` it is closing, and it ends (``end``, reason
-   ``quiet``, ``end_pts`` = its first quiet moment) once it stayed quiet for ``max(hold_s, merge_gap_s)``.
-   Between ``hold_s`` and ``merge_gap_s`` only a new burst (at or above ``enter_threshold``) continues it:
-   two bursts closer than ``merge_gap_s`` are one event;
-5. an event that reaches ``max_duration_s`` ends with reason ``max_duration``; if it is still anomalous a
-   new event starts at that instant (``continues`` = the old id; no min duration or cooldown), so no event
-   is longer;
-6. ``update`` messages while open: when a modality joins, when the peak rose ``update_peak_margin`` above
-   the peak of the last message, and when ``update_interval_s`` passed since the last message; each carries
-   the summary so far and one ``update_reason``.
-
-Between evaluations the signal holds its last value (zero-order hold): at each new pts the time since the
-previous one is accounted first (an event may end, open or reach its max duration then), then the new score
-applies.
+1. **fresh modalities**: each modality's latest calibrated score holds until its next one and goes stale after
+   ``stale_s`` (a modality whose stream stopped cannot keep an event open);
+2. **fusion** of the fresh modalities into one score (``fusion.type``: ``max`` less each modality's discount,
+   ``weighted``, ``any_of``, ``all_of``);
+3. **smoothing**: an exponential moving average over stream time with time constant ``smoothing_s`` (causal;
+   irregular sampling handled by ``1 - exp(-dt / tau)``; 0 turns it off);
+4. **hysteresis**: a candidate at or above ``enter_threshold`` opens (``new``) once it spans ``min_duration_s``
+   (bursts closer than ``merge_gap_s`` count as one) and no ``cooldown_s`` runs; an open event stays open at or
+   above ``exit_threshold``, is closing after ``hold_s`` below it, and ends (``end``, reason ``quiet``, ``end_pts``
+   its first quiet moment) after ``max(hold_s, merge_gap_s)``; until then only a new burst continues it;
+5. an event that reaches ``max_duration_s`` ends (``max_duration``); if still anomalous a new event continues it at
+   that instant (``continues`` = the old id; no min duration or cooldown), so no event is longer;
+6. ``update`` messages while open: when a modality joins, when the peak rose ``update_peak_margin`` above the last
+   message's, and when ``update_interval_s`` passed since the last message, each with one ``update_reason``.
 
 A stream that ends or is lost, and a shutdown, end the open event with that reason (``end_stream``).
 """
