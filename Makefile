@@ -87,11 +87,12 @@ model: setup-dev $(EXTRA_NORMAL)
 	$(BIN)/edge train --normal samples/normal_train_1.mkv samples/normal_train_2.mkv $(EXTRA_NORMAL) \
 		--out pipeline/models/default --minutes 12
 
-# The gates, run before the tests (.ci/run): lint with complexity limits (pyproject.toml), types, and the
-# configuration reference generated from the config models being current.
+# The gates, run before the tests (.ci/run): lint with complexity limits (pyproject.toml), types (the runtime
+# packages, then the tests), and the configuration reference generated from the config models being current.
 check: setup-dev
 	$(BIN)/ruff check pipeline edge alerts tests
 	$(BIN)/mypy -p pipeline -p edge -p alerts
+	$(BIN)/mypy tests
 	$(BIN)/python -m edge.config_docs --check
 
 # Regenerate docs/configuration.md from the config models' field descriptions.
