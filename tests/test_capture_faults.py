@@ -32,7 +32,8 @@ from pipeline.sources.capture import (
     IllegalTransition,
     SourceState,
 )
-from pipeline.sources.reader import SourceStalledError, StreamTimeline
+from pipeline.sources.reader import SourceStalledError
+from pipeline.sources.timeline import StreamTimeline
 
 S = SourceState
 LIVE_URL = "rtsp://admin:s3cret@127.0.0.1:9/cam"

@@ -85,7 +85,7 @@ def test_uniform_patch_scale_is_one_level_for_the_whole_picture() -> None:
 
 
 def test_calibration_widens_by_how_much_scores_grew_on_footage_not_trained_on() -> None:
-    from pipeline.models.train import MAX_MARGIN, _calibrate
+    from pipeline.models.calibrate import MAX_MARGIN, _calibrate
 
     rng = np.random.default_rng(0)
     held = rng.gamma(2.0, 1.0, 2000)
@@ -107,7 +107,8 @@ def test_calibration_widens_by_how_much_scores_grew_on_footage_not_trained_on() 
 
 def test_training_stops_a_gap_before_the_held_out_part() -> None:
     from pipeline.models.package import SourceInfo
-    from pipeline.models.train import GAP, HOLDOUT, NormalInput, _split_audio, trained_part
+    from pipeline.models.train import GAP, HOLDOUT, NormalInput, trained_part
+    from pipeline.models.train_audio import _split_audio
 
     audio = np.arange(100_000, dtype=np.float32)
     x = NormalInput(SourceInfo(name="a", sha256="0" * 64, duration_s=6.25), np.zeros((0, 1, 1), np.uint8), audio)

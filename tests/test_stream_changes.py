@@ -15,7 +15,7 @@ from fixtures.streams import concatenate, remux_video, write_stream
 
 from pipeline.frames import AudioWindow, VideoFrame, WallClock
 from pipeline.sources import MediaReader, SourceSpec, read_media
-from pipeline.sources.reader import StreamTimeline
+from pipeline.sources.timeline import StreamTimeline
 
 W, H, FPS = 64, 36, 5.0
 

@@ -83,17 +83,17 @@ def test_short_footage_is_not_passed_over_beyond_the_epoch_cap(monkeypatch: pyte
     at the budget (over-trained on 40 s of a real scene, both models scored worse: see those constants)."""
     from fixtures.scene import normal_input
 
-    from pipeline.models import train
+    from pipeline.models import train_temporal, train_video
 
-    monkeypatch.setattr(train, "MAX_VIDEO_EPOCHS", 2)  # the real cap (50) takes a minute on this footage
-    monkeypatch.setattr(train, "MAX_TEMPORAL_EPOCHS", 2)
+    monkeypatch.setattr(train_video, "MAX_VIDEO_EPOCHS", 2)  # the real cap (50) takes a minute on this footage
+    monkeypatch.setattr(train_temporal, "MAX_TEMPORAL_EPOCHS", 2)
     footage = normal_input(6.0)
-    _, report, embeddings = train.train_video([footage], 600.0, seed=0, progress=False)
+    _, report, embeddings = train_video.train_video([footage], 600.0, seed=0, progress=False)
     assert report["stopped_by"] == "epochs"
     assert report["epochs"] == pytest.approx(2, abs=16 / report["sequences"])
     assert report["steps"] == round(2 * report["sequences"] / 16)
     assert report["seconds"] < 600
-    _, report = train.train_temporal([footage], embeddings, 600.0, seed=0, progress=False)
+    _, report = train_temporal.train_temporal([footage], embeddings, 600.0, seed=0, progress=False)
     assert report["stopped_by"] == "epochs" and report["steps"] == round(2 * report["windows"] / 16)
     assert report["seconds"] < 600
 
@@ -113,37 +113,37 @@ def test_long_footage_is_kept_at_the_model_rate_then_in_even_pieces() -> None:
 def test_decode_pieces_keeps_evenly_spaced_stretches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from fixtures.media import make_clip
 
-    from pipeline.models import train
+    from pipeline.models import footage
 
     clip = str(make_clip(tmp_path / "normal.mkv", seconds=10.0))
-    whole = train.decode_pieces(clip)
+    whole = footage.decode_pieces(clip)
     assert len(whole) == 1 and len(whole[0].frames) == pytest.approx(250, abs=2) and whole[0].step == 5
-    monkeypatch.setattr(train, "PIECE_S", 2.0)
-    some = train.decode_pieces(clip, fps=train.FPS, keep=0.4)  # pieces 1 and 3 of 0-4 (2 s each), at 5 fps
+    monkeypatch.setattr(footage, "PIECE_S", 2.0)
+    some = footage.decode_pieces(clip, fps=footage.FPS, keep=0.4)  # pieces 1 and 3 of 0-4 (2 s each), at 5 fps
     assert len(some) == 2 and all(x.source is some[0].source for x in some)
     assert some[0].source.duration_s == pytest.approx(10.0, abs=0.2)  # the whole input's
     assert [len(x.frames) for x in some] == [10, 10] and all(x.step == 1 for x in some)
-    assert [len(x.audio) for x in some] == [2 * train.SAMPLE_RATE] * 2  # the sound of the same pieces
+    assert [len(x.audio) for x in some] == [2 * footage.SAMPLE_RATE] * 2  # the sound of the same pieces
     np.testing.assert_array_equal(some[0].frames, whole[0].frames[50:100:5])  # the same frames, every 5th
     np.testing.assert_array_equal(some[1].frames, whole[0].frames[150:200:5])
     # pieces count over all inputs: of one-piece clips at 0.4, the 2nd, the 4th... are kept, whole
-    monkeypatch.setattr(train, "PIECE_S", 20.0)
-    assert [len(train.decode_pieces(clip, keep=0.4, first_piece=k)[0].frames) for k in range(4)] == [0, 250, 0, 250]
-    assert [train._run_start(k, 0.75) for k in range(8)] == [0, 0, None, 3, 3, 3, None, 7]  # runs: one stretch each
+    monkeypatch.setattr(footage, "PIECE_S", 20.0)
+    assert [len(footage.decode_pieces(clip, keep=0.4, first_piece=k)[0].frames) for k in range(4)] == [0, 250, 0, 250]
+    assert [footage._run_start(k, 0.75) for k in range(8)] == [0, 0, None, 3, 3, 3, None, 7]  # runs: one stretch each
 
-    capped = train.decode_pieces(clip, max_frames=40)  # a length that could not be read: the guard
+    capped = footage.decode_pieces(clip, max_frames=40)  # a length that could not be read: the guard
     assert len(capped) == 1 and len(capped[0].frames) == 40
 
 
 def test_training_on_long_footage_names_each_input_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from fixtures.media import make_clip
 
-    from pipeline.models import train
+    from pipeline.models import footage, train
 
     clip = make_clip(tmp_path / "normal.mkv", seconds=60.0)
-    monkeypatch.setattr(train, "FULL_RATE_MAX_S", 20.0)  # 60 s is "long" here: kept at 5 fps, in 15 s pieces,
-    monkeypatch.setattr(train, "MAX_FOOTAGE_S", 30.0)  # half of them (15-30 s and 45-60 s)
-    monkeypatch.setattr(train, "PIECE_S", 15.0)
+    monkeypatch.setattr(footage, "FULL_RATE_MAX_S", 20.0)  # 60 s is "long" here: kept at 5 fps, in 15 s pieces,
+    monkeypatch.setattr(footage, "MAX_FOOTAGE_S", 30.0)  # half of them (15-30 s and 45-60 s)
+    monkeypatch.setattr(footage, "PIECE_S", 15.0)
     out = tmp_path / "long"
     report = train.train_package([str(clip)], out, minutes=0.02, progress=False, threads=1, temporal=False)
     assert report["footage"] == {"found_s": pytest.approx(60.0, abs=0.2), "video_fps": train.FPS,
@@ -157,13 +157,13 @@ def test_training_on_long_footage_names_each_input_once(tmp_path: Path, monkeypa
     # even decoded
     more = [str(make_clip(tmp_path / f"n{k}.mkv", seconds=60.0)) for k in (1, 2)]
     decoded: list[str] = []
-    decode_pieces = train.decode_pieces
+    decode_pieces = footage.decode_pieces
 
     def recording(path: str, **kw: Any) -> list[train.NormalInput]:
         decoded.append(path)
         return decode_pieces(path, **kw)
 
-    monkeypatch.setattr(train, "decode_pieces", recording)
+    monkeypatch.setattr(footage, "decode_pieces", recording)
     report = train.train_package([str(clip), *more], out, minutes=0.02, progress=False, threads=1, temporal=False)
     assert report["footage"]["kept_fraction"] == pytest.approx(1 / 6, abs=0.01)
     assert decoded == report["inputs"]["video"] == [str(clip), more[1]]
@@ -173,13 +173,13 @@ def test_training_on_long_footage_names_each_input_once(tmp_path: Path, monkeypa
 def test_audio_only_footage_is_bounded_apart_from_video(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from fixtures.media import make_clip
 
-    from pipeline.models import train
+    from pipeline.models import footage, train
 
     clip = make_clip(tmp_path / "cam.mkv", seconds=10.0)
     mic = make_clip(tmp_path / "mic.mka", seconds=60.0, video=False)  # a long recording of sound alone
-    monkeypatch.setattr(train, "FULL_RATE_MAX_S", 20.0)
-    monkeypatch.setattr(train, "MAX_FOOTAGE_S", 30.0)
-    monkeypatch.setattr(train, "PIECE_S", 15.0)
+    monkeypatch.setattr(footage, "FULL_RATE_MAX_S", 20.0)
+    monkeypatch.setattr(footage, "MAX_FOOTAGE_S", 30.0)
+    monkeypatch.setattr(footage, "PIECE_S", 15.0)
     out = tmp_path / "mixed"
     report = train.train_package([str(clip), str(mic)], out, minutes=0.02, progress=False, threads=1,
                                  temporal=False)
@@ -196,14 +196,14 @@ def test_an_input_that_is_not_media_is_refused_before_any_decoding(
     from fixtures.media import make_clip
 
     from pipeline.errors import PipelineError
-    from pipeline.models import train
+    from pipeline.models import footage, train
 
     folder = tmp_path / "normal"
     folder.mkdir()
     make_clip(folder / "a.mkv", seconds=10.0)
     (folder / "b.mkv").write_text("shopping list: eggs, milk\n" * 50)
     decoded: list[str] = []
-    monkeypatch.setattr(train, "decode_pieces", lambda path, **kw: decoded.append(path))
+    monkeypatch.setattr(footage, "decode_pieces", lambda path, **kw: decoded.append(path))
     with pytest.raises(PipelineError, match=r"b\.mkv: not a media file we can decode"):
         train.train_package([str(folder)], tmp_path / "m", minutes=0.02, progress=False, threads=1)
     assert decoded == []  # a.mkv was not decoded first, only to fail on b.mkv afterwards
@@ -272,11 +272,11 @@ def test_a_package_that_cannot_be_written_is_refused_before_any_decoding(
 
     from fixtures.media import make_clip
 
-    from pipeline.models import train
+    from pipeline.models import footage, train
 
     clip = str(make_clip(tmp_path / "a.mkv", seconds=10.0))
     decoded: list[str] = []
-    monkeypatch.setattr(train, "decode_pieces", lambda path, **kw: decoded.append(path))
+    monkeypatch.setattr(footage, "decode_pieces", lambda path, **kw: decoded.append(path))
     (tmp_path / "notes").write_text("not a folder")
     with pytest.raises(NotADirectoryError, match="notes: a file, not a folder"):
         train.train_package([clip], tmp_path / "notes" / "m", progress=False)

@@ -17,7 +17,7 @@ Bounds
       never more memory.
 
 Time
-    Packets are placed on the source time line of ``pipeline.sources.reader.StreamTimeline`` (the ``pts`` of
+    Packets are placed on the source time line of ``pipeline.sources.timeline.StreamTimeline`` (the ``pts`` of
     frames and events): ``source = raw + offset`` of the stream's current segment. At the start of a session
     the offset is not known until the first frame is decoded; packets wait in a small pending list until it is.
     Packets within the decoder's delay of a mid-session timestamp jump take the offset of before the jump (a

@@ -67,8 +67,9 @@ from typing_extensions import TypeVar
 from pipeline.errors import SourceCrashedError, SourceError, SourceFormatError
 from pipeline.frames import AudioWindow, StreamEnd, VideoFrame, utc_now
 from pipeline.redact import redact_text
-from pipeline.sources.reader import SourceStalledError, StreamTimeline
+from pipeline.sources.reader import SourceStalledError
 from pipeline.sources.spec import SourceSpec
+from pipeline.sources.timeline import StreamTimeline
 
 log = logging.getLogger(__name__)
 

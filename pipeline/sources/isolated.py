@@ -69,8 +69,9 @@ from pipeline.errors import (
 )
 from pipeline.frames import AudioWindow, VideoFrame
 from pipeline.redact import redact_text
-from pipeline.sources.reader import MediaReader, SourceStalledError, StreamTimeline
+from pipeline.sources.reader import MediaReader, SourceStalledError
 from pipeline.sources.spec import SourceSpec
+from pipeline.sources.timeline import StreamTimeline
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ import numpy as np
 
 from pipeline.errors import SourceConnectionError, SourceError, SourceFormatError, SourceNotFoundError
 from pipeline.frames import AudioWindow, WallClock
-from pipeline.sources.reader import StreamTimeline
+from pipeline.sources.timeline import StreamTimeline
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,10 @@ Streams that change under us
     * **Resolution or codec parameters change mid-stream** (a new SPS): the decoder follows it and every kept
       frame is scaled to the model's size, so nothing downstream notices.
     * **Timestamps that jump** (a camera that restarts its encoder, concatenated recordings, RTP timestamps
-      that reset): every stream's pts goes through a :class:`StreamTimeline`, which keeps one continuous
-      source time that never goes back. A jump backwards by more than ``BACKWARD_JUMP_S`` or forwards by more
-      than ``FORWARD_JUMP_S`` starts a new *segment* placed right after the latest pts seen so far; the other
-      streams join that segment when they jump too, so audio and video stay aligned. Smaller forward gaps are
-      real gaps (frames lost): video sampling resynchronises at the new pts and audio windows restart there.
-      Smaller backward steps are repeated or out-of-order frames and are dropped (sliced keyframes, see
-      FACTS.md). A new connection to a live camera is a new segment placed after the real outage.
+      that reset): every stream's pts goes through a ``StreamTimeline`` (``pipeline.sources.timeline``): one
+      continuous source time that never goes back. After a real gap (frames lost) video sampling resynchronises
+      at the new pts and audio windows restart there; repeated or slightly backward frames are dropped (sliced
+      keyframes, see FACTS.md).
     * **Video-only, audio-only, late or missing audio**: a source decodes whatever it has of what is wanted.
       Audio that starts late is placed on the same time line as the video; audio that never comes is absent.
     * **Codecs**: whatever the FFmpeg inside PyAV decodes (H.264, H.265, AAC, Opus, G.711 A-law and mu-law
@@ -54,6 +51,7 @@ from pipeline.errors import SourceConnectionError, SourceError, SourceFormatErro
 from pipeline.frames import AudioWindow, VideoFrame, WallClock, utc_now
 from pipeline.redact import redact_text
 from pipeline.sources.spec import SourceKind, SourceSpec, expand_folders, image_sequence
+from pipeline.sources.timeline import StreamTimeline
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +63,6 @@ _GARBAGE_WINDOW = 50
 _GARBAGE_FRACTION = 0.5
 # Container timestamps are rounded (ms in MKV): a frame this close before its due time counts as due.
 _SAMPLE_TOLERANCE_S = 0.005
-# Timestamp jumps that start a new segment of the time line (see the module docstring).
-BACKWARD_JUMP_S = 0.5
-FORWARD_JUMP_S = 5.0
 # Audio whose pts is this far from where the previous audio ended is a gap (or overlap): windows restart.
 _AUDIO_RESYNC_S = 0.1
 # Video decoder threads when one camera has cores to spare. Frame threads delay the output: N threads hold N-1
@@ -101,79 +96,6 @@ class PacketSink(Protocol):
 
 class SourceStalledError(SourceConnectionError, TimeoutError):
     """A live source stopped delivering frames (connection open, nothing decodable arriving)."""
-
-
-class StreamTimeline:
-    """One source's continuous time line across timestamp jumps and reconnections (see the module docstring).
-
-    ``map(kind, raw_pts)`` turns a stream's raw pts into source time. Each stream (``"video"``, ``"audio"``)
-    belongs to a segment; a segment is an offset added to raw pts. The time line survives a reader: a capture
-    worker keeps one per source and hands it to every reconnection, so pts keep increasing across outages,
-    which the aggregator relies on (its watermark never goes back).
-    """
-
-    def __init__(self) -> None:
-        self.latest: float | None = None  # latest source time handed out
-        self.latest_at: float | None = None  # monotonic time (s) of that
-        self.discontinuities = 0  # segments started by a jump (not by a reconnection)
-        self.video_seq = 0
-        self.audio_seq = 0
-        self._offsets = [0.0]
-        self._streams: dict[str, tuple[int, float]] = {}  # kind -> (segment, last raw pts)
-        self._pending_gap: float | None = None
-
-    def new_session(self, gap_s: float) -> None:
-        """A new connection: raw pts restart, and the next one maps to ``gap_s`` after the latest."""
-        if self.latest is not None:
-            self._pending_gap = gap_s
-            self._streams.clear()
-
-    def map(self, kind: str, raw: float, *, gap_s: float, now: float) -> float:
-        """Source time of ``raw`` on stream ``kind``; a jump starts a segment ``gap_s`` after the latest."""
-        state = self._streams.get(kind)
-        segment = len(self._offsets) - 1
-        if self._pending_gap is not None:
-            self._start_segment(raw, self._pending_gap)
-            self._pending_gap = None
-            segment = len(self._offsets) - 1
-        elif state is not None:
-            segment, last = state
-            if raw < last - BACKWARD_JUMP_S or raw > last + FORWARD_JUMP_S:
-                if segment < len(self._offsets) - 1:
-                    segment = len(self._offsets) - 1  # another stream already started this stream's segment
-                else:
-                    self._start_segment(raw, gap_s)
-                    self.discontinuities += 1
-                    segment = len(self._offsets) - 1
-                    log.info("%s pts jumped from %.3f to %.3f s: new segment at %.3f s", kind, last, raw,
-                             raw + self._offsets[segment])
-        self._streams[kind] = (segment, raw)
-        out = raw + self._offsets[segment]
-        if self.latest is None or out > self.latest:
-            self.latest, self.latest_at = out, now
-        return out
-
-    def offset(self, kind: str) -> float | None:
-        """What stream ``kind``'s raw pts add up to source time right now; None until its first mapping in this
-        session (the packet ring places packets with it, see ``pipeline.media.ring``)."""
-        state = self._streams.get(kind)
-        if state is None or self._pending_gap is not None:
-            return None
-        return self._offsets[state[0]]
-
-    def segment(self, kind: str) -> int:
-        """The segment stream ``kind`` is in (changes when its timestamps jumped or it reconnected)."""
-        state = self._streams.get(kind)
-        return state[0] if state is not None else -1
-
-    def raw(self, kind: str, out: float) -> float:
-        """The raw pts of stream ``kind`` (in its current segment) that maps to source time ``out``."""
-        state = self._streams.get(kind)
-        return out - self._offsets[state[0] if state is not None else -1]
-
-    def _start_segment(self, raw: float, gap_s: float) -> None:
-        base = self.latest if self.latest is not None else raw
-        self._offsets.append(base + gap_s - raw)
 
 
 class MediaReader:
