@@ -158,7 +158,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(f"   {key}: {details}")
                 cal = part.get("calibration")
                 if isinstance(cal, dict) and "margin" in cal:
-                    print(f"   {key} held-out: {cal['n']} scores, {100 * cal['heldout_rate_ge_3']:.2f}% >= 3 "
+                    held = report.get("heldout", {}).get("audio" if key == "audio" else "video", "held-out part")
+                    print(f"   {key} held-out ({held}): {cal['n']} scores, {100 * cal['heldout_rate_ge_3']:.2f}% >= 3 "
                           f"(the calibration promises 0.1% on new footage), generalisation margin "
                           f"x{cal['margin']:.2f} (held-out vs trained-on scores)")
     return EXIT_OK
