@@ -431,26 +431,8 @@ class CaptureWorker(Generic[SpecT]):
             if not self.spec.live:
                 return _Outcome.EOF, delivered
             self.last_error = "the camera ended the stream"
-        except SourceStalledError as exc:
-            self.stalls += 1
-            self.last_error = redact_text(str(exc))
-            if delivered:
-                self._set_state(SourceState.STALLED, self.last_error)
-        except SourceFormatError as exc:
-            self.last_error = redact_text(str(exc))
-            outcome = _Outcome.BROKEN
-        except SourceCrashedError as exc:  # a capture process died (isolation: process): a crash, no traceback here
-            self.crashes += 1
-            self.last_error = redact_text(str(exc))
-            outcome = _Outcome.BROKEN
-            log.error("camera %s: %s", self.spec.camera_id, self.last_error)
-        except SourceError as exc:
-            self.last_error = redact_text(str(exc))
         except Exception as exc:  # noqa: BLE001 - isolation: one camera's crash never reaches the others
-            self.crashes += 1
-            self.last_error = _describe(exc)
-            outcome = _Outcome.BROKEN
-            log.error("camera %s: unexpected error while decoding\n%s", self.spec.camera_id, _traceback(exc))
+            outcome = self._failed(exc, delivered)
         finally:
             close = getattr(items, "close", None)
             if close is not None:
@@ -462,6 +444,31 @@ class CaptureWorker(Generic[SpecT]):
         if self._stop.is_set():
             return _Outcome.STOPPED, delivered
         return outcome, delivered
+
+    def _failed(self, exc: Exception, delivered: bool) -> _Outcome:
+        """Count and describe what ended a session: LOST (the connection, a stall: reconnect as usual) or BROKEN
+        (garbage, a crash); anything unexpected is logged with its traceback."""
+        if isinstance(exc, SourceStalledError):
+            self.stalls += 1
+            self.last_error = redact_text(str(exc))
+            if delivered:
+                self._set_state(SourceState.STALLED, self.last_error)
+            return _Outcome.LOST
+        if isinstance(exc, SourceFormatError):
+            self.last_error = redact_text(str(exc))
+            return _Outcome.BROKEN
+        if isinstance(exc, SourceCrashedError):  # a capture process died (isolation: process): no traceback here
+            self.crashes += 1
+            self.last_error = redact_text(str(exc))
+            log.error("camera %s: %s", self.spec.camera_id, self.last_error)
+            return _Outcome.BROKEN
+        if isinstance(exc, SourceError):
+            self.last_error = redact_text(str(exc))
+            return _Outcome.LOST
+        self.crashes += 1
+        self.last_error = _describe(exc)
+        log.error("camera %s: unexpected error while decoding\n%s", self.spec.camera_id, _traceback(exc))
+        return _Outcome.BROKEN
 
     def _end(self, *, lost: bool, reason: str) -> None:
         pts = self.timeline.latest if self.timeline.latest is not None else 0.0
