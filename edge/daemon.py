@@ -26,9 +26,10 @@ from typing import TextIO
 from alerts.console import format_event
 from alerts.errors import OutboxError
 from alerts.latency import AckLatency, LatencyStats
-from alerts.outbox import Outbox, SalvageReport, open_checked
+from alerts.outbox import Outbox
 from alerts.publisher import KafkaPublisher
 from alerts.recovery import end_interrupted
+from alerts.salvage import SalvageReport, open_checked
 from alerts.schema import EventMessage, ModelProvenance
 from edge.config import EdgeConfig
 from edge.errors import StartupError
