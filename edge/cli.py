@@ -251,8 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
-    from edge import bench, doctor, models_cli, simulate
+    from edge import bench, console_cli, doctor, models_cli, simulate
 
+    console_cli.add_parsers(sub)  # console, feedback
     doctor.add_parser(sub)
     simulate.add_parser(sub)
     bench.add_parser(sub)
