@@ -376,6 +376,16 @@ class Outbox:
             ).fetchall()
         return [self._row(r) for r in rows]
 
+    def id_before(self, created_since: float) -> int:
+        """The id to read after (``read(after_id=...)``) for the rows put at or after ``created_since`` (wall time,
+        Unix s): the last id before the first of them, or the last id of all when none is that recent."""
+        with self.locked("cannot read the outbox") as conn:
+            first = conn.execute("SELECT MIN(id) FROM outbox WHERE created_at >= ?", (created_since,)).fetchone()[0]
+            if first is not None:
+                return int(first) - 1
+            last = conn.execute("SELECT MAX(id) FROM outbox").fetchone()[0]
+        return int(last or 0)
+
     def unfinished(self, *, site: str | None = None, camera_ids: Iterable[str] | None = None) -> list[OutboxRow]:
         """The latest row of each event that has a ``new`` (or ``update``) here but no ``end``, oldest first (camera
         status alerts, ``offline`` without its ``online``, are not events and are not returned).

@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from edge.argtypes import positive_int
+from edge.argtypes import port
 
 DEFAULT_PORT = 8971
 
@@ -28,7 +28,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     console.add_argument("--media", type=Path, default=None,
                          help="media directory of snapshots and clips (default: the config's, else .lepton/media)")
     console.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    console.add_argument("--port", type=positive_int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    console.add_argument("--port", type=port, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0: any free port")
     console.add_argument("--token-file", type=Path, default=None,
                          help="file holding a token every request must carry (required beyond loopback); a browser "
                               "opens the console once with ?token=<token>")

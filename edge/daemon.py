@@ -44,7 +44,7 @@ from edge.web.context import ConsoleContext
 from pipeline.errors import SourceError, SourceNotFoundError
 from pipeline.events import AnomalyEvent, EventType
 from pipeline.frames import utc_now
-from pipeline.live import EventTraces, LiveView, PatchGeometry
+from pipeline.live import EventTraces, LiveView, heat_sources
 from pipeline.media import MediaRecorder
 from pipeline.models.package import ModelPackage
 from pipeline.runner import Runner, RunnerSettings
@@ -174,10 +174,7 @@ class Daemon:
 
     def _watch_scoring(self, package: ModelPackage, scorer: PackageScorer) -> None:
         """Events keep their timeline and the heat-map of their peak; engine calls are timed per graph."""
-        v = package.video
-        if v is not None:
-            self._traces = EventTraces(self.live, geometry=PatchGeometry(v.width, v.height, v.patch, v.patch_stride),
-                                       calibrate=v.calibration.calibrate)
+        self._traces = EventTraces(self.live, heat=heat_sources(package, self.cfg.events.fusion))
         for graph in ("video", "temporal", "audio"):
             part = getattr(scorer, graph, None)
             if part is not None:

@@ -1,7 +1,8 @@
 """What the console shows of the running pipeline, and what each event keeps of its scores.
 
 The runner's scoring thread feeds a ``RunObserver`` (``Runner(observer=...)``): every scored frame, the video
-model's per-patch errors of the frames it ran on, and every score with the camera's smoothed fused score after it.
+model's per-patch errors of the frames it ran on and the temporal model's per-cell errors of the windows it scored
+(each a map of where in the picture), and every score with the camera's smoothed fused score after it.
 
 * ``LiveView`` keeps, per camera, what the live page reads from its HTTP threads (a lock between them): the last
   frame the model saw (luma at model size: no extra decoding), the measured frame rate, the fused score of the
@@ -9,9 +10,9 @@ model's per-patch errors of the frames it ran on, and every score with the camer
   per-patch errors (for events to pick from).
 * ``EventTraces`` (scoring thread only) follows each open event: its timeline — video, temporal, audio,
   tampering and fused scores from ``pre_s`` before its start to its end, thinned to at most ``max_points`` per
-  series by keeping the higher of neighbours — and the per-patch errors of the frame at its peak on the video
-  score's calibrated scale (the console's heat-map). The daemon stores both with each message
-  (``alerts.store``).
+  series by keeping the higher of neighbours — and the maps of the frame at its peak (the frame its snapshot
+  shows), each on its model's calibrated scale with its fusion discount: the console's heat-map of where. The
+  daemon stores both with each message (``alerts.store``).
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pipeline.aggregator import Fusion, MaxFusion
 from pipeline.events import AnomalyEvent, EventType
 from pipeline.frames import Modality, Score, VideoFrame
+from pipeline.models.package import ModelPackage
 
 FUSED = "fused"  # the series name of the smoothed fused score, beside the modalities' names
 TAMPERING = Modality.TAMPERING.value
+_FRAME_TOLERANCE_S = 0.3  # the kept maps are the peak's when this near it
 
 
 class RunObserver(Protocol):
@@ -38,8 +42,9 @@ class RunObserver(Protocol):
     def frame(self, frame: VideoFrame) -> None:
         """A frame was scored (its luma is the model's input)."""
 
-    def patches(self, frame: VideoFrame, errors: np.ndarray) -> None:
-        """The video model's per-patch errors (gh, gw) of ``frame``, masked cells 0 (frames it ran on only)."""
+    def patches(self, frame: VideoFrame, kind: str, errors: np.ndarray) -> None:
+        """A model's map of ``frame``, masked cells 0: ``video``, the per-patch errors (gh, gw) of the frames it ran
+        on; ``temporal``, the per-cell errors (eh, ew) of the window that ended at the frame."""
 
     def score(self, score: Score, fused: float | None, fused_pts: float) -> None:
         """A score reached its camera's aggregator; ``fused``: the smoothed fused score after it (None: none), at
@@ -48,8 +53,8 @@ class RunObserver(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class PatchGeometry:
-    """Where the cells of a per-patch error map lie: ``patch`` squares every ``stride`` pixels of the model's
-    ``width`` x ``height`` input."""
+    """Where the cells of an error map lie: ``patch`` squares every ``stride`` pixels of a ``width`` x ``height``
+    picture (the video model's input; the temporal model's cells tile an eh x ew grid: 1 every 1)."""
 
     width: int
     height: int
@@ -57,12 +62,22 @@ class PatchGeometry:
     stride: int
 
 
+@dataclass(frozen=True, slots=True)
+class HeatSource:
+    """How one model's maps become heat: where its cells lie, its calibration, and the discount fusion gives it."""
+
+    geometry: PatchGeometry
+    calibrate: Callable[[np.ndarray], np.ndarray]
+    discount: float = 0.0
+    tolerance_s: float = 0.3  # a map this near a frame is that frame's (frames: every 0.2 s at 5 fps)
+
+
 @dataclass
 class _CameraLive:
     last_frame: VideoFrame | None = None
     frame_times: collections.deque[int] = field(default_factory=lambda: collections.deque(maxlen=64))
     points: collections.deque[tuple[float, str, float]] = field(default_factory=collections.deque)
-    maps: collections.deque[tuple[float, np.ndarray]] = field(default_factory=collections.deque)
+    maps: dict[str, collections.deque[tuple[float, np.ndarray]]] = field(default_factory=dict)
     spark: collections.deque[tuple[float, float]] = field(default_factory=collections.deque)
     spark_bucket: float = -math.inf  # wall second of the sparkline's last point
 
@@ -90,9 +105,9 @@ class LiveView:
             cam.last_frame = frame
             cam.frame_times.append(frame.monotonic_ns)
 
-    def patches(self, frame: VideoFrame, errors: np.ndarray) -> None:
+    def patches(self, frame: VideoFrame, kind: str, errors: np.ndarray) -> None:
         with self._lock:
-            maps = self._cam(frame.camera_id).maps
+            maps = self._cam(frame.camera_id).maps.setdefault(kind, collections.deque())
             maps.append((frame.pts, errors))
             while maps and maps[0][0] < frame.pts - self.recent_s:
                 maps.popleft()
@@ -149,11 +164,12 @@ class LiveView:
             cam = self._cams.get(camera_id)
             return [p for p in cam.points if p[0] >= since_pts] if cam is not None else []
 
-    def patches_at(self, camera_id: str, pts: float, tolerance_s: float = 0.5) -> tuple[float, np.ndarray] | None:
-        """The kept patch map nearest ``pts`` (within ``tolerance_s``), with its frame's pts."""
+    def patches_at(self, camera_id: str, kind: str, pts: float,
+                   tolerance_s: float = 0.5) -> tuple[float, np.ndarray] | None:
+        """The kept map of ``kind`` nearest ``pts`` (within ``tolerance_s``), with its frame's pts."""
         with self._lock:
             cam = self._cams.get(camera_id)
-            maps = list(cam.maps) if cam is not None else []
+            maps = list(cam.maps.get(kind, ())) if cam is not None else []
         best = min(maps, key=lambda m: abs(m[0] - pts), default=None)
         return best if best is not None and abs(best[0] - pts) <= tolerance_s else None
 
@@ -163,8 +179,9 @@ class _Trace:
     event_id: str
     camera_id: str
     series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
-    heat_pts: float | None = None
-    heat: list[list[float]] | None = None
+    best_fused: float = -math.inf  # the highest fused score seen, whose frame's patch map is kept
+    heat_pts: float | None = None  # the frame the maps are kept for
+    heat: dict[str, tuple[float, np.ndarray]] = field(default_factory=dict)  # kind -> (its frame, raw errors)
 
     def add(self, pts: float, name: str, value: float, max_points: int) -> None:
         points = self.series.setdefault(name, [])
@@ -175,15 +192,13 @@ class _Trace:
 
 class EventTraces:
     """Each open event's timeline and peak heat-map (see the module docstring). A ``RunObserver``: it feeds
-    ``live`` and adds each score to the open events of its camera. ``calibrate`` maps raw per-patch errors to the
-    video score's calibrated scale; without it (or without ``geometry``) events get no heat-map."""
+    ``live`` and adds each score to the open events of its camera. ``heat``: the maps that make the heat-map, by
+    kind (video, temporal); without any, events get none."""
 
-    def __init__(self, live: LiveView, *, geometry: PatchGeometry | None = None,
-                 calibrate: Callable[[np.ndarray], np.ndarray] | None = None, pre_s: float = 5.0,
+    def __init__(self, live: LiveView, *, heat: dict[str, HeatSource] | None = None, pre_s: float = 5.0,
                  max_points: int = 2000) -> None:
         self.live = live
-        self.geometry = geometry
-        self._calibrate = calibrate
+        self.heat = dict(heat or {})
         self.pre_s = pre_s
         self.max_points = max_points
         self._open: dict[str, _Trace] = {}  # event id -> trace
@@ -192,8 +207,8 @@ class EventTraces:
     def frame(self, frame: VideoFrame) -> None:
         self.live.frame(frame)
 
-    def patches(self, frame: VideoFrame, errors: np.ndarray) -> None:
-        self.live.patches(frame, errors)
+    def patches(self, frame: VideoFrame, kind: str, errors: np.ndarray) -> None:
+        self.live.patches(frame, kind, errors)
 
     def score(self, score: Score, fused: float | None, fused_pts: float) -> None:
         self.live.score(score, fused, fused_pts)
@@ -201,6 +216,11 @@ class EventTraces:
             trace.add(score.pts, score.modality.value, score.calibrated, self.max_points)
             if fused is not None:
                 trace.add(fused_pts, FUSED, fused, self.max_points)
+            if fused is not None and fused > trace.best_fused:
+                # where the event's peak will be if none higher comes: keep its frame's map now, while the live
+                # view has it (an event's message may come long after its peak)
+                trace.best_fused = fused
+                self._keep_heat(trace, score.camera_id, fused_pts)
 
     def message(self, ev: AnomalyEvent) -> dict[str, Any]:
         """The event's trace so far, as stored beside this message: ``series`` (name -> [[pts, value], ...]),
@@ -211,8 +231,8 @@ class EventTraces:
             self._by_camera.setdefault(ev.camera_id, []).append(trace)
             for pts, name, value in self.live.recent_points(ev.camera_id, ev.start_pts - self.pre_s):
                 trace.add(pts, name, value, self.max_points)
-        if trace.heat_pts != ev.peak_pts:
-            self._pick_heat(trace, ev)
+        if trace.heat_pts is None or abs(trace.heat_pts - ev.peak_pts) > _FRAME_TOLERANCE_S:
+            self._keep_heat(trace, ev.camera_id, ev.peak_pts)
         # a tampering event is judged on its own score, a scene event on the others
         tamper = TAMPERING in ev.modalities
         series = {name: [list(p) for p in pts] for name, pts in trace.series.items() if (name == TAMPERING) == tamper}
@@ -223,19 +243,40 @@ class EventTraces:
             self._by_camera[ev.camera_id].remove(trace)
         return detail
 
-    def _pick_heat(self, trace: _Trace, ev: AnomalyEvent) -> None:
-        if self._calibrate is None or self.geometry is None:
-            return
-        found = self.live.patches_at(ev.camera_id, ev.peak_pts)
-        if found is None:
-            return  # keep the previous peak's map rather than none
-        trace.heat_pts = ev.peak_pts
-        calibrated = np.clip(self._calibrate(np.asarray(found[1], dtype=np.float32)), 0.0, None)
-        trace.heat = np.round(calibrated, 2).tolist()
+    def _keep_heat(self, trace: _Trace, camera_id: str, pts: float) -> None:
+        found = {kind: m for kind, src in self.heat.items()
+                 if (m := self.live.patches_at(camera_id, kind, pts, src.tolerance_s))}
+        if found:  # frames the motion gate skipped have no video map, most frames no temporal one
+            trace.heat_pts, trace.heat = pts, found
+
 
     def _heat(self, trace: _Trace) -> dict[str, Any] | None:
-        g = self.geometry
-        if trace.heat is None or g is None:
+        """By kind: the calibrated grid, its frame's pts, where its cells lie and its fusion discount."""
+        if not trace.heat:
             return None
-        return {"pts": trace.heat_pts, "grid": trace.heat, "width": g.width, "height": g.height,
-                "patch": g.patch, "stride": g.stride}
+        out: dict[str, Any] = {}
+        for kind, (pts, raw) in trace.heat.items():
+            src = self.heat[kind]
+            g = src.geometry
+            calibrated = np.clip(src.calibrate(np.asarray(raw, dtype=np.float32)), 0.0, None)
+            out[kind] = {"pts": pts, "grid": np.round(calibrated, 2).tolist(), "width": g.width, "height": g.height,
+                         "patch": g.patch, "stride": g.stride, "discount": src.discount}
+        return out
+
+
+def heat_sources(package: ModelPackage, fusion: Fusion | None = None) -> dict[str, HeatSource]:
+    """The maps of a model package that make the heat-map: the video model's patches and the temporal model's
+    cells, each with its calibration and, under max fusion, its discount (the temporal model's 1 by default)."""
+    discount = fusion.discount if isinstance(fusion, MaxFusion) else {}
+    out: dict[str, HeatSource] = {}
+    v, t = package.video, package.temporal
+    if v is not None:
+        out["video"] = HeatSource(PatchGeometry(v.width, v.height, v.patch, v.patch_stride), v.calibration.calibrate,
+                                  discount.get("video", 0.0))
+    if t is not None:
+        _, eh, ew = t.embedding_shape
+        # a window is scored every score_every frames: its map stands for the frames around it
+        every = t.score_every / (v.fps if v is not None else 5.0)
+        out["temporal"] = HeatSource(PatchGeometry(ew, eh, 1, 1), t.calibration.calibrate,
+                                     discount.get("temporal", 0.0), tolerance_s=max(0.3, every))
+    return out

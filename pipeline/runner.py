@@ -47,7 +47,7 @@ from pipeline.sources.isolated import ProcessReader
 from pipeline.sources.microphone import MicrophoneReader, MicrophoneSpec
 from pipeline.sources.reader import MediaReader
 from pipeline.sources.spec import SourceSpec
-from pipeline.stream_scoring import StreamScorer
+from pipeline.stream_scoring import StreamScorer, VideoScores
 from pipeline.tamper import TamperDetector, TamperSettings
 
 log = logging.getLogger(__name__)
@@ -335,7 +335,7 @@ class Runner:
             self._check_tampering(video)
             result = self._scoring.score_video(video)
             if self.observer is not None:
-                self._observe_frames(video, result.gated)
+                self._observe_frames(video, result)
             for f, score in zip(video, result.video, strict=True):
                 scores.append((arrival[id(f)], score))
                 self.stats[f.camera_id].frames_scored += 1
@@ -358,19 +358,21 @@ class Runner:
                 self.observer.score(s, agg.level, agg.watermark)
             self._emit(events)
 
-    def _observe_frames(self, video: list[VideoFrame], gated: list[bool]) -> None:
-        """Each frame to the observer, with its per-patch errors when the video model ran on it. The errors come
-        from the model's video scorer (``PackageScorer.video.last_maps``: one map per frame not gated, in order);
-        a model without them (a test's fake) gives frames only."""
+    def _observe_frames(self, video: list[VideoFrame], result: VideoScores) -> None:
+        """Each frame to the observer, with the video model's per-patch errors when it ran on the frame and the
+        temporal model's per-cell errors when a window ended there. They come from the model's scorers
+        (``PackageScorer.video.last_maps``: one map per frame not gated, in order; ``.temporal.last_maps``: one
+        per window scored); a model without them (a test's fake) gives frames only."""
         assert self.observer is not None
-        maps = getattr(getattr(self.model, "video", None), "last_maps", None)
-        ran = [f for f, g in zip(video, gated, strict=True) if not g]
-        if maps is None or len(maps) != len(ran):
-            ran, maps = [], []
         for f in video:
             self.observer.frame(f)
-        for f, errors in zip(ran, maps, strict=True):
-            self.observer.patches(f, errors)
+        ran = [f for f, g in zip(video, result.gated, strict=True) if not g]
+        windows = [f for f, _ in result.temporal]
+        for kind, frames in (("video", ran), ("temporal", windows)):
+            maps = getattr(getattr(self.model, kind, None), "last_maps", None)
+            if maps is not None and len(maps) == len(frames):
+                for f, errors in zip(frames, maps, strict=True):
+                    self.observer.patches(f, kind, errors)
 
     def _check_tampering(self, video: list[VideoFrame]) -> None:
         for f in video:

@@ -146,6 +146,8 @@ class TemporalScorer:
         _check_engine(engine, self.spec)
         self.floor = float(self.spec.calibration.values[0])
         self.timer: Timer | None = None
+        # per-cell errors (B, eh, ew) of the last ``score``, masked cells and windows without any embedding 0
+        self.last_maps: np.ndarray | None = None
 
     @property
     def window(self) -> int:
@@ -163,10 +165,17 @@ class TemporalScorer:
         raw = np.full(n, self.floor, dtype=np.float32)
         boxes: list[Box | None] = [None] * n
         idx = np.flatnonzero(usable)
+        _, eh, ew = s.embedding_shape
+        self.last_maps = np.zeros((n, eh, ew), dtype=np.float32)
         if len(idx):
             err = _infer(self.engine, self.timer, {s.input.name: np.ascontiguousarray(x[idx])})[s.output.name]
             _, eh, ew = err.shape  # cells tile the frame: a cell is a 1x1 "patch" of an eh x ew grid
-            r, b = worst_cell(err, 1, 1, eh, ew, [masks[i] for i in idx.tolist()] if masks else None)
+            part = [masks[i] for i in idx.tolist()] if masks else None
+            r, b = worst_cell(err, 1, 1, eh, ew, part)
+            self.last_maps[idx] = err
+            ignore = _ignored(part, 1, 1, eh, ew, (eh, ew))
+            if ignore is not None:
+                self.last_maps[idx] = np.where(ignore, 0.0, err)
             raw[idx] = r
             for i, box in zip(idx.tolist(), b, strict=True):
                 boxes[i] = box

@@ -1,10 +1,11 @@
 """Pictures and video for the console: the heat-map over a snapshot, a clip as MP4, the live frame as JPEG.
 
-* **Heat-map** (OpenCV): the video model's per-patch errors at the event's peak, on the video score's calibrated
-  scale (``pipeline.live.EventTraces``), spread over the model's input (each patch square takes the highest error
-  of the patches that cover it), scaled to the snapshot, smoothed, coloured (``COLORMAP_JET``, 0 to twice the
-  threshold) and blended over the picture: opaque where a patch reaches the threshold, transparent where it is
-  near 0, so the scene stays readable. The event's worst region is boxed.
+* **Heat-map** (OpenCV): the models' maps at the event's peak (``pipeline.live.EventTraces``): the video model's
+  per-patch errors and the temporal model's per-cell errors, each on its calibrated scale less the discount fusion
+  gives it (so the heat reads like the fused score), each spread over its grid (a pixel takes the highest of the
+  patches that cover it), scaled to the snapshot, smoothed; the higher of the two at each pixel is coloured
+  (``COLORMAP_JET``, 0 to twice the threshold) and blended over the picture: opaque where it reaches the
+  threshold, transparent near 0, so the scene stays readable. The event's worst region is boxed.
 * **Clip as MP4**: clips are Matroska (they take every codec a camera sends); browsers play MP4. H.264, H.265,
   AV1 and VP9 video and AAC, MP3 and Opus audio are remuxed without re-encoding (stream copy, ``faststart``);
   other video is encoded to H.264, other audio to AAC (G.711 from a camera, say). Written once per clip to a
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +36,8 @@ class MediaUnavailableError(ValueError):
 
 
 def heat_values(heat: dict[str, Any]) -> np.ndarray:
-    """The stored per-patch grid spread over the model's input: (height, width) float32, each pixel the highest
-    value of the patches covering it."""
+    """One model's stored grid spread over its picture: (height, width) float32, each pixel the highest value of
+    the patches covering it."""
     grid = np.asarray(heat["grid"], dtype=np.float32)
     width, height, patch, stride = (int(heat[k]) for k in ("width", "height", "patch", "stride"))
     out = np.zeros((height, width), dtype=np.float32)
@@ -45,8 +47,21 @@ def heat_values(heat: dict[str, Any]) -> np.ndarray:
     return out
 
 
-def heatmap_jpeg(snapshot: bytes, heat: dict[str, Any] | None, box: tuple[float, float, float, float] | None,
-                 threshold: float) -> bytes:
+def combined_heat(heat: dict[str, dict[str, Any]], width: int, height: int) -> np.ndarray:
+    """Every model's map (less its discount) at ``width`` x ``height``, smoothed; the highest at each pixel."""
+    import cv2
+
+    out = np.zeros((height, width), dtype=np.float32)
+    for part in heat.values():
+        values = cv2.resize(heat_values(part), (width, height), interpolation=cv2.INTER_LINEAR)
+        sigma = max(1.0, width / float(part["width"]) * int(part["stride"]) / 2)
+        values = cv2.GaussianBlur(values, (0, 0), sigma) - float(part.get("discount", 0.0))
+        np.maximum(out, values, out=out)
+    return out
+
+
+def heatmap_jpeg(snapshot: bytes, heat: dict[str, dict[str, Any]] | None,
+                 box: tuple[float, float, float, float] | None, threshold: float) -> bytes:
     """The snapshot with the heat-map blended over it and ``box`` drawn (see the module docstring)."""
     import cv2  # only the console draws: the daemon's scoring never imports OpenCV
 
@@ -54,10 +69,8 @@ def heatmap_jpeg(snapshot: bytes, heat: dict[str, Any] | None, box: tuple[float,
     if picture is None:
         raise MediaUnavailableError("the snapshot is not a readable JPEG")
     h, w = picture.shape[:2]
-    if heat is not None:
-        values = cv2.resize(heat_values(heat), (w, h), interpolation=cv2.INTER_LINEAR)
-        sigma = max(1.0, w / float(heat["width"]) * int(heat["stride"]) / 2)
-        values = cv2.GaussianBlur(values, (0, 0), sigma)
+    if heat:
+        values = combined_heat(heat, w, h)
         top = max(2.0 * threshold, 1e-6)
         colour = cv2.applyColorMap(np.clip(values / top * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
         alpha = (np.clip(values / threshold, 0.0, 1.0) * 0.6)[..., None]
@@ -115,8 +128,9 @@ def remux_mp4(src: Path, dst: Path) -> None:
             if stream.codec_context.name in copyable:
                 plan[stream.index] = (out.add_stream_from_template(stream), True)
             elif stream.type == "video":
-                enc = out.add_stream("h264", rate=stream.average_rate or 25)
+                enc = out.add_stream("h264", rate=stream.average_rate or 25, options={"preset": "veryfast"})
                 enc.width, enc.height, enc.pix_fmt = stream.codec_context.width, stream.codec_context.height, "yuv420p"
+                enc.time_base = Fraction(1, 1000)
                 plan[stream.index] = (enc, False)
             else:
                 plan[stream.index] = (out.add_stream("aac", rate=48000), False)
@@ -134,7 +148,9 @@ def _mux(inp: Any, out: Any, plan: dict[int, tuple[Any, bool]]) -> None:
             out.mux(packet)
             continue
         for frame in packet.decode():
-            frame.pts = None
+            if frame.pts is not None and frame.time_base is not None and target.type == "video":
+                frame.pts = round(frame.pts * frame.time_base * 1000)  # the encoder's millisecond time base
+                frame.time_base = Fraction(1, 1000)
             out.mux(target.encode(frame))
     for target, copied in plan.values():
         if not copied:

@@ -79,6 +79,7 @@ def _selected(console: Console, event_id: str) -> dict[str, Any] | None:
     return {**event_json(stored), "messages": messages, "threshold": threshold,
             "timeline": timeline_svg(detail, threshold=threshold) if detail else None,
             "has_heat": bool(detail and detail.get("heat")),
+
             "snapshot_file": console.media_file(stored.message.snapshot) is not None,
             "clip_file": console.media_file(stored.message.clip) is not None}
 
