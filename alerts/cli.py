@@ -41,6 +41,7 @@ from alerts.console import format_event, printable
 from alerts.errors import AlertsError, MessageFormatError, OutboxNotFoundError
 from alerts.outbox import DEFAULT_OUTBOX_PATH, Outbox
 from alerts.schema import EventMessage
+from pipeline.logformat import formatter
 from pipeline.redact import install_log_redaction, redact_text
 
 if TYPE_CHECKING:
@@ -57,11 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error already printed by argparse
         return int(exc.code or 0)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(args.log_format))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, handlers=[handler])
     install_log_redaction()  # every record, ours or kafka-python's: no URL leaves with its credentials
     if not args.verbose:
         # kafka-python logs every failed connection attempt at ERROR; our own message says what matters.
@@ -88,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Read Lepton Edge anomaly events.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="logs on stderr as text lines (default) or one JSON object per line, for an aggregator")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     tail = sub.add_parser(
         "tail",

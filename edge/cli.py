@@ -28,18 +28,26 @@ EXIT_USAGE = 2
 log = logging.getLogger("edge")
 
 
-def _setup_logging(verbose: int) -> None:
+def _setup_logging(verbose: int, log_format: str = "text") -> None:
+    from pipeline.logformat import formatter
+
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(log_format))
+    logging.basicConfig(level=level, handlers=[handler])
     from pipeline.redact import install_log_redaction
 
     install_log_redaction()  # every record, ours or a library's: no URL leaves with its credentials
 
 
 def _fail(message: str, code: int = EXIT_RUNTIME) -> int:
+    from pipeline.logformat import JsonFormatter
     from pipeline.redact import redact_text
 
-    print(f"edge: {redact_text(message)}", file=sys.stderr)
+    if any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers):
+        log.error("%s", message)  # --log-format json: every line on stderr is an object (redacted by the filter)
+    else:
+        print(f"edge: {redact_text(message)}", file=sys.stderr)
     return code
 
 
@@ -199,6 +207,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge", description="Lepton Edge: real-time anomaly detection beside cameras")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv: debug)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="logs on stderr as text lines (default) or one JSON object per line, for an aggregator")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the daemon on the cameras of a config file")
@@ -263,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, args.log_format)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

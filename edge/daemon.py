@@ -214,8 +214,9 @@ class Daemon:
 
     def _keep_detail(self, ev: AnomalyEvent) -> None:
         """The event's timeline and peak heat-map beside its message, for the console; never holds it up."""
-        assert self._store is not None
         detail = self._traces.message(ev)
+        if self._store is None:  # no store opened (a test's daemon wired by hand): the trace is still followed
+            return
         settings = self.cfg.tampering.aggregator() if "tampering" in ev.modalities else self.cfg.events
         detail.update(threshold=settings.enter, exit_threshold=settings.exit)
         try:
