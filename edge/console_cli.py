@@ -1,7 +1,9 @@
-"""``edge console`` (the operator's console over a run's events) and ``edge feedback`` (a verdict on one event).
+"""The operator's commands: ``edge console`` (the console over a run's events), ``edge feedback`` (a verdict on one
+event) and ``edge recalibrate`` (fold the clips of a camera's events marked normal into a new package version).
 
     edge console [-c site.yaml | --outbox PATH --media DIR] [--host H] [--port 8971] [--token-file F]
     edge feedback EVENT_ID normal|real [--note TEXT] [-c site.yaml | --outbox PATH]
+    edge recalibrate --camera ID [-c site.yaml] [--out DIR] [--json]
 
 Both read the event store in the outbox file (``alerts.store``): by default the demo's, ``.lepton/outbox.db``
 with its media in ``.lepton/media`` (the working directory's, as ``edge run`` writes them); ``-c`` takes a site's
@@ -16,8 +18,14 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from edge.argtypes import port
+
+if TYPE_CHECKING:
+    from alerts.store import EventStore
+    from pipeline.models.package import ModelPackage
+    from pipeline.recalibrate import NormalClip
 
 DEFAULT_PORT = 8971
 
@@ -40,6 +48,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     feedback.add_argument("--note", default=None, help="why (at most 500 characters)")
     _store_options(feedback)
     feedback.set_defaults(func=cmd_feedback)
+
+    recal = sub.add_parser("recalibrate", help="fold the clips of a camera's events marked normal into its model's "
+                                               "calibration: a new package version")
+    recal.add_argument("--camera", required=True, help="the camera whose verdicts to learn from")
+    _store_options(recal)
+    recal.add_argument("--media", type=Path, default=None, help="media directory of the clips (default: the config's)")
+    recal.add_argument("--out", type=Path, default=None,
+                       help="package directory to write (default: models/<camera>); point the config's model: at it")
+    recal.add_argument("--json", action="store_true", help="print the report as JSON")
+    recal.set_defaults(func=cmd_recalibrate)
 
 
 def _store_options(parser: argparse.ArgumentParser) -> None:
@@ -135,3 +153,67 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     print(f"event {args.event_id}: {record.verdict}" + (f" ({record.note})" if record.note else ""),
           file=sys.stdout)
     return EXIT_OK
+
+
+def cmd_recalibrate(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from alerts.errors import OutboxError
+    from alerts.store import EventStore
+    from edge.cli import EXIT_OK, EXIT_USAGE, _fail
+    from edge.config import EdgeConfig, load_config
+    from edge.errors import ConfigError
+    from pipeline.errors import PipelineError
+    from pipeline.models.package import ModelPackage
+    from pipeline.recalibrate import recalibrate
+
+    try:
+        cfg = load_config(args.config) if args.config else EdgeConfig.model_validate(
+            {"cameras": [{"id": args.camera, "url": "unused"}]})
+        outbox, media, _ = _paths(args)
+        package = ModelPackage.load(cfg.model)
+        with EventStore(outbox, readonly=True) as store:
+            clips = _normal_clips(store, args.camera, media, package, cfg.events.exit)
+        out = args.out or Path("models") / args.camera
+        report = recalibrate(package, clips, out, threshold=cfg.events.enter, camera_id=args.camera,
+                             engine=cfg.engine)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except (PipelineError, OutboxError, ValueError) as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps({**asdict(report), "out": str(out)}))
+        return EXIT_OK
+    print(f"model package {report.package_id} {report.version_from} -> {report.version_to} written to {out}")
+    for clip in report.clips:
+        print(f"   folded {clip}")
+    for m, r in report.modalities.items():
+        print(f"   {m}: {r['folded']} scores; threshold {cfg.events.enter:g} is raw "
+              f"{r['raw_at_threshold'][0]:g} -> {r['raw_at_threshold'][1]:g}; the clips' highest score "
+              f"{r['clip_max'][0]:.2f} -> {r['clip_max'][1]:.2f}")
+    print(f"   point the config's model: at {out} and restart the daemon")
+    return EXIT_OK
+
+
+def _normal_clips(store: EventStore, camera: str, media: Path, package: ModelPackage,
+                  floor: float) -> list[NormalClip]:
+    """The clips of the camera's events marked normal that the package has not folded yet, with the modalities
+    each event named at or above ``floor`` (the exit threshold)."""
+    import logging
+
+    from pipeline.recalibrate import NormalClip
+
+    done = {s.name for s in package.trained_on.sources}
+    clips = []
+    for stored in store.verdicts(camera, "normal"):
+        msg = stored.message
+        path = (media / msg.clip).resolve() if msg.clip else None
+        if any(f"event {msg.event_id}," in name for name in done):
+            continue
+        if path is None or not path.is_file():
+            logging.getLogger("edge").warning("event %s: no clip kept (%s), not folded", msg.event_id, msg.clip)
+            continue
+        named = frozenset(m for m, peak in msg.modalities.items() if peak.peak >= floor)
+        clips.append(NormalClip(msg.event_id, path, named))
+    return clips
