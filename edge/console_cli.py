@@ -81,6 +81,7 @@ def _paths(args: argparse.Namespace) -> tuple[Path, Path, str]:
 
 
 def cmd_console(args: argparse.Namespace) -> int:
+    from alerts.errors import OutboxError
     from edge.cli import EXIT_OK, EXIT_USAGE, _fail
     from edge.daemon import _health_token
     from edge.errors import ConfigError, StartupError
@@ -99,8 +100,11 @@ def cmd_console(args: argparse.Namespace) -> int:
     if token is None and not is_loopback(args.host):
         return _fail(f"--host {args.host} is reachable from the network: the console needs --token-file there",
                      EXIT_USAGE)
-    app = build_app(ConsoleContext(store_path=outbox, media_dir=media, site=site), token=token,
-                    loopback=is_loopback(args.host))
+    try:
+        app = build_app(ConsoleContext(store_path=outbox, media_dir=media, site=site), token=token,
+                        loopback=is_loopback(args.host))
+    except OutboxError as exc:  # not an outbox, or one this user may not write verdicts to
+        return _fail(str(exc))
     try:
         server = WebServer(app, host=args.host, port=args.port, name="console")
     except OSError as exc:

@@ -183,3 +183,24 @@ def test_health_and_metrics_stay_the_same_json_and_text(site: ConsoleContext) ->
         assert 'lepton_frames_captured_total{camera="door"} 3.0' in text and "lepton_outbox_bytes 9.0" in text
         assert c.get("/review").status_code == 404  # no console configured
     app.close()
+
+
+def test_edge_console_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
+    import sqlite3
+    import subprocess
+    import sys
+
+    def console(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "edge.cli", "console", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+
+    missing = console()
+    assert missing.returncode == 1 and "no events at .lepton/outbox.db" in missing.stderr
+    assert "make demo" in missing.stderr
+    sqlite3.connect(tmp_path / "other.db").execute("CREATE TABLE t (x)").connection.close()
+    other = console("--outbox", "other.db")
+    assert other.returncode == 1 and "not an outbox" in other.stderr and "Traceback" not in other.stderr
+    with Outbox(tmp_path / "o.db", local_only=True) as box:
+        box.put(message("ev", 0, "door"))
+    exposed = console("--outbox", "o.db", "--host", "0.0.0.0")  # noqa: S104 - the case under test
+    assert exposed.returncode == 2 and "--token-file" in exposed.stderr
