@@ -14,7 +14,9 @@ under ``--out`` (default ``<repo>/.lepton/realdata``, git-ignored); no data is c
   the model has not seen reaches the calibrated 3 (promised: 1 normal frame in 1000), per modality. ``speed.mkv``
   (21 s): ``unseen.mkv`` played at 3x pace during five labelled 1 s intervals, a playback position that never jumps
   back: everyone in them moves like a jogger or cyclist, the anomaly of the pedestrian-walkway benchmarks (built
-  from real footage; the only labelled real video here, for video AUC beside frame difference).
+  from real footage; the only labelled real video here, for video AUC beside frame difference). ``local.mkv`` (31 s):
+  ``unseen.mkv`` at its own pace, except that in seven labelled 1 s intervals the right half of the picture runs at
+  3x pace (then snaps back): fast movers among walkers, which a whole-picture change measure sees diluted.
 - **audio** (``audio_scene/``): real city ambience with real events, UrbanSound8K fold 1. Ambience from the steady
   classes (air_conditioner, children_playing, engine_idling, street_music), split by *recording* (fsID): per class,
   the division of its recordings whose training side holds the share of its sound closest to 40 % (a class with one
@@ -82,6 +84,10 @@ AVENUE = "avenue_normal.mkv"
 AVENUE_CLIPS = ("train", "unseen", "drift")  # segments 1, 2, 3 of avenue_normal_segments.csv
 SPEED = 3  # speed.mkv: the unseen segment at 3x pace in these intervals (seconds of the output)
 SPEED_INTERVALS = ((4.0, 5.0), (8.0, 9.0), (12.0, 13.0), (16.0, 17.0), (20.0, 21.0))
+# local.mkv: in these intervals only the picture's columns LOCAL_COLUMNS (fractions of the width: the right half,
+# where people walk) run at SPEED times the pace; the rest of the picture plays on at its own pace
+LOCAL_INTERVALS = ((3.0, 4.0), (7.0, 8.0), (11.0, 12.0), (15.0, 16.0), (19.0, 20.0), (23.0, 24.0), (27.0, 28.0))
+LOCAL_COLUMNS = (0.5, 1.0)
 # CRF 18 keeps the re-encode close to the source (itself CRF 20); a fixed thread count and bitexact muxing make
 # the bytes the same on every machine (x264's output depends on its thread count, Matroska's segment UID is random)
 X264 = {"crf": "18", "preset": "medium", "x264-params": "keyint=50:min-keyint=50:scenecut=0:sliced-threads=0"}
@@ -171,7 +177,68 @@ def build_video(data: Path, out: Path) -> list[dict[str, Any]]:
         _write_json(path.with_suffix(".json"), truth)
         made.append({"file": str(path), "duration_s": truth["duration_s"], "frames": frames})
     made.append(build_speed(paths[1], folder / "speed.mkv"))
+    made.append(build_local(paths[1], folder / "local.mkv"))
     return made
+
+
+def _decode_yuv(source: Path) -> tuple[list[np.ndarray], Any]:
+    import av
+
+    with av.open(str(source)) as src:
+        cc = src.streams.video[0].codec_context
+        return [f.to_ndarray(format="yuv420p") for f in src.decode(video=0)], cc
+
+
+def _encode(path: Path, frames: Sequence[np.ndarray], cc: Any) -> None:
+    import av
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    with av.open(str(tmp), "w", format="matroska", options={"fflags": "+bitexact"}) as out:
+        stream = _x264_stream(out, cc)
+        for k, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(img, format="yuv420p")
+            frame.pts, frame.time_base = k, Fraction(1, FPS)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    tmp.replace(path)
+
+
+def build_local(source: Path, path: Path) -> dict[str, Any]:
+    """``local.mkv``: the unseen segment at its own pace, except that during ``LOCAL_INTERVALS`` the columns
+    ``LOCAL_COLUMNS`` run ``SPEED`` times as fast (the people there move like cyclists among walkers: a local
+    anomaly, which a whole-picture change measure sees diluted) and at each interval's end snap back to the rest of
+    the picture's time (a jump, inside the label). Labelled by those intervals plus the frame of the snap."""
+    frames, cc = _decode_yuv(source)
+    h = frames[0].shape[0] * 2 // 3  # yuv420p rows: luma, then the two chroma planes (each h/4 rows of full width)
+    w = frames[0].shape[1]
+    x0, x1 = (round(f * w / 2) * 2 for f in LOCAL_COLUMNS)  # even, so the chroma planes split at the same place
+    out_frames = []
+    for i, img in enumerate(frames):
+        ahead = 0
+        for a, b in LOCAL_INTERVALS:
+            if a * FPS <= i < b * FPS:
+                ahead = (SPEED - 1) * (i - round(a * FPS))
+        j = min(i + ahead, len(frames) - 1)
+        if j == i:
+            out_frames.append(img)
+            continue
+        mixed = img.copy()
+        mixed[:h, x0:x1] = frames[j][:h, x0:x1]
+        # each chroma row of the packed planes holds two rows of half width: columns x0/2..x1/2 of both halves
+        for half in (0, w // 2):
+            mixed[h:, half + x0 // 2: half + x1 // 2] = frames[j][h:, half + x0 // 2: half + x1 // 2]
+        out_frames.append(mixed)
+    _encode(path, out_frames, cc)
+    duration = len(out_frames) / FPS
+    truth = {"anomalies": [{"start": a, "end": min(b + 1 / FPS, duration), "modalities": ["video"],
+                            "kind": f"{SPEED}x pace in columns {LOCAL_COLUMNS[0]:.2f}-{LOCAL_COLUMNS[1]:.2f}"}
+                           for a, b in LOCAL_INTERVALS if a < duration],
+             "duration_s": duration,
+             "source": f"{source.name} with {SPEED}x playback of part of the picture in the labelled intervals"}
+    _write_json(path.with_suffix(".json"), truth)
+    return {"file": str(path), "duration_s": duration, "frames": len(out_frames)}
 
 
 def build_speed(source: Path, path: Path) -> dict[str, Any]:
@@ -547,7 +614,7 @@ def run_sets(out: Path, sets: Sequence[str], packages: Path | None, minutes: flo
 
 def _run_video(folder: Path, package: Path) -> dict[str, Any]:
     rows, reports = [], {}
-    for clip in ("unseen", "drift", "speed"):
+    for clip in ("unseen", "drift", "speed", "local"):
         path = folder / f"{clip}.mkv"
         report = _eval(package, [path])
         reports[clip] = report

@@ -152,7 +152,8 @@ def test_two_builds_give_the_same_bytes(small: ModuleType, tmp_path: Path) -> No
     a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
     assert a.keys() == b.keys()
     assert [k for k in a if a[k] != b[k]] == []
-    assert [f["frames"] for f in first["video"]] == [6, 4, 2, 4]  # speed.mkv: all before its first interval
+    # speed.mkv, local.mkv: all before their first interval
+    assert [f["frames"] for f in first["video"]] == [6, 4, 2, 4, 4]
     for name, frames in (("train", 6), ("unseen", 4), ("drift", 2)):
         with av.open(str(tmp_path / "a" / "avenue" / f"{name}.mkv")) as c:
             decoded = list(c.decode(video=0))
@@ -161,6 +162,40 @@ def test_two_builds_give_the_same_bytes(small: ModuleType, tmp_path: Path) -> No
         assert truth["anomalies"] == [] and truth["duration_s"] == pytest.approx(frames / 25)
     for name, seconds in small.SECONDS.items():
         assert len(_read_wav(tmp_path / "a" / "audio_scene" / f"{name}.wav")) == round(seconds * SR)
+
+
+def test_local_speed_runs_only_its_columns_ahead_within_its_intervals(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``local.mkv``: inside an interval the right half shows the frame (SPEED - 1) x (frames into the interval)
+    ahead, the left half its own frame; outside, the picture is the source's."""
+    monkeypatch.setattr(rd, "LOCAL_INTERVALS", ((2 / rd.FPS, 5 / rd.FPS),))  # frames 2, 3, 4
+    source = tmp_path / "source.mkv"
+    with av.open(str(source), "w", format="matroska") as out:
+        s = out.add_stream("libx264", rate=rd.FPS)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.options = {"crf": "0"}
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 16 + 18 * i, dtype=np.uint8), format="rgb24")
+            frame.pts = i
+            for p in s.encode(frame):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+    with av.open(str(source)) as c:
+        levels = [float(f.to_ndarray(format="gray").mean()) for f in c.decode(video=0)]
+    made = rd.build_local(source, tmp_path / "local.mkv")
+    assert made["frames"] == 12
+    with av.open(str(tmp_path / "local.mkv")) as c:
+        halves = [(float(g[:, :32].mean()), float(g[:, 32:].mean()))
+                  for g in (f.to_ndarray(format="gray") for f in c.decode(video=0))]
+    ahead = {2: 0, 3: 2, 4: 4}  # (SPEED - 1) x frames into the interval
+    for i, (left, right) in enumerate(halves):
+        assert left == pytest.approx(levels[i], abs=3)
+        assert right == pytest.approx(levels[i + ahead.get(i, 0)], abs=3)
+    truth = json.loads((tmp_path / "local.json").read_text())
+    [label] = truth["anomalies"]
+    assert (label["start"], label["end"]) == pytest.approx((2 / rd.FPS, 6 / rd.FPS))  # + the frame of the snap back
 
 
 def test_training_and_test_ambience_come_from_different_recordings(small: ModuleType, tmp_path: Path) -> None:
