@@ -65,7 +65,7 @@ def first_line(proc: subprocess.Popen[str], timeout_s: float = 30.0) -> str:
     line = proc.stdout.readline()
     if not line or time.monotonic() > deadline:
         proc.kill()
-        raise AssertionError(f"no line from {proc.args}: {proc.communicate()[1]}")
+        raise AssertionError(f"no line from {proc.args!r}: {proc.communicate()[1]}")
     return line
 
 

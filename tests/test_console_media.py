@@ -86,7 +86,7 @@ def test_the_heat_map_colours_where_patches_reach_the_threshold_and_boxes_the_wo
     temporal = {"grid": [[0.0, 0.0], [0.0, 3.5]], "width": 2, "height": 2, "patch": 1, "stride": 1, "discount": 1.0}
     heat = {"video": video, "temporal": temporal}
     out = cv2.imdecode(np.frombuffer(heatmap_jpeg(snapshot, heat, (0.0, 0.0, 0.1, 0.1), 3.0), np.uint8), 1)
-    assert out.shape == grey.shape
+    assert out is not None and out.shape == grey.shape
     hot = out[50:60, 130:150].astype(int)
     assert np.abs(hot - 120).max() > 60  # coloured where the patch scored 8
     assert np.abs(out[10:20, 60:80].astype(int) - 120).max() < 12  # the scene stays as it was elsewhere
@@ -108,4 +108,4 @@ def test_the_live_frame_is_the_models_luma_as_jpeg() -> None:
 
     luma = np.tile(np.arange(64, dtype=np.uint8), (36, 1))
     back = cv2.imdecode(np.frombuffer(luma_jpeg(luma), np.uint8), cv2.IMREAD_GRAYSCALE)
-    assert back.shape == (36, 64) and np.abs(back.astype(int) - luma).max() < 8
+    assert back is not None and back.shape == (36, 64) and np.abs(back.astype(int) - luma).max() < 8

@@ -47,7 +47,8 @@ def test_live_view_fps_sparkline_and_recent_scores() -> None:
     live = LiveView(recent_s=2.0, spark_s=60.0)
     for i in range(11):
         live.frame(frame(i * 0.2))
-    assert live.fps("door") == pytest.approx(5.0) and live.last_frame("door").pts == pytest.approx(2.0)
+    last = live.last_frame("door")
+    assert live.fps("door") == pytest.approx(5.0) and last is not None and last.pts == pytest.approx(2.0)
     for pts, v in ((0.2, 1.0), (0.7, 4.0), (1.1, 2.0), (3.5, 1.5)):
         live.score(score(pts, v), v, pts)
     assert live.sparkline("door") == [(T0.timestamp(), 4.0), (T0.timestamp() + 1, 2.0), (T0.timestamp() + 3, 1.5)]
@@ -119,7 +120,8 @@ def test_the_runner_gives_each_event_a_heat_map_where_its_box_is() -> None:
     runner.start()
     assert runner.wait(150)
     runner.join()
-    assert live.fps("cam") is not None and live.last_frame("cam").luma.shape == (v.height, v.width)
+    last = live.last_frame("cam")
+    assert live.fps("cam") is not None and last is not None and last.luma.shape == (v.height, v.width)
     truth = [a for a in json.loads((SAMPLES / "test_1.json").read_text())["anomalies"] if a.get("box")]
     checked = 0
     for ev, d in details:

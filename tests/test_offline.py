@@ -48,7 +48,8 @@ def monitor(clock: Clock, sent: list[EventMessage], after: float = 30.0) -> Offl
 
 
 def test_offline_after_the_delay_dated_from_when_streaming_stopped_then_online_with_the_same_id() -> None:
-    clock, sent = Clock(), []
+    clock = Clock()
+    sent: list[EventMessage] = []
     mon = monitor(clock, sent)
     mon.check({"door": stats(SourceState.STREAMING, 50.0)}, {"door": 12.0})
     clock.now += 1.0
@@ -72,7 +73,8 @@ def test_offline_after_the_delay_dated_from_when_streaming_stopped_then_online_w
 
 
 def test_a_short_outage_sends_nothing_and_a_stopping_daemon_is_no_outage() -> None:
-    clock, sent = Clock(), []
+    clock = Clock()
+    sent: list[EventMessage] = []
     mon = monitor(clock, sent, after=5.0)
     mon.check({"door": stats(SourceState.BACKOFF, 0.0)}, {})
     clock.now += 4.0
@@ -83,7 +85,8 @@ def test_a_short_outage_sends_nothing_and_a_stopping_daemon_is_no_outage() -> No
 
 
 def test_an_outage_left_open_by_the_previous_run_gets_its_online() -> None:
-    clock, sent = Clock(), []
+    clock = Clock()
+    sent: list[EventMessage] = []
     left = EventMessage.camera_offline(event_id="old", camera_id="door", site="s", since=T0, since_pts=0.0,
                                        state="failed", model=MODEL, decided_at=T0)
     mon = monitor(clock, sent, after=5.0)

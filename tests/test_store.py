@@ -64,7 +64,7 @@ def test_verdicts_are_stored_replaced_filtered_and_refused_for_unknown_events(tm
                 store.set_verdict("nope", "normal")
             for bad in (("maybe", None), ("real", "x" * 501), ("real", "a\x1b[31m")):
                 with pytest.raises(ValueError):
-                    store.set_verdict("ev-a", *bad)  # type: ignore[arg-type]
+                    store.set_verdict("ev-a", *bad)
 
 
 def test_details_and_verdicts_go_with_the_last_row_of_their_event(tmp_path: Path) -> None:
