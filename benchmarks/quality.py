@@ -20,8 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
-    from pipeline.evaluation import evaluate, summary_lines
     from pipeline.models.package import ModelPackage
+    from pipeline.quality import evaluate, summary_lines
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("clips", nargs="*", help="clips with <clip>.json ground truth beside them")

@@ -140,8 +140,8 @@ def main() -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    from pipeline.evaluation import evaluate, summary_lines
     from pipeline.models.package import ModelPackage
+    from pipeline.quality import evaluate, summary_lines
 
     clip = args.clip or fetch_clip(args.cache_dir, log)
     train, test = prepare(clip, args.cache_dir)

@@ -188,9 +188,9 @@ def prepare(v: Variant, cache: Path, log: Callable[[str], None]) -> dict[str, Pa
 
 
 def run_variant(v: Variant, cache: Path, minutes: float, log: Callable[[str], None]) -> dict[str, Any]:
-    from pipeline.evaluation import evaluate
     from pipeline.models.package import ModelPackage
     from pipeline.models.train import train_package
+    from pipeline.quality import evaluate
 
     clips = prepare(v, cache, log)
     out = cache / "models" / v.name

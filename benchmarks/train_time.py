@@ -90,8 +90,8 @@ def main() -> int:
     row["phases_s"] = report.get("timings_s")
     row["footage"] = report.get("footage")
     if args.eval:
-        from pipeline.evaluation import evaluate
         from pipeline.models.package import ModelPackage
+        from pipeline.quality import evaluate
 
         result = evaluate([str(ROOT / "samples" / f"{c}.mkv") for c in TEST_CLIPS], ModelPackage.load(model))
         row.update({k: result.get(k) for k in ("video_auc", "temporal_auc", "audio_auc", "fused_auc",

@@ -115,8 +115,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pipeline.evaluation import evaluate, summary_lines
     from pipeline.models.package import ModelPackage
+    from pipeline.quality import evaluate, summary_lines
 
     for clip in args.clips:
         if refusal := live_camera_refusal(clip, "eval"):

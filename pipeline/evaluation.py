@@ -1,40 +1,32 @@
-"""Scoring whole files offline, and the detection quality of a model package on labelled clips.
+"""Scoring whole files offline, and the labels to judge the scores by.
 
 ``score_media`` decodes one clip, audio file or image sequence with ``read_media`` at the package's rates and
-scores it through the runtime path (``PackageScorer``: motion gate, engine, calibration), exactly as the daemon
-would: every video frame is scored from the first (before ``context`` past frames exist, the first frame stands in
-for the missing ones), with no per-clip normalisation. It backs
-``edge score`` (``write_scores_csv``: one row per input frame, the frames between two scored ones holding the
-latest scores) and ``evaluate`` (``edge eval``, ``benchmarks/quality.py``: AUC over the scored frames).
+scores it through the runtime path (``StreamScorer``: motion gate, engine, calibration), exactly as the daemon
+would: every video frame is scored from the first, with no per-clip normalisation. It backs ``edge score``
+(``write_scores_csv``: one row per input frame, the frames between two scored ones holding the latest scores) and
+``edge eval`` (``pipeline.quality``).
 
-Ground truth is ``<clip>.json`` beside the clip: ``{"anomalies": [{"start", "end", "modalities": [...], "kind"}],
-"duration_s", ...}``. Frame-level labels:
+Ground truth is ``<clip>.json`` beside the clip: ``{"anomalies": [{"start", "end", "modalities": [...], "kind"}]}``
+or ``{"frame_labels": [0, 1, ...]}`` (one per input frame). Labels:
 
 - video (and temporal): a video frame is anomalous when its pts lies in an interval whose modalities include video;
 - audio: a window is anomalous when the span its score describes (its newest ``scored_samples``) overlaps an audio
   interval by at least half of the shorter of the two;
-- fused: a video frame is anomalous when its pts lies in any interval (video or audio): the fused score is what
-  a ``CameraAggregator`` holds once the frame's scores are in (fusion and smoothing of its settings; an audio
-  window counts from its end, when a live stream would have it, though stamped with its centre); audio-only
-  packages use the audio windows.
+- fused: a video frame is anomalous when its pts lies in any interval: the fused score is what a
+  ``CameraAggregator`` holds once the frame's scores are in (an audio window counts from its end, when a live
+  stream would have it); audio-only packages use the audio windows.
 
-The trivial baselines are scored alongside on the same input as the floor to beat: frame difference (mean absolute
-change to the previous scored frame) for video, the RMS level of the scored span for audio. Event level: the
-calibrated streams go through
-``pipeline.aggregator.CameraAggregator`` (default ``AggregatorSettings`` unless given); an anomaly interval is
-recalled when an event overlaps it (up to ``EVENT_LATE_S`` after its end); an event that overlaps none is a
-false alarm, counted per hour of footage.
-
-    python -m pipeline.evaluation --package pipeline/models/default samples/test_*.mkv samples/normal_eval.mkv
+The trivial baselines are scored alongside: frame difference (mean absolute change to the previous scored frame)
+for video, the RMS level of the scored span for audio. Events: the calibrated streams go through
+``pipeline.aggregator.CameraAggregator``; an anomaly is recalled when an event overlaps it (up to ``EVENT_LATE_S``
+after its end); an event that overlaps none is a false alarm.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -45,7 +37,6 @@ import numpy as np
 
 from pipeline.events import AnomalyEvent
 from pipeline.frames import AudioWindow, Modality, Score, VideoFrame
-from pipeline.models.package import ModelPackage
 from pipeline.scoring_model import PackageScorer
 from pipeline.stream_scoring import StreamScorer
 
@@ -53,10 +44,9 @@ CSV_HEADER = ("frame", "pts", "video", "temporal", "audio", "fused")
 # An event that starts this long after an anomaly ended still counts as detecting it (aggregation delay).
 EVENT_LATE_S = 1.0
 # Image sequences carry no timing. Without --fps, training takes them as 10 fps video, and scoring at the rate the
-# package was trained at (``ModelPackage.trained_fps``; this default for older packages). 10, because assuming it
-# costs little either way (benchmarks/image_rate.py): 25 fps frames of the samples taken as 10 fps score as well as
-# at their true rate (video AUC 0.929-0.930 vs 0.933-0.935), while 10 fps frames taken as 25 fps lost 0.01-0.04
-# (the model then steps 0.5 s between the frames it compares instead of 0.2 s).
+# package was trained at (``ModelPackage.trained_fps``; this default for older packages): assuming 10 costs little
+# either way, where assuming 25 for 10 fps frames makes the model step 0.5 s between the frames it compares
+# (benchmarks/image_rate.py).
 DEFAULT_IMAGE_FPS = 10.0
 _EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
@@ -166,6 +156,96 @@ class MediaScores:
         return aggregate(self, settings)[1]
 
 
+class _Collected:
+    """What ``score_media`` gathers while the items stream through ``StreamScorer`` (batched by ``batch``)."""
+
+    def __init__(self, scorer: PackageScorer, batch: int, baseline: bool) -> None:
+        self.stream = StreamScorer(scorer)
+        self.batch, self.baseline = batch, baseline
+        self.scored_span = scorer.audio_scored_samples if scorer.has_audio else 0
+        self.audio_n = scorer.audio_n_samples if scorer.has_audio else 0
+        self.frames: list[VideoFrame] = []  # every scored frame, in order
+        self.index: dict[int, int] = {}  # id of a scored frame -> its place in ``frames``
+        self.video_scores: list[Score] = []
+        self.gated: list[bool] = []
+        self.temporal: dict[int, float] = {}
+        self.base: list[float] = []
+        self.pending: list[VideoFrame] = []
+        self.a_span: list[tuple[float, float]] = []
+        self.a_scores: list[Score] = []
+        self.a_base: list[float] = []
+        self.windows: list[AudioWindow] = []
+        self.in_index: list[int] = []
+        self.in_pts: list[float] = []
+        self.in_sample: list[int] = []
+
+    def seen(self, i: int, t: float | None, sampled: bool) -> None:
+        """Every decoded input frame (``read_media``'s ``on_video_frame``): the scored frame that holds its scores."""
+        self.in_index.append(i)
+        self.in_pts.append(math.nan if t is None else t)
+        self.in_sample.append(len(self.frames) if sampled else len(self.frames) - 1)  # a sampled one comes next
+
+    def video(self, item: VideoFrame) -> None:
+        if self.baseline:
+            self.base.append(frame_difference(self.frames[-1].luma if self.frames else item.luma, item.luma))
+        self.index[id(item)] = len(self.frames)
+        self.frames.append(item)
+        self.pending.append(item)
+        if len(self.pending) >= self.batch:
+            self.flush_video()
+
+    def audio(self, item: AudioWindow) -> None:
+        if len(item.samples) != self.audio_n:
+            return
+        self.windows.append(item)
+        self.a_span.append((item.pts, item.pts + item.duration))
+        if self.baseline:
+            self.a_base.append(window_rms_db(item.samples, self.scored_span))
+        if len(self.windows) >= self.batch:
+            self.flush_audio()
+
+    def flush_video(self) -> None:
+        if self.pending:
+            result = self.stream.score_video(self.pending)
+            self.video_scores.extend(result.video)
+            self.gated.extend(result.gated)
+            self.temporal.update((self.index[id(f)], s.calibrated) for f, s in result.temporal)
+            self.pending.clear()
+
+    def flush_audio(self) -> None:
+        if self.windows:
+            self.a_scores.extend(self.stream.score_audio(self.windows))
+            self.windows.clear()
+
+    def scores(self, name: str, temporal_every: int) -> MediaScores:
+        self.flush_video()
+        self.flush_audio()
+        n = len(self.frames)
+        out = MediaScores(name)
+        out.frame_pts = np.asarray([f.pts for f in self.frames], dtype=np.float64)
+        out.video_raw = np.asarray([s.raw for s in self.video_scores], dtype=np.float64)
+        out.video = np.asarray([s.calibrated for s in self.video_scores], dtype=np.float64)
+        out.video_gated = np.asarray(self.gated, dtype=bool)
+        out.video_boxes = [s.box for s in self.video_scores]
+        out.baseline = np.asarray(self.base, dtype=np.float64) if self.baseline else np.full(n, np.nan)
+        out.temporal = np.full(n, np.nan)
+        for i, c in self.temporal.items():
+            out.temporal[i] = c
+        spans = np.asarray(self.a_span, dtype=np.float64).reshape(-1, 2)
+        out.audio_start, out.audio_end = spans[:, 0], spans[:, 1]
+        out.audio_raw = np.asarray([s.raw for s in self.a_scores], dtype=np.float64)
+        out.audio = np.asarray([s.calibrated for s in self.a_scores], dtype=np.float64)
+        out.audio_baseline = (np.asarray(self.a_base, dtype=np.float64) if self.baseline
+                              else np.full(len(self.a_scores), np.nan))
+        out.has_video = n > 0
+        out.has_audio = len(self.a_scores) > 0
+        out.input_index = np.asarray(self.in_index, dtype=np.int64)
+        out.input_pts = np.asarray(self.in_pts, dtype=np.float64)
+        out.input_sample = np.minimum(np.asarray(self.in_sample, dtype=np.int64), n - 1)
+        out.temporal_every = temporal_every
+        return out
+
+
 def score_media(
     path: str,
     scorer: PackageScorer,
@@ -178,41 +258,7 @@ def score_media(
     (``StreamScorer``: one camera, its items in stream order, batched by ``batch``)."""
     from pipeline.sources import read_media
 
-    stream = StreamScorer(scorer)
-    frames: list[VideoFrame] = []  # every scored frame, in order
-    index: dict[int, int] = {}  # id of a scored frame -> its place in ``frames``
-    video_scores: list[Score] = []
-    gated: list[bool] = []
-    temporal: dict[int, float] = {}
-    base: list[float] = []
-    pending: list[VideoFrame] = []
-    a_span: list[tuple[float, float]] = []
-    a_scores: list[Score] = []
-    a_base: list[float] = []
-    windows: list[AudioWindow] = []
-    in_index: list[int] = []
-    in_pts: list[float] = []
-    in_sample: list[int] = []
-    scored_span = scorer.audio_scored_samples if scorer.has_audio else 0
-
-    def seen(i: int, t: float | None, sampled: bool) -> None:
-        in_index.append(i)
-        in_pts.append(math.nan if t is None else t)
-        in_sample.append(len(frames) if sampled else len(frames) - 1)  # a sampled frame is appended next
-
-    def flush_video() -> None:
-        if pending:
-            result = stream.score_video(pending)
-            video_scores.extend(result.video)
-            gated.extend(result.gated)
-            temporal.update((index[id(f)], s.calibrated) for f, s in result.temporal)
-            pending.clear()
-
-    def flush_audio() -> None:
-        if windows:
-            a_scores.extend(stream.score_audio(windows))
-            windows.clear()
-
+    got = _Collected(scorer, batch, baseline)
     if input_fps is None and is_image_source(path):
         input_fps = scorer.package.trained_fps or DEFAULT_IMAGE_FPS
     for item in read_media(
@@ -226,50 +272,13 @@ def score_media(
         input_fps=input_fps,
         video=scorer.has_video,
         audio=scorer.has_audio,
-        on_video_frame=seen,
+        on_video_frame=got.seen,
     ):
         if isinstance(item, VideoFrame) and scorer.has_video:
-            if baseline:
-                base.append(frame_difference(frames[-1].luma if frames else item.luma, item.luma))
-            index[id(item)] = len(frames)
-            frames.append(item)
-            pending.append(item)
-            if len(pending) >= batch:
-                flush_video()
+            got.video(item)
         elif isinstance(item, AudioWindow) and scorer.has_audio:
-            if len(item.samples) != scorer.audio_n_samples:
-                continue
-            windows.append(item)
-            a_span.append((item.pts, item.pts + item.duration))
-            if baseline:
-                a_base.append(window_rms_db(item.samples, scored_span))
-            if len(windows) >= batch:
-                flush_audio()
-    flush_video()
-    flush_audio()
-    n = len(frames)
-    out = MediaScores(Path(path).name)
-    out.frame_pts = np.asarray([f.pts for f in frames], dtype=np.float64)
-    out.video_raw = np.asarray([s.raw for s in video_scores], dtype=np.float64)
-    out.video = np.asarray([s.calibrated for s in video_scores], dtype=np.float64)
-    out.video_gated = np.asarray(gated, dtype=bool)
-    out.video_boxes = [s.box for s in video_scores]
-    out.baseline = np.asarray(base, dtype=np.float64) if baseline else np.full(n, np.nan)
-    out.temporal = np.full(n, np.nan)
-    for i, c in temporal.items():
-        out.temporal[i] = c
-    spans = np.asarray(a_span, dtype=np.float64).reshape(-1, 2)
-    out.audio_start, out.audio_end = spans[:, 0], spans[:, 1]
-    out.audio_raw = np.asarray([s.raw for s in a_scores], dtype=np.float64)
-    out.audio = np.asarray([s.calibrated for s in a_scores], dtype=np.float64)
-    out.audio_baseline = np.asarray(a_base, dtype=np.float64) if baseline else np.full(len(a_scores), np.nan)
-    out.has_video = n > 0
-    out.has_audio = len(a_scores) > 0
-    out.input_index = np.asarray(in_index, dtype=np.int64)
-    out.input_pts = np.asarray(in_pts, dtype=np.float64)
-    out.input_sample = np.minimum(np.asarray(in_sample, dtype=np.int64), n - 1)
-    out.temporal_every = scorer.temporal_every
-    return out
+            got.audio(item)
+    return got.scores(Path(path).name, scorer.temporal_every)
 
 
 def frame_difference(previous: np.ndarray, frame: np.ndarray) -> float:
@@ -431,185 +440,3 @@ def _ended(events: list[AnomalyEvent], end_pts: float) -> list[tuple[float, floa
         for e in events
         if e.type is EventType.END
     ]
-
-
-def _event_metrics(
-    events: list[tuple[float, float, float, list[str]]], intervals: list[tuple[float, float, str]]
-) -> dict[str, Any]:
-    hit = [any(s < e1 and e0 <= e + EVENT_LATE_S for e0, e1, _, _ in events) for s, e, _ in intervals]
-    false = [
-        (round(e0, 2), round(e1, 2))
-        for e0, e1, _, _ in events
-        if not any(s < e1 and e0 <= e + EVENT_LATE_S for s, e, _ in intervals)
-    ]
-    return {
-        "anomalies": len(intervals),
-        "recalled": int(sum(hit)),
-        "missed": [f"{k} {s:.1f}-{e:.1f}s" for (s, e, k), h in zip(intervals, hit, strict=True) if not h],
-        "events": len(events),
-        "false_alarms": false,
-    }
-
-
-def _nan_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    ok = np.isfinite(scores)
-    return roc_auc(scores[ok], labels[ok])
-
-
-def evaluate(
-    clips: Sequence[str],
-    package: ModelPackage,
-    engine_config: Any = None,
-    *,
-    motion_threshold: float | None = None,
-    aggregator: Any = None,
-    input_fps: float | None = None,
-    plots: Path | None = None,
-) -> dict[str, Any]:
-    """Score ``clips`` and report, per modality and fused (pooled over clips and per clip): frame-level AUC, the
-    trivial baseline's AUC on the same input (frame difference for video, window RMS level for audio), the fraction
-    of normal frames / windows at or above the threshold 3 (the calibration promises 0.1 %); and event recall /
-    false alarms per hour. ``plots``: a folder to write PNGs into (ROC curves, each clip's scores over time)."""
-    kwargs = {} if motion_threshold is None else {"motion_threshold": motion_threshold}
-    scorer = PackageScorer(package, engine_config, **kwargs)
-    report: dict[str, Any] = {"clips": {}}
-    pooled: dict[str, list[np.ndarray]] = {}
-    timelines: list[tuple[MediaScores, np.ndarray, list[tuple[float, float, str]]]] = []
-
-    def pool(key: str, scores: np.ndarray, labels: np.ndarray) -> None:
-        ok = np.isfinite(scores)
-        pooled.setdefault(key + "_s", []).append(scores[ok])
-        pooled.setdefault(key + "_y", []).append(labels[ok])
-
-    def modality(key: str, scores: np.ndarray, labels: np.ndarray, baseline: np.ndarray | None = None
-                 ) -> dict[str, Any]:
-        ok = np.isfinite(scores)
-        pool(key, scores, labels)
-        out: dict[str, Any] = {"scored": int(ok.sum()), "anomalous": int(labels[ok].sum()),
-                               "auc": _nan_auc(scores, labels)}
-        if baseline is not None:
-            out["baseline_auc"] = _nan_auc(baseline, labels)
-            pool(key + "_baseline", baseline, labels)
-        out["normal_rate_ge_3"] = _rate(scores[ok & ~labels])
-        out["anomalous_rate_ge_3"] = _rate(scores[ok & labels])
-        return out
-
-    total_s = 0.0
-    totals = {"anomalies": 0, "recalled": 0, "false_alarms": 0}
-    try:
-        for path in clips:
-            sc = score_media(path, scorer, input_fps=input_fps, baseline=True)
-            events, fused = aggregate(sc, aggregator)
-            total_s += sc.duration_s
-            clip: dict[str, Any] = {"duration_s": round(sc.duration_s, 2)}
-            if sc.has_video:
-                y = frame_labels(path, sc, ["video"])
-                clip["video"] = modality("video", sc.video, y, sc.baseline)
-                clip["video"]["gated"] = int(sc.video_gated.sum())
-                if np.isfinite(sc.temporal).any():
-                    clip["temporal"] = modality("temporal", sc.temporal, y)
-                y_any = frame_labels(path, sc)
-                fused[~np.isfinite(sc.video)] = np.nan  # the same frames as the video AUC
-                clip["fused"] = modality("fused", fused, y_any)
-                timelines.append((sc, fused, _intervals(path)))
-            if sc.has_audio:
-                # a window is labelled by the span its score describes (its newest part), not its whole length
-                span = np.maximum(sc.audio_start, sc.audio_end - scorer.audio_scored_samples / scorer.sample_rate)
-                y = _window_labels(span, sc.audio_end, _intervals(path, ["audio"]))
-                clip["audio"] = modality("audio", sc.audio, y, sc.audio_baseline)
-                if not sc.has_video:
-                    y_any = _window_labels(span, sc.audio_end, _intervals(path))
-                    pool("fused", sc.audio, y_any)
-                    timelines.append((sc, sc.audio, _intervals(path)))
-            ev = _event_metrics(_ended(events, sc.duration_s), _intervals(path))
-            clip["events"] = ev
-            totals["anomalies"] += ev["anomalies"]
-            totals["recalled"] += ev["recalled"]
-            totals["false_alarms"] += len(ev["false_alarms"])
-            report["clips"][sc.name] = clip
-    finally:
-        report["frames_gated"] = scorer.frames_gated
-        report["frames_scored"] = scorer.frames_scored
-        report["engines"] = scorer.describe_engines()
-        scorer.close()
-    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for key in ("video", "temporal", "audio", "fused"):
-        if key + "_y" not in pooled:
-            continue
-        s_all, y_all = np.concatenate(pooled[key + "_s"]), np.concatenate(pooled[key + "_y"])
-        curves[key] = (s_all, y_all)
-        report[f"{key}_auc"] = roc_auc(s_all, y_all)
-        report[f"{key}_normal_rate_ge_3"] = _rate(s_all[~y_all])
-        report[f"{key}_normal_scored"] = int((~y_all).sum())
-        if key + "_baseline_y" in pooled:
-            b_all = np.concatenate(pooled[key + "_baseline_s"])
-            by_all = np.concatenate(pooled[key + "_baseline_y"])
-            curves[key + " baseline"] = (b_all, by_all)
-            report[f"{key}_baseline_auc"] = roc_auc(b_all, by_all)
-    report["event_recall"] = totals["recalled"] / totals["anomalies"] if totals["anomalies"] else float("nan")
-    report["anomalies"] = totals["anomalies"]
-    report["false_alarms"] = totals["false_alarms"]
-    report["hours"] = round(total_s / 3600.0, 4)
-    report["false_alarms_per_hour"] = totals["false_alarms"] / (total_s / 3600.0) if total_s else float("nan")
-    if plots is not None:
-        from pipeline.plots import write_plots
-
-        report["plots"] = [str(p) for p in write_plots(plots, curves, timelines)]
-    return report
-
-
-def _rate(cal: np.ndarray, threshold: float = 3.0) -> float:
-    return float(np.mean(cal >= threshold)) if len(cal) else float("nan")
-
-
-def summary_lines(report: dict[str, Any]) -> list[str]:
-    """A human-readable summary of an ``evaluate`` report."""
-
-    def f(x: Any) -> str:
-        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
-
-    lines = [f"{'clip':<18} {'video':>7} {'base':>7} {'temporal':>8} {'audio':>7} {'base':>7} {'fused':>7}  events"]
-    for name, c in report["clips"].items():
-        ev = c["events"]
-        lines.append(
-            f"{name:<18} {f(c.get('video', {}).get('auc')):>7} {f(c.get('video', {}).get('baseline_auc')):>7} "
-            f"{f(c.get('temporal', {}).get('auc')):>8} {f(c.get('audio', {}).get('auc')):>7} "
-            f"{f(c.get('audio', {}).get('baseline_auc')):>7} "
-            f"{f(c.get('fused', {}).get('auc')):>7}  {ev['recalled']}/{ev['anomalies']} recalled, "
-            f"{len(ev['false_alarms'])} false" + (f" (missed: {', '.join(ev['missed'])})" if ev["missed"] else "")
-        )
-    lines.append(
-        f"{'pooled':<18} {f(report.get('video_auc')):>7} {f(report.get('video_baseline_auc')):>7} "
-        f"{f(report.get('temporal_auc')):>8} {f(report.get('audio_auc')):>7} "
-        f"{f(report.get('audio_baseline_auc')):>7} {f(report.get('fused_auc')):>7}  "
-        f"recall {f(report['event_recall'])}, {report['false_alarms']} false alarm(s) in "
-        f"{report['hours'] * 60:.1f} min = {report['false_alarms_per_hour']:.1f}/h"
-    )
-    rates = [f"{k} {100 * report[k + '_normal_rate_ge_3']:.2f}% of {report[k + '_normal_scored']}"
-             for k in ("video", "temporal", "audio", "fused") if k + "_normal_rate_ge_3" in report]
-    if rates:
-        lines.append("normal frames / windows scoring >= 3 (the calibration promises 0.1%): " + ", ".join(rates))
-    if report.get("frames_scored"):
-        lines.append(
-            f"motion gate: {report['frames_gated']} of {report['frames_scored']} frames skipped the CNN "
-            f"({100.0 * report['frames_gated'] / report['frames_scored']:.1f}%); engines: {report['engines']}"
-        )
-    return lines
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.evaluation", description=__doc__.split("\n")[0])
-    parser.add_argument("--package", required=True, type=Path)
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("clips", nargs="+", help="clips with <clip>.json ground truth beside them")
-    args = parser.parse_args(argv)
-    report = evaluate(args.clips, ModelPackage.load(args.package))
-    if args.json:
-        print(json.dumps(report, indent=1))  # noqa: T201 - CLI output
-    else:
-        print("\n".join(summary_lines(report)))  # noqa: T201 - CLI output
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,16 +16,13 @@ MAX_FUNCTION_LINES = 80
 MAX_DOCSTRING_LINES = 25
 
 # Above the limits in files their owners are rewriting; each entry goes when its file is split.
-LONG_MODULES = {"pipeline/evaluation.py"}
-LONG_FUNCTIONS = {"pipeline/evaluation.py:score_media", "pipeline/evaluation.py:evaluate"}
+LONG_MODULES: set[str] = set()
+LONG_FUNCTIONS: set[str] = set()
 LONG_DOCSTRINGS = {
     "alerts/schema.py",
     "benchmarks/real_data.py",
-    "pipeline/evaluation.py",
-    "pipeline/models/temporal.py",
-    "pipeline/models/video.py",
 }
-CLI_IN_PIPELINE = {"pipeline/evaluation.py"}  # `python -m pipeline.evaluation`, beside `edge eval`
+CLI_IN_PIPELINE: set[str] = set()
 
 
 def _modules(*roots: str) -> Iterator[tuple[str, str]]:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 from conftest import DEFAULT_MODEL, SAMPLES
 
-from pipeline.evaluation import evaluate
 from pipeline.models.package import ModelPackage
+from pipeline.quality import evaluate
 
 
 def test_normal_clip_stays_below_threshold_and_anomalies_are_found() -> None:

@@ -12,8 +12,9 @@ from conftest import DEFAULT_MODEL
 from fixtures.scene import scene_audio, scene_frames
 from test_score import write_frames, write_wav
 
-from pipeline.evaluation import evaluate, frame_difference, score_media, window_rms_db
+from pipeline.evaluation import frame_difference, score_media, window_rms_db
 from pipeline.models.package import ModelPackage
+from pipeline.quality import evaluate
 from pipeline.scoring_model import PackageScorer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

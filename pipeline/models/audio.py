@@ -15,7 +15,7 @@ Two heads:
   conditioner). Frame-level anomalous sound detection in the DCASE Task 2 tradition (autoencoder or predictor
   error on log-mel frames, Koizumi et al. 2019; Dohi et al. 2023), with a Gaussian output as in mixture density /
   heteroscedastic regression (Bishop 1994).
-- ``mse`` (packages trained before): the mean squared error of the predicted next frame.
+- ``mse`` (older packages): the mean squared error of the predicted next frame.
 """
 
 from __future__ import annotations

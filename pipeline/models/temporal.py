@@ -8,18 +8,14 @@ runs one small GRU per cell (shared weights, plus a learned per-cell offset: a c
 is normal on a path and not on a lawn) predicting each cell's next embedding from its past. It returns ``cell_err``
 (B, gh, gw): the prediction error of the last ``score_steps`` steps, divided by each cell's typical error on normal
 footage plus ``copy_weight`` x how much the cell's embedding changed over those steps (as in the video model: a big
-object near the camera changes its cells a lot even when it moves normally; measured on the samples this halves
-the temporal false alarms on the clip with near walkers), plus ``global_weight`` x the mean change over all cells
-(packages trained since 2026-11-29): when the camera shakes, every textured cell's embedding jitters at once, while
-something unusual changes a few cells. Measured on the samples (``benchmarks/shake.py``'s clips, same weights):
-frames of normal_eval shaken by up to 0.25 / 0.5 / 1 model px scoring above its steady maximum 76 / 94 / 95 % →
-0 / 1 / 1 % with 4, and the temporal AUC 0.867 → 0.876 (a global lighting or noise change moves every cell too).
-The scorer takes the worst cell as the raw score and as the box, like the video model's worst patch.
+object near the camera changes its cells a lot even when it moves normally), plus ``global_weight`` x the mean
+change over all cells: when the camera shakes, every textured cell's embedding jitters at once, while something
+unusual changes a few cells (``benchmarks/shake.py``). The scorer takes the worst cell as the raw score and as the
+box, like the video model's worst patch.
 
-With ``relative`` (packages trained since 2026-12-07), each cell's normalised embeddings are taken as changes from
-the window's first: what the GRU follows is how a cell changes over the 2 s, not how it looks, so a new recording of
-the same view (other colours, exposure, noise) does not shift every cell's input at once. A model trained on 40 s of
-CUHK Avenue scored 8-67 % of another recording's windows >= 3 with absolute embeddings, none relative.
+With ``relative``, each cell's normalised embeddings are taken as changes from the window's first: what the GRU
+follows is how a cell changes over the 2 s, not how it looks, so a new recording of the same view (other colours,
+exposure, noise) does not shift every cell's input at once (docs/decisions/0001).
 
 Stateless by design: a window of embeddings in, a score out. The runner keeps the last ``window`` embeddings per
 camera, so batches may mix cameras freely and a restarted stream simply refills its window.

@@ -16,16 +16,11 @@ Robustness, all causal (nothing a live stream could not do):
   capacity goes into the scene's normal motion;
 - each patch's error is divided by a normal level (``patch_scale``; ``edge train`` fits one level for the whole
   picture, see ``fit_patch_scale`` and docs/decisions/0001-scores-that-hold-on-real-data.md) plus ``copy_weight`` x
-  the error of simply repeating the newest past frame there (0 in packages trained now; packages trained before
-  2026-12-07 use 0.15 and a level per patch);
-- with ``shake_weight`` (packages trained since 2026-11-29), a shaking camera is not an anomaly: a whole-picture move
-  of a fraction of a pixel changes every sharp edge (sampling and aliasing make it more than a shift that could be
-  undone), and a patch that never saw change in training scores in the hundreds. The graph measures the picture's
-  move from the newest past frame to the new one (``global_shift``: robust Lucas-Kanade, two passes on the
-  quarter-resolution frames) and adds ``shake_weight`` x (move in pixels)^2 x the patch's gradient energy (the error
-  such a move makes there) to the denominator: nothing on a steady camera (moves of ~0.01 px), edges discounted by
-  what the measured shake explains when it shakes, flat ground (where a walker or a car shows) barely affected.
-  Measured with ``benchmarks/shake.py``.
+  the error of simply repeating the newest past frame there (0 in new packages; older ones use 0.15);
+- with ``shake_weight``, a shaking camera is not an anomaly: the graph measures the picture's move from the newest
+  past frame (``global_shift``) and adds ``shake_weight`` x (move in pixels)^2 x the patch's gradient energy (the
+  error such a move makes there) to the denominator: nothing on a steady camera, edges discounted while it shakes,
+  flat ground (where a walker or a car shows) barely affected (``benchmarks/shake.py``).
 """
 
 from __future__ import annotations
@@ -37,11 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 # The decoder half of the U-Net. "unet": 3x3 convolutions on the concatenated skips at 1/4 and 1/2 resolution and a
-# 3x3 output (~134 M multiply-adds per 256x144 frame, 1.7 ms on one core with ONNX Runtime; packages trained before
-# "light" use it). "light" (the default of ``edge train``): at 1/4 a 1x1 mix then a 3x3 convolution to half the
-# channels, at 1/2 a 1x1 mix then a depthwise 3x3, a 1x1 output: 0.65 ms (the decoder's three full 3x3 convolutions
-# were 70 % of the "unet" time). Trained for the same 1500 steps on the samples, both reach the same video AUC
-# (0.921 vs 0.922); in a fixed time budget "light" takes more steps.
+# 3x3 output (older packages). "light" (the default of ``edge train``): at 1/4 a 1x1 mix then a 3x3 convolution to
+# half the channels, at 1/2 a 1x1 mix then a depthwise 3x3, a 1x1 output: about a third of the cost for the same
+# quality at equal steps, so more steps in the same time budget (docs/models.md).
 DECODERS = ("unet", "light")
 
 # Luma in [0, 1] after mean removal has a spread of ~0.2; scaled up, errors and gradients are O(1).
@@ -74,11 +67,8 @@ def global_shift(p: torch.Tensor, n: torch.Tensor, robust: float = 0.1) -> tuple
     """The whole-picture translation (dx, dy) in pixels that best maps ``p`` onto ``n`` (B, 1, h, w), i.e. ``n(x) ~
     p(x + d)``, clamped to ``MAX_SHIFT``: robust Lucas-Kanade on the 2x2-pooled maps, then a second pass on what
     the first move leaves unexplained (re-weighted by that residual, to first order: the same gradients, no
-    resampling of the picture). Pooled, because it is a third of the cost at full resolution and measured as good
-    (on the samples, video AUC 0.918 vs 0.921). The first-order second pass replaced a second step that resampled
-    the picture by the first move (a bilinear ``GridSample`` and new gradients): the moves it measures on
-    ``benchmarks/shake.py``'s clips differ by 0.01-0.04 half-resolution pixels on average (shakes of up to 0.25-1
-    model px), and the graph is 0.04 ms a frame cheaper (0.75 → 0.71 ms, ONNX Runtime, one thread)."""
+    resampling of the picture: a second step that resampled the picture by the first move measured the same
+    moves within a few hundredths of a pixel on ``benchmarks/shake.py``'s clips, at a higher cost)."""
     pp, pn = F.avg_pool2d(p, 2), F.avg_pool2d(n, 2)
     b = pp.shape[0]
     gx = (pp[..., 1:-1, 2:] - pp[..., 1:-1, :-2]) * 0.5  # central differences at the interior pixels
@@ -229,17 +219,15 @@ class VideoPredictor(nn.Module):
     ) -> None:
         """Set ``patch_scale`` from unscaled patch errors of normal training footage, (N, gh, gw).
 
-        Each patch's ``quantile`` (0.997: close to the most a patch saw on normal footage; on the samples 0.99 gave
-        video AUC 0.937 and missed the far scooter, 0.997 gives 0.946 and finds every video anomaly) plus two
-        floors: ``row_floor`` x the upper quartile of its row (rows are
-        distances from the camera, so a patch that saw nobody in training still expects what people at that
-        distance do, and a normal walker on a rarely used spot does not score in the hundreds), and ``floor``
-        x the median patch (a region where nothing ever moves does not turn sensor noise into huge scores).
+        Each patch's ``quantile`` (0.997: close to the most a patch saw on normal footage) plus two floors:
+        ``row_floor`` x the upper quartile of its row (rows are distances from the camera, so a patch that saw
+        nobody in training still expects what people at that distance do), and ``floor`` x the median patch (a
+        region where nothing ever moves does not turn sensor noise into huge scores).
 
         ``uniform``: one level for every patch, the median patch's ``quantile`` (the unit of the scores, no per-patch
         normalisation; what ``edge train`` fits). What each patch, or each row, saw in a few minutes of training is a
         noisy estimate of its normal level: divided by it, a spot that was quiet in training turns a normal walker
-        or a new recording's noise into an outlier (see docs/decisions/0001-video-score.md)."""
+        or a new recording's noise into an outlier (see docs/decisions/0001-scores-that-hold-on-real-data.md)."""
         q = torch.quantile(errors.reshape(errors.shape[0], -1).double(), quantile, dim=0).float()
         q = q.reshape(errors.shape[1:])
         if uniform:
