@@ -20,7 +20,6 @@ LONG_MODULES: set[str] = set()
 LONG_FUNCTIONS: set[str] = set()
 LONG_DOCSTRINGS = {
     "alerts/schema.py",
-    "benchmarks/real_data.py",
 }
 CLI_IN_PIPELINE: set[str] = set()
 
