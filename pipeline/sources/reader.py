@@ -39,6 +39,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
@@ -96,6 +97,90 @@ class PacketSink(Protocol):
 
 class SourceStalledError(SourceConnectionError, TimeoutError):
     """A live source stopped delivering frames (connection open, nothing decodable arriving)."""
+
+
+class _Watchdog:
+    """Ends a session whose stream stops decoding: garbage (at least ``_GARBAGE_FRACTION`` of a stream's last
+    ``_GARBAGE_WINDOW`` packets undecodable), or a live source with no frame of its main stream (video if any, else
+    audio) for ``stall_timeout_s``."""
+
+    def __init__(self, spec: SourceSpec, kinds: Sequence[str], main_kind: str, now: float) -> None:
+        self.spec = spec
+        self.main_kind = main_kind
+        self.progress_at = now
+        self.recent: dict[str, collections.deque[bool]] = {
+            kind: collections.deque(maxlen=_GARBAGE_WINDOW) for kind in kinds
+        }
+
+    def decoded(self, kind: str) -> None:
+        self.recent[kind].append(False)
+
+    def undecodable(self, kind: str, exc: Exception) -> None:
+        """Count an undecodable packet; raise ``SourceFormatError`` once the stream is garbage."""
+        recent = self.recent[kind]
+        recent.append(True)
+        if len(recent) == recent.maxlen and sum(recent) >= _GARBAGE_FRACTION * len(recent):
+            raise SourceFormatError(
+                f"{self.spec.safe_url}: garbage {kind}: {sum(recent)} of its last {len(recent)} packets "
+                f"were undecodable ({redact_text(str(exc))})"
+            ) from exc
+
+    def check(self, kind: str, decoded: bool, now: float) -> None:
+        """After each packet: a frame of the main stream is progress; a live source without any for too long ends."""
+        spec, main_kind = self.spec, self.main_kind
+        if decoded and kind == main_kind:
+            self.progress_at = now
+        elif spec.live and now - self.progress_at > spec.stall_timeout_s:
+            failed = sum(self.recent[main_kind])
+            if failed:  # data arrives but does not decode: garbage, not a frozen camera
+                raise SourceFormatError(
+                    f"{spec.safe_url}: garbage {main_kind}: no decodable frame for "
+                    f"{now - self.progress_at:.1f} s, {failed} undecodable packets"
+                )
+            raise SourceStalledError(f"{spec.safe_url}: no {main_kind} frame for {now - self.progress_at:.1f} s")
+
+
+class _VideoSampler:
+    """Which decoded frames are due at the detection rate (one every ``period`` s of source time): a repeated or
+    backward frame never is; the first frame, a gap longer than a period or a new segment resynchronises."""
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.next_due: float | None = None
+        self.segment = -1
+        self.last = -float("inf")
+
+    def due(self, out: float, segment: int) -> bool:
+        if out <= self.last + _PTS_EPS:
+            return False
+        self.last = out
+        if self.next_due is None or out - self.next_due > self.period or segment != self.segment:
+            self.next_due = out  # first frame, a gap or a new segment: resynchronise sampling
+            self.segment = segment
+        if out < self.next_due - _SAMPLE_TOLERANCE_S:
+            return False
+        self.next_due += self.period
+        return True
+
+
+@dataclass
+class _Session:
+    """What one pass over an open container carries from packet to packet."""
+
+    stop: threading.Event | None
+    tl: StreamTimeline
+    period: float  # of the detection rate, s
+    started: float  # the reader's clock at the start
+    sampler: _VideoSampler
+    start_wall: datetime = field(default_factory=utc_now)
+    first_out: float | None = None  # source time of the first frame decoded
+    # one scaler for the whole session: frame.to_ndarray(width=...) builds a new swscale context per frame,
+    # which cost 0.5 ms of each 0.87 ms conversion of a 720p frame (most of it holding the GIL)
+    scaler: VideoReformatter = field(default_factory=VideoReformatter)
+    resampler: Any = None
+    audio_buf: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    audio_buf_pts: float | None = None  # source time of audio_buf[0]
+    audio_next: float | None = None  # source time where the last decoded audio frame ended
 
 
 class MediaReader:
@@ -258,59 +343,18 @@ class MediaReader:
         finally:
             sink.end_session()
 
-    def _items(  # noqa: C901, PLR0912, PLR0915 -- above the limits: to be split by stage (issue 23)
+    def _items(
         self, stop: threading.Event | None, tl: StreamTimeline
     ) -> Generator[VideoFrame | AudioWindow, None, None]:
+        """Demux and decode: every packet to the packet sink, then decoded; each frame to sampling (video) or
+        audio windowing; the watchdog after each packet."""
         spec = self.spec
-        live = spec.live
         streams = self._streams()
         main_kind = "video" if any(s.type == "video" for s in streams) else "audio"
-        period = 1.0 / self.fps
-        clock = self._clock
-        started = clock()
-        resampler: Any = None
-        # one scaler for the whole session: frame.to_ndarray(width=...) builds a new swscale context per frame,
-        # which cost 0.5 ms of each 0.87 ms conversion of a 720p frame (most of it holding the GIL)
-        scaler = VideoReformatter()
-        audio_buf = np.zeros(0, dtype=np.float32)
-        audio_buf_pts: float | None = None  # source time of audio_buf[0]
-        audio_next: float | None = None  # source time where the last decoded audio frame ended
-        next_due: float | None = None
-        video_segment = -1
-        last_video = -float("inf")
-        start_wall = utc_now()
-        first_out: float | None = None
-        progress_at = started
-        recent_failures: dict[str, collections.deque[bool]] = {
-            s.type: collections.deque(maxlen=_GARBAGE_WINDOW) for s in streams
-        }
+        session = _Session(stop, tl, 1.0 / self.fps, self._clock(), _VideoSampler(1.0 / self.fps))
+        watchdog = _Watchdog(spec, [s.type for s in streams], main_kind, session.started)
         sink = self.packet_sink
         last_packet: Any = None  # how far a file got, against what its header declares (truncation)
-
-        def wall(kind: str, out: float) -> tuple[datetime, WallClock]:
-            if not live:
-                return start_wall + timedelta(seconds=out - (first_out or 0.0)), WallClock.FILE
-            rtcp_us = self.container.start_time_realtime
-            if rtcp_us is None:
-                return utc_now(), WallClock.RECEIVE
-            stamp = datetime.fromtimestamp(rtcp_us / 1e6 + tl.raw(kind, out), tz=timezone.utc)
-            if not self._skew_warned and abs((stamp - utc_now()).total_seconds()) > _RTCP_SKEW_WARN_S:
-                self._skew_warned = True
-                log.warning("camera %s: its RTCP clock is %.0f s off ours; wall times follow the camera",
-                            spec.camera_id, (stamp - utc_now()).total_seconds())
-            return stamp, WallClock.RTCP
-
-        def pace(out: float) -> bool:
-            """Sleep until ``out`` is due when replaying at real-time pace; False if stopped meanwhile."""
-            if not spec.pace or live or first_out is None:
-                return True
-            delay = started + (out - first_out) - clock()
-            if delay > 0:
-                if stop is not None:
-                    return not stop.wait(delay)
-                time.sleep(delay)
-            return True
-
         try:
             for packet in self.container.demux(streams):
                 if stop is not None and stop.is_set():
@@ -321,124 +365,140 @@ class MediaReader:
                 if sink is not None:
                     # before decoding: a frame's packet is in the ring before the frame reaches the scorer
                     sink.add(packet, kind, tl.offset(kind))
-                try:
-                    frames = packet.decode()
-                    recent_failures[kind].append(False)
-                except (av.error.FFmpegError, ValueError) as exc:
-                    # one bad packet (corrupt data, a codec's complaint of any kind) is a glitch, not the end
-                    self.decode_errors += 1
-                    log.debug("%s: undecodable %s packet: %s", spec.safe_url, kind, exc)
-                    recent = recent_failures[kind]
-                    recent.append(True)
-                    if len(recent) == recent.maxlen and sum(recent) >= _GARBAGE_FRACTION * len(recent):
-                        raise SourceFormatError(
-                            f"{spec.safe_url}: garbage {kind}: {sum(recent)} of its last {len(recent)} packets "
-                            f"were undecodable ({redact_text(str(exc))})"
-                        ) from exc
-                    frames = []
-                now = clock()
-                if frames and kind == main_kind:
-                    progress_at = now
-                elif live and now - progress_at > spec.stall_timeout_s:
-                    failed = sum(recent_failures[main_kind])
-                    if failed:  # data arrives but does not decode: garbage, not a frozen camera
-                        raise SourceFormatError(
-                            f"{spec.safe_url}: garbage {main_kind}: no decodable frame for "
-                            f"{now - progress_at:.1f} s, {failed} undecodable packets"
-                        )
-                    raise SourceStalledError(
-                        f"{spec.safe_url}: no {main_kind} frame for {now - progress_at:.1f} s"
-                    )
+                frames = self._decode(packet, kind, watchdog)
+                now = self._clock()
+                watchdog.check(kind, bool(frames), now)
                 for frame in frames:
-                    raw = _seconds(frame)
-                    if kind == "video":
-                        self.video_frames_decoded += 1
-                        seen = self.on_video_frame
-                        if raw is None:
-                            if seen is not None:
-                                seen(self.video_frames_decoded - 1, None, False)
-                            continue
-                        out = tl.map("video", raw, gap_s=period, now=now)
-                        if first_out is None:
-                            first_out = out
-                        if out <= last_video + _PTS_EPS:
-                            if seen is not None:
-                                seen(self.video_frames_decoded - 1, out, False)
-                            continue
-                        last_video = out
-                        if next_due is None or out - next_due > period or tl.segment("video") != video_segment:
-                            next_due = out  # first frame, a gap or a new segment: resynchronise sampling
-                            video_segment = tl.segment("video")
-                        if out < next_due - _SAMPLE_TOLERANCE_S:
-                            if seen is not None:
-                                seen(self.video_frames_decoded - 1, out, False)
-                            continue
-                        next_due += period
-                        if seen is not None:
-                            seen(self.video_frames_decoded - 1, out, True)
-                        if not pace(out):
-                            return
-                        luma = scaler.reformat(
-                            frame, width=self.width, height=self.height, format="gray", interpolation="AREA"
-                        ).to_ndarray()
-                        wt, wclock = wall("video", out)
-                        yield VideoFrame(spec.camera_id, tl.video_seq, out, time.monotonic_ns(), wt, luma, wclock)
-                        tl.video_seq += 1
-                        continue
-                    duration = frame.samples / frame.sample_rate if frame.sample_rate else 0.0
-                    if raw is None:
-                        if audio_next is None:
-                            continue
-                        out = audio_next  # no pts: it follows the previous frame
-                    else:
-                        out = tl.map("audio", raw, gap_s=period, now=now)
-                    if first_out is None:
-                        first_out = out
-                    if audio_next is None or abs(out - audio_next) > _AUDIO_RESYNC_S:
-                        # first audio, or a gap / overlap: the partial window is dropped, windows restart here
-                        resampler = None
-                        audio_buf = np.zeros(0, dtype=np.float32)
-                        audio_buf_pts = out
-                    audio_next = out + duration
-                    if (frame.sample_rate == self.sample_rate and frame.layout.nb_channels == 1
-                            and frame.format.name in _FLOAT_FORMATS):
-                        # already float mono at our rate (AAC, Opus decode to fltp): its one plane is the samples,
-                        # bit for bit what the resampler gives, without its filter graph (12 us per frame holding
-                        # the GIL, and a pool of threads woken for each frame)
-                        chunks = [np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples)]
-                    else:
-                        if resampler is None:
-                            resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
-                        try:
-                            resampled = resampler.resample(frame)
-                        except ValueError:  # the input's rate or layout changed mid-stream: a fresh resampler
-                            resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
-                            resampled = resampler.resample(frame)
-                        # packed float32 mono: the plane is the samples (to_ndarray() costs 4x this)
-                        chunks = [np.frombuffer(rf.planes[0], dtype=np.float32, count=rf.samples) for rf in resampled]
-                    for chunk in chunks:
-                        audio_buf = np.concatenate((audio_buf, chunk)) if audio_buf.size else chunk.copy()
-                    while audio_buf_pts is not None and audio_buf.size >= self.window:
-                        window_pts = audio_buf_pts
-                        if not pace(window_pts + self.window / self.sample_rate):
-                            return
-                        wt, wclock = wall("audio", window_pts)
-                        yield AudioWindow(
-                            spec.camera_id, tl.audio_seq, window_pts, time.monotonic_ns(), wt,
-                            audio_buf[: self.window].copy(), self.sample_rate, wclock,
-                        )
-                        tl.audio_seq += 1
-                        audio_buf = audio_buf[self.hop :]
-                        audio_buf_pts += self.hop / self.sample_rate
+                    stage = self._video(session, frame, now) if kind == "video" else self._audio(session, frame, now)
+                    if not (yield from stage):
+                        return
         except SourceError:
             raise
         except (av.error.FFmpegError, OSError, EOFError) as exc:
             # media and network errors become SourceErrors; anything else is a bug and propagates as it is
             raise _read_error(exc, spec) from exc
-        if first_out is None and not live:
+        if session.first_out is None and not spec.live:
             raise SourceFormatError(f"{spec.safe_url}: nothing decodable in it")
-        if not live:
+        if not spec.live:
             _check_complete(self.container, last_packet, spec)
+
+    def _decode(self, packet: Any, kind: str, watchdog: _Watchdog) -> list[Any]:
+        """The frames of one packet; an undecodable one is a glitch (counted), until the stream is garbage."""
+        try:
+            frames: list[Any] = packet.decode()
+            watchdog.decoded(kind)
+        except (av.error.FFmpegError, ValueError) as exc:
+            # one bad packet (corrupt data, a codec's complaint of any kind) is a glitch, not the end
+            self.decode_errors += 1
+            log.debug("%s: undecodable %s packet: %s", self.spec.safe_url, kind, exc)
+            watchdog.undecodable(kind, exc)
+            return []
+        return frames
+
+    def _video(self, s: _Session, frame: Any, now: float) -> Generator[VideoFrame, None, bool]:
+        """Sampling: ``frame`` yielded as the model's luma if it is due; False when stopped while pacing."""
+        self.video_frames_decoded += 1
+        index, seen = self.video_frames_decoded - 1, self.on_video_frame
+        raw = _seconds(frame)
+        if raw is None:
+            if seen is not None:
+                seen(index, None, False)
+            return True
+        out = s.tl.map("video", raw, gap_s=s.period, now=now)
+        if s.first_out is None:
+            s.first_out = out
+        due = s.sampler.due(out, s.tl.segment("video"))
+        if seen is not None:
+            seen(index, out, due)
+        if not due:
+            return True
+        if not self._pace(s, out):
+            return False
+        luma = s.scaler.reformat(
+            frame, width=self.width, height=self.height, format="gray", interpolation="AREA"
+        ).to_ndarray()
+        wt, wclock = self._wall(s, "video", out)
+        yield VideoFrame(self.spec.camera_id, s.tl.video_seq, out, time.monotonic_ns(), wt, luma, wclock)
+        s.tl.video_seq += 1
+        return True
+
+    def _audio(self, s: _Session, frame: Any, now: float) -> Generator[AudioWindow, None, bool]:
+        """Audio windowing: ``frame`` resampled to ``sample_rate`` mono and cut into windows of ``window`` samples
+        every ``hop``; a gap or overlap drops the partial window. False when stopped while pacing."""
+        raw = _seconds(frame)
+        duration = frame.samples / frame.sample_rate if frame.sample_rate else 0.0
+        if raw is None:
+            if s.audio_next is None:
+                return True
+            out = s.audio_next  # no pts: it follows the previous frame
+        else:
+            out = s.tl.map("audio", raw, gap_s=s.period, now=now)
+        if s.first_out is None:
+            s.first_out = out
+        if s.audio_next is None or abs(out - s.audio_next) > _AUDIO_RESYNC_S:
+            # first audio, or a gap / overlap: the partial window is dropped, windows restart here
+            s.resampler = None
+            s.audio_buf = np.zeros(0, dtype=np.float32)
+            s.audio_buf_pts = out
+        s.audio_next = out + duration
+        for chunk in self._resampled(s, frame):
+            s.audio_buf = np.concatenate((s.audio_buf, chunk)) if s.audio_buf.size else chunk.copy()
+        while s.audio_buf_pts is not None and s.audio_buf.size >= self.window:
+            window_pts = s.audio_buf_pts
+            if not self._pace(s, window_pts + self.window / self.sample_rate):
+                return False
+            wt, wclock = self._wall(s, "audio", window_pts)
+            yield AudioWindow(
+                self.spec.camera_id, s.tl.audio_seq, window_pts, time.monotonic_ns(), wt,
+                s.audio_buf[: self.window].copy(), self.sample_rate, wclock,
+            )
+            s.tl.audio_seq += 1
+            s.audio_buf = s.audio_buf[self.hop :]
+            s.audio_buf_pts += self.hop / self.sample_rate
+        return True
+
+    def _resampled(self, s: _Session, frame: Any) -> list[np.ndarray]:
+        """``frame``'s samples as float32 mono at ``sample_rate``."""
+        if (frame.sample_rate == self.sample_rate and frame.layout.nb_channels == 1
+                and frame.format.name in _FLOAT_FORMATS):
+            # already float mono at our rate (AAC, Opus decode to fltp): its one plane is the samples, bit for bit
+            # what the resampler gives, without its filter graph (12 us per frame holding the GIL, and a pool of
+            # threads woken for each frame)
+            return [np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples)]
+        if s.resampler is None:
+            s.resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
+        try:
+            resampled = s.resampler.resample(frame)
+        except ValueError:  # the input's rate or layout changed mid-stream: a fresh resampler
+            s.resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
+            resampled = s.resampler.resample(frame)
+        # packed float32 mono: the plane is the samples (to_ndarray() costs 4x this)
+        return [np.frombuffer(rf.planes[0], dtype=np.float32, count=rf.samples) for rf in resampled]
+
+    def _wall(self, s: _Session, kind: str, out: float) -> tuple[datetime, WallClock]:
+        """Wall time of source time ``out`` (see Clocks in the module docstring)."""
+        if not self.spec.live:
+            return s.start_wall + timedelta(seconds=out - (s.first_out or 0.0)), WallClock.FILE
+        rtcp_us = self.container.start_time_realtime
+        if rtcp_us is None:
+            return utc_now(), WallClock.RECEIVE
+        stamp = datetime.fromtimestamp(rtcp_us / 1e6 + s.tl.raw(kind, out), tz=timezone.utc)
+        if not self._skew_warned and abs((stamp - utc_now()).total_seconds()) > _RTCP_SKEW_WARN_S:
+            self._skew_warned = True
+            log.warning("camera %s: its RTCP clock is %.0f s off ours; wall times follow the camera",
+                        self.spec.camera_id, (stamp - utc_now()).total_seconds())
+        return stamp, WallClock.RTCP
+
+    def _pace(self, s: _Session, out: float) -> bool:
+        """Sleep until ``out`` is due when replaying at real-time pace; False if stopped meanwhile."""
+        if not self.spec.pace or self.spec.live or s.first_out is None:
+            return True
+        delay = s.started + (out - s.first_out) - self._clock()
+        if delay > 0:
+            if s.stop is not None:
+                return not s.stop.wait(delay)
+            time.sleep(delay)
+        return True
 
 
 _TRUNCATED_S = 1.0
