@@ -1,6 +1,6 @@
 """What ``isolation: process`` costs: CPU per camera-second of media, capture on threads vs in child processes.
 
-N cameras replay the benchmark clip (720p25 H.264 ~3 Mbit/s + AAC, see ``edge/bench.py``) as fast as they can
+N cameras replay the benchmark clip (720p25 H.264 ~3 Mbit/s + AAC, see ``edge/bench_media.py``) as fast as they can
 through the real ``Runner`` (``CaptureWorker`` → ``MediaReader`` on a thread, or ``ProcessReader`` → a spawned
 child) into a scorer that does nothing, so that what is measured is capture and what crosses the boundary:
 demux + decode, sampled luma at the default model's size and rate, audio windows, and in process mode the

@@ -1,6 +1,6 @@
 """Where a camera's CPU goes: each stage of the pipeline measured alone, in one process, interleaved.
 
-For one second of the benchmark clip (720p25 H.264 ~3 Mbit/s + AAC, see ``edge/bench.py``), the CPU
+For one second of the benchmark clip (720p25 H.264 ~3 Mbit/s + AAC, see ``edge/bench_media.py``), the CPU
 milliseconds (all threads of the process, ``time.process_time``) of:
 
     decode           demux + decode every video and audio frame (as the reader: DECODER_THREADS)   the floor
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 
-from edge.bench import DEFAULT_CACHE, ensure_clip  # noqa: E402
+from edge.bench_media import DEFAULT_CACHE, ensure_clip  # noqa: E402
 from pipeline.engines.base import OrtEngineConfig  # noqa: E402
 from pipeline.features import log_mel  # noqa: E402
 from pipeline.models.default_package import default_package_dir  # noqa: E402

@@ -37,7 +37,7 @@ TEST_CLIPS = ("test_1", "test_2", "test_3", "normal_eval")
 
 def make_footage(cache: Path, log: Any) -> list[Path]:
     """The 720p clips, made once (each written atomically by the encoder)."""
-    from edge.bench import CLIP_FPS, CLIP_HEIGHT, CLIP_KBPS, CLIP_VERSION, encode_clip
+    from edge.bench_media import CLIP_FPS, CLIP_HEIGHT, CLIP_KBPS, CLIP_VERSION, encode_clip
 
     cache.mkdir(parents=True, exist_ok=True)
     out = []

@@ -250,11 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
-    from edge import bench, doctor, models_cli, simulate
+    from edge import bench_cli, doctor, models_cli, simulate
 
     doctor.add_parser(sub)
     simulate.add_parser(sub)
-    bench.add_parser(sub)
+    bench_cli.add_parser(sub)
     models_cli.add_parsers(sub)  # score, eval, export, build-engine, bench-engines
     return parser
 

@@ -39,7 +39,8 @@ if str(ROOT) not in sys.path:  # the child process imports this file as a plain 
 
 from pipeline.errors import SourceError  # noqa: E402
 from pipeline.frames import StreamEnd, WallClock  # noqa: E402
-from pipeline.sources.microphone import AudioWindower, MicrophoneReader, MicrophoneSpec  # noqa: E402
+from pipeline.sources.audio_windows import AudioWindower  # noqa: E402
+from pipeline.sources.microphone import MicrophoneReader, MicrophoneSpec  # noqa: E402
 
 SYSTEM_ALSA_CONF = Path("/usr/share/alsa/alsa.conf")
 SECONDS = 2.0

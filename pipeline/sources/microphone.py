@@ -42,7 +42,8 @@ import av
 import numpy as np
 
 from pipeline.errors import SourceConnectionError, SourceError, SourceFormatError, SourceNotFoundError
-from pipeline.frames import AudioWindow, WallClock
+from pipeline.frames import AudioWindow
+from pipeline.sources.audio_windows import AudioWindower
 from pipeline.sources.timeline import StreamTimeline
 
 log = logging.getLogger(__name__)
@@ -103,54 +104,6 @@ class _Block(NamedTuple):
     data: np.ndarray  # frames x channels, int16
     monotonic_ns: int
     wall_ns: int
-
-
-class AudioWindower:
-    """Cuts a stream of mono samples into windows of ``window`` samples every ``hop`` samples.
-
-    ``pts`` is the index of the window's first sample over ``sample_rate``. :meth:`restart` jumps over a gap.
-    """
-
-    def __init__(self, camera_id: str, *, window: int, hop: int, sample_rate: int) -> None:
-        if window < 1 or hop < 1:
-            raise ValueError("window and hop must be >= 1 sample")
-        self.camera_id = camera_id
-        self.window = window
-        self.hop = hop
-        self.sample_rate = sample_rate
-        self.seq = 0
-        self._buf = np.zeros(0, dtype=np.float32)
-        self._start = 0  # stream index of _buf[0]
-        self._skip = 0  # samples still to pass over when hop > window
-
-    def restart(self, at: int) -> None:
-        """Drop the partial window; the next sample pushed is sample ``at`` of the stream."""
-        self._buf = np.zeros(0, dtype=np.float32)
-        self._start = at
-        self._skip = 0
-
-    def push(self, samples: np.ndarray, monotonic_ns: int, wall_time: datetime) -> list[AudioWindow]:
-        if self._skip:
-            n = min(self._skip, len(samples))
-            samples = samples[n:]
-            self._skip -= n
-            self._start += n
-        buf = np.concatenate((self._buf, samples)) if self._buf.size else samples
-        out: list[AudioWindow] = []
-        while len(buf) >= self.window:
-            out.append(
-                AudioWindow(
-                    self.camera_id, self.seq, self._start / self.sample_rate, monotonic_ns, wall_time,
-                    buf[: self.window].copy(), self.sample_rate, WallClock.RECEIVE,
-                )
-            )
-            self.seq += 1
-            step = min(self.hop, len(buf))
-            buf = buf[step:]
-            self._start += step
-            self._skip = self.hop - step
-        self._buf = buf
-        return out
 
 
 class MicrophoneReader:

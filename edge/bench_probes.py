@@ -1,0 +1,94 @@
+"""What ``edge bench`` reads of the machine while it measures: CPU seconds of processes and of this process's
+threads by role (``/proc``), resident memory and its peak (``RssSampler``), the load average, and how much CPU the
+machine gives right now (``cores_available``: other tenants take the rest). Linux only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_cpu_seconds(stat_path: str) -> float:
+    try:
+        with open(stat_path) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds by role: Python threads by name, the rest (FFmpeg's decoder threads, ORT pools) as ``native``."""
+    roles: dict[str, float] = {}
+    named = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+    for tid in os.listdir("/proc/self/task"):
+        name = named.get(int(tid))
+        if name is None:
+            role = "native"
+        elif name.startswith(("capture-", "bench-decode-")):
+            role = "capture"
+        elif name == "scoring":
+            role = "scoring"
+        else:
+            role = "other"
+        roles[role] = roles.get(role, 0.0) + _proc_cpu_seconds(f"/proc/self/task/{tid}/stat")
+    return roles
+
+
+class RssSampler:
+    """Peak VmRSS while running, sampled every 0.1 s (a thread)."""
+
+    def __init__(self) -> None:
+        self.peak = rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-rss", daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.peak = max(self.peak, rss_mb())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_mb())
+
+
+_BURN = "import time\nt=time.monotonic()+{s}\nwhile time.monotonic()<t: pass\nprint(time.process_time())"
+
+
+def cores_available(seconds: float = 1.0) -> float:
+    """CPU the machine gives right now to one busy process per CPU (other tenants take the rest)."""
+    n = os.cpu_count() or 1
+    procs = [subprocess.Popen([sys.executable, "-c", _BURN.format(s=seconds)], stdout=subprocess.PIPE, text=True)
+             for _ in range(n)]
+    used = 0.0
+    for proc in procs:
+        out, _ = proc.communicate(timeout=seconds + 30)
+        with contextlib.suppress(ValueError):
+            used += float(out.strip() or 0)
+    return round(used / seconds, 2)
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
