@@ -12,23 +12,25 @@ What it measures (see ``benchmarks/README.md`` for how to read the figures)::
              capped there, so what matters is latency, drops and the CPU each camera costs
     sweep    the largest N whose cameras all stay real time over RTSP
 
-Each mode alternates its two sides within one run, pipeline / decode-only / decode-only / pipeline (ABBA, repeated
-``--rounds`` times; S measured seconds per side in all), so that the other tenants of a shared machine weigh on
-both sides alike. Absolute fps
+Each mode alternates its sides within one run (ABBA, repeated ``--rounds`` times, 3 by default; S measured seconds
+per side in all), so that the other tenants of a shared machine weigh on every side alike. Absolute fps
 follow the machine's load; only the ratios measured within one run are comparable between runs.
 
-*Decode-only* is the floor a plain decoder sets: the same streams demuxed and every video and audio frame fully
-decoded by PyAV (deblocking on, the reader's thread rule: ``AUTO``, one thread when cameras outnumber cores),
-nothing else. The *pipeline* is a :class:`pipeline.runner.Runner` over the same sources with the given model
-package (video scored at its fps, audio continuously) and the cameras' decoder settings, by default deblocking key
-frames only (``--skip-loop-filter``). Throughput of the pipeline counts only media that went all the way through
-scoring.
+*Decode-only* is the floor: the same streams demuxed and every video and audio frame decoded by PyAV with the
+pipeline's decoder settings (the reader's thread rule: ``AUTO``, one thread when cameras outnumber cores; the
+cameras' ``skip_loop_filter``, by default deblocking key frames only), nothing else; ``ratio`` compares the
+pipeline with it. *Full decode* is the same with deblocking on every frame, as a plain decoder does
+(``ratio_vs_full_decode``). The *pipeline* is a :class:`pipeline.runner.Runner` over the same sources with the
+given model package (video scored at its fps, audio continuously). Throughput of the pipeline counts only media
+that went all the way through scoring. A round is pipeline / decode-only / full decode / full decode / decode-only
+/ pipeline; each ratio is the median of its rounds' ratios, with their spread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 import threading
 import time
 from collections.abc import Sequence
@@ -51,6 +53,10 @@ SWEEP_STEPS = (1, 2, 4, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64)
 RT_RATE_FRACTION = 0.95
 RT_MAX_DROP_FRACTION = 0.01
 RT_MAX_P95_MS = 1000.0
+# The sides of a mode, and one round of them (ABBA around the middle): pipeline, decode-only with the pipeline's
+# decoder settings, and a plain decoder's full decode (every frame deblocked).
+SIDES = ("pipeline", "decode-only", "full-decode")
+ROUND = ("pipeline", "decode-only", "full-decode", "full-decode", "decode-only", "pipeline")
 LOAD_NOTE = (
     "absolute fps depend on machine load (other tenants, CPU frequency); compare only ratios measured within "
     "one run"
@@ -61,8 +67,9 @@ LOAD_NOTE = (
 class DecodeOnly:
     """Demux and decode every video and audio frame of one source on a thread; count, keep nothing."""
 
-    def __init__(self, cam: str, url: str, live: bool, stop: threading.Event) -> None:
+    def __init__(self, cam: str, url: str, live: bool, stop: threading.Event, skip_loop_filter: str = "none") -> None:
         self.cam = cam
+        self.skip_loop_filter = skip_loop_filter
         self.url = url
         self.live = live
         self.video_frames = 0
@@ -79,10 +86,10 @@ class DecodeOnly:
         self._thread.join(timeout)
 
     def configure_video(self, stream: Any) -> None:
-        """The reader's thread rule (``pipeline/sources/reader.py``), and full deblocking: a plain decoder's work."""
+        """The reader's thread rule and deblocking (``pipeline/sources/reader.py``); "none": every frame deblocked."""
         from pipeline.sources.reader import set_decoder_threads
 
-        set_decoder_threads(stream, 1 if self.one_thread else 0)
+        set_decoder_threads(stream, 1 if self.one_thread else 0, self.skip_loop_filter)
 
     def _open(self) -> Any:
         import av
@@ -219,9 +226,10 @@ class Bench:
         return 2.5 if live else 0.5
 
     def decode_phase(self, urls: dict[str, str], live: bool, seconds: float, into: SideTotals,
-                     server: SimulatedCameras | None, decoder: type[DecodeOnly] = DecodeOnly) -> None:
+                     server: SimulatedCameras | None, decoder: type[DecodeOnly] = DecodeOnly,
+                     skip_loop_filter: str = "none") -> None:
         stop = threading.Event()
-        workers = {cam: decoder(cam, url, live, stop) for cam, url in urls.items()}
+        workers = {cam: decoder(cam, url, live, stop, skip_loop_filter) for cam, url in urls.items()}
         one_thread = len(urls) >= (os.cpu_count() or 1)  # the runner's rule (pipeline/runner.py)
         for w in workers.values():
             w.one_thread = one_thread
@@ -312,7 +320,9 @@ class Bench:
     def measure(self, mode: str, n: int, seconds: float, rounds: int, rss: RssSampler) -> dict[str, Any]:
         live = mode == "rtsp"
         phase_s = seconds / (2 * rounds)
-        pipe, dec = SideTotals(), SideTotals()
+        totals = {side: SideTotals() for side in SIDES}
+        phases: list[dict[str, Any]] = []
+        by_round: list[dict[str, float]] = []  # fps per camera of each side in each round
         with contextlib.ExitStack() as stack:
             server: SimulatedCameras | None = None
             if live:
@@ -320,18 +330,36 @@ class Bench:
                 urls = {name: server.url(name) for name in server.names}
             else:
                 urls = {f"cam{i + 1}": str(self.clip.loop_path) for i in range(n)}
-            phases: list[dict[str, Any]] = []
-            for kind in ("pipeline", "decode-only", "decode-only", "pipeline") * rounds:
-                _status(f"{mode}: {n} camera(s), {kind} for {phase_s:g} s")
-                side = pipe if kind == "pipeline" else dec
-                before = _side_progress(side, kind)
-                if kind == "pipeline":
-                    self.pipeline_phase(urls, live, phase_s, pipe, server, rss)
-                else:
-                    self.decode_phase(urls, live, phase_s, dec, server)
-                after = _side_progress(side, kind)
-                phases.append({"side": kind, "fps_per_camera": _r((after[1] - before[1]) / n / (after[0] - before[0]))})
-        return self._summarise(mode, n, pipe, dec, phases, rss)
+            for _ in range(rounds):
+                done = {side: [0.0, 0.0] for side in SIDES}  # measured seconds, frames through
+                for kind in ROUND:
+                    _status(f"{mode}: {n} camera(s), {kind} for {phase_s:g} s")
+                    before = _side_progress(totals[kind], kind)
+                    self._phase(kind, urls, live, phase_s, totals[kind], server, rss)
+                    after = _side_progress(totals[kind], kind)
+                    secs, frames = after[0] - before[0], after[1] - before[1]
+                    done[kind][0] += secs
+                    done[kind][1] += frames
+                    phases.append({"side": kind, "fps_per_camera": _r(frames / n / secs) if secs else None})
+                by_round.append({side: f / n / t if t else 0.0 for side, (t, f) in done.items()})
+        result = self._summarise(mode, n, totals["pipeline"], totals["decode-only"], phases, rss)
+        full = totals["full-decode"]
+        result.update(_round_ratios(by_round))
+        result["full_decode_fps_per_camera"] = _r(_frames(full, "full-decode") / full.seconds / n) if full.seconds else None
+        full_cpu = full.cpu_s / (_frames(full, "full-decode") / self.fps) if _frames(full, "full-decode") else None
+        p_cpu = result["cpu_ms_per_media_s"]["pipeline"]
+        result["cpu_ms_per_media_s"]["full_decode"] = _r(full_cpu * 1000 if full_cpu else None)
+        result["cpu_ratio_vs_full_decode"] = _r(full_cpu * 1000 / p_cpu, 3) if full_cpu and p_cpu else None
+        result["errors"] += full.errors
+        return result
+
+    def _phase(self, kind: str, urls: dict[str, str], live: bool, seconds: float, into: SideTotals,
+               server: SimulatedCameras | None, rss: RssSampler) -> None:
+        if kind == "pipeline":
+            self.pipeline_phase(urls, live, seconds, into, server, rss)
+        else:  # the pipeline's deblocking, or a plain decoder's (every frame)
+            skip = self.skip_loop_filter if kind == "decode-only" else "none"
+            self.decode_phase(urls, live, seconds, into, server, skip_loop_filter=skip)
 
     def _summarise(self, mode: str, n: int, pipe: SideTotals, dec: SideTotals, phases: list[dict[str, Any]],
                    rss: RssSampler) -> dict[str, Any]:
@@ -397,14 +425,14 @@ class Bench:
                       "audio_hop_s": m.audio_hop_s if m.has_audio else None,
                       "engine": "onnxruntime", "intra_op_threads": self.intra_op_threads,
                       "max_batch": self.max_batch},
-            "decoder": {"pipeline_skip_loop_filter": self.skip_loop_filter, "decode_only_skip_loop_filter": "none"},
+            "decoder": {"pipeline_skip_loop_filter": self.skip_loop_filter,
+                        "decode_only_skip_loop_filter": self.skip_loop_filter, "full_decode_skip_loop_filter": "none"},
             "targets": {"ratio": TARGET_RATIO, "rss_mb_per_camera": TARGET_RSS_MB},
         }
 
-    def run(self, n: int, seconds: float, modes: Sequence[str], rounds: int = 2) -> dict[str, Any]:
+    def run(self, n: int, seconds: float, modes: Sequence[str], rounds: int = 3) -> dict[str, Any]:
         report = self._header()
-        report.update({"cameras": n, "seconds": seconds,
-                       "order": " ".join(["pipeline decode-only decode-only pipeline"] * rounds)})
+        report.update({"cameras": n, "seconds": seconds, "rounds": rounds, "order": " ".join(ROUND * rounds)})
         results: dict[str, Any] = {}
         with RssSampler() as rss:
             for mode in modes:
@@ -413,7 +441,11 @@ class Bench:
         report.update({
             "source": modes[0],
             "ratio": main["ratio"],
+            "ratio_rounds": main["ratio_rounds"],
+            "ratio_vs_full_decode": main["ratio_vs_full_decode"],
+            "ratio_vs_full_decode_rounds": main["ratio_vs_full_decode_rounds"],
             "cpu_ratio": main["cpu_ratio"],
+            "cpu_ratio_vs_full_decode": main["cpu_ratio_vs_full_decode"],
             "rss_mb_per_camera": main["rss_mb"]["per_camera"],
             "per_camera": main["per_camera"],
             "modes": results,
@@ -508,10 +540,26 @@ def _by_role(threads: dict[str, float], media_s: float) -> dict[str, float | Non
     return {role: _r(cpu * 1000 / media_s) for role, cpu in sorted(threads.items()) if media_s and cpu > 0.005}
 
 
+def _frames(side: SideTotals, kind: str) -> float:
+    """Frames through one side so far: scored throughput (pipeline), or decoded frames."""
+    return sum(c.throughput_frames if kind == "pipeline" else c.video_frames for c in side.cameras.values())
+
+
 def _side_progress(side: SideTotals, kind: str) -> tuple[float, float]:
-    """(measured seconds, frames through) of one side so far: scored throughput, or decoded frames."""
-    frames = sum(c.throughput_frames if kind == "pipeline" else c.video_frames for c in side.cameras.values())
-    return side.seconds, frames
+    """(measured seconds, frames through) of one side so far."""
+    return side.seconds, _frames(side, kind)
+
+
+def _round_ratios(by_round: list[dict[str, float]]) -> dict[str, Any]:
+    """Each round's pipeline fps over its decode-only and full-decode fps; the ratios reported are their medians
+    (a round that a neighbour disturbed moves the median little), the spread is max - min."""
+    out: dict[str, Any] = {}
+    for key, floor in (("ratio", "decode-only"), ("ratio_vs_full_decode", "full-decode")):
+        values = [r["pipeline"] / r[floor] for r in by_round if r[floor] > 0]
+        out[key] = _r(statistics.median(values), 3) if values else None
+        out[f"{key}_rounds"] = [_r(v, 3) for v in values]
+        out[f"{key}_spread"] = _r(max(values) - min(values), 3) if values else None
+    return out
 
 
 def _server_cpu(server: SimulatedCameras | None) -> float:

@@ -35,9 +35,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="file: local files as fast as possible (the ratio); rtsp: live simulated cameras (latency, drops, "
              "CPU per camera); both (default file)",
     )
-    p.add_argument("--rounds", type=positive_int, default=2,
-                   help="ABBA rounds per mode (pipeline, decode-only, decode-only, pipeline), each phase "
-                        "seconds / (2 x rounds): more rounds follow a changing machine load more closely (default 2)")
+    p.add_argument("--rounds", type=positive_int, default=3,
+                   help="ABBA rounds per mode (pipeline, decode-only, full decode, full decode, decode-only, pipeline), "
+                        "each phase seconds / (2 x rounds); the ratios are the medians of the rounds' (default 3)")
     p.add_argument("--sweep", action="store_true",
                    help="instead: find the largest N that stays real time over RTSP (N = 1, 2, 4, 6, 8, ...)")
     p.add_argument("--sweep-budget", type=positive_float, default=300.0,
@@ -48,8 +48,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="ONNX Runtime threads per inference (default 1, the engine's default)")
     p.add_argument("--max-batch", type=positive_int, default=8, help="scoring micro-batch (default 8)")
     p.add_argument("--skip-loop-filter", choices=("nokey", "none"), default="nokey",
-                   help="the pipeline's deblocking, as a camera's skip_loop_filter (default nokey, as cameras are "
-                        "configured by default); decode-only always deblocks every frame")
+                   help="the pipeline's and decode-only's deblocking, as a camera's skip_loop_filter (default nokey, "
+                        "as cameras are configured by default); full decode always deblocks every frame")
     p.add_argument("--clip", type=Path, default=None,
                    help="benchmark this clip instead of the generated 720p one (MKV or MP4)")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"where the clip is kept ({DEFAULT_CACHE})")
@@ -93,9 +93,9 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"clip: {v.get('width')}x{v.get('height')} {v.get('codec')} {v.get('fps'):g} fps "
                  f"{v.get('kbps')} kbit/s{audio}; model {Path(model['path']).name}: video scored at "
                  f"{model['video_fps']} fps, audio windows {model['audio_window_s']} s every {model['audio_hop_s']} s; "
-                 f"onnxruntime {model['intra_op_threads']} thread(s), batch <= {model['max_batch']}; pipeline "
-                 f"deblocking: skip_loop_filter={report.get('decoder', {}).get('pipeline_skip_loop_filter')} "
-                 f"(decode-only deblocks every frame)")
+                 f"onnxruntime {model['intra_op_threads']} thread(s), batch <= {model['max_batch']}; pipeline and "
+                 f"decode-only deblocking: skip_loop_filter={report.get('decoder', {}).get('pipeline_skip_loop_filter')}"
+                 f" (full decode deblocks every frame)")
     load = report["machine"]
     lines.append(f"NOTE: {LOAD_NOTE}. {load['cpus']} CPUs; cores available to a busy process per CPU "
                  f"{load.get('cores_available_start')} at the start, {load.get('cores_available_end')} at the end; "
@@ -130,8 +130,12 @@ def _format_mode(mode: str, res: dict[str, Any]) -> list[str]:
         verdict = f" (target >= {TARGET_RATIO}: {'met' if ratio >= TARGET_RATIO else 'MISSED'})"
     rss = res["rss_mb"]
     cpu = res["cpu_ms_per_media_s"]
-    out.append(f"  ratio {ratio}{verdict}; cpu ratio {res['cpu_ratio']} (decode-only {cpu['decode_only']} vs "
-               f"pipeline {cpu['pipeline']} CPU ms per second of media per camera)")
+    out.append(f"  ratio {ratio}{verdict}, median of {len(res['ratio_rounds'])} rounds {_rounds(res['ratio_rounds'])}"
+               f" (spread {res['ratio_spread']}); vs full decode {res['ratio_vs_full_decode']}, rounds "
+               f"{_rounds(res['ratio_vs_full_decode_rounds'])} (spread {res['ratio_vs_full_decode_spread']})")
+    out.append(f"  cpu ratio {res['cpu_ratio']} (decode-only {cpu['decode_only']}, full decode {cpu.get('full_decode')}"
+               f", pipeline {cpu['pipeline']} CPU ms per second of media per camera; vs full decode "
+               f"{res.get('cpu_ratio_vs_full_decode')})")
     out.append(f"  RSS {rss['per_camera']} MB per camera (target < {TARGET_RSS_MB:g}: "
                f"{'met' if (rss['per_camera'] or 0) < TARGET_RSS_MB else 'MISSED'}; baseline {rss['baseline']} MB, "
                f"peak {rss['peak']} MB)")
@@ -163,6 +167,10 @@ def _format_sweep(sweep: dict[str, Any]) -> list[str]:
     out.append(f"  largest real-time N: {sweep['largest_realtime']} (first failing: {sweep['first_failing']}; "
                f"{sweep['elapsed_s']} s)")
     return out
+
+
+def _rounds(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.3f}" for v in values) + "]"
 
 
 def _pp(p: dict[str, float | None]) -> str:

@@ -39,13 +39,23 @@ def _check_mode(result: dict) -> None:
     assert set(cam["latency_ms"]) == {"p50", "p95"}
     assert result["rss_mb"]["per_camera"] is not None
     sides = [p["side"] for p in result["phases"]]
-    assert sides[:4] == ["pipeline", "decode-only", "decode-only", "pipeline"]  # ABBA, repeated per round
+    # ABBA around the middle, repeated per round (3 by default): each ratio is the median of the rounds'
+    assert sides == ["pipeline", "decode-only", "full-decode", "full-decode", "decode-only", "pipeline"] * 3
+    for key in ("ratio", "ratio_vs_full_decode"):
+        rounds = result[f"{key}_rounds"]
+        assert len(rounds) == 3 and result[key] == sorted(rounds)[1]
+        assert result[f"{key}_spread"] == pytest.approx(max(rounds) - min(rounds), abs=2e-3)
+    assert result["full_decode_fps_per_camera"] > 0 and result["cpu_ratio_vs_full_decode"] > 0
 
 
 def test_bench_files_prints_the_figures(capsys: pytest.CaptureFixture[str], cache_dir: Path) -> None:
     report = _bench(capsys, cache_dir)
-    for key in ("note", "clip", "model", "targets", "ratio", "cpu_ratio", "rss_mb_per_camera", "per_camera", "modes"):
+    for key in ("note", "clip", "model", "targets", "ratio", "ratio_vs_full_decode", "cpu_ratio", "rss_mb_per_camera",
+                "per_camera", "modes"):
         assert key in report
+    # decode-only decodes as the pipeline does (its deblocking); full decode deblocks every frame
+    assert report["decoder"] == {"pipeline_skip_loop_filter": "nokey", "decode_only_skip_loop_filter": "nokey",
+                                 "full_decode_skip_loop_filter": "none"}
     assert "machine load" in report["note"]
     video = report["clip"]["video"]
     assert (video["width"], video["height"], video["fps"]) == (1280, 720, 25.0)
