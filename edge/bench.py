@@ -344,9 +344,10 @@ class Bench:
                 by_round.append({side: f / n / t if t else 0.0 for side, (t, f) in done.items()})
         result = self._summarise(mode, n, totals["pipeline"], totals["decode-only"], phases, rss)
         full = totals["full-decode"]
+        full_frames = _frames(full, "full-decode")
         result.update(_round_ratios(by_round))
-        result["full_decode_fps_per_camera"] = _r(_frames(full, "full-decode") / full.seconds / n) if full.seconds else None
-        full_cpu = full.cpu_s / (_frames(full, "full-decode") / self.fps) if _frames(full, "full-decode") else None
+        result["full_decode_fps_per_camera"] = _r(full_frames / full.seconds / n) if full.seconds else None
+        full_cpu = full.cpu_s / (full_frames / self.fps) if full_frames else None
         p_cpu = result["cpu_ms_per_media_s"]["pipeline"]
         result["cpu_ms_per_media_s"]["full_decode"] = _r(full_cpu * 1000 if full_cpu else None)
         result["cpu_ratio_vs_full_decode"] = _r(full_cpu * 1000 / p_cpu, 3) if full_cpu and p_cpu else None

@@ -36,8 +36,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
              "CPU per camera); both (default file)",
     )
     p.add_argument("--rounds", type=positive_int, default=3,
-                   help="ABBA rounds per mode (pipeline, decode-only, full decode, full decode, decode-only, pipeline), "
-                        "each phase seconds / (2 x rounds); the ratios are the medians of the rounds' (default 3)")
+                   help="ABBA rounds per mode (pipeline, decode-only, full decode, full decode, decode-only, "
+                        "pipeline), each phase seconds / (2 x rounds); the ratios are the medians of the rounds' "
+                        "(default 3)")
     p.add_argument("--sweep", action="store_true",
                    help="instead: find the largest N that stays real time over RTSP (N = 1, 2, 4, 6, 8, ...)")
     p.add_argument("--sweep-budget", type=positive_float, default=300.0,
@@ -90,12 +91,12 @@ def format_report(report: dict[str, Any]) -> str:
     clip, model = report["clip"], report["model"]
     v, a = clip.get("video", {}), clip.get("audio")
     audio = f" + {a['codec']} {a['sample_rate'] // 1000} kHz" if a else ""
+    deblock = report.get("decoder", {}).get("pipeline_skip_loop_filter")
     lines.append(f"clip: {v.get('width')}x{v.get('height')} {v.get('codec')} {v.get('fps'):g} fps "
                  f"{v.get('kbps')} kbit/s{audio}; model {Path(model['path']).name}: video scored at "
                  f"{model['video_fps']} fps, audio windows {model['audio_window_s']} s every {model['audio_hop_s']} s; "
                  f"onnxruntime {model['intra_op_threads']} thread(s), batch <= {model['max_batch']}; pipeline and "
-                 f"decode-only deblocking: skip_loop_filter={report.get('decoder', {}).get('pipeline_skip_loop_filter')}"
-                 f" (full decode deblocks every frame)")
+                 f"decode-only deblocking: skip_loop_filter={deblock} (full decode deblocks every frame)")
     load = report["machine"]
     lines.append(f"NOTE: {LOAD_NOTE}. {load['cpus']} CPUs; cores available to a busy process per CPU "
                  f"{load.get('cores_available_start')} at the start, {load.get('cores_available_end')} at the end; "
