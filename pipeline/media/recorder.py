@@ -25,6 +25,11 @@ post-roll up to ``hold_s`` is already in the ring; a longer one is waited for on
 scoring thread), at most ``post_roll_s`` + ``_POST_ROLL_GRACE_S`` of wall time or until the stream ends: the
 ``end`` event goes out at once referring to the clip, which appears, complete, when written (atomic rename).
 At stop, clips still waiting are written with what the ring holds.
+
+A camera scored on its detect substream fills its ring from its main stream (``PacketRing.tied``): a snapshot is
+made only when that stream's session is open and reached the peak (within ``_TIED_SLACK_S``), a clip only when it
+reached the event's start; otherwise the event goes out without them (counted as refused), never with a picture
+of another moment.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ from pipeline.media.store import MediaStore
 log = logging.getLogger(__name__)
 
 _POST_ROLL_GRACE_S = 10.0  # beyond post_roll_s of wall time, a clip is written with what has arrived
+# A main stream (a tied ring) may trail the detect stream by this much at a snapshot: its last frame before the peak
+_TIED_SLACK_S = 0.2
 _RETENTION_EVERY_S = 60.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -185,7 +192,8 @@ class MediaRecorder:
             del self._events[ev.event_id]
         if state.rendered_pts == ev.peak_pts:
             return state.snapshot
-        packets = ring.snapshot_packets(ev.peak_pts) if self.store.healthy else []
+        fresh = not ring.tied or ring.reaches(ev.peak_pts, _TIED_SLACK_S)  # a lost main stream: no snapshot
+        packets = ring.snapshot_packets(ev.peak_pts) if self.store.healthy and fresh else []
         if not packets:
             if self.store.healthy:
                 log.debug("camera %s: no packets for a snapshot at %.3f s", ev.camera_id, ev.peak_pts)
@@ -206,7 +214,8 @@ class MediaRecorder:
         start = max(ev.start_pts - settings.pre_roll_s, end - ring.span_s)
         rel = media_ref(ev.camera_id, ev.event_id, "mkv")
         job = _ClipJob(rel, ring, start, end, self._clock() + settings.post_roll_s + _POST_ROLL_GRACE_S)
-        if self.store.healthy and self._submit(job):
+        fresh = not ring.tied or ring.reaches(ev.start_pts, 0.0)  # a main stream lost before the event: no clip
+        if self.store.healthy and fresh and self._submit(job):
             return rel
         self.stats.refused += 1
         return None

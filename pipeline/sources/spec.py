@@ -71,13 +71,17 @@ class SourceSpec:
     isolation: str = "thread"  # "process": decoded in a child process that a crash in FFmpeg cannot escape
     # video patches and temporal cells whose centre lies in one of these regions count for nothing
     mask: tuple[Region, ...] = ()
+    # The camera's main (full-resolution) stream when ``url`` is its detect substream: only demuxed, into the packet
+    # ring of its snapshots and clips (``pipeline.sources.main_stream``), never decoded for scoring.
+    main_url: str | None = None
 
     def __repr__(self) -> str:
-        # the generated repr would print the URL's credentials wherever a spec is logged
-        shown = ", ".join(
-            f"{f.name}={self.safe_url if f.name == 'url' else getattr(self, f.name)!r}" for f in fields(self)
-        )
-        return f"SourceSpec({shown})"
+        # the generated repr would print the URLs' credentials wherever a spec is logged
+        def shown(name: str) -> str:
+            value = getattr(self, name)
+            return repr(redact_url(value)) if name in ("url", "main_url") and value is not None else repr(value)
+
+        return f"SourceSpec({', '.join(f'{f.name}={shown(f.name)}' for f in fields(self))})"
 
     def __post_init__(self) -> None:
         for name in ("open_timeout_s", "read_timeout_s", "stall_timeout_s", "backoff_initial_s"):
