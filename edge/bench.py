@@ -10,7 +10,7 @@ What it measures (see ``benchmarks/README.md`` for how to read the figures)::
              where ``ratio`` = pipeline throughput / decode-only throughput says what the pipeline costs
     rtsp     N simulated live cameras (edge/rtsp_simulator.py, one mount each), paced at 25 fps: throughput is
              capped there, so what matters is latency, drops and the CPU each camera costs
-    sweep    the largest N whose cameras all stay real time over RTSP
+    sweep    the largest N whose cameras all stay real time over RTSP (``edge.bench_sweep``)
 
 Each mode alternates its sides within one run (ABBA, repeated ``--rounds`` times, 3 by default; S measured seconds
 per side in all), so that the other tenants of a shared machine weigh on every side alike. Absolute fps
@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -48,11 +49,6 @@ if TYPE_CHECKING:
 
 TARGET_RATIO = 0.85
 TARGET_RSS_MB = 150.0
-SWEEP_STEPS = (1, 2, 4, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64)
-# Real time over RTSP (sweep): every camera keeps up with the model's rates, drops (almost) nothing, stays current.
-RT_RATE_FRACTION = 0.95
-RT_MAX_DROP_FRACTION = 0.01
-RT_MAX_P95_MS = 1000.0
 # The sides of a mode, and one round of them (ABBA around the middle): pipeline, decode-only with the pipeline's
 # decoder settings, and a plain decoder's full decode (every frame deblocked).
 SIDES = ("pipeline", "decode-only", "full-decode")
@@ -146,6 +142,8 @@ class CameraSide:
     dropped: int = 0
     latency_ms: list[float] = field(default_factory=list)
     audio_latency_ms: list[float] = field(default_factory=list)
+    main_packets: int = 0  # video packets demuxed from its main stream (a detect substream scored)
+    ring_mb: float = 0.0  # largest packet ring held for its snapshots and clips at the end of a phase
 
 
 @dataclass
@@ -258,17 +256,35 @@ class Bench:
                 into.errors.append(f"{cam} (decode-only): {w.error}")
 
     def pipeline_phase(self, urls: dict[str, str], live: bool, seconds: float, into: SideTotals,
-                       server: SimulatedCameras | None, rss: RssSampler) -> None:
+                       server: SimulatedCameras | None, rss: RssSampler, main_urls: dict[str, str] | None = None
+                       ) -> None:
+        """One phase of the pipeline over ``urls``; with ``main_urls`` those are the cameras' detect substreams, and
+        every camera keeps snapshots and clips of its main stream (into a temporary media directory)."""
+        tap = _ScoreTap()
+        with tempfile.TemporaryDirectory(prefix="edge-bench-media-") as media_dir:
+            runner = self._runner(urls, tap, main_urls, Path(media_dir))
+            self._measure_runner(runner, tap, urls, live, seconds, into, server, rss)
+
+    def _runner(self, urls: dict[str, str], tap: _ScoreTap, main_urls: dict[str, str] | None,
+                media_dir: Path) -> Runner:
+        from pipeline.media import CameraMedia, ClipSettings, MediaRecorder, MediaSettings, SnapshotSettings
         from pipeline.runner import Runner, RunnerSettings
         from pipeline.sources.spec import SourceSpec
 
-        tap = _ScoreTap()
-        specs = [SourceSpec(camera_id=cam, url=url, skip_loop_filter=self.skip_loop_filter)
+        mains = main_urls or {}
+        specs = [SourceSpec(camera_id=cam, url=url, skip_loop_filter=self.skip_loop_filter, main_url=mains.get(cam))
                  for cam, url in urls.items()]
-        runner = Runner(specs, self.scorer, lambda ev: None, RunnerSettings(max_batch=self.max_batch), on_score=tap)
+        keep = CameraMedia(SnapshotSettings(enabled=True), ClipSettings(enabled=True))
+        media = MediaRecorder(MediaSettings(path=media_dir), dict.fromkeys(mains, keep)) if mains else None
+        runner = Runner(specs, self.scorer, lambda ev: None, RunnerSettings(max_batch=self.max_batch), on_score=tap,
+                        media=media)
         failures = runner.open_sources()
         if failures:
             raise BenchError("; ".join(f"{cam}: {err}" for cam, err in sorted(failures.items())))
+        return runner
+
+    def _measure_runner(self, runner: Runner, tap: _ScoreTap, urls: dict[str, str], live: bool, seconds: float,
+                        into: SideTotals, server: SimulatedCameras | None, rss: RssSampler) -> None:
         runner.start()
         try:
             time.sleep(self._warmup_s(live))
@@ -298,6 +314,9 @@ class Bench:
             side.dropped += int(b["dropped"] - a["dropped"])
             side.latency_ms += tap.latency.get(cam, [])
             side.audio_latency_ms += tap.audio_latency.get(cam, [])
+            side.main_packets += int(b["main_packets"] - a["main_packets"])
+            ring = runner.media.rings.get(cam) if runner.media is not None else None
+            side.ring_mb = max(side.ring_mb, ring.bytes / 1e6 if ring is not None else 0.0)
             if b["scored"] == a["scored"] and b["audio"] == a["audio"]:
                 into.errors.append(f"{cam} (pipeline): nothing scored; state {runner.workers[cam].state.value}, "
                                    f"last error {runner.workers[cam].last_error}")
@@ -306,6 +325,7 @@ class Bench:
     def _snapshot(runner: Runner, tap: _ScoreTap) -> dict[str, dict[str, float]]:
         out = {}
         for cam, w in runner.workers.items():
+            main = runner.workers.get(f"{cam}/main")
             latest = w.timeline.latest
             out[cam] = {
                 "decoded_pts": latest if latest is not None else 0.0,
@@ -313,6 +333,7 @@ class Bench:
                 "scored": tap.video.get(cam, 0),
                 "audio": tap.audio.get(cam, 0),
                 "dropped": w.buffer.dropped,
+                "main_packets": main.frames if main is not None else 0,  # video packets of its main stream
             }
         return out
 
@@ -458,83 +479,6 @@ class Bench:
             "rss": max(r["rss_mb"]["per_camera"] for r in results.values()) < TARGET_RSS_MB,
         }
         return report
-
-    # -- sweep -------------------------------------------------------------------------------------------
-    def sweep(self, seconds: float, budget_s: float) -> dict[str, Any]:
-        report = self._header()
-        m = self.scorer
-        need_video = RT_RATE_FRACTION * m.fps if m.has_video else 0.0
-        need_audio = RT_RATE_FRACTION / m.audio_hop_s if m.has_audio else 0.0
-        criteria = {
-            "scored_fps_min": _r(need_video), "audio_windows_per_s_min": _r(need_audio),
-            "dropped_fraction_max": RT_MAX_DROP_FRACTION, "latency_p95_ms_max": RT_MAX_P95_MS,
-        }
-        started = time.monotonic()
-        steps: list[dict[str, Any]] = []
-        ok_n, fail_n = 0, None
-        candidates = list(SWEEP_STEPS)
-        with RssSampler() as rss:
-            while candidates:
-                n = candidates.pop(0)
-                # a step costs the measured time plus starting n cameras; stop before the budget would be exceeded
-                if time.monotonic() - started + seconds + 5 + 0.2 * n > budget_s:
-                    _status(f"sweep: budget of {budget_s:g} s reached before {n} cameras")
-                    break
-                step = self._sweep_step(n, seconds, rss, need_video, need_audio)
-                steps.append(step)
-                _status(f"sweep: {n} camera(s): {'real time' if step['realtime'] else 'NOT real time'} "
-                        f"({step['why'] or 'all cameras kept up'})")
-                if step["realtime"]:
-                    ok_n = n
-                    if fail_n is not None and fail_n - ok_n > 1:
-                        candidates = [(ok_n + fail_n) // 2]
-                else:
-                    fail_n = n
-                    candidates = [(ok_n + fail_n) // 2] if fail_n - ok_n > 1 else []
-        report.update({
-            "sweep": {"source": "rtsp", "seconds_per_step": seconds, "criteria": criteria, "steps": steps,
-                      "largest_realtime": ok_n, "first_failing": fail_n,
-                      "elapsed_s": _r(time.monotonic() - started, 1)},
-        })
-        report["machine"]["loadavg_end"] = _loadavg()
-        report["machine"]["cores_available_end"] = cores_available()
-        return report
-
-    def _sweep_step(self, n: int, seconds: float, rss: RssSampler, need_video: float,
-                    need_audio: float) -> dict[str, Any]:
-        side = SideTotals()
-        try:
-            with SimulatedCameras(self.clip.path, n) as server:
-                urls = {name: server.url(name) for name in server.names}
-                self.pipeline_phase(urls, True, seconds, side, server, rss)
-        except BenchError as exc:
-            return {"cameras": n, "realtime": False, "why": str(exc)}
-        why: list[str] = []
-        worst = {"scored_fps": float("inf"), "audio_windows_per_s": float("inf"), "dropped": 0, "latency_p95_ms": 0.0}
-        for cam, c in side.cameras.items():
-            scored, audio = c.scored / c.seconds, c.audio_windows / c.seconds
-            items = c.scored + c.audio_windows + c.dropped
-            p95 = _percentiles(c.latency_ms + c.audio_latency_ms)["p95"] or 0.0
-            worst["scored_fps"] = min(worst["scored_fps"], scored)
-            worst["audio_windows_per_s"] = min(worst["audio_windows_per_s"], audio)
-            worst["dropped"] = max(worst["dropped"], c.dropped)
-            worst["latency_p95_ms"] = max(worst["latency_p95_ms"], p95)
-            if scored < need_video:
-                why.append(f"{cam} scored {scored:.2f} fps")
-            if audio < need_audio:
-                why.append(f"{cam} {audio:.2f} audio windows/s")
-            if items and c.dropped / items > RT_MAX_DROP_FRACTION:
-                why.append(f"{cam} dropped {c.dropped}")
-            if p95 > RT_MAX_P95_MS:
-                why.append(f"{cam} latency p95 {p95:.0f} ms")
-        why += side.errors
-        return {
-            "cameras": n, "realtime": not why, "why": "; ".join(why[:4]) + (" ..." if len(why) > 4 else ""),
-            "worst_camera": {k: _r(v) for k, v in worst.items()},
-            "cpu_utilisation": _r(side.cpu_s / side.seconds, 2) if side.seconds else None,
-            "simulator_cpu_utilisation": _r(side.server_cpu_s / side.seconds, 2) if side.seconds else None,
-            "rss_mb_per_camera": _r(max(0.0, rss.peak - self.baseline_rss_mb) / n, 1),
-        }
 
 
 def _by_role(threads: dict[str, float], media_s: float) -> dict[str, float | None]:

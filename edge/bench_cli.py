@@ -15,6 +15,8 @@ from typing import Any
 from edge.argtypes import positive_float, positive_int
 from edge.bench import LOAD_NOTE, TARGET_RATIO, TARGET_RSS_MB, Bench
 from edge.bench_media import DEFAULT_CACHE, BenchError, describe_clip, ensure_clip
+from edge.bench_sweep import sweep
+from edge.substream import parse_size
 from pipeline.models.default_package import default_package_dir
 
 
@@ -43,6 +45,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="instead: find the largest N that stays real time over RTSP (N = 1, 2, 4, 6, 8, ...)")
     p.add_argument("--sweep-budget", type=positive_float, default=300.0,
                    help="upper bound on the sweep's total seconds (default 300)")
+    p.add_argument("--detect-size", type=parse_size, default=None, metavar="WxH",
+                   help="with --sweep: serve each camera as the 720p clip (main stream) and a WxH substream of it, "
+                        "scored on the substream, with snapshots and clips of the main stream on every camera")
     p.add_argument("--model", type=Path, default=default_package_dir(),
                    help="model package (default: the bundled one)")
     p.add_argument("--intra-op-threads", type=positive_int, default=1,
@@ -63,6 +68,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Entry point of ``edge bench``; returns an exit code."""
     from pipeline.errors import PipelineError
 
+    if args.detect_size is not None and not args.sweep:
+        print("edge bench: --detect-size goes with --sweep", file=sys.stderr)
+        return 2
     try:
         clip = ensure_clip(args.cache_dir) if args.clip is None else describe_clip(args.clip, args.cache_dir)
         bench = Bench(
@@ -70,7 +78,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             skip_loop_filter=args.skip_loop_filter,
         )
         if args.sweep:
-            report = bench.sweep(args.seconds, args.sweep_budget)
+            report = sweep(bench, args.seconds, args.sweep_budget, args.detect_size)
         else:
             modes = ("file", "rtsp") if args.source == "both" else (args.source,)
             report = bench.run(args.cameras, args.seconds, modes, args.rounds)
@@ -154,9 +162,13 @@ def _format_mode(mode: str, res: dict[str, Any]) -> list[str]:
 
 def _format_sweep(sweep: dict[str, Any]) -> list[str]:
     crit = sweep["criteria"]
-    out = [f"sweep over RTSP, {sweep['seconds_per_step']:g} s per step; real time = every camera scored >= "
-           f"{crit['scored_fps_min']} fps, >= {crit['audio_windows_per_s_min']} audio windows/s, drops <= "
-           f"{crit['dropped_fraction_max']:.0%}, latency p95 <= {crit['latency_p95_ms_max']:g} ms"]
+    size = sweep.get("detect_size")
+    layout = (f"each camera a 720p main stream (demuxed, snapshots and clips on) + a {size[0]}x{size[1]} substream "
+              "(scored)" if size else "each camera one stream (decoded and scored)")
+    out = [f"sweep over RTSP, {sweep['seconds_per_step']:g} s per step, {layout}; real time = every camera scored >= "
+           f"{crit['scored_fps_min']} fps, >= {crit['audio_windows_per_s_min']} audio windows/s, dropped <= "
+           f"{crit['dropped_max']}, latency p95 <= {crit['latency_p95_ms_max']:g} ms"
+           + (f", main stream >= {crit['main_packets_per_s_min']} packets/s" if size else "")]
     for s in sweep["steps"]:
         w = s.get("worst_camera", {})
         detail = (f"worst camera: {w.get('scored_fps')} fps scored, {w.get('audio_windows_per_s')} audio win/s, "
@@ -165,7 +177,7 @@ def _format_sweep(sweep: dict[str, Any]) -> list[str]:
                   if w else "")
         out.append(f"  N={s['cameras']:>3}: {'real time' if s['realtime'] else 'NOT real time':13}  {detail}"
                    + (f"  [{s['why']}]" if s["why"] else ""))
-    out.append(f"  largest real-time N: {sweep['largest_realtime']} (first failing: {sweep['first_failing']}; "
+    out.append(f"  max_realtime_cameras: {sweep['max_realtime_cameras']} (first failing: {sweep['first_failing']}; "
                f"{sweep['elapsed_s']} s)")
     return out
 

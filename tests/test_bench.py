@@ -82,3 +82,31 @@ def test_bench_over_rtsp(capsys: pytest.CaptureFixture[str], cache_dir: Path) ->
     assert report["source"] == "rtsp"
     _check_mode(report["modes"]["rtsp"])
     assert report["modes"]["rtsp"]["cpu_utilisation"]["simulator"] is not None
+
+
+@pytest.mark.slow
+def test_bench_sweep_with_substreams_reports_max_realtime_cameras(capsys: pytest.CaptureFixture[str],
+                                                                     cache_dir: Path) -> None:
+    from fixtures.rtsp import gstreamer_problem
+
+    problem = gstreamer_problem()
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    code = main(["bench", "--sweep", "--seconds", "2", "--sweep-budget", "12", "--detect-size", "320x180", "--json",
+                 "--cache-dir", str(cache_dir)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    report = json.loads(out)
+    sweep = report["sweep"]
+    assert sweep["detect_size"] == [320, 180] and "snapshots and clips" in sweep["media"]
+    assert sweep["criteria"]["dropped_max"] == 0 and sweep["criteria"]["latency_p95_ms_max"] == 1000
+    assert sweep["steps"] and sweep["steps"][0]["cameras"] == 1
+    first = sweep["steps"][0]
+    assert first["worst_camera"]["main_packets_per_s"] > 0, first  # the main stream was demuxed
+    assert report["max_realtime_cameras"] == sweep["max_realtime_cameras"]
+    assert report["max_realtime_cameras"] == max([s["cameras"] for s in sweep["steps"] if s["realtime"]], default=0)
+
+
+def test_detect_size_goes_with_the_sweep(capsys: pytest.CaptureFixture[str], cache_dir: Path) -> None:
+    assert main(["bench", "--detect-size", "640x360", "--cache-dir", str(cache_dir)]) == 2
+    assert "--detect-size goes with --sweep" in capsys.readouterr().err
