@@ -7,9 +7,6 @@ Flow::
                                  alerts tail (local bus)      recovery: end what a crash    Subscriber ─► sinks
                                                               left open (at start)          (alerts tail/consume)
 
-Modules: ``schema`` (wire message, JSON Schema), ``outbox``, ``publisher`` (+ ``latency``: its ack hook),
-``recovery``, ``consumer`` (``Subscriber``), ``sinks`` (stdout, JSON lines, webhook), ``cli``.
-
 Exceptions (leaf errors also inherit the builtin they resemble)::
 
     AlertsError
@@ -23,7 +20,8 @@ Exceptions (leaf errors also inherit the builtin they resemble)::
     └── MessageFormatError(AlertsError, ValueError)           bytes that are not a valid event message
         └── FutureSchemaError(MessageFormatError)             a message of a newer schema version
 
-``kafka`` (kafka-python) is imported only when a publisher or subscriber connects.
+Modules: ``schema``, ``outbox``, ``publisher`` (+ ``latency``), ``recovery``, ``consumer`` (``Subscriber``), ``sinks``,
+``cli``. ``kafka`` (kafka-python) is imported only when a publisher or subscriber connects.
 """
 
 from __future__ import annotations

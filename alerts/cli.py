@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import ValidationError
 
@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Read Lepton Edge anomaly events.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_tail(sub)
+    _add_consume(sub)
+    return parser
+
+
+def _add_tail(sub: Any) -> None:
     tail = sub.add_parser(
         "tail",
         help="print events from the local outbox or a Kafka topic",
@@ -124,6 +130,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_kafka_security(tail)
     tail.set_defaults(func=_cmd_tail)
 
+
+def _add_consume(sub: Any) -> None:
     consume = sub.add_parser(
         "consume",
         help="deliver events from a Kafka topic to stdout, a JSON-lines file or a webhook",
@@ -200,7 +208,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_kafka_security(consume)
     consume.set_defaults(func=_cmd_consume)
-    return parser
 
 
 KAFKA_PASSWORD_ENV = "ALERTS_KAFKA_PASSWORD"  # noqa: S105 - the variable's name, not a password

@@ -234,6 +234,11 @@ class Subscriber:
             raise SubscribeError(
                 f"cannot reach Kafka at {where} within {settings.connect_timeout_s:g} s ({exc})"
             ) from exc
+        self._subscribe(where)
+
+    def _subscribe(self, where: str) -> None:
+        """Join the group on the topic, which must exist; the client is closed if that fails."""
+        settings = self.settings
         try:
             if not self._consumer.partitions_for_topic(settings.topic):
                 raise SubscribeError(f"topic {settings.topic!r} does not exist on {where}")

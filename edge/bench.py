@@ -12,18 +12,12 @@ What it measures (see ``benchmarks/README.md`` for how to read the figures)::
              capped there, so what matters is latency, drops and the CPU each camera costs
     sweep    the largest N whose cameras all stay real time over RTSP (``edge.bench_sweep``)
 
-Each mode alternates its sides within one run (ABBA, repeated ``--rounds`` times, 3 by default; S measured seconds
-per side in all), so that the other tenants of a shared machine weigh on every side alike. Absolute fps
-follow the machine's load; only the ratios measured within one run are comparable between runs.
-
-*Decode-only* is the floor: the same streams demuxed and every video and audio frame decoded by PyAV with the
-pipeline's decoder settings (the reader's thread rule: ``AUTO``, one thread when cameras outnumber cores; the
-cameras' ``skip_loop_filter``, by default deblocking key frames only), nothing else; ``ratio`` compares the
-pipeline with it. *Full decode* is the same with deblocking on every frame, as a plain decoder does
-(``ratio_vs_full_decode``). The *pipeline* is a :class:`pipeline.runner.Runner` over the same sources with the
-given model package (video scored at its fps, audio continuously). Throughput of the pipeline counts only media
-that went all the way through scoring. A round is pipeline / decode-only / full decode / full decode / decode-only
-/ pipeline; each ratio is the median of its rounds' ratios, with their spread.
+Sides, alternated within one run (``ROUND``: ABBA around the middle, ``--rounds`` times, 3 by default), so that
+the other tenants of a shared machine weigh on all alike; each ratio is the median of its rounds', with their
+spread. *Decode-only*: the same streams demuxed and every frame decoded by PyAV with the pipeline's decoder
+settings (thread rule and ``skip_loop_filter``), nothing else: ``ratio``. *Full decode*: the same, deblocking every
+frame as a plain decoder does: ``ratio_vs_full_decode``. *Pipeline*: a :class:`pipeline.runner.Runner` with the
+model package; its throughput counts only media that went all the way through scoring.
 """
 
 from __future__ import annotations

@@ -1,66 +1,28 @@
 """RTSP camera simulator: serve media files as looping live RTSP cameras.
 
-What it is for
-    Integration tests and site rehearsals need real RTSP cameras that are cheap, repeatable and under our
-    control. This script serves each given file (Matroska, or MP4/MOV; H.264 or H.265 video and/or AAC, Opus
-    or G.711 audio) at ``rtsp://HOST:PORT/NAME`` and loops it forever, so a client sees a camera that never
-    ends::
+For integration tests and site rehearsals: each given file (Matroska, or MP4/MOV; H.264 or H.265 video and/or AAC,
+Opus or G.711 audio) is served at ``rtsp://HOST:PORT/NAME`` and looped forever, a camera that never ends::
 
-        /usr/bin/python3 edge/rtsp_simulator.py --port 8554 --mount cam1=a.mkv --mount cam2=b.mkv
+    /usr/bin/python3 edge/rtsp_simulator.py --port 8554 --mount cam1=a.mkv --mount cam2=b.mkv
 
-    Once it listens it prints exactly one line, ``READY rtsp://HOST:PORT``, on stdout (``--port 0`` picks a
-    free port and that line says which); everything else goes to stderr. SIGTERM or SIGINT stop it with exit
-    status 0; a bad file or a port already taken stop it with status 2 before ``READY``.
+Once it listens it prints exactly one line, ``READY rtsp://HOST:PORT``, on stdout (``--port 0`` picks a free port
+and that line says which); everything else goes to stderr. SIGTERM or SIGINT stop it with exit status 0; a bad file
+or a port already taken stop it with status 2 before ``READY``.
 
-The GStreamer pipeline (one per media, built by ``build_launch``)::
+Clock and sharing: by default every client gets its own media, which starts at the beginning of the file when the
+client sends PLAY, so its pts are file time + k x loop length (the loop length is the file's true length:
+``LoopClock``) and tests can align ground truth with them. With ``--shared`` all clients of a mount share one live
+media, like a real camera: a later client starts mid-file. How the pipeline is built and loops: ``build_launch``,
+``LoopingMedia``.
 
-    filesrc ! matroskademux name=demux                       (qtdemux for MP4)
-      demux.video_0 ! queue ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96
-      demux.audio_0 ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97
+Fault modes: ``--corrupt NAME`` garbles the payload of that mount (RTP headers, SDP and RTCP stay valid);
+``--freeze-after SECONDS`` stops every media's data after that long while the connection stays open (``Freezer``).
 
-    ``config-interval=-1`` repeats SPS/PPS before every IDR frame, so a client that joins late (or reconnects)
-    can decode from the next keyframe, as with a real camera. A file with only video or only audio gets only
-    that branch; its payloader is then ``pay0``. The file is probed once at start-up (GstPbutils.Discoverer)
-    to know which branches to build: a branch whose pad never appears would block the media's preroll.
-
-Clock and sharing
-    Default: every client gets its own media, which starts at the beginning of the file when the client
-    sends PLAY; the server answers ``Range: npt=0-`` and PyAV's pts start at 0 (the first video frame, the
-    IDR after SPS/PPS, decodes with pts None; FFmpeg's doing). So a client's pts are file time + k x loop
-    length, and tests can align ground-truth times with them. With ``--shared`` all clients of a mount share
-    one live media, like a real camera: a client that joins later starts mid-file (and, over TCP, FFmpeg
-    starts its pts at the file time the server reports in PLAY's Range; over UDP at 0). A shared media is
-    torn down when its last client leaves; the next client starts it again from the beginning.
-
-The looping trick
-    A plain end-of-stream latches the demuxer's pads (EOS is sticky), so seeking back after EOS stalls.
-    Instead each pass is a *segment* seek: once the media has prerolled, a flushing ``SEGMENT`` seek to 0 goes
-    to the demuxer; at the end of the file the demuxer posts SEGMENT_DONE instead of sending EOS, and the
-    media's bus handler answers with a non-flushing ``SEGMENT`` seek to 0. Non-flushing keeps the running
-    time (hence RTP timestamps) going. The demuxer would start the next pass at the *start* of the last
-    frame it read, repeating a timestamp at every loop point; ``LoopClock`` starts it at the *end* of the
-    last frame of the stream that ends last (a pad offset after the demuxer), so the loop length is the
-    file's true length: 4.000 s for 100 frames at 25 fps. (With AAC in Matroska GStreamer plays the encoder's
-    priming frame instead of trimming it, so audio is one AAC frame later and longer than in the file.)
-    FFmpeg sends ``Range: npt=0.000-`` with PLAY; the server would turn that into a flushing non-segment seek
-    that ends the loop (the next end of file would be a real EOS). So each payloader answers the pipeline's
-    SEEKING query with "not seekable", and the server then ignores the Range header, as for a live camera.
-
-Why Debian's /usr/bin/python3
-    The RTSP server is GStreamer's (gst-rtsp-server) used through GObject introspection (``gi``). Those
-    bindings, the typelibs and the GStreamer plugins come from Debian packages (see
-    ``tests/fixtures/rtsp.py: RTSP_DEBIAN_PACKAGES``) and are built against the system Python, not against
-    the project's virtual environment. So this file uses only the standard library and ``gi``, imports
-    nothing from the project, and runs as a separate process (which also lets tests kill the "camera").
-
-Fault modes
-    ``--corrupt NAME`` (repeatable) randomises payload bytes of that mount before its payloaders
-    (``breakmydata``), so RTP headers, SDP and RTCP stay valid and only the media is garbage.
-    ``--freeze-after SECONDS`` makes every media stop sending data after that many seconds of playing while
-    the RTSP connection (and RTCP) stays open: a camera that froze. Each new client of a non-shared mount
-    gets a fresh media, which plays again for SECONDS before freezing.
+It runs under Debian's /usr/bin/python3: the RTSP server is GStreamer's (gst-rtsp-server) through GObject
+introspection (``gi``), whose bindings, typelibs and plugins are Debian packages built against the system Python
+(``tests/fixtures/rtsp.py: RTSP_DEBIAN_PACKAGES``). So it uses only the standard library and ``gi``, imports nothing
+from the project, and runs as a separate process (which also lets tests kill the "camera").
 """
-
 from __future__ import annotations
 
 import argparse
@@ -173,7 +135,16 @@ def probe_media(path: Path) -> MediaLayout:
 
 
 def build_launch(layout: MediaLayout, *, corrupt: bool = False) -> str:
-    """The gst-launch description of one media; the file location is set on ``src`` after parsing.
+    """The gst-launch description of one media; the file location is set on ``src`` after parsing::
+
+        filesrc ! matroskademux name=demux                       (qtdemux for MP4)
+          demux.video_0 ! queue ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96
+          demux.audio_0 ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97
+
+    ``config-interval=-1`` repeats SPS/PPS before every IDR frame, so a client that joins late (or reconnects)
+    can decode from the next keyframe, as with a real camera. A file with only video or only audio gets only
+    that branch; its payloader is then ``pay0``. The file is probed once at start-up (``probe_media``) to know
+    which branches to build: a branch whose pad never appears would block the media's preroll.
 
     ``corrupt`` puts a ``breakmydata`` before each payloader: payload bytes are randomised with probability
     ``CORRUPT_PROBABILITY`` while RTP headers, SDP and RTCP stay valid, as with a camera whose encoder or
@@ -270,7 +241,21 @@ class LoopClock:
 
 
 class LoopingMedia(GstRtspServer.RTSPMedia):
-    """A media that restarts its file at each SEGMENT_DONE instead of ending; see the module docstring."""
+    """A media that restarts its file at each SEGMENT_DONE instead of ending.
+
+    A plain end-of-stream latches the demuxer's pads (EOS is sticky), so seeking back after EOS stalls. Instead
+    each pass is a *segment* seek: once the media has prerolled, a flushing ``SEGMENT`` seek to 0 goes to the
+    demuxer; at the end of the file the demuxer posts SEGMENT_DONE instead of sending EOS, and the bus handler
+    answers with a non-flushing ``SEGMENT`` seek to 0, which keeps the running time (hence RTP timestamps) going;
+    ``LoopClock`` starts each pass where the last one ended. (With AAC in Matroska GStreamer plays the encoder's
+    priming frame instead of trimming it, so audio is one AAC frame later and longer than in the file.)
+
+    FFmpeg sends ``Range: npt=0.000-`` with PLAY, which the server would turn into a flushing non-segment seek that
+    ends the loop. So each payloader answers the pipeline's SEEKING query with "not seekable", and the server then
+    ignores the Range header, as for a live camera. A client's first video frame (the IDR after SPS/PPS) decodes
+    with pts None in PyAV (FFmpeg's doing); over TCP, a client of a shared media starts its pts at the file time
+    the server reports in PLAY's Range, over UDP at 0. A shared media is torn down when its last client leaves.
+    """
 
     __gtype_name__ = "LeptonLoopingMedia"
 

@@ -7,8 +7,7 @@ No CLI lives here (see ``edge``). Only training and export import torch: ``pipel
 import os
 
 # numpy's OpenBLAS runs the log-mel matrix product on one busy-waiting thread per core, starving the decoders
-# (edge bench: 101 -> 64 CPU ms per camera-second on files, 285 -> 86 over RTSP). Must precede numpy's import;
-# a value the user set wins.
+# (edge bench shows it: benchmarks/README.md). Must precede numpy's import; a value the user set wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 __version__ = "0.1.0"

@@ -1,37 +1,25 @@
 """The temporal aggregator: calibrated scores of one camera in, anomaly events (new / update / end) out.
 
-Driven by stream time only (each score's ``pts``), so a replay decides exactly what a live run decides and
-tests drive it with exact score sequences and no sleeping. The watermark (latest pts seen) never goes
-backwards: a late score updates its modality but is evaluated at the watermark. Per camera, at each
-evaluation:
+Driven by stream time only (each score's ``pts``), so a replay decides exactly what a live run decides and tests
+drive it with exact score sequences and no sleeping. The watermark (latest pts seen) never goes backwards: a late
+score updates its modality but is evaluated at the watermark. Between evaluations the signal holds its last value:
+at each new pts the time since the previous one is accounted first (an event may end, open or reach its max
+duration then), then the new score applies. Each evaluation (the settings: ``pipeline.aggregator_settings``):
 
-1. **fresh modalities**: each modality's latest calibrated score holds until that modality's next score, and
-   goes stale after ``stale_s`` (a modality whose stream stopped cannot keep an event open);
-2. **fusion** of the fresh modalities into one score (``fusion.type``): ``max`` (of each calibrated score less
-   its modality's ``discount``: the temporal model's by 1 unless configured); ``weighted`` (weighted mean
-   over the fresh modalities that have a weight, renormalised so a silent microphone does not dilute the
-   video); ``any_of`` (max over a set); ``all_of`` (min over a set: every one of them must be fresh and
-   anomalous);
-3. **smoothing**: an exponential moving average of the fused score over stream time with time constant
-   ``smoothing_s`` (default ``DEFAULT_SMOOTHING_S``; causal; irregular sampling handled by ``1 - exp(-dt / tau)``);
-   0 turns it off;
-4. **hysteresis**: the smoothed score must reach ``enter_threshold``; a candidate opens as an event
-   (``new``) once it spans ``min_duration_s`` (bursts closer than ``merge_gap_s`` count as one) and no
-   ``cooldown_s`` after the previous end is running. An open event stays open while the score is at or above
-   ``exit_threshold``; once it stayed below for ``hold_s`` it is closing, and it ends (``end``, reason
-   ``quiet``, ``end_pts`` = its first quiet moment) once it stayed quiet for ``max(hold_s, merge_gap_s)``.
-   Between ``hold_s`` and ``merge_gap_s`` only a new burst (at or above ``enter_threshold``) continues it:
-   two bursts closer than ``merge_gap_s`` are one event;
-5. an event that reaches ``max_duration_s`` ends with reason ``max_duration``; if it is still anomalous a
-   new event starts at that instant (``continues`` = the old id; no min duration or cooldown), so no event
-   is longer;
-6. ``update`` messages while open: when a modality joins, when the peak rose ``update_peak_margin`` above
-   the peak of the last message, and when ``update_interval_s`` passed since the last message; each carries
-   the summary so far and one ``update_reason``.
-
-Between evaluations the signal holds its last value (zero-order hold): at each new pts the time since the
-previous one is accounted first (an event may end, open or reach its max duration then), then the new score
-applies.
+1. **fresh modalities**: each modality's latest calibrated score holds until its next one and goes stale after
+   ``stale_s`` (a modality whose stream stopped cannot keep an event open);
+2. **fusion** of the fresh modalities into one score (``fusion.type``: ``max`` less each modality's discount,
+   ``weighted``, ``any_of``, ``all_of``);
+3. **smoothing**: an exponential moving average over stream time with time constant ``smoothing_s`` (causal;
+   irregular sampling handled by ``1 - exp(-dt / tau)``; 0 turns it off);
+4. **hysteresis**: a candidate at or above ``enter_threshold`` opens (``new``) once it spans ``min_duration_s``
+   (bursts closer than ``merge_gap_s`` count as one) and no ``cooldown_s`` runs; an open event stays open at or
+   above ``exit_threshold``, is closing after ``hold_s`` below it, and ends (``end``, reason ``quiet``, ``end_pts``
+   its first quiet moment) after ``max(hold_s, merge_gap_s)``; until then only a new burst continues it;
+5. an event that reaches ``max_duration_s`` ends (``max_duration``); if still anomalous a new event continues it at
+   that instant (``continues`` = the old id; no min duration or cooldown), so no event is longer;
+6. ``update`` messages while open: when a modality joins, when the peak rose ``update_peak_margin`` above the last
+   message's, and when ``update_interval_s`` passed since the last message, each with one ``update_reason``.
 
 A stream that ends or is lost, and a shutdown, end the open event with that reason (``end_stream``).
 """
@@ -44,218 +32,40 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
-
+from pipeline.aggregator_settings import (
+    DEFAULT_DISCOUNT,
+    DEFAULT_MIN_DURATION_S,
+    DEFAULT_SMOOTHING_S,
+    KNOWN_MODALITIES,
+    AggregatorSettings,
+    AllOfFusion,
+    AnyOfFusion,
+    Fusion,
+    MaxFusion,
+    WeightedFusion,
+)
 from pipeline.events import AnomalyEvent, EndReason, EventType, ModalityScore, UpdateReason
 from pipeline.frames import Modality, Score
-from pipeline.strict import StrictModel
 
-# Modality names the fusion config may name: the runner's modalities and those the scorers are growing into.
-KNOWN_MODALITIES = frozenset({m.value for m in Modality} | {"temporal", "tampering"})
+# The settings (pipeline.aggregator_settings) are importable from here too, with the aggregator that applies them.
+__all__ = [
+    "DEFAULT_DISCOUNT",
+    "DEFAULT_MIN_DURATION_S",
+    "DEFAULT_SMOOTHING_S",
+    "KNOWN_MODALITIES",
+    "AggregatorSettings",
+    "AllOfFusion",
+    "AnyOfFusion",
+    "CameraAggregator",
+    "Fusion",
+    "MaxFusion",
+    "WeightedFusion",
+]
 
 # Stream times are float seconds built from rational frame times (2.0 + 0.4 = 2.4000000000000004): durations
 # are compared with this tolerance, a microsecond, far below any frame interval.
 _EPS = 1e-6
-
-
-def _check_names(names: list[str] | dict[str, float]) -> None:
-    unknown = sorted(set(names) - KNOWN_MODALITIES)
-    if unknown:
-        raise ValueError(
-            f"unknown modality {', '.join(map(repr, unknown))} (known: {', '.join(sorted(KNOWN_MODALITIES))})"
-        )
-
-
-# What max fusion subtracts from a modality's calibrated score unless configured. The temporal model's scores count
-# when they are 10x rarer than the others': its calibration rests on fewer, strongly overlapping windows (each score
-# re-reads the last 2 s) and it strays further on footage unlike its training than the video model does. Measured
-# (frame-level fused AUC, same weights, discount 0 → 1): the samples 0.929 → 0.932 (16 min package), 0.913 → 0.913
-# and 0.926 → 0.928 (4 and 8 min); real footage (benchmarks/real_scene.py, three seeds) 0.932 / 0.948 / 0.887 →
-# 0.936 / 0.955 / 0.907; benchmarks/robustness.py's variants within ±0.002 (two false alarms fewer on the noisy one);
-# the same events on the samples (one opens at the bang instead of 0.8 s before it).
-DEFAULT_DISCOUNT: dict[str, float] = {"temporal": 1.0}
-
-# The fused score's smoothing unless configured: a time constant of 0.4 s (two frames at the models' 5 fps). A normal
-# scene's worst patch or sound flickers from frame to frame (a lone frame at 3-4 among frames at 1), while an unusual
-# object or sound stays for many; the average lowers the lone frames and barely delays the others (a score of 10
-# reaches 3 within the frame, one of 5 a frame later). Measured 2026-12-05 (frame-level fused AUC, smoothing 0 → 0.3
-# → 0.4 s, same packages; false alarms in brackets): the samples 0.942 (1) → 0.949 (0) → 0.948 (0); real footage
-# (benchmarks/real_scene.py, three seeds) 0.909 / 0.925 / 0.943 (1 / 2 / 1) → 0.918 / 0.946 / 0.952 (2 / 2 / 0) →
-# 0.921 / 0.952 / 0.957 (2 / 1 / 0); benchmarks/robustness.py's variants as_is 0.919 (1) → 0.923 (0) → 0.923 (0),
-# gray43_10fps 0.903 (2) → 0.912 (2) → 0.911 (0), noisy 0.914 (2) → 0.925 (1) → 0.926 (0), dusk_lowbit 0.866 (2) →
-# 0.870 (1) → 0.870 (1): 12 false alarms → 4 in all. 0.6 s and more lowers the samples (0.942 at 0.6, 0.919 at 1.0):
-# a sound's end is then held too long. Every recall stayed complete.
-DEFAULT_SMOOTHING_S = 0.4
-
-# How long the smoothed score must stay at or above enter_threshold before an event opens unless configured: 0.6 s,
-# three frames at 5 fps. With smoothing a lone frame at 10 holds the average above 3 for two frames (4.5, then 3.1),
-# which spanned the 0.4 s used before: benchmarks/shake.py's normal clip shaken by up to 0.5 model px then opened 3
-# events in 40 s instead of 0, by up to 1 px 4 and 2 (two seeds) instead of 1 and 1. With 0.6 s: 0 at 0.5 px, 2 and 1
-# at 1 px; over the footage above false alarms 4 → 2 (12 with neither), every anomaly still found. An event is
-# decided 0.2 s later for it (median from the anomaly's start to the decision, same footage: 0.4 s with neither
-# change, 0.8 s with both).
-DEFAULT_MIN_DURATION_S = 0.6
-
-
-class MaxFusion(StrictModel):
-    """The highest calibrated score among the fresh modalities, each less its modality's discount."""
-
-    type: Literal["max"] = "max"
-    discount: dict[str, Annotated[float, Field(ge=0, le=10)]] = Field(
-        default_factory=lambda: dict(DEFAULT_DISCOUNT),
-        description="Subtracted from a modality's calibrated score before the max: 1 = that modality counts when "
-        "it is 10x rarer than the others (default: temporal 1; {} counts every modality as it is)",
-    )
-
-    @field_validator("discount")
-    @classmethod
-    def _valid(cls, discount: dict[str, float]) -> dict[str, float]:
-        _check_names(discount)
-        return discount
-
-
-class WeightedFusion(StrictModel):
-    """Weighted mean of the fresh modalities that have a weight (renormalised over those that are fresh)."""
-
-    type: Literal["weighted"] = "weighted"
-    weights: dict[str, Annotated[float, Field(ge=0, le=100)]] = Field(
-        min_length=1,
-        description="Weight per modality (video, audio, temporal, tampering); unlisted ones are ignored",
-    )
-
-    @field_validator("weights")
-    @classmethod
-    def _valid(cls, weights: dict[str, float]) -> dict[str, float]:
-        _check_names(weights)
-        if not any(w > 0 for w in weights.values()):
-            raise ValueError("at least one weight must be positive")
-        return weights
-
-
-class AnyOfFusion(StrictModel):
-    """The highest calibrated score among the fresh modalities of a set (the others are ignored)."""
-
-    type: Literal["any_of"] = "any_of"
-    modalities: list[str] = Field(min_length=1, description="The modalities that may open an event")
-
-    @field_validator("modalities")
-    @classmethod
-    def _valid(cls, names: list[str]) -> list[str]:
-        _check_names(names)
-        return sorted(set(names))
-
-
-class AllOfFusion(StrictModel):
-    """The lowest calibrated score of a set of modalities: anomalous only when all of them are, and fresh."""
-
-    type: Literal["all_of"] = "all_of"
-    modalities: list[str] = Field(min_length=1, description="The modalities that must all be anomalous")
-
-    @field_validator("modalities")
-    @classmethod
-    def _valid(cls, names: list[str]) -> list[str]:
-        _check_names(names)
-        return sorted(set(names))
-
-
-Fusion = Annotated[MaxFusion | WeightedFusion | AnyOfFusion | AllOfFusion, Field(discriminator="type")]
-
-
-class AggregatorSettings(StrictModel):
-    """Per-camera event decisions; the daemon's config embeds this block as ``events:``."""
-    fusion: Fusion = Field(
-        default_factory=MaxFusion,
-        description="How modalities combine: max, weighted, any_of, all_of "
-        "(a mapping with type:, or just the type name)",
-    )
-    threshold: float = Field(
-        default=3.0,
-        gt=0,
-        le=10,
-        description="Calibrated score that counts as anomalous (3.0: exceeded "
-        "by 1 in 1000 normal frames or windows); shorthand for enter and exit threshold",
-    )
-    enter_threshold: float | None = Field(
-        default=None, gt=0, le=10, description="Smoothed score an event needs to open (default: threshold)"
-    )
-    exit_threshold: float | None = Field(
-        default=None,
-        gt=0,
-        le=10,
-        description="An open event is quiet below this (default: threshold); at most enter_threshold",
-    )
-    smoothing_s: float = Field(
-        default=DEFAULT_SMOOTHING_S,
-        ge=0,
-        le=60,
-        description="Time constant of the moving average of the fused score over stream time; 0: none",
-    )
-    min_duration_s: float = Field(
-        default=DEFAULT_MIN_DURATION_S, ge=0, le=60, description="Span above enter_threshold before an event opens"
-    )
-    hold_s: float = Field(default=2.0, ge=0, le=600, description="Time below exit_threshold before an event is quiet")
-    merge_gap_s: float = Field(
-        default=0.0,
-        ge=0,
-        le=3600,
-        description="Bursts closer than this are one event (before it opens, and after it went quiet)",
-    )
-    cooldown_s: float = Field(
-        default=0.0, ge=0, le=3600, description="After an event ended, no new one starts for this long"
-    )
-    max_duration_s: float = Field(
-        default=600.0,
-        gt=0,
-        le=86400,
-        description="An event this long ends (max_duration); a new one continues it if the anomaly persists",
-    )
-    stale_s: float = Field(default=1.5, gt=0, le=60, description="A modality's last score counts this long")
-    update_peak_margin: float | None = Field(
-        default=1.0,
-        gt=0,
-        le=100,
-        description="Send an update when the peak rose this much above the last message's; null: never",
-    )
-    update_on_modality: bool = Field(default=True, description="Send an update when a modality joins the event")
-    update_interval_s: float | None = Field(
-        default=10.0,
-        gt=0,
-        le=3600,
-        description="Send an update when no message about the event went out for this long; null: never",
-    )
-
-    @field_validator("fusion", mode="before")
-    @classmethod
-    def _fusion_shorthand(cls, value: Any) -> Any:
-        return {"type": value} if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> AggregatorSettings:
-        if self.exit > self.enter:
-            raise ValueError(f"exit_threshold ({self.exit:g}) must not exceed enter_threshold ({self.enter:g})")
-        if self.max_duration_s <= self.min_duration_s:
-            raise ValueError("max_duration_s must be longer than min_duration_s")
-        return self
-
-    @property
-    def enter(self) -> float:
-        """The threshold an event needs to open (``enter_threshold``, else ``threshold``)."""
-        return self.enter_threshold if self.enter_threshold is not None else self.threshold
-
-    @property
-    def exit(self) -> float:
-        """Below this an open event is quiet (``exit_threshold``, else ``threshold``)."""
-        return self.exit_threshold if self.exit_threshold is not None else self.threshold
-
-    @property
-    def close_after_s(self) -> float:
-        """Quiet time after which an open event ends."""
-        return max(self.hold_s, self.merge_gap_s)
-
-    def build(self, camera_id: str, *, new_id: Callable[[], str] | None = None) -> CameraAggregator:
-        return CameraAggregator(camera_id, self, new_id=new_id or _uuid)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,33 +2,26 @@
 
 The aggregator of a camera runs on that camera's stream time (``pts``) and its watermark never goes back; a
 microphone counts its own samples from when it opened, a time line that has nothing to do with the camera's.
-Both sources stamp every item with ``monotonic_ns``, the host's monotonic clock when the item was captured
-(the video frame decoded, the audio block delivered by PortAudio), and that clock is shared by every thread
-and process of the machine. So the mapping goes through it:
+Both stamp every item with ``monotonic_ns``, the host's monotonic clock when it was captured (the video frame
+decoded, the audio block delivered), shared by every thread and process of the machine. The mapping goes through it:
 
 * each video frame of the camera gives one sample of ``anchor = pts - monotonic``; the anchor in use is the
   median of the last ``history`` samples (robust against a frame decoded late, following the slow drift
   between the camera's clock and ours, and a new segment after a reconnection or a timestamp jump);
 * a window's start on the host clock is its ``monotonic_ns`` (taken when the block that completed it arrived)
   less its duration; its camera pts is that plus the anchor plus the pairing's ``offset_s``;
-* mapped pts never go back (a smaller anchor after a timestamp jump would otherwise place windows behind
-  ones already scored), so the audio modality stays fresh at the aggregator's watermark.
-
-Why the monotonic clock and not wall time: both items carry wall times too, but a camera's wall time comes
-from its RTCP sender reports, i.e. from the camera's own clock (often minutes off when nobody set it), and
-ours can step when NTP corrects it; intervals belong on the monotonic clock (STYLE.md).
+* mapped pts never go back, so the audio modality stays fresh at the aggregator's watermark.
+(Not wall time: a camera's comes from its own clock, often minutes off; ours steps when NTP corrects it.)
 
 What the mapping cannot see: video frames are stamped when they are decoded, after the camera's encoder,
 network and our decoder (typically 0.1-0.5 s for an IP camera); audio is stamped when captured, after only
 PortAudio's input latency. So a sound lands that much earlier on the camera's time line than the picture of
-the same moment. With 1 s windows and ``stale_s`` of 1.5 s that still fuses into one event; ``offset_s``
-(seconds added to every mapped window, positive = later) corrects it for a camera whose latency is known.
+the same moment: it still fuses into one event; ``offset_s`` (added to every mapped window, positive = later)
+corrects it for a camera whose latency is known.
 
 Until the camera delivered its first video frame there is no anchor, and windows are dropped (counted as
-``windows_unpaired``): placing them anywhere would put the watermark where the camera's first frames then
-arrive late. A camera that is lost keeps its last anchor: the capture worker continues the camera's time line
-after an outage by the real length of the outage, so the microphone keeps scoring on the time line the camera
-comes back to.
+``windows_unpaired``): anywhere else they would move the watermark ahead of the camera's first frames. A camera
+that is lost keeps its last anchor: its time line continues after an outage by the outage's real length.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
 """The runner wires the stages: capture workers → bounded buffers → scoring (micro-batched across cameras) →
 per-camera aggregators → an event callback (the daemon's outbox).
 
-A camera may have a paired microphone (``PairedMicrophone``): a source of its own (its own capture worker,
-state, back-off and counters, under the id ``cam/mic``) whose windows are moved onto the camera's stream time
-(``pipeline.pairing``) and scored as that camera's audio; the camera's own audio track is then not decoded
-(the microphone wins). A microphone that is lost ends nothing: its audio modality goes stale and the camera
-keeps scoring video; a camera that is lost ends its event as usual, and the microphone keeps scoring on the
-time line the camera returns to.
+Sources of their own beside a camera, each with its capture worker, state, back-off and counters; the loss of
+either ends nothing (the camera's own loss ends its event as usual):
+- a paired microphone (``PairedMicrophone``, ``cam/mic``): its windows are moved onto the camera's stream time
+  (``pipeline.pairing``) and scored as the camera's audio (its own audio track is then not decoded); lost, the
+  audio modality goes stale;
+- a main stream (``SourceSpec.main_url``, ``cam/main``) when ``url`` is the camera's detect substream and it keeps
+  snapshots or clips: demuxed into the packet ring, never decoded (``pipeline.sources.main_stream``), placed by the
+  detect frames (``pipeline.sources.tie``); lost, events go on without media.
 
 Threads: one capture thread per source, one scoring thread. A camera with ``isolation: process`` has its capture
 thread drive a child process that decodes (``pipeline.sources.isolated``); everything else is the same. The
@@ -18,12 +20,6 @@ queued.
 Snapshots and clips (``pipeline.media``): a camera that keeps them has a packet ring its reader feeds; the scoring
 thread moves the ring's scoring position as it scores, and every event passes through ``MediaRecorder.attach``
 (which only queues work) before ``on_event``.
-
-Two streams (``SourceSpec.main_url``): a camera whose ``url`` is its detect substream and that keeps snapshots or
-clips has its main stream read by a source of its own, ``cam/main`` (``pipeline.sources.main_stream``: demuxed
-into the ring, never decoded), with its own state, back-off and counters; the detect stream's frames tie the two
-time lines (``pipeline.sources.tie``). The main stream's loss ends no event (events go on, without media); the
-detect stream's loss is the camera's.
 """
 
 from __future__ import annotations

@@ -261,8 +261,7 @@ class MotionGate:
     stack (the whole context, not just the newest pair: the first still frame after motion is still scored, since
     the predictor expects the motion to go on). Block means average sensor noise down (σ 3 levels per pixel is
     ~0.75 per 4x4 mean) while a 2x3-pixel object at model resolution still moves its block's mean by several
-    levels. About 0.1 ms per stack of 256x144 on one core, against ~1.7 ms for the CNN. ``threshold`` 0 turns the
-    gate off.
+    levels. It costs a small fraction of the CNN (docs/measurements.md). ``threshold`` 0 turns the gate off.
     """
 
     def __init__(self, threshold: float = 5.0, block: int = 4) -> None:

@@ -1,35 +1,10 @@
 """Deterministic generator of the bundled sample clips (H.264 + AAC in MKV, with JSON ground truth).
 
-The scene
----------
-A fixed camera 6 m above the ground looks across a pedestrian plaza towards an office building 40 m away
-(pinhole model: ``Camera``; people 8 m away are ~90 px tall, people by the building ~18 px). On the ground, in
-metres (X to the right, Z away from the camera):
-
-* a promenade crossing the view (Z 13.4-18.6), an axis walkway from the camera to the building door
-  (X -2.6..1.6), a walk along the facade (Z 33.4-40) and a diagonal path over the paved front-left plaza;
-* a lawn at the front right and two lawns / planted beds at the back (``FORBIDDEN``): nobody walks there;
-* lamp posts, benches, bins, trees and a shrub, which people pass behind and in front of.
-
-Normal life: 0-6 people at a time (size, gait, clothing and brightness vary) walk the paths at 1.0-1.8 m/s
-in both directions, alone or in pairs, sometimes pausing; they enter and leave at the edges of the view and
-through the door. The light drifts by a few % per minute, cloud shadows sometimes sweep over the plaza and the
-sensor adds mild noise. The microphone (at the camera) hears pink/brown background noise, mains hum with
-harmonics, distant traffic swells, the footsteps of the people in view, distant voices, chatting pairs and
-birds.
-
-Anomalies (test clips only; each 2-8 s, none in the first 8 s, >= 6 s of normal footage between them). The
-ground truth interval of a video anomaly is when the object is in view (for a trespasser: while on the
-forbidden area); an anomaly heard and seen covers both:
-
-* ``fast_mover`` - a cyclist, an e-scooter or a car at 8-12 m/s (the car also roars past and backfires);
-* ``forbidden_area`` - someone crossing a lawn (walking, or running while screaming);
-* ``large_object`` - a van that drives onto the promenade, stops and drives off;
-* ``bang``, ``glass_break``, ``scream``, ``siren`` - audio only.
-
-Tampering clips (``TAMPER_CLIPS``, one per kind, 16 s): normal life, then from 6 s the picture goes black, a hand
-covers the lens, the focus is turned, or the camera is knocked aside (that one for good); the ground truth gives
-the interval with modality ``tampering`` and the kind.
+A fixed camera looks across a pedestrian plaza (``Camera``, ``build_scene``): people walk its paths, the light
+drifts, the microphone hears the city; test clips add anomalies (``fast_mover``, ``forbidden_area``,
+``large_object``, ``bang``, ``glass_break``, ``scream``, ``siren``), tampering clips (``TAMPER_CLIPS``) a black,
+covered, defocused or moved picture. The scene, the anomalies and how their ground truth is drawn:
+samples/README.md.
 
 Everything is derived from each clip's seed, so the same command always writes the same bytes (libx264 and the
 Matroska muxer in bitexact mode). Usage::

@@ -269,85 +269,106 @@ def _read_until_error(reader: MicrophoneReader) -> tuple[list, list[str] | None,
     return windows, None, 0.0
 
 
-def _child(mode: str, workdir: Path) -> None:
+def _capture48(fds: dict[str, int]) -> tuple[dict, list]:
+    """A 48 kHz stereo device read until it stops: the windows and what ended them."""
+    result: dict = {}
+    signal = known_signal(*DEVICES["lepton_mic48"]).tobytes()
+    os.write(fds["lepton_mic48"], signal)
+    spec = MicrophoneSpec(
+        "cam1", device="lepton_mic48", capture_rate=48000, channels=2, read_timeout_s=0.5
+    )
+    reader = MicrophoneReader(spec, audio_window_s=0.25, audio_hop_s=0.25)
+    reader.open()
+    result["queued_before_start"] = _queued(fds["lepton_mic48"])
+    windows, result["error"], result["silent_for"] = _read_until_error(reader)
+    result.update(dropped_blocks=reader.dropped_blocks, overflows=reader.overflows)
+    # unblocks the driver's read so the stream closes at once (then stale data floods in, and is dropped)
+    os.close(fds["lepton_mic48"])
+    reader.close()
+    result["clocks"] = sorted({w.clock.value for w in windows})
+    result["wall_tz"] = str(windows[0].wall_time.tzinfo)
+    return result, windows
+
+
+def _worker16(fds: dict[str, int]) -> tuple[dict, list]:
+    """A 16 kHz device captured by a CaptureWorker: its first windows and states."""
     from pipeline.sources.capture import BoundedBuffer, BufferPolicy, CaptureWorker
 
-    fds = _hold_fifos(workdir)
     result: dict = {}
     windows: list = []
-    if mode == "capture48":
-        signal = known_signal(*DEVICES["lepton_mic48"]).tobytes()
-        os.write(fds["lepton_mic48"], signal)
-        spec = MicrophoneSpec(
-            "cam1", device="lepton_mic48", capture_rate=48000, channels=2, read_timeout_s=0.5
-        )
-        reader = MicrophoneReader(spec, audio_window_s=0.25, audio_hop_s=0.25)
-        reader.open()
-        result["queued_before_start"] = _queued(fds["lepton_mic48"])
-        windows, result["error"], result["silent_for"] = _read_until_error(reader)
-        result.update(dropped_blocks=reader.dropped_blocks, overflows=reader.overflows)
-        # unblocks the driver's read so the stream closes at once (then stale data floods in, and is dropped)
-        os.close(fds["lepton_mic48"])
-        reader.close()
-        result["clocks"] = sorted({w.clock.value for w in windows})
-        result["wall_tz"] = str(windows[0].wall_time.tzinfo)
-    elif mode == "worker16":
-        os.write(fds["lepton_mic16"], known_signal(*DEVICES["lepton_mic16"]).tobytes())
-        spec = MicrophoneSpec("cam2", device="LEPTON_MIC16", capture_rate=16000, channels=1)
-        stop = threading.Event()
-        buffer = BoundedBuffer(1000, BufferPolicy.WAIT, threading.Event())
-        readers: list[MicrophoneReader] = []
+    os.write(fds["lepton_mic16"], known_signal(*DEVICES["lepton_mic16"]).tobytes())
+    spec = MicrophoneSpec("cam2", device="LEPTON_MIC16", capture_rate=16000, channels=1)
+    stop = threading.Event()
+    buffer = BoundedBuffer(1000, BufferPolicy.WAIT, threading.Event())
+    readers: list[MicrophoneReader] = []
 
-        def factory(s: MicrophoneSpec) -> MicrophoneReader:
-            readers.append(MicrophoneReader(s, audio_window_s=1.0, audio_hop_s=0.5))
-            return readers[-1]
+    def factory(s: MicrophoneSpec) -> MicrophoneReader:
+        readers.append(MicrophoneReader(s, audio_window_s=1.0, audio_hop_s=0.5))
+        return readers[-1]
 
-        worker = CaptureWorker(spec, factory, buffer, stop)  # type: ignore[arg-type]
-        assert worker.open_first() is None
-        worker.start()
-        deadline = time.monotonic() + 10
-        while len(windows) < 3 and time.monotonic() < deadline:
-            item = buffer.get_nowait()
-            if item is None:
-                time.sleep(0.01)
-            elif not isinstance(item, StreamEnd):
-                windows.append(item)
-        result["state_while_streaming"] = worker.state.value
-        os.close(fds["lepton_mic16"])
-        stop.set()
-        worker.join(5)
-        result.update(state_after_stop=worker.state.value, worker_alive=worker.is_alive())
-        result["device_name"] = readers[0].device_name
-    elif mode == "stall":
-        os.write(fds["lepton_mic16"], known_signal(*DEVICES["lepton_mic16"])[:4800].tobytes())
-        spec = MicrophoneSpec("cam3", device="lepton_mic16", capture_rate=16000, read_timeout_s=0.5)
-        reader = MicrophoneReader(spec, audio_window_s=0.25, audio_hop_s=0.25)
-        found, result["error"], _ = _read_until_error(reader)
-        result["windows"] = len(found)
-        t = time.monotonic()
-        reader.close()  # the FIFO is still held open: the driver's read is blocked
-        result.update(close_s=time.monotonic() - t, stuck_closes=reader.stuck_closes)
-        # unblock the driver's read and let the abandoned close finish: PortAudio's exit handler would wait
-        # for its capture thread, and that thread for the GIL of an interpreter that is shutting down
-        os.close(fds["lepton_mic16"])
-        for thread in threading.enumerate():
-            if thread.name.startswith("close-mic:"):
-                thread.join(5)
-    elif mode == "devices":
-        import sounddevice
+    worker = CaptureWorker(spec, factory, buffer, stop)  # type: ignore[arg-type]
+    assert worker.open_first() is None
+    worker.start()
+    deadline = time.monotonic() + 10
+    while len(windows) < 3 and time.monotonic() < deadline:
+        item = buffer.get_nowait()
+        if item is None:
+            time.sleep(0.01)
+        elif not isinstance(item, StreamEnd):
+            windows.append(item)
+    result["state_while_streaming"] = worker.state.value
+    os.close(fds["lepton_mic16"])
+    stop.set()
+    worker.join(5)
+    result.update(state_after_stop=worker.state.value, worker_alive=worker.is_alive())
+    result["device_name"] = readers[0].device_name
+    return result, windows
 
-        index = next(d["index"] for d in sounddevice.query_devices() if d["name"] == "lepton_mic48")
-        for key, wanted in [("LEPTON_MIC48", "LEPTON_MIC48"), ("index", index), ("nope", "nope"),
-                            ("lepton_mic", "lepton_mic")]:
-            reader = MicrophoneReader(MicrophoneSpec("cam4", device=wanted))
-            try:
-                reader.open()
-                result[key] = reader.device_name
-                reader.close()
-            except SourceError as exc:
-                result[key] = [type(exc).__name__, str(exc)]
-    else:
+
+def _stall(fds: dict[str, int]) -> tuple[dict, list]:
+    """A device whose data stops: the error, and a close that does not hang."""
+    result: dict = {}
+    os.write(fds["lepton_mic16"], known_signal(*DEVICES["lepton_mic16"])[:4800].tobytes())
+    spec = MicrophoneSpec("cam3", device="lepton_mic16", capture_rate=16000, read_timeout_s=0.5)
+    reader = MicrophoneReader(spec, audio_window_s=0.25, audio_hop_s=0.25)
+    found, result["error"], _ = _read_until_error(reader)
+    result["windows"] = len(found)
+    t = time.monotonic()
+    reader.close()  # the FIFO is still held open: the driver's read is blocked
+    result.update(close_s=time.monotonic() - t, stuck_closes=reader.stuck_closes)
+    # unblock the driver's read and let the abandoned close finish: PortAudio's exit handler would wait
+    # for its capture thread, and that thread for the GIL of an interpreter that is shutting down
+    os.close(fds["lepton_mic16"])
+    for thread in threading.enumerate():
+        if thread.name.startswith("close-mic:"):
+            thread.join(5)
+    return result, []
+
+
+def _devices(_fds: dict[str, int]) -> tuple[dict, list]:
+    """Devices found by name (any case), index, and not found."""
+    import sounddevice
+
+    result: dict = {}
+    index = next(d["index"] for d in sounddevice.query_devices() if d["name"] == "lepton_mic48")
+    for key, wanted in [("LEPTON_MIC48", "LEPTON_MIC48"), ("index", index), ("nope", "nope"),
+                        ("lepton_mic", "lepton_mic")]:
+        reader = MicrophoneReader(MicrophoneSpec("cam4", device=wanted))
+        try:
+            reader.open()
+            result[key] = reader.device_name
+            reader.close()
+        except SourceError as exc:
+            result[key] = [type(exc).__name__, str(exc)]
+    return result, []
+
+
+def _child(mode: str, workdir: Path) -> None:
+    modes = {"capture48": _capture48, "worker16": _worker16, "stall": _stall, "devices": _devices}
+    fds = _hold_fifos(workdir)
+    if mode not in modes:
         raise SystemExit(f"unknown mode {mode}")
+    result, windows = modes[mode](fds)
     (workdir / f"{mode}.json").write_text(json.dumps(result))
     if windows:
         np.savez(

@@ -3,9 +3,9 @@
 The camera is the GStreamer RTSP simulator serving the video of ``normal_eval.mkv`` (no audio track). The
 microphone is an ALSA ``pulse`` device named in an ``.asoundrc`` under the test's own HOME, capturing the monitor of
 a null sink of a PulseAudio daemon the test starts (``fixtures.pulse``): what the test plays into the sink comes back
-sample for sample, at the pace it is played, as from a microphone (the ALSA ``file`` plugin on a FIFO, used before
-2026-11-30, was not paced: it gave ~2x real time, stale buffer data between the FIFO's samples). What it
-plays: the sample clips' ambient sound (``normal_eval.mkv``'s audio), and once both sources stream, the glass
+sample for sample, at the pace it is played, as from a microphone (the ALSA ``file`` plugin on a FIFO is not
+paced: it gives ~2x real time, stale buffer data between the FIFO's samples). What it plays: the sample clips'
+ambient sound (``normal_eval.mkv``'s audio), and once both sources stream, the glass
 breaking of ``test_2.mkv`` (its ground truth: 23.0-25.53 s) at a moment the test notes on the host clocks.
 
 Two runs, each in a child process (ALSA reads HOME's ``.asoundrc`` when PortAudio initialises): the runner
@@ -186,8 +186,7 @@ def test_the_cameras_events_carry_the_microphones_audio_at_the_right_camera_time
     assert expected - 1.0 <= new["start_pts"] <= expected + 0.6, (new, expected)
     assert end["reason"] == "quiet" and end["end_pts"] <= expected + len(mic.burst) / RATE + 2.0
     assert new["modalities"]["audio"] >= 3.0
-    # the ambient sound before and after scored as normal (through this device exactly as from the file: median
-    # ~0.2, max ~0.9 measured 2026-11-30; through the FIFO device before, median 1.1-1.3 and single windows up to 3)
+    # the ambient sound before and after scored as normal, through this device exactly as from the file
     quiet = [cal for pts, cal in audio if pts < expected - 1.0 or pts > expected + 3.5]
     assert len(quiet) > 10 and max(quiet) < 3.0, sorted(quiet)[-10:]
     assert result["stats"]["dock"]["windows_scored"] == result["stats"]["dock/mic"]["windows_scored"] == len(audio)

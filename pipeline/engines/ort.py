@@ -2,8 +2,7 @@
 
 Threads: one intra-op pool of ``intra_op_num_threads`` (default 1) with spinning off. ONNX Runtime's spinning
 workers busy-wait between runs and, on a 2-core edge box, starve the decoders and any torch in the same
-process (measured: torch p99 latency 2.2 ms → 22 ms). Graph optimisations are all on; sessions run
-sequentially.
+process. Graph optimisations are all on; sessions run sequentially.
 """
 
 from __future__ import annotations

@@ -10,18 +10,7 @@ ready.
 
 Two parts. The cache key, the atomic cache and the ONNX Runtime fallback are ours and are tested without a GPU
 through a fake :class:`Compiler`. :class:`TrtCompiler` is the only code that touches TensorRT, kept small and to
-the documented Python API (TensorRT 10; 8.6 works too):
-
-- build: ``Builder`` → ``create_network`` (explicit batch) → ``OnnxParser.parse`` →
-  ``BuilderConfig`` with a workspace limit, ``BuilderFlag.FP16`` where ``platform_has_fast_fp16``, one
-  ``OptimizationProfile`` (batch 1..max_batch, the other dimensions fixed), a timing cache loaded from and saved
-  back to the cache folder → ``build_serialized_network``;
-- run: ``Runtime.deserialize_cuda_engine`` → ``create_execution_context`` → per call ``set_input_shape``,
-  ``set_tensor_address`` for every I/O tensor, ``execute_async_v3`` on the current CUDA stream. Device buffers are
-  torch CUDA tensors (the CUDA build of torch is the one GPU dependency we already have for the torch backend).
-
-TensorRT 11 removed the weak-typing precision flags (``BuilderFlag.FP16``, ``platform_has_fast_fp16``): there the
-network is built as the graph types it, i.e. FP32 from our graphs, and the key records fp32.
+the documented Python API (TensorRT 10; 8.6 works too; 11 builds FP32 only).
 
 Not installable from PyPI on machines without NVIDIA's package index (the ``tensorrt`` wheels there are stubs that
 download the libraries at install time). On an NVIDIA machine: ``pip install tensorrt`` (with access to
@@ -270,7 +259,19 @@ class TensorRTEngine(Engine):
 
 
 class TrtCompiler:
-    """Builds and loads TensorRT engines on CUDA device ``device`` (see the module docstring)."""
+    """Builds and loads TensorRT engines on CUDA device ``device``.
+
+    - build: ``Builder`` → ``create_network`` (explicit batch) → ``OnnxParser.parse`` →
+      ``BuilderConfig`` with a workspace limit, ``BuilderFlag.FP16`` where ``platform_has_fast_fp16``, one
+      ``OptimizationProfile`` (batch 1..max_batch, the other dimensions fixed), a timing cache loaded from and saved
+      back to the cache folder → ``build_serialized_network``;
+    - run: ``Runtime.deserialize_cuda_engine`` → ``create_execution_context`` → per call ``set_input_shape``,
+      ``set_tensor_address`` for every I/O tensor, ``execute_async_v3`` on the current CUDA stream. Device buffers are
+      torch CUDA tensors (the CUDA build of torch is the one GPU dependency we already have for the torch backend).
+
+    TensorRT 11 removed the weak-typing precision flags (``BuilderFlag.FP16``, ``platform_has_fast_fp16``): there the
+    network is built as the graph types it, i.e. FP32 from our graphs, and the key records fp32.
+    """
 
     def __init__(self, device: int = 0, workspace_mb: int = 1024) -> None:
         try:

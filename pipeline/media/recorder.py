@@ -8,28 +8,20 @@ Flow::
 
 ``attach`` never touches the disk and never waits: it picks the packets a snapshot needs (a walk back over at
 most the scoring lag plus one GOP), puts a job on a bounded queue and returns the event with its references.
-Events are therefore never delayed or blocked by media. The price: a reference is a promise made before the file
-exists. The store is probed at start and after every failure, and while it is unhealthy (unwritable, full) or the
-queue is full, events carry null references; a write that fails after its event left (the disk filled in between)
-leaves a reference to a file that never appears: logged and counted (``write_failures``). Retention may delete a
-file an old event refers to, too: consumers treat a missing file as no file.
+Events are never delayed or blocked by media; a reference is a promise made before the file exists. The store is
+probed at start and after every failure, and while it is unhealthy (unwritable, full) or the queue is full, events
+carry null references; a write that fails after its event left leaves a reference to a file that never appears:
+logged and counted (``write_failures``), as retention may delete one: consumers treat a missing file as no file.
 
 Snapshots (``<camera>/<event_id>.jpg``): **one file per event**, rewritten (atomically) when the peak moves, so
-``new``, every ``update`` and ``end`` refer to the same path and it always shows the event's worst moment so far
-with its box. A queued snapshot of an event that is not yet written is replaced by the newer peak's (at most one
-render per event waits). Audio-only events get the frame at their peak without a box.
+every message of the event refers to the same path, showing its worst moment so far with its box (audio-only
+events: the frame at their peak, no box); at most one render per event waits.
 
 Clips (``<camera>/<event_id>.mkv``, referenced from ``end`` only): the packets from ``start - pre_roll`` (back to
 the keyframe before) to ``end + post_roll``. The aggregator decides ``end`` only after ``hold_s`` of quiet, so a
 post-roll up to ``hold_s`` is already in the ring; a longer one is waited for on the writer thread (never the
 scoring thread), at most ``post_roll_s`` + ``_POST_ROLL_GRACE_S`` of wall time or until the stream ends: the
 ``end`` event goes out at once referring to the clip, which appears, complete, when written (atomic rename).
-At stop, clips still waiting are written with what the ring holds.
-
-A camera scored on its detect substream fills its ring from its main stream (``PacketRing.tied``): a snapshot is
-made only when that stream's session is open and reached the peak (within ``_TIED_SLACK_S``), a clip only when it
-reached the event's start; otherwise the event goes out without them (counted as refused), never with a picture
-of another moment.
 """
 
 from __future__ import annotations
@@ -52,7 +44,9 @@ from pipeline.media.store import MediaStore
 log = logging.getLogger(__name__)
 
 _POST_ROLL_GRACE_S = 10.0  # beyond post_roll_s of wall time, a clip is written with what has arrived
-# A main stream (a tied ring) may trail the detect stream by this much at a snapshot: its last frame before the peak
+# A ring fed by a camera's main stream while its detect substream is scored (``PacketRing.tied``) gives a snapshot
+# only when that stream's session is open and came within this much of the peak (then its last frame before it), a
+# clip only when it reached the event's start: never a picture of another moment (a lost main stream: no media)
 _TIED_SLACK_S = 0.2
 _RETENTION_EVERY_S = 60.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")

@@ -5,7 +5,7 @@ Both run on the media writer thread, never on the scoring thread.
 * **Snapshot**: decode the GOP up to the wanted frame (one decoder per snapshot, from the session's codec
   parameters), convert that one frame to RGB at the source's resolution, draw the event's box as a rectangle
   with numpy, encode it with FFmpeg's MJPEG encoder (``yuvj420p``, full range). No Pillow: PyAV already carries
-  everything needed. Cost on 640x360: ~1 ms per decoded frame of the GOP + ~10 ms to encode.
+  everything needed.
 * **Clip**: remux packets into Matroska without decoding (stream copy): every packet's bytes go out unchanged,
   with timestamps rebased so the clip starts at 0. Matroska rather than MP4 because it takes every codec a
   camera may send (H.264/H.265, AAC, Opus, G.711, PCM) and a clip cut short (power loss) still plays.

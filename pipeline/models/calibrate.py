@@ -29,8 +29,7 @@ from pipeline.scorer import AudioScorer
 MARGIN_QUANTILE, MAX_MARGIN = 0.99, 4.0
 MIN_CALIBRATION = 20  # held-out scores a calibration needs at least
 # Held-out normal footage (per kind) below which a calibrated 3 ("1 in 1000 normal frames") is extrapolated from the
-# tail of few, overlapping scores: trained on 40 s of a real scene (8 s held out), 0-8 % of its normal frames reached 3
-# on one model (benchmarks/real_scene.py). edge train says so.
+# tail of few, overlapping scores, and normal footage reaches it more often (docs/decisions/0002). edge train says so.
 FEW_HELDOUT_S = 30.0
 
 

@@ -13,7 +13,7 @@ import shutil
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import onnx
 import torch
@@ -22,6 +22,9 @@ from torch import nn
 from pipeline.models.audio import AudioPredictor
 from pipeline.models.temporal import TemporalPredictor
 from pipeline.models.video import VideoPredictor
+
+if TYPE_CHECKING:
+    import numpy as np
 
 OPSET = 17
 
@@ -105,8 +108,6 @@ def reexport_package(directory: Path, out: Path | None = None) -> dict[str, Any]
     running old and new graph on the same random input). Written to ``out`` (default: in place) atomically."""
     import numpy as np
 
-    from pipeline.engines.cache import file_sha256
-    from pipeline.engines.ort import OrtEngine
     from pipeline.models.package import ModelPackage
 
     src = ModelPackage.load(directory)
@@ -122,42 +123,7 @@ def reexport_package(directory: Path, out: Path | None = None) -> dict[str, Any]
             spec = getattr(src, modality)
             if spec is None:
                 continue
-            if spec.reference_weights is None:
-                raise ValueError(f"the {modality} model has no .pt weights to export from")
-            graph = onnx.load(str(src.root / spec.graph), load_external_data=False)
-            meta = {p.key: p.value for p in graph.metadata_props}
-            module = build_module(meta["lepton.arch"], json.loads(meta["lepton.arch_config"]))
-            module.load_state_dict(torch.load(src.root / spec.reference_weights, map_location="cpu",
-                                              weights_only=True))
-            if modality == "video":
-                example = torch.zeros(2, *spec.input.shape[1:], dtype=torch.uint8)
-                sample = rng.integers(0, 256, (3, *spec.input.shape[1:]), dtype=np.uint8)
-                axes: tuple[int, ...] = (0,)
-            elif modality == "temporal":
-                example = torch.zeros(2, *spec.input.shape[1:])
-                sample = rng.normal(0, 1, (3, *spec.input.shape[1:])).astype(np.float32)
-                axes = (0,)
-            else:
-                n_frames = spec.features.config().n_frames(spec.n_samples)
-                example = torch.zeros(2, n_frames, spec.n_mels)
-                sample = rng.normal(0, 1, (3, n_frames, spec.n_mels)).astype(np.float32)
-                axes = (0, 1)
-            target = tmp / spec.graph
-            outputs = [o.name for o in graph.graph.output]
-            export_onnx(module, example, target, arch=meta["lepton.arch"], input_name=spec.input.name,
-                        output_name=outputs, dynamic_axes=axes, output_dynamic_axes=axes)
-            diffs = []
-            for path in (src.root / spec.graph, target):
-                e = OrtEngine()
-                e.load(path)
-                diffs.append(e.infer({spec.input.name: sample})[spec.output.name])
-                e.close()
-            max_diff = float(np.abs(diffs[0] - diffs[1]).max())
-            if max_diff > 1e-4 * max(1.0, float(np.abs(diffs[0]).max())):
-                raise ValueError(f"re-exported {modality} graph disagrees with the old one (max diff {max_diff:.3g})")
-            updates[modality] = spec.model_copy(update={"sha256": file_sha256(target)})
-            report["graphs"][modality] = {"graph": spec.graph, "sha256": updates[modality].sha256,
-                                          "max_abs_diff_vs_previous": max_diff}
+            updates[modality], report["graphs"][modality] = _reexport_graph(modality, spec, src.root, tmp, rng)
         data = src.model_dump()
         data.update({k: v.model_dump() for k, v in updates.items()})
         data["versions"] = {**src.versions, "torch": torch.__version__, "onnx": onnx.__version__, "opset": OPSET}
@@ -172,3 +138,50 @@ def reexport_package(directory: Path, out: Path | None = None) -> dict[str, Any]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return report
+
+
+def _reexport_graph(
+    modality: str, spec: Any, root: Path, tmp: Path, rng: np.random.Generator
+) -> tuple[Any, dict[str, Any]]:
+    """One graph of the package at ``root`` re-exported into ``tmp`` from its ``.pt`` weights and checked against
+    the old one on a random input: its spec with the new sha256, and what the report says of it."""
+    import numpy as np
+
+    from pipeline.engines.cache import file_sha256
+    from pipeline.engines.ort import OrtEngine
+
+    if spec.reference_weights is None:
+        raise ValueError(f"the {modality} model has no .pt weights to export from")
+    graph = onnx.load(str(root / spec.graph), load_external_data=False)
+    meta = {p.key: p.value for p in graph.metadata_props}
+    module = build_module(meta["lepton.arch"], json.loads(meta["lepton.arch_config"]))
+    module.load_state_dict(torch.load(root / spec.reference_weights, map_location="cpu",
+                                      weights_only=True))
+    if modality == "video":
+        example = torch.zeros(2, *spec.input.shape[1:], dtype=torch.uint8)
+        sample = rng.integers(0, 256, (3, *spec.input.shape[1:]), dtype=np.uint8)
+        axes: tuple[int, ...] = (0,)
+    elif modality == "temporal":
+        example = torch.zeros(2, *spec.input.shape[1:])
+        sample = rng.normal(0, 1, (3, *spec.input.shape[1:])).astype(np.float32)
+        axes = (0,)
+    else:
+        n_frames = spec.features.config().n_frames(spec.n_samples)
+        example = torch.zeros(2, n_frames, spec.n_mels)
+        sample = rng.normal(0, 1, (3, n_frames, spec.n_mels)).astype(np.float32)
+        axes = (0, 1)
+    target = tmp / spec.graph
+    outputs = [o.name for o in graph.graph.output]
+    export_onnx(module, example, target, arch=meta["lepton.arch"], input_name=spec.input.name,
+                output_name=outputs, dynamic_axes=axes, output_dynamic_axes=axes)
+    diffs = []
+    for path in (root / spec.graph, target):
+        e = OrtEngine()
+        e.load(path)
+        diffs.append(e.infer({spec.input.name: sample})[spec.output.name])
+        e.close()
+    max_diff = float(np.abs(diffs[0] - diffs[1]).max())
+    if max_diff > 1e-4 * max(1.0, float(np.abs(diffs[0]).max())):
+        raise ValueError(f"re-exported {modality} graph disagrees with the old one (max diff {max_diff:.3g})")
+    updated = spec.model_copy(update={"sha256": file_sha256(target)})
+    return updated, {"graph": spec.graph, "sha256": updated.sha256, "max_abs_diff_vs_previous": max_diff}

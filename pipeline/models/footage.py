@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,11 +42,11 @@ log = logging.getLogger(__name__)
 # Training decodes audio in chunks of this much (the last part shorter than a chunk is left out); a power of two, so
 # that chunk times add up exactly and fall into the right ``PIECE_S`` piece.
 AUDIO_CHUNK_S = 1.0
-# How much normal footage training holds in memory. A minute of video at FPS * OVERSAMPLE costs ~170 MB while training
-# (frames, their embeddings, the patch statistics; 16 min of clips peaked at 3.8 GB, 32 min at 6.7 GB) and ~6 s of
-# the patch-statistics pass: hours of recordings would not fit a small machine, and a budget of minutes could not
-# use them anyway. Up to FULL_RATE_MAX_S of video every phase is kept; up to MAX_FOOTAGE_S, frames at the model's
-# rate (one phase: 5x less); beyond, evenly spaced pieces of PIECE_S, MAX_FOOTAGE_S in all (2.3 h of clips: 3.1 GB).
+# How much normal footage training holds in memory (frames, their embeddings, the patch statistics: a minute of video
+# at the full rate costs ~170 MB, docs/decisions/0002): hours of recordings would not fit a small machine, and a
+# budget of minutes could not use them anyway. Up to FULL_RATE_MAX_S of video every phase is kept; up to
+# MAX_FOOTAGE_S, frames at the model's rate (one phase: 5x less); beyond, evenly spaced pieces of PIECE_S,
+# MAX_FOOTAGE_S in all.
 FULL_RATE_MAX_S = 20 * 60.0
 MAX_FOOTAGE_S = 3600.0
 PIECE_S = 60.0
@@ -217,19 +217,13 @@ def decode_pieces(
     A live camera (RTSP) is recorded for ``record_s`` seconds of its stream, with the reader's timeouts; if it drops
     out after something was recorded, training goes on with that (and says so). Its name in the package is its
     URL without the password; its sha256 that of what was recorded."""
-    from pipeline.errors import SourceError
     from pipeline.evaluation import DEFAULT_IMAGE_FPS, is_image_source
-    from pipeline.redact import redact_url
     from pipeline.sources import read_media
     from pipeline.sources.spec import SourceSpec
 
     image = is_image_source(path)
     if input_fps is None and image:
         input_fps = DEFAULT_IMAGE_FPS
-    stretches: Stretches = {}
-    first: float | None = None
-    last_pts = 0.0
-    kept_frames = 0
     timed = [0, math.inf, -math.inf]  # every decoded input frame, sampled or not: count, first and last time
 
     def seen(_index: int, t: float | None, _sampled: bool) -> None:
@@ -251,6 +245,52 @@ def decode_pieces(
         audio=audio,
         on_video_frame=seen,
     )
+    stretches, last_pts = _read_stretches(items, path, live=live, video=video, audio=audio, keep=keep,
+                                          first_piece=first_piece, pieces=pieces, max_frames=max_frames,
+                                          record_s=record_s, progress=progress)
+    vid_all = sum(len(f) for f, _, _ in stretches.values())
+    aud_all = sum(sum(len(c) for c in a) for _, _, a in stretches.values())
+    duration = max(last_pts, vid_all / fps, aud_all / SAMPLE_RATE)
+    rate = None
+    if vid_all:  # the input's own frame rate: the given one for frames, else from its frames' times
+        count, t_first, t_last = timed
+        rate = input_fps if image else round((count - 1) / (t_last - t_first), 3) if t_last > t_first else None
+    source = _source_info(path, stretches, live=live, duration=duration, rate=rate)
+    out = [
+        NormalInput(
+            source,
+            np.stack(frames) if frames else np.zeros((0, HEIGHT, WIDTH), np.uint8),
+            np.concatenate(chunks) if chunks else np.zeros(0, np.float32),
+            step=frame_step(np.asarray(frame_pts), fps),
+        )
+        for _, (frames, frame_pts, chunks) in sorted(stretches.items())
+    ]
+    return out or [NormalInput(source, np.zeros((0, HEIGHT, WIDTH), np.uint8), np.zeros(0, np.float32))]
+
+
+def _read_stretches(
+    items: Generator[VideoFrame | AudioWindow, None, None],
+    path: str,
+    *,
+    live: bool,
+    video: bool,
+    audio: bool,
+    keep: float,
+    first_piece: int,
+    pieces: int | None,
+    max_frames: int | None,
+    record_s: float,
+    progress: bool,
+) -> tuple[Stretches, float]:
+    """The items of one input that training keeps, by stretch (see ``decode_pieces``), and the source time its
+    media reached; ``items`` is read to its end (a live camera for ``record_s``) and closed."""
+    from pipeline.errors import SourceError
+    from pipeline.redact import redact_url
+
+    stretches: Stretches = {}
+    first: float | None = None
+    last_pts = 0.0
+    kept_frames = 0
     recording = tqdm(total=round(record_s), desc=f"recording {redact_url(path)}", unit="s",
                      disable=not (live and progress), file=sys.stderr, leave=False)
     try:
@@ -280,13 +320,16 @@ def decode_pieces(
     finally:
         items.close()
         recording.close()
-    vid_all = sum(len(f) for f, _, _ in stretches.values())
-    aud_all = sum(sum(len(c) for c in a) for _, _, a in stretches.values())
-    duration = max(last_pts, vid_all / fps, aud_all / SAMPLE_RATE)
-    rate = None
-    if vid_all:  # the input's own frame rate: the given one for frames, else from its frames' times
-        count, t_first, t_last = timed
-        rate = input_fps if image else round((count - 1) / (t_last - t_first), 3) if t_last > t_first else None
+    return stretches, last_pts
+
+
+def _source_info(
+    path: str, stretches: Stretches, *, live: bool, duration: float, rate: float | None
+) -> SourceInfo:
+    """What the package records of an input: a live camera by its URL without the password and the sha256 of
+    what was recorded, a file by its path and its own sha256."""
+    from pipeline.redact import redact_url
+
     if live:
         digest = hashlib.sha256()
         for frames, _, chunks in stretches.values():
@@ -295,17 +338,7 @@ def decode_pieces(
         name, sha = redact_url(path), digest.hexdigest()
     else:
         name, sha = path, source_sha256(path)
-    source = SourceInfo(name=name, sha256=sha, duration_s=round(duration, 3), fps=rate)
-    out = [
-        NormalInput(
-            source,
-            np.stack(frames) if frames else np.zeros((0, HEIGHT, WIDTH), np.uint8),
-            np.concatenate(chunks) if chunks else np.zeros(0, np.float32),
-            step=frame_step(np.asarray(frame_pts), fps),
-        )
-        for _, (frames, frame_pts, chunks) in sorted(stretches.items())
-    ]
-    return out or [NormalInput(source, np.zeros((0, HEIGHT, WIDTH), np.uint8), np.zeros(0, np.float32))]
+    return SourceInfo(name=name, sha256=sha, duration_s=round(duration, 3), fps=rate)
 
 
 Stretches = dict[int, tuple[list[np.ndarray], list[float], list[np.ndarray]]]  # by first piece: frames, times, audio

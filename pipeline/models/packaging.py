@@ -5,11 +5,13 @@ with, and the folder put in place atomically (``_replace_dir``) once ``check_wri
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +26,20 @@ from pipeline.models.audio import AudioPredictor
 from pipeline.models.calibrate import _calibrate, _placeholder_calibration, _scratch_package, calibrate_audio
 from pipeline.models.export import OPSET, export_onnx
 from pipeline.models.footage import NormalInput
-from pipeline.models.package import AudioModelSpec, LogMelSpec, TemporalModelSpec, TensorSpec, VideoModelSpec
+from pipeline.models.package import (
+    AudioModelSpec,
+    LogMelSpec,
+    ModelPackage,
+    TemporalModelSpec,
+    TensorSpec,
+    TrainedOn,
+    VideoModelSpec,
+)
 from pipeline.models.recipe import (
     CONTEXT,
     FPS,
     HEIGHT,
+    HOLDOUT,
     HOP_S,
     PATCH,
     PATCH_STRIDE,
@@ -221,3 +232,37 @@ def _replace_dir(tmp: Path, out: Path) -> None:
         os.replace(out, old)
     os.replace(tmp, out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def write_package(
+    tmp: Path,
+    out: Path,
+    inputs: Sequence[NormalInput],
+    video: VideoModelSpec | None,
+    audio: AudioModelSpec | None,
+    temporal: TemporalModelSpec | None,
+    *,
+    package_id: str | None,
+) -> ModelPackage:
+    """The package of these specs (their graphs already in ``tmp``), trained on ``inputs``: written in ``tmp``,
+    checked to load, and put at ``out`` (replacing a package there)."""
+    sources = list({id(x.source): x.source for x in inputs}.values())  # pieces share their input's
+    hashes = "".join(s.sha256 + s.calibration.describe() for s in (video, audio, temporal) if s is not None)
+    package = ModelPackage(
+        package_id=package_id or out.name,
+        version=hashlib.sha256(hashes.encode()).hexdigest()[:12],
+        created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        video=video,
+        audio=audio,
+        temporal=temporal,
+        trained_on=TrainedOn(
+            sources=sources,
+            duration_s=round(sum(x.duration_s for x in sources), 3),
+            holdout_fraction=HOLDOUT,
+        ),
+        versions=_versions(),
+    )
+    package.save(tmp)
+    ModelPackage.load(tmp)  # what we ship must load
+    _replace_dir(tmp, out)
+    return package

@@ -15,10 +15,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 # Model input: 256x144 luma keeps 16:9 (the samples and most cameras) with sides divisible by 16 (three stride-2
-# stages and the 2x2-pooled embedding). A person 30 m away in a 720p frame (~10x25 px) is still ~4x5 px here, where
-# 160x96 left 2x3 px: measured on the samples, video AUC 0.899 → 0.920 (far scooter clip 0.73 → 0.78), for 2.4x the
-# compute (~1.6 ms per frame with ONNX Runtime on one core: ~8 ms per camera-second at 5 fps). 5 fps with 4 past
-# frames gives 0.8 s of motion context.
+# stages and the 2x2-pooled embedding); a person 30 m away in a 720p frame is still ~4x5 px here. 5 fps with 4 past
+# frames gives 0.8 s of motion context. Why these values and the others below: docs/decisions/0002.
 WIDTH, HEIGHT, CONTEXT, FPS = 256, 144, 4, 5.0
 # The video score (see pipeline.models.video and pipeline.scorer.worst_cell): the prediction error of each patch in
 # one unit for the whole picture (UNIFORM_SCALE; no per-patch level, no division by the change a patch saw), the raw
@@ -28,32 +26,19 @@ COPY_WEIGHT = 0.0
 UNIFORM_SCALE = True
 POOL_FRACTION = 0.05
 DECODER = "light"  # see pipeline.models.video.DECODERS
-# A shaking camera's error explained by its measured move (see pipeline.models.video). On the weights shipped before
-# it: 0 / 0.5 / 1 / 2 / 4 → video AUC on the samples 0.928 / 0.928 / 0.928 / 0.927 / 0.927, frames of normal_eval
-# shaken by up to 0.5 model px (2.5 px at 720p) scoring above its steady maximum 93 / 40 / 16 / 7 / 5 % (the move
-# measured at full resolution then; the pooled estimate shipped: AUC 0.003 lower, shakes discounted a bit more).
+# A shaking camera's error explained by its measured move (see pipeline.models.video).
 SHAKE_WEIGHT = 2.0
 PATCH, PATCH_STRIDE = 8, 4
 OVERSAMPLE = 5
 SAMPLE_RATE = 16000
 # Audio windows of 0.8 s every 0.2 s: a sound is scored at most 0.2 s after it starts (a window is scored when it
-# ends) and every frame the video model scores (5 per second) sees a fresh window. Measured on the same weights,
-# recalibrated (fused frame AUC, 1 s every 0.5 s → 1 s every 0.2 s → 0.8 s every 0.2 s): the samples 0.932 → 0.937 →
-# 0.937; benchmarks/robustness.py's variants as_is 0.908 → 0.914 → 0.915, noisy 0.898 → 0.913 → 0.912, gray43_10fps
-# 0.905 → 0.912 → 0.912, dusk_lowbit 0.887 → 0.892 → 0.889; recall the same, false alarms the same but one more on
-# as_is at 1 s every 0.2 s. 1 s every 0.1 s read 0.939 on the samples, every 0.25 s 0.936, every 0.3 s 0.926 (off
-# the 0.2 s frame grid). Cost: 1.9 instead of 1.05 CPU ms per second of audio (1 s every 0.2 s: 2.1; 0.1 s: ~4), about
-# 1.6 % of a camera's pipeline.
+# ends) and every frame the video model scores (5 per second) sees a fresh window.
 WINDOW_S, HOP_S = 0.8, 0.2
 # The audio GRU starts each window from nothing: training leaves its first WARMUP_FRAMES errors (0.1 s) out of the
 # loss. Scoring leaves out more: a window's first SCORE_SKIP_FRAMES (0.4 s of its 0.8 s; 78 frames) are the GRU's
-# context and its newest 38 frames (~0.4 s) are scored, so a sound stops counting 0.4 s after it ends (it counted
-# for 0.7 s) and each moment is scored by two windows. Measured on the same weights, recalibrated, fused frame AUC
-# with skip 10 → 40 (top 5): the samples 0.948 → 0.954; benchmarks/robustness.py's variants as_is 0.923 → 0.925,
-# gray43_10fps 0.911 → 0.914, noisy 0.926 → 0.925, dusk_lowbit 0.870 → 0.872; recall and false alarms the same.
-# What counts is the scored span, not the context: 0.6 s windows skipping 20 and 1 s windows skipping 60 read the
-# same (0.954 / 0.955 on the samples); 20 (0.6 s scored) 0.951, 30 0.951. The audio column of ``edge eval`` reads
-# lower (0.927 → 0.902): it labels a window by the whole 0.8 s, of which the oldest half now counts for nothing.
+# context and its newest 38 frames (~0.4 s) are scored, so a sound stops counting 0.4 s after it ends and each
+# moment is scored by two windows. ``edge eval``'s audio column labels a window by the whole 0.8 s, of which the
+# oldest half counts for nothing: it reads lower than what the fused score takes from audio.
 WARMUP_FRAMES, SCORE_SKIP_FRAMES, TOP_K = 10, 40, 5
 AUDIO_HEAD = "gauss"  # see pipeline.models.audio: energy above normal, one-sided, averaged over the scored span
 HOLDOUT = 0.2
@@ -66,8 +51,8 @@ TEMPORAL_COPY_WEIGHT = 0.5
 TEMPORAL_GLOBAL_WEIGHT = 4.0  # a shaking camera moves every cell at once: see pipeline.models.temporal
 # Each cell's embeddings as changes from the window's first (pipeline.models.temporal, docs/decisions/0001).
 TEMPORAL_RELATIVE = True
-# Score every 2nd window (2.5 per second): the GRU re-reads its whole 2 s window for each score, and scoring it at
-# every frame cost 3 % of the pipeline's throughput (edge bench) for a score that follows motion over seconds.
+# Score every 2nd window (2.5 per second): the GRU re-reads its whole 2 s window for each score, a cost (edge bench)
+# that scoring at every frame would pay for a score that follows motion over seconds.
 TEMPORAL_SCORE_EVERY = 2
 
 

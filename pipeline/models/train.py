@@ -14,13 +14,11 @@ imports from here (the stages' entry points and the recipe's sizes) are re-expor
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +38,13 @@ from pipeline.models.footage import (
     read_footage,
     source_sha256,
 )
-from pipeline.models.package import ModelPackage, TrainedOn
+from pipeline.models.package import TemporalModelSpec, VideoModelSpec
 from pipeline.models.packaging import (
     _export_audio,
     _export_temporal,
     _export_video,
-    _replace_dir,
-    _versions,
     check_writable,
+    write_package,
 )
 from pipeline.models.recipe import (
     CONTEXT,
@@ -190,33 +187,8 @@ def train_from_inputs(
     timings: dict[str, float] = {}
     report: dict[str, Any] = {"timings_s": timings, "threads": threads}
     t0 = time.monotonic()
-    # each model learns from the inputs that have enough of its modality: a WAV beside a clip adds sound only
-    v_inputs = [x for x in inputs if len(x.frames) >= (CONTEXT * x.step + 1) / HOLDOUT] if video else []
-    a_inputs = [x for x in inputs if len(x.audio) >= SAMPLE_RATE * WINDOW_S / HOLDOUT] if audio else []
-    for kind, wanted, used, has in (
-        ("video", video, v_inputs, [len(x.frames) > 0 for x in inputs]),
-        ("audio", audio, a_inputs, [len(x.audio) > 0 for x in inputs]),
-    ):
-        short = list(dict.fromkeys(
-            x.source.name for x, h in zip(inputs, has, strict=True) if h and all(x is not u for u in used)
-        ))
-        if wanted and short:
-            log.warning("%s of %s too short to learn from (needs %.0f s)", kind, ", ".join(short),
-                        (CONTEXT / FPS + 0.2) / HOLDOUT if kind == "video" else WINDOW_S / HOLDOUT)
-    held_stacks = sum(len(_stack_indices(len(x.frames), int(len(x.frames) * (1 - HOLDOUT)), len(x.frames), x.step))
-                      for x in v_inputs)
-    if v_inputs and held_stacks < MIN_CALIBRATION:
-        log.warning("not training a video model: the held-out %.0f%% of the video gives %d sequences to calibrate "
-                    "on, %d needed (give more footage)", 100 * HOLDOUT, held_stacks, MIN_CALIBRATION)
-        v_inputs = []
+    v_inputs, a_inputs = _usable_inputs(inputs, video=video, audio=audio)
     do_video, do_audio = bool(v_inputs), bool(a_inputs)
-    if not (do_video or do_audio):
-        raise ValueError(
-            "the normal inputs are too short to train anything (video needs "
-            f"{(CONTEXT / FPS + 0.2) / HOLDOUT:.0f} s, audio {WINDOW_S / HOLDOUT:.0f} s)"
-            if any(len(x.frames) or len(x.audio) for x in inputs)
-            else "the normal inputs have neither video nor audio that this model can learn from"
-        )
     report["heldout_s"] = held = heldout_seconds(v_inputs, a_inputs)
     few = {kind: s for kind, s in held.items() if s < FEW_HELDOUT_S}
     if few:
@@ -239,55 +211,77 @@ def train_from_inputs(
     try:
         video_spec = audio_spec = temporal_spec = None
         if do_video:
-            t = time.monotonic()
-            held_windows = sum(len(_window_indices(len(x.frames), int(len(x.frames) * (1 - HOLDOUT)), len(x.frames),
-                                                   x.step)) for x in v_inputs)
-            if temporal and held_windows < MIN_CALIBRATION:
-                log.warning("not training a temporal model: the held-out video gives %d windows of %.0f s to "
-                            "calibrate on, %d needed (give more footage)", held_windows, TEMPORAL_WINDOW / FPS,
-                            MIN_CALIBRATION)
-                temporal = False
-            temporal_s = video_s * TEMPORAL_SHARE if temporal else 0.0
-            vmodel, report["video"], embeddings = train_video(v_inputs, video_s - temporal_s, seed=seed,
-                                                              progress=progress)
-            timings["train_video"] = round(time.monotonic() - t, 1)
-            video_spec = _export_video(vmodel, tmp, v_inputs, report["video"], timings)
-            if temporal:
-                t = time.monotonic()
-                tmodel, report["temporal"] = train_temporal(v_inputs, embeddings, temporal_s, seed=seed,
-                                                            progress=progress)
-                timings["train_temporal"] = round(time.monotonic() - t, 1)
-                temporal_spec = _export_temporal(tmodel, tmp, v_inputs, embeddings, video_spec, report["temporal"],
-                                                 timings)
+            video_spec, temporal_spec = _video_models(v_inputs, video_s, tmp, report, temporal=temporal, seed=seed,
+                                                      progress=progress)
         if do_audio:
             t = time.monotonic()
             amodel, mean, std, report["audio"] = train_audio(a_inputs, audio_s, seed=seed, progress=progress)
             timings["train_audio"] = round(time.monotonic() - t, 1)
             audio_spec = _export_audio(amodel, mean, std, tmp, a_inputs, report["audio"], timings)
-        sources = list({id(x.source): x.source for x in inputs}.values())  # pieces share their input's
-        hashes = "".join(
-            s.sha256 + s.calibration.describe() for s in (video_spec, audio_spec, temporal_spec) if s is not None
-        )
-        package = ModelPackage(
-            package_id=package_id or out.name,
-            version=hashlib.sha256(hashes.encode()).hexdigest()[:12],
-            created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
-            video=video_spec,
-            audio=audio_spec,
-            temporal=temporal_spec,
-            trained_on=TrainedOn(
-                sources=sources,
-                duration_s=round(sum(x.duration_s for x in sources), 3),
-                holdout_fraction=HOLDOUT,
-            ),
-            versions=_versions(),
-        )
-        package.save(tmp)
-        ModelPackage.load(tmp)  # what we ship must load
-        _replace_dir(tmp, out)
+        package = write_package(tmp, out, inputs, video_spec, audio_spec, temporal_spec, package_id=package_id)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     timings["total"] = round(time.monotonic() - t0, 1)
     report.update(package=str(out), package_id=package.package_id, version=package.version)
     report["size_bytes"] = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     return report
+
+
+def _usable_inputs(
+    inputs: Sequence[NormalInput], *, video: bool, audio: bool
+) -> tuple[list[NormalInput], list[NormalInput]]:
+    """The inputs each model learns from (video, audio): those with enough of its modality, a WAV beside a clip
+    adding sound only; the others are named in a warning. Raises ``ValueError`` when neither model can learn."""
+    v_inputs = [x for x in inputs if len(x.frames) >= (CONTEXT * x.step + 1) / HOLDOUT] if video else []
+    a_inputs = [x for x in inputs if len(x.audio) >= SAMPLE_RATE * WINDOW_S / HOLDOUT] if audio else []
+    for kind, wanted, used, has in (
+        ("video", video, v_inputs, [len(x.frames) > 0 for x in inputs]),
+        ("audio", audio, a_inputs, [len(x.audio) > 0 for x in inputs]),
+    ):
+        short = list(dict.fromkeys(
+            x.source.name for x, h in zip(inputs, has, strict=True) if h and all(x is not u for u in used)
+        ))
+        if wanted and short:
+            log.warning("%s of %s too short to learn from (needs %.0f s)", kind, ", ".join(short),
+                        (CONTEXT / FPS + 0.2) / HOLDOUT if kind == "video" else WINDOW_S / HOLDOUT)
+    held_stacks = sum(len(_stack_indices(len(x.frames), int(len(x.frames) * (1 - HOLDOUT)), len(x.frames), x.step))
+                      for x in v_inputs)
+    if v_inputs and held_stacks < MIN_CALIBRATION:
+        log.warning("not training a video model: the held-out %.0f%% of the video gives %d sequences to calibrate "
+                    "on, %d needed (give more footage)", 100 * HOLDOUT, held_stacks, MIN_CALIBRATION)
+        v_inputs = []
+    if not (v_inputs or a_inputs):
+        raise ValueError(
+            "the normal inputs are too short to train anything (video needs "
+            f"{(CONTEXT / FPS + 0.2) / HOLDOUT:.0f} s, audio {WINDOW_S / HOLDOUT:.0f} s)"
+            if any(len(x.frames) or len(x.audio) for x in inputs)
+            else "the normal inputs have neither video nor audio that this model can learn from"
+        )
+    return v_inputs, a_inputs
+
+
+def _video_models(
+    inputs: Sequence[NormalInput], video_s: float, tmp: Path, report: dict[str, Any], *, temporal: bool, seed: int,
+    progress: bool,
+) -> tuple[VideoModelSpec, TemporalModelSpec | None]:
+    """The video model trained, exported into ``tmp`` and calibrated within ``video_s``, then the temporal model on
+    its embeddings within its share (unless off, or the held-out video is too short to calibrate it)."""
+    timings = report["timings_s"]
+    t = time.monotonic()
+    held_windows = sum(len(_window_indices(len(x.frames), int(len(x.frames) * (1 - HOLDOUT)), len(x.frames),
+                                           x.step)) for x in inputs)
+    if temporal and held_windows < MIN_CALIBRATION:
+        log.warning("not training a temporal model: the held-out video gives %d windows of %.0f s to "
+                    "calibrate on, %d needed (give more footage)", held_windows, TEMPORAL_WINDOW / FPS,
+                    MIN_CALIBRATION)
+        temporal = False
+    temporal_s = video_s * TEMPORAL_SHARE if temporal else 0.0
+    vmodel, report["video"], embeddings = train_video(inputs, video_s - temporal_s, seed=seed, progress=progress)
+    timings["train_video"] = round(time.monotonic() - t, 1)
+    video_spec = _export_video(vmodel, tmp, inputs, report["video"], timings)
+    if not temporal:
+        return video_spec, None
+    t = time.monotonic()
+    tmodel, report["temporal"] = train_temporal(inputs, embeddings, temporal_s, seed=seed, progress=progress)
+    timings["train_temporal"] = round(time.monotonic() - t, 1)
+    return video_spec, _export_temporal(tmodel, tmp, inputs, embeddings, video_spec, report["temporal"], timings)

@@ -30,10 +30,9 @@ from pipeline.models.recipe import (
 )
 from pipeline.models.temporal import TemporalPredictor
 
-# The same for the temporal model (passes over its 2 s training windows; at ~50 steps a second its share of the
-# budget passed over PETS's 40 s 127 times). Retrained alone on the capped video models of seeds 0-2 there: 9 / 18 /
-# 34 / 66 / 127 passes gave temporal AUC 0.853 / 0.847 / 0.846 / 0.831 / 0.793 (seed 2: 0.783 ... 0.631), fused
-# 0.945 / 0.945 / 0.944 / 0.942 / 0.937. The samples' windows are passed over ~1.5 times: unaffected.
+# The temporal model stops after this many passes over its 2 s training windows, or at its share of the budget: at
+# ~50 steps a second that share passes over a minute of footage a hundred times, and learns it by heart
+# (docs/decisions/0002).
 MAX_TEMPORAL_EPOCHS = 25
 
 

@@ -36,10 +36,8 @@ from pipeline.models.recipe import (
 from pipeline.models.video import VideoPredictor
 
 # The video model stops after this many passes over its training sequences, or at its time budget if that comes
-# first. Few minutes of footage are otherwise passed over hundreds of times and learnt by heart: PETS 2009 (40 s
-# of a real forecourt, benchmarks/real_scene.py, seeds 0-2) scored video AUC 0.927 / 0.925 / 0.935 / 0.927 / 0.923
-# after 25 / 34 / 51 / 68 / 102 passes and 0.907 after 170 (fused 0.912, the default 5-minute budget then). The bundled
-# samples' 16 minutes are passed over about twice in that budget: unaffected.
+# first: few minutes of footage are otherwise passed over hundreds of times and learnt by heart (docs/decisions/0002).
+# Long footage is passed over a few times within the budget: unaffected.
 MAX_VIDEO_EPOCHS = 50
 
 
@@ -127,9 +125,23 @@ def train_video(
             losses.append(epoch_loss / n)
     bar.close()
     model.eval()
-    # one pass over every sequence: per-patch normal error level (training part) and the embeddings the temporal
-    # model learns from (all of it)
     t = time.monotonic()
+    embeddings = _patch_statistics(model, inputs, progress=progress)
+    return model, {
+        "epoch_losses": [round(v, 6) for v in losses],
+        "steps": steps,
+        "epochs": round(steps * batch / len(pool), 2),
+        "stopped_by": "epochs" if steps >= max_steps else "time",
+        "patch_scale_s": round(time.monotonic() - t, 1),
+        "sequences": len(pool),
+        "seconds": round(time.monotonic() - start, 1),
+    }, embeddings
+
+
+def _patch_statistics(model: VideoPredictor, inputs: Sequence[NormalInput], *, progress: bool) -> list[np.ndarray]:
+    """One pass over every sequence: the per-patch normal error level fitted on the training part, and the
+    embeddings of every frame of each input returned (what the temporal model learns from; zeros before a frame's
+    context is complete)."""
     errs = []
     embeddings: list[np.ndarray] = []
     bar = tqdm(total=sum(len(x.frames) for x in inputs), desc="patch statistics", unit="frame",
@@ -150,15 +162,7 @@ def train_video(
             embeddings.append(emb)
     bar.close()
     model.fit_patch_scale(torch.cat(errs), uniform=UNIFORM_SCALE)
-    return model, {
-        "epoch_losses": [round(v, 6) for v in losses],
-        "steps": steps,
-        "epochs": round(steps * batch / len(pool), 2),
-        "stopped_by": "epochs" if steps >= max_steps else "time",
-        "patch_scale_s": round(time.monotonic() - t, 1),
-        "sequences": len(pool),
-        "seconds": round(time.monotonic() - start, 1),
-    }, embeddings
+    return embeddings
 
 
 def heldout_video(inputs: Sequence[NormalInput]) -> Iterator[np.ndarray]:

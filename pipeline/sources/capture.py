@@ -15,38 +15,13 @@ States (visible to health and metrics through ``CaptureWorker.state`` and ``stat
 The table ``TRANSITIONS`` is the law: any other change is a bug and raises :class:`IllegalTransition`. Each
 change is logged once, with its reason.
 
-Live cameras are reconnected forever. The wait before attempt *n* of a run of failed attempts is
-``min(backoff_max_s, backoff_initial_s * 2**(n-1))`` scaled by a random factor in [0.5, 1] (jitter: cameras
-behind one switch do not reconnect in step, and ``backoff_max_s`` stays a true maximum). A session that delivered
-items and then went away (not garbage, not a crash) resets the run, so a camera that comes back is streaming again
-within one back-off interval plus its connection time. A session that delivered items and then ended (PyAV
-simply ends the demux when the server dies), errored or stalled sends ``StreamEnd(lost=True,
-reason="stream_lost")`` downstream, so an open event ends with ``stream_lost``. The worker's ``StreamTimeline``
-outlives sessions: pts keep increasing across outages, as the aggregator's watermark requires.
-
-Failure isolation: anything raised while one camera is opened or decoded — a ``SourceError`` or any other
-exception, a bug included — is caught here, logged (a traceback for the unexpected ones), counted and answered
-with a reconnection; it never reaches the other cameras or the scoring thread. A file is read once.
-
-Buffers are bounded: replays ``WAIT`` (lose nothing), live cameras ``DROP_OLDEST`` (stay current), and every drop
-is counted.
-
-Threads by default, a process on request (``isolation``). Measured: 2 shared cores, PyAV 18, 720p25 H.264 at
-3 Mbit/s decoded by ``MediaReader`` to 128x128 luma at 5 fps, 6 s per run, the machine shared with other work.
-Decode efficiency was the same in both layouts: 1 decoder thread 614 frames per CPU-second; 3 decoder threads in
-one process 595 and 593; 3 processes 607 and 591. PyAV releases the GIL in ``av_read_frame``,
-``avcodec_send_packet`` / ``receive_frame`` and swscale, leaving only a little Python per packet. Wall-clock
-totals for 3 streams (threads 563, 588, 1121, 926 fps; processes 835, 689, 752, 934) followed the other tenants'
-load, not the layout. A 1 ms numpy task on the main thread beside 3 decoder threads kept p50 0.14 ms / p99
-0.18 ms, the same as beside 3 decoder processes: the decoders do not starve the scoring thread. So a thread is
-the default: nothing to gain in speed. What a process buys is isolation from crashes *inside* FFmpeg (a segfault,
-or a hang in C code that no exception or timeout reaches), which a thread cannot contain. ``isolation: process``
-runs the reader in a child (``pipeline.sources.isolated.ProcessReader``, driven by this same worker: same states,
-back-off, buffers and stats; a dead child is a ``SourceCrashedError``, counted as a crash). Its price, measured
-with ``benchmarks/isolation.py`` (2 cameras, the 720p25 3 Mbit/s bench clip replayed to 256x144 luma at 5 fps
-with audio, median of 5 rounds): 53.9 CPU ms per camera-second in processes against 45.4 on threads; ~2 ms of
-the difference is pickling frames through a pipe, the rest each child's start (~150 ms CPU, once per connection,
-amortised here over a 24 s clip); and ~67 MB RSS per child. Worth it per camera, not for every camera by default.
+Live cameras are reconnected forever, after a jittered exponential back-off (``CaptureWorker``); a session that
+delivered items and then ended, errored or stalled sends ``StreamEnd(lost=True, reason="stream_lost")`` downstream,
+so an open event ends with ``stream_lost``. The worker's ``StreamTimeline`` outlives sessions: pts keep increasing
+across outages. Anything raised while one camera is opened or decoded, a bug included, is caught, logged, counted
+and answered with a reconnection: it never reaches the other cameras or the scoring thread. A file is read once.
+Buffers are bounded: replays ``WAIT``, live cameras ``DROP_OLDEST``, every drop counted. Threads by default;
+``isolation: process`` runs the reader in a child (``pipeline.sources.isolated``; docs/decisions/0003).
 """
 
 from __future__ import annotations
@@ -244,6 +219,12 @@ class CaptureWorker(Generic[SpecT]):
     """Runs one source's reader (:class:`CaptureReader`, e.g. ``MediaReader``) on a thread. ``open_first()`` may be
     called before ``start()``.
 
+    The wait before attempt *n* of a run of failed attempts is ``min(backoff_max_s, backoff_initial_s * 2**(n-1))``
+    scaled by a random factor in [0.5, 1] (jitter: cameras behind one switch do not reconnect in step, and
+    ``backoff_max_s`` stays a true maximum). A session that delivered items and then went away (not garbage, not a
+    crash; PyAV simply ends the demux when the server dies) resets the run, so a camera that comes back is streaming
+    again within one back-off interval plus its connection time.
+
     Back-off bounds default to the spec's. ``fail_after`` failed attempts in a row (no healthy stream) turn a
     live camera's ``backoff`` into ``failed``. ``clock`` (monotonic seconds) and ``wait`` (sleep until a timeout
     or the stop event; True when stopped) are injectable for tests.
@@ -437,26 +418,8 @@ class CaptureWorker(Generic[SpecT]):
             if not self.spec.live:
                 return _Outcome.EOF, delivered
             self.last_error = "the camera ended the stream"
-        except SourceStalledError as exc:
-            self.stalls += 1
-            self.last_error = redact_text(str(exc))
-            if delivered:
-                self._set_state(SourceState.STALLED, self.last_error)
-        except SourceFormatError as exc:
-            self.last_error = redact_text(str(exc))
-            outcome = _Outcome.BROKEN
-        except SourceCrashedError as exc:  # a capture process died (isolation: process): a crash, no traceback here
-            self.crashes += 1
-            self.last_error = redact_text(str(exc))
-            outcome = _Outcome.BROKEN
-            log.error("camera %s: %s", self.spec.camera_id, self.last_error)
-        except SourceError as exc:
-            self.last_error = redact_text(str(exc))
         except Exception as exc:  # noqa: BLE001 - isolation: one camera's crash never reaches the others
-            self.crashes += 1
-            self.last_error = _describe(exc)
-            outcome = _Outcome.BROKEN
-            log.error("camera %s: unexpected error while decoding\n%s", self.spec.camera_id, _traceback(exc))
+            outcome = self._failed(exc, delivered)
         finally:
             close = getattr(items, "close", None)
             if close is not None:
@@ -476,6 +439,31 @@ class CaptureWorker(Generic[SpecT]):
             return item
         self.frames += 1  # a demux-only source counts its video packets
         return None if isinstance(item, Demuxed) else item
+
+    def _failed(self, exc: Exception, delivered: bool) -> _Outcome:
+        """Count and describe what ended a session: LOST (the connection, a stall: reconnect as usual) or BROKEN
+        (garbage, a crash); anything unexpected is logged with its traceback."""
+        if isinstance(exc, SourceStalledError):
+            self.stalls += 1
+            self.last_error = redact_text(str(exc))
+            if delivered:
+                self._set_state(SourceState.STALLED, self.last_error)
+            return _Outcome.LOST
+        if isinstance(exc, SourceFormatError):
+            self.last_error = redact_text(str(exc))
+            return _Outcome.BROKEN
+        if isinstance(exc, SourceCrashedError):  # a capture process died (isolation: process): no traceback here
+            self.crashes += 1
+            self.last_error = redact_text(str(exc))
+            log.error("camera %s: %s", self.spec.camera_id, self.last_error)
+            return _Outcome.BROKEN
+        if isinstance(exc, SourceError):
+            self.last_error = redact_text(str(exc))
+            return _Outcome.LOST
+        self.crashes += 1
+        self.last_error = _describe(exc)
+        log.error("camera %s: unexpected error while decoding\n%s", self.spec.camera_id, _traceback(exc))
+        return _Outcome.BROKEN
 
     def _end(self, *, lost: bool, reason: str) -> None:
         pts = self.timeline.latest if self.timeline.latest is not None else 0.0

@@ -4,20 +4,10 @@ one camera's session, never the daemon or the other cameras.
 ``ProcessReader`` offers ``CaptureReader``'s interface, so ``CaptureWorker`` runs it exactly as it runs a
 ``MediaReader`` — same states, watchdog, back-off with jitter, bounded buffers and stats; only demuxing and
 decoding move out. Each session (connection) is one child process started with ``spawn`` (never ``fork`` in a
-threaded daemon; a child starts in ~0.15 s: Python, numpy and PyAV). One duplex pipe carries, child → parent::
-
-    ("opened",)                                         the source is open
-    ("item", item, timeline, decode_errors)             a VideoFrame (model-size luma) or an AudioWindow, with
-                                                        the time line's counters after it
-    ("log", level, logger, message)                     the reader's log lines (already credential-free)
-    ("end", timeline, decode_errors)                    the stream ended (a file's end, a camera that hung up)
-    ("error", class, message, timeline, decode_errors)  a SourceError, raised again as its class in the parent
-    ("crash", message)                                  any other exception in the child, with its traceback
-
-and parent → child ``("start", timeline)`` once the worker began the session on its time line, ``("stop",)``
-to finish. The ``StreamTimeline`` is the parent's: the child maps pts with a copy, and its counters (latest pts
-and when, segments, sequence numbers) come back with every item, so pts keep increasing across a crash just as
-across a reconnection. Every message is redacted at its source: credentials never cross.
+threaded daemon). One duplex pipe carries the child's items, logs, end or error to the parent and the parent's
+start and stop to the child (the messages: ``_child_main``); every message is redacted at its source, so
+credentials never cross. The ``StreamTimeline`` is the parent's: the child maps pts with a copy whose counters come
+back with every item, so pts keep increasing across a crash just as across a reconnection.
 
 The parent watches the child. It waits for "opened" at most ``open_timeout_s + SPAWN_ALLOWANCE_S`` and for each
 item at most ``stall_timeout_s + STALL_GRACE_S`` (files: at least two sampling periods): the child's own
@@ -28,18 +18,9 @@ restarts it after back-off. Closing asks the child to stop, drains the pipe so t
 and kills it after ``STOP_TIMEOUT_S``. No orphans: a child exits as soon as its pipe to the parent closes (the
 daemon died, however), and children are daemonic (multiprocessing ends them at a normal exit).
 
-Snapshots and clips: when the camera has a ``PacketRing`` (``packet_sink``), the child's reader feeds a
-``_PipeSink`` that sends, on the same pipe and so before the frames that follow them::
-
-    ("ring_begin", header)                              a session began: ``header`` is a header-only NUT file
-                                                        holding its streams' codec parameters (extradata
-                                                        verbatim), rebuilt into streams in the parent
-    ("ring_packet", kind, PlainPacket, offset)          one demuxed packet as plain data (bytes, pts, dts,
-                                                        duration, time base, keyframe flag)
-    ("ring_end",)                                       the session ended
-
-and the parent applies each to the camera's real ring as it reads the pipe, so a frame's packet is in the ring
-before the frame reaches the scorer, as in thread mode. Extra pipe traffic: the stream's bit rate.
+Snapshots and clips: when the camera has a ``PacketRing``, the child's reader feeds a ``_PipeSink`` that sends its
+packets on the same pipe, so a frame's packet is in the parent's ring before the frame reaches the scorer, as in
+thread mode. Extra pipe traffic: the stream's bit rate.
 """
 
 from __future__ import annotations
@@ -372,6 +353,21 @@ class _PipeSink:
 
 def _child_main(conn: Connection, spec: SourceSpec, options: dict[str, Any], log_level: int,
                 ring: bool = False) -> None:
+    """The child's side of the pipe. It sends, child → parent::
+
+        ("opened",)                                         the source is open
+        ("item", item, timeline, decode_errors)             a VideoFrame (model-size luma) or an AudioWindow, with
+                                                            the time line's counters after it
+        ("log", level, logger, message)                     the reader's log lines (already credential-free)
+        ("end", timeline, decode_errors)                    the stream ended (a file's end, a camera that hung up)
+        ("error", class, message, timeline, decode_errors)  a SourceError, raised again as its class in the parent
+        ("crash", message)                                  any other exception in the child, with its traceback
+
+    and receives ``("start", timeline)`` once the worker began the session on its time line, ``("stop",)`` to
+    finish. With ``ring``, ``_PipeSink`` adds ``("ring_begin", header)`` (a header-only NUT file holding the
+    session's codec parameters, extradata verbatim), ``("ring_packet", kind, PlainPacket, offset)`` and
+    ``("ring_end",)``, which the parent applies to the camera's ring as it reads the pipe.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the parent decides
     lock = threading.Lock()
 

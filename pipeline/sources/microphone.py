@@ -12,13 +12,10 @@ Clocks: ``pts`` is the window's first sample counted from the start of the strea
 ``wall_time`` are taken in the callback that delivered the block completing the window
 (``WallClock.RECEIVE``).
 
-Samples are captured as 16-bit integers, what nearly every microphone delivers (PortAudio converts from
-anything else), and resampled and downmixed by PyAV's ``AudioResampler`` (libswresample), the same call
-:class:`MediaReader` uses for files and cameras: a model hears a microphone exactly as it heard its training
-files (the tests check this bit for bit against a decoded WAV). It is stateful, so block boundaries do not
-change the output, and it passes samples through unchanged when the rate and layout already match. More than
-two channels (mic arrays) are averaged first: they are not loudspeaker positions, so a surround downmix matrix
-would weight them arbitrarily.
+Samples are captured as 16-bit integers and resampled and downmixed by PyAV's ``AudioResampler``, the same call
+:class:`MediaReader` uses for files and cameras: a model hears a microphone exactly as it heard its training files
+(the tests check this bit for bit against a decoded WAV); the windows are cut by the same ``AudioWindower``. More
+than two channels (mic arrays) are averaged first: they are not loudspeaker positions.
 
 Not done: PortAudio lists devices once, when ``sounddevice`` is imported, and re-listing stops every open
 stream (python-sounddevice#125); a USB microphone unplugged and plugged back is found again only after a

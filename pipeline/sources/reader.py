@@ -18,17 +18,10 @@ Streams that change under us
     * **Codecs**: whatever the FFmpeg inside PyAV decodes (H.264, H.265, AAC, Opus, G.711 A-law and mu-law
       among them); audio is resampled to ``sample_rate`` mono whatever it was.
 
-Clocks (``pipeline.frames``)
-    ``pts`` is the source time line above. ``wall_time`` of a live camera comes from its RTCP sender reports
-    when it sent any: FFmpeg's RTSP demuxer maps the first sender report's NTP time to pts 0 and PyAV 18
-    exposes it as ``InputContainer.start_time_realtime`` (µs since the Unix epoch), so wall time = that + the
-    frame's RTP-derived pts (``WallClock.RTCP``). Until the first report (GStreamer sends one within ~1 s) it
-    is the receive clock (``WallClock.RECEIVE``). Files count from the start of the replay (``WallClock.FILE``).
-
-Live cameras that stop sending
-    A live source is watched: a socket read is bounded by ``min(read_timeout_s, stall_timeout_s)`` (PyAV's
-    per-read ``timeout``), and packets that keep coming without a decoded frame of the main stream (video if
-    any, else audio) for ``stall_timeout_s`` end the session too. Both raise :class:`SourceStalledError`.
+``pts`` is that time line; ``wall_time`` comes from the camera's RTCP sender reports when it sends any, else from
+the receive clock, and counts from the start of a file's replay (``_wall``). A live source is watched: a socket read
+is bounded by ``min(read_timeout_s, stall_timeout_s)``, and a stream that stops decoding ends the session
+(``_Watchdog``; :class:`SourceStalledError`).
 """
 
 from __future__ import annotations
@@ -70,8 +63,8 @@ _AUDIO_RESYNC_S = 0.1
 # Video decoder threads when one camera has cores to spare. Frame threads delay the output: N threads hold N-1
 # frames. FFmpeg's own choice is cores + 1 (at most 16): 15 frames on a 16-core host, 0.6 s at 25 fps, beyond the
 # latency target, and enough to put a camera's audio windows before the video frames that precede their end, so
-# that a replay decided differently there than here (seen on a 16-core GPU host). 3 is what FFmpeg picks on 2 cores:
-# 2 frames of delay (80 ms at 25 fps) for 1.35x one thread's decode rate (FACTS.md), the same on every machine.
+# that a replay decides differently there than here. 3 is what FFmpeg picks on 2 cores: 2 frames of delay (80 ms at
+# 25 fps) for a faster decode than one thread's (FACTS.md), the same on every machine.
 DECODER_THREADS = 3
 
 
@@ -105,8 +98,9 @@ class SourceStalledError(SourceConnectionError, TimeoutError):
 
 class _Watchdog:
     """Ends a session whose stream stops decoding: garbage (at least ``_GARBAGE_FRACTION`` of a stream's last
-    ``_GARBAGE_WINDOW`` packets undecodable), or a live source with no frame of its main stream (video if any, else
-    audio) for ``stall_timeout_s``."""
+    ``_GARBAGE_WINDOW`` packets undecodable), or a live source whose packets keep coming without a frame of its main
+    stream (video if any, else audio) for ``stall_timeout_s``; a camera that sends nothing at all ends the socket
+    read instead (PyAV's per-read ``timeout``)."""
 
     def __init__(self, spec: SourceSpec, kinds: Sequence[str], main_kind: str, now: float) -> None:
         self.spec = spec
@@ -179,8 +173,8 @@ class _Session:
     windower: AudioWindower  # the audio windows (pipeline.sources.audio_windows)
     start_wall: datetime = field(default_factory=utc_now)
     first_out: float | None = None  # source time of the first frame decoded
-    # one scaler for the whole session: frame.to_ndarray(width=...) builds a new swscale context per frame,
-    # which cost 0.5 ms of each 0.87 ms conversion of a 720p frame (most of it holding the GIL)
+    # one scaler for the whole session: frame.to_ndarray(width=...) builds a new swscale context per frame, most of
+    # a conversion's cost, holding the GIL (docs/measurements.md)
     scaler: VideoReformatter = field(default_factory=VideoReformatter)
     resampler: Any = None
     audio_next: float | None = None  # source time where the last decoded audio frame ended
@@ -228,8 +222,8 @@ class MediaReader:
         self.video_frames_decoded = 0
         self._clock = clock
         self._skew_warned = False
-        # 0: DECODER_THREADS frame threads; 1 when cameras outnumber cores: frame threads cost ~8 % more CPU per
-        # frame than one thread (edge bench), a price worth paying only when a core would otherwise sit idle
+        # 0: DECODER_THREADS frame threads; 1 when cameras outnumber cores: frame threads cost more CPU per frame
+        # than one thread (edge bench), a price worth paying only when a core would otherwise sit idle
         self.decoder_threads = decoder_threads
         # the camera's packet ring when it keeps snapshots or clips (pipeline.media); None costs one test per packet
         self.packet_sink = packet_sink
@@ -459,7 +453,11 @@ class MediaReader:
         return [np.frombuffer(rf.planes[0], dtype=np.float32, count=rf.samples) for rf in resampled]
 
     def _wall(self, s: _Session, kind: str, out: float) -> tuple[datetime, WallClock]:
-        """Wall time of source time ``out`` (see Clocks in the module docstring)."""
+        """Wall time of source time ``out`` (``pipeline.frames``). A live camera's comes from its RTCP sender reports
+        when it sent any: FFmpeg's RTSP demuxer maps the first report's NTP time to pts 0 and PyAV exposes it as
+        ``InputContainer.start_time_realtime`` (µs since the Unix epoch), so wall time = that + the frame's
+        RTP-derived pts (``WallClock.RTCP``). Until the first report (GStreamer sends one within ~1 s) it is the
+        receive clock (``WallClock.RECEIVE``). Files count from the start of the replay (``WallClock.FILE``)."""
         if not self.spec.live:
             return s.start_wall + timedelta(seconds=out - (s.first_out or 0.0)), WallClock.FILE
         rtcp_us = self.container.start_time_realtime

@@ -61,7 +61,7 @@ class SourceSpec:
     read_timeout_s: float = 5.0
     rtsp_transport: str = "tcp"
     # H.264/H.265 deblocking skipped on non-key frames ("nokey", FFmpeg's skip_loop_filter) or never ("none"):
-    # ~17 % of decoding CPU; the model's input changes by ~0.3/255 on average (see benchmarks/README.md)
+    # a good share of decoding CPU saved for a model input that barely changes (docs/measurements.md)
     skip_loop_filter: str = "nokey"
     video: bool = True  # decode and score this source's video
     audio: bool = True  # decode and score this source's audio
