@@ -3,8 +3,10 @@
 An IP camera sends a low-resolution substream beside its main stream: the same view at the same frame times,
 usually with the same keyframe interval. ``edge simulate --substream WxH`` and ``edge bench --detect-size WxH``
 serve one made here beside each clip: every video frame scaled (swscale, area averaging) and encoded with libx264
-at the source's frame times and keyframe interval (no B-frames, one slice per frame: FACTS.md), the audio packets
-copied unchanged. Made once per clip and size and kept (written atomically).
+at the source's frame times and keyframe interval (no B-frames, one slice per frame: FACTS.md) and at the
+source's bit rate scaled by the area (a 3 Mbit/s 720p camera: 750 kbit/s at 640x360, as cameras are set up; the
+decoding cost follows the bit rate, so a cheaper substream would flatter it), the audio packets copied unchanged.
+Made once per clip and size and kept (written atomically).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 MIN_SIDE, MAX_SIDE = 16, 4096
+MIN_KBPS = 64
+VERSION = 2  # in the file name: a substream made by an older recipe is made again
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -30,7 +34,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def substream_path(clip: Path, size: tuple[int, int], folder: Path) -> Path:
-    return folder / f"{clip.stem}-sub{size[0]}x{size[1]}.mkv"
+    return folder / f"{clip.stem}-sub{size[0]}x{size[1]}-v{VERSION}.mkv"
 
 
 def ensure_substream(clip: Path, size: tuple[int, int], folder: Path) -> Path:
@@ -42,18 +46,25 @@ def ensure_substream(clip: Path, size: tuple[int, int], folder: Path) -> Path:
     return out
 
 
-def _keyframe_interval(container: Any, stream: Any) -> int:
-    """Frames from one keyframe to the next at the start of ``stream`` (2 s of frames when it has one keyframe)."""
+def _probe(container: Any, stream: Any) -> tuple[int, float]:
+    """The keyframe interval at the start of ``stream`` in frames (2 s of frames when it has one keyframe) and its
+    bit rate in kbit/s."""
     keys: list[int] = []
+    size, first, last = 0, None, None
     for i, packet in enumerate(container.demux(stream)):
-        if packet.size and packet.is_keyframe:
+        if not packet.size:
+            continue
+        size += packet.size
+        if packet.pts is not None and packet.time_base is not None:
+            t = float(packet.pts * packet.time_base)
+            first, last = t if first is None else min(first, t), t if last is None else max(last, t)
+        if packet.is_keyframe and len(keys) < 2:
             keys.append(i)
-            if len(keys) == 2:
-                break
     container.seek(0)
-    if len(keys) == 2:
-        return keys[1] - keys[0]
-    return max(1, round(2 * float(stream.average_rate or 25)))
+    rate = float(stream.average_rate or 25)
+    gop = keys[1] - keys[0] if len(keys) == 2 else max(1, round(2 * rate))
+    seconds = (last - first + 1 / rate) if first is not None and last is not None else 1.0
+    return gop, size * 8 / 1000 / max(seconds, 1e-3)
 
 
 def make_substream(clip: Path, size: tuple[int, int], out: Path) -> Path:
@@ -65,13 +76,16 @@ def make_substream(clip: Path, size: tuple[int, int], out: Path) -> Path:
         if not src.streams.video:
             raise ValueError(f"{clip}: no video stream to make a substream of")
         v = src.streams.video[0]
-        gop = _keyframe_interval(src, v)
+        gop, kbps = _probe(src, v)
+        kbps = max(MIN_KBPS, round(kbps * size[0] * size[1] / (v.codec_context.width * v.codec_context.height)))
         a = src.streams.audio[0] if src.streams.audio else None
         with av.open(str(tmp), "w", format="matroska") as dst:
-            params = f"bframes=0:keyint={gop}:min-keyint={gop}:scenecut=0:sliced-threads=0"
+            params = (f"bframes=0:keyint={gop}:min-keyint={gop}:scenecut=0:sliced-threads=0:"
+                      f"vbv-maxrate={round(kbps * 1.2)}:vbv-bufsize={2 * kbps}")
             vs = dst.add_stream("libx264", rate=v.average_rate or Fraction(25),
                                 options={"preset": "veryfast", "x264-params": params})
             vs.width, vs.height, vs.pix_fmt = size[0], size[1], "yuv420p"
+            vs.bit_rate = kbps * 1000
             if v.time_base is not None:
                 vs.codec_context.time_base = v.time_base
             audio = dst.add_stream_from_template(a) if a is not None else None

@@ -116,7 +116,7 @@ def test_substream_serves_each_clip_again_at_the_detect_resolution(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert [p.name for p in (tmp_path / "subs").iterdir()] == ["c-sub160x90.mkv"]  # made once, kept
+    assert [p.name for p in (tmp_path / "subs").iterdir()] == ["c-sub160x90-v2.mkv"]  # made once, kept
 
 
 def test_a_substream_size_must_be_even_width_x_height(capsys):
