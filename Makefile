@@ -4,12 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 KAFKA_VERSION := 4.4.0
 KAFKA_LIBS ?= $(HOME)/.cache/lepton-edge/kafka-$(KAFKA_VERSION)/libs
-# Debian packages the integration tests use: the GStreamer RTSP server (run with Debian's python3), PortAudio, and
-# a PulseAudio daemon whose null sink an ALSA pulse device records (the real-time microphone of tests/fixtures/pulse.py).
+# Debian packages the integration tests use: the GStreamer RTSP server (run with Debian's python3), PortAudio, a
+# PulseAudio daemon whose null sink an ALSA pulse device records (the real-time microphone of tests/fixtures/pulse.py),
+# and chromium, the browser Playwright drives headless in the console's tests (Playwright's own download is not used).
 SYSTEM_PACKAGES := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi python3-gst-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly \
 	gstreamer1.0-libav gstreamer1.0-tools libportaudio2 alsa-utils pulseaudio pulseaudio-utils libasound2-plugins \
-	maven openjdk-17-jre-headless
+	maven openjdk-17-jre-headless chromium
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-fast check config-docs setup setup-dev system-deps kafka-jars samples model clean
@@ -18,6 +19,7 @@ demo: setup
 	@mkdir -p .lepton
 	$(BIN)/edge run -c configs/demo.yaml
 	@echo "Read the events again with: $(BIN)/alerts tail"
+	@echo "Review them (snapshots, heat-maps, clips, timelines) in the console: $(BIN)/edge console  -> http://127.0.0.1:8971/"
 
 test: setup-dev system-deps kafka-jars
 	LEPTON_KAFKA_LIBS=$(KAFKA_LIBS) $(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -87,11 +89,12 @@ model: setup-dev $(EXTRA_NORMAL)
 	$(BIN)/edge train --normal samples/normal_train_1.mkv samples/normal_train_2.mkv $(EXTRA_NORMAL) \
 		--out pipeline/models/default --minutes 12
 
-# The gates, run before the tests (.ci/run): lint with complexity limits (pyproject.toml), types, and the
-# configuration reference generated from the config models being current.
+# The gates, run before the tests (.ci/run): lint with complexity limits (pyproject.toml), types (the runtime
+# packages, then the tests), and the configuration reference generated from the config models being current.
 check: setup-dev
 	$(BIN)/ruff check pipeline edge alerts tests
 	$(BIN)/mypy -p pipeline -p edge -p alerts
+	$(BIN)/mypy tests
 	$(BIN)/python -m edge.config_docs --check
 
 # Regenerate docs/configuration.md from the config models' field descriptions.

@@ -4,6 +4,8 @@
     alerts tail --follow                ... and keep printing new ones until Ctrl-C
     alerts tail --bootstrap HOST:PORT --topic T [--group G] [--from-beginning] [--follow] [--idle-timeout S]
     alerts tail ... --json              one wire message (JSON) per line instead of a human line
+    alerts tail --since 2h|ISO          only what was decided since then (outbox: the history it keeps; Kafka: from
+                                        the first record at or after that time)
     alerts tail|consume ... [--kafka-config site.yaml] [--security-protocol P --sasl-mechanism M --username U
                    --password-file F --ssl-cafile PEM ...]   TLS / SASL as the daemon's kafka: section
     alerts consume --bootstrap HOST:PORT --topic T --group G
@@ -28,7 +30,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
@@ -39,6 +41,7 @@ from alerts.console import format_event, printable
 from alerts.errors import AlertsError, MessageFormatError, OutboxNotFoundError
 from alerts.outbox import DEFAULT_OUTBOX_PATH, Outbox
 from alerts.schema import EventMessage
+from pipeline.logformat import formatter
 from pipeline.redact import install_log_redaction, redact_text
 
 if TYPE_CHECKING:
@@ -55,11 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error already printed by argparse
         return int(exc.code or 0)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(args.log_format))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, handlers=[handler])
     install_log_redaction()  # every record, ours or kafka-python's: no URL leaves with its credentials
     if not args.verbose:
         # kafka-python logs every failed connection attempt at ERROR; our own message says what matters.
@@ -86,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Read Lepton Edge anomaly events.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="logs on stderr as text lines (default) or one JSON object per line, for an aggregator")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_tail(sub)
     _add_consume(sub)
@@ -106,10 +109,18 @@ def _add_tail(sub: Any) -> None:
     tail.add_argument("--bootstrap", help="Kafka bootstrap host:port[,host:port...]: read the topic instead")
     tail.add_argument("--topic", help="Kafka topic (with --bootstrap)")
     tail.add_argument("--group", default="alerts-tail", help="consumer group (default: alerts-tail)")
-    tail.add_argument(
+    start = tail.add_mutually_exclusive_group()
+    start.add_argument(
         "--from-beginning",
         action="store_true",
         help="read each partition from its start, not from the group's",
+    )
+    start.add_argument(
+        "--since",
+        type=_since,
+        metavar="WHEN",
+        help="only events since WHEN: a duration back from now (90s, 15m, 2h, 7d) or an ISO 8601 time (no zone: "
+        "UTC); the outbox keeps delivered events for its retention (outbox.retention_h)",
     )
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new events until Ctrl-C")
     tail.add_argument(
@@ -251,7 +262,8 @@ def _cmd_tail(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.bootstrap is None:
         if args.topic is not None or args.from_beginning or args.group != "alerts-tail":
             parser.error("--topic, --group and --from-beginning need --bootstrap")
-        return _tail_outbox(args.outbox or DEFAULT_OUTBOX_PATH, follow=args.follow, as_json=args.json)
+        return _tail_outbox(args.outbox or DEFAULT_OUTBOX_PATH, follow=args.follow, as_json=args.json,
+                            since=args.since)
     if args.topic is None and "topic" not in (_kafka_file(args.kafka_config, parser) if args.kafka_config else {}):
         parser.error("--bootstrap needs --topic")
     if args.outbox is not None:
@@ -259,20 +271,22 @@ def _cmd_tail(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return _tail_kafka(args, parser)
 
 
-def _tail_outbox(path: Path, *, follow: bool, as_json: bool) -> int:
+def _tail_outbox(path: Path, *, follow: bool, as_json: bool, since: datetime | None = None) -> int:
     try:
         outbox = Outbox(path, readonly=True)
     except OutboxNotFoundError:
         _error(f"no outbox at {path} (is the daemon configured with another outbox path?)")
         return 1
     with outbox:
-        return _until_ctrl_c(lambda stop: _print_outbox(outbox, follow=follow, as_json=as_json, stop=stop))
+        after = outbox.id_before(since.timestamp()) if since is not None else 0
+        return _until_ctrl_c(lambda stop: _print_outbox(outbox, follow=follow, as_json=as_json, stop=stop,
+                                                        after_id=after))
 
 
-def _print_outbox(outbox: Outbox, *, follow: bool, as_json: bool, stop: threading.Event) -> None:
+def _print_outbox(outbox: Outbox, *, follow: bool, as_json: bool, stop: threading.Event, after_id: int = 0) -> None:
     from alerts.consumer import read_outbox
 
-    for row in read_outbox(outbox, follow=follow, stop=stop):
+    for row in read_outbox(outbox, after_id=after_id, follow=follow, stop=stop):
         if as_json:
             _emit(sys.stdout, printable(row.payload.decode("utf-8", errors="replace")))
             continue
@@ -343,12 +357,12 @@ def _tail_kafka(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
 
 def _print_kafka(args: argparse.Namespace, settings: KafkaSettings, stop: threading.Event) -> None:
-    from alerts.consumer import Subscriber
+    from alerts.consumer import StartAt, Subscriber
 
     with Subscriber(
         settings,
         group_id=args.group,
-        from_beginning=args.from_beginning,
+        start=StartAt(beginning=args.from_beginning, time=args.since),
         session_timeout_s=10.0,
         heartbeat_interval_s=2.0,
     ) as sub:
@@ -485,6 +499,21 @@ def _iso_time(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time (2026-05-01T12:00:00Z)") from None
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _since(text: str) -> datetime:
+    """``--since``: a duration back from now (``90s``, ``15m``, ``2h``, ``7d``) or an ISO 8601 time."""
+    number, unit = text[:-1], text[-1:].lower()
+    if unit in _UNITS and number.replace(".", "", 1).isdigit():
+        return datetime.now(timezone.utc) - timedelta(seconds=float(number) * _UNITS[unit])
+    try:
+        return _iso_time(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a duration (90s, 15m, 2h, 7d) nor an ISO 8601 time"
+                                         " (2026-05-01T12:00:00Z)") from None
 
 
 def _offsets(text: str) -> int | dict[int, int]:

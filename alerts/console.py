@@ -3,13 +3,18 @@ from the outbox or the topic. One format for both, built from the wire message a
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from alerts.schema import EventMessage
 
 
 def format_event(msg: EventMessage) -> str:
     """One line: decision time, camera, type, event#seq, stream time, score, modalities; what the event is
-    (``label``), why an update or an end, and the event it continues."""
-    when = msg.decided_at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{msg.decided_at.microsecond // 1000:03d}Z"
+    (``label``), why an update or an end, and the event it continues. A camera status alert: offline since when
+    and in which state, or online again after how long."""
+    when = _stamp(msg.decided_at)
+    if msg.is_status:
+        return printable("  ".join(_status_parts(when, msg)))
     span = f"pts {msg.start_pts:.2f}s"
     if msg.type == "end" and msg.end_pts is not None:
         span = f"pts {msg.start_pts:.2f}-{msg.end_pts:.2f}s"
@@ -29,6 +34,22 @@ def format_event(msg: EventMessage) -> str:
         parts.append(f"continues={msg.continues[:12]}")
     # validated messages hold no control characters; this line must not carry one whatever reached it
     return printable("  ".join(parts))
+
+
+def _stamp(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def _status_parts(when: str, msg: EventMessage) -> list[str]:
+    """A camera status alert: offline since when (and its state), or online again after how long."""
+    parts = [when, msg.camera_id, f"{msg.type:<7}", f"{msg.event_id[:12]}#{msg.seq}"]
+    if msg.type == "offline":
+        parts.append(f"since={_stamp(msg.start_time)}")
+        if msg.label is not None:
+            parts.append(f"state={msg.label}")
+    elif msg.end_time is not None:
+        parts.append(f"offline_for={(msg.end_time - msg.start_time).total_seconds():.1f}s")
+    return parts
 
 
 def printable(text: str) -> str:

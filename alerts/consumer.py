@@ -69,7 +69,7 @@ def future_schema_version(value: bytes | None) -> str | None:
 
 def kafka_consumer(config: dict[str, Any]) -> ConsumerLike:
     """Create a real ``kafka.KafkaConsumer`` (connects to a bootstrap broker before returning)."""
-    from kafka import KafkaConsumer  # type: ignore[import-untyped]
+    from kafka import KafkaConsumer
 
     consumer: ConsumerLike = KafkaConsumer(**config)
     return consumer
@@ -461,7 +461,7 @@ class Subscriber:
 
 
 def _offset(record: Any) -> Any:
-    from kafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
+    from kafka.structs import OffsetAndMetadata
 
     return OffsetAndMetadata(record.offset + 1, "", getattr(record, "leader_epoch", None) or -1)
 

@@ -20,7 +20,8 @@ Row ids come from ``AUTOINCREMENT``: never reused, even after pruning, so ``read
 first row's id.
 
 Thread safety: one connection guarded by a lock; other processes (``alerts tail``) open their own read-only
-connection, which WAL lets run beside the writer.
+connection, which WAL lets run beside the writer. The event store (``alerts.store``: what the console shows and the
+operator's verdicts) keeps its tables in the same file; a corrupt file is salvaged by ``alerts.salvage``.
 """
 
 from __future__ import annotations
@@ -35,12 +36,11 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from alerts.errors import MessageFormatError, OutboxCorruptError, OutboxError, OutboxNotFoundError
+from alerts.errors import OutboxCorruptError, OutboxError, OutboxNotFoundError
 from alerts.schema import EventMessage
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (id) WHERE acked_at IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_acked ON outbox (acked_at) WHERE acked_at IS NOT NULL;
 """
 
-_COLUMNS = (
+COLUMNS = (
     "id, event_id, seq, type, schema_version, camera_id, payload, created_at, acked_at, writer,"
     " capture_monotonic_ns"
 )
@@ -229,12 +229,12 @@ class Outbox:
     def quick_check(self) -> list[str]:
         """SQLite's ``PRAGMA quick_check``: [] when the file is sound, else what is wrong (at most 10 lines).
         Reads every page once, so it costs about a read of the file (milliseconds per MB)."""
-        with self._locked("cannot check the outbox") as conn:
+        with self.locked("cannot check the outbox") as conn:
             found = [str(r[0]) for r in conn.execute("PRAGMA quick_check(10)")]
         return [] if found == ["ok"] else found
 
     @contextmanager
-    def _locked(self, what: str) -> Iterator[sqlite3.Connection]:
+    def locked(self, what: str) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._closed:
                 raise OutboxError(errno.EBADF, "outbox is closed", str(self.path))
@@ -271,7 +271,7 @@ class Outbox:
 
     def _insert(self, msg: EventMessage, payload: bytes, capture_monotonic_ns: int | None) -> int:
         now = self._wall()
-        with self._locked("cannot write to the outbox") as conn:
+        with self.locked("cannot write to the outbox") as conn:
             conn.execute("BEGIN IMMEDIATE")
             found = conn.execute(
                 "SELECT id FROM outbox WHERE event_id = ? AND seq = ?", (msg.event_id, msg.seq)
@@ -308,7 +308,7 @@ class Outbox:
             return 0
         now = self._wall()
         changed = 0
-        with self._locked("cannot mark outbox rows acknowledged") as conn:
+        with self.locked("cannot mark outbox rows acknowledged") as conn:
             conn.execute("BEGIN IMMEDIATE")
             for chunk in _chunks(id_list, 500):
                 marks = ",".join("?" * len(chunk))
@@ -326,7 +326,7 @@ class Outbox:
         if self.readonly:
             return 0
         cutoff = self._wall() - self._retention_s
-        with self._locked("cannot prune the outbox") as conn:
+        with self.locked("cannot prune the outbox") as conn:
             conn.execute("BEGIN IMMEDIATE")
             if everything_delivered:
                 cur = conn.execute("DELETE FROM outbox WHERE acked_at IS NOT NULL")
@@ -362,22 +362,33 @@ class Outbox:
 
     def pending(self, limit: int = 500) -> list[OutboxRow]:
         """Unacknowledged rows, oldest first (id order), at most ``limit``."""
-        with self._locked("cannot read the outbox") as conn:
+        with self.locked("cannot read the outbox") as conn:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM outbox WHERE acked_at IS NULL ORDER BY id LIMIT ?", (limit,)
+                f"SELECT {COLUMNS} FROM outbox WHERE acked_at IS NULL ORDER BY id LIMIT ?", (limit,)
             ).fetchall()
         return [self._row(r) for r in rows]
 
     def read(self, after_id: int = 0, limit: int = 1000) -> list[OutboxRow]:
         """Every row (pending or delivered) with id > ``after_id``, in id order (``alerts tail``'s bus)."""
-        with self._locked("cannot read the outbox") as conn:
+        with self.locked("cannot read the outbox") as conn:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+                f"SELECT {COLUMNS} FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
             ).fetchall()
         return [self._row(r) for r in rows]
 
+    def id_before(self, created_since: float) -> int:
+        """The id to read after (``read(after_id=...)``) for the rows put at or after ``created_since`` (wall time,
+        Unix s): the last id before the first of them, or the last id of all when none is that recent."""
+        with self.locked("cannot read the outbox") as conn:
+            first = conn.execute("SELECT MIN(id) FROM outbox WHERE created_at >= ?", (created_since,)).fetchone()[0]
+            if first is not None:
+                return int(first) - 1
+            last = conn.execute("SELECT MAX(id) FROM outbox").fetchone()[0]
+        return int(last or 0)
+
     def unfinished(self, *, site: str | None = None, camera_ids: Iterable[str] | None = None) -> list[OutboxRow]:
-        """The latest row of each event that has a ``new`` (or ``update``) here but no ``end``, oldest first.
+        """The latest row of each event that has a ``new`` (or ``update``) here but no ``end``, oldest first (camera
+        status alerts, ``offline`` without its ``online``, are not events and are not returned).
 
         After a crash these are the events the daemon left open: ``alerts.recovery`` ends them. ``site`` and
         ``camera_ids`` keep only those events (the site is read from the payload). Rows whose payload does not
@@ -385,9 +396,9 @@ class Outbox:
         retention) is not found: interval updates keep a long event's latest row recent.
         """
         cameras = set(camera_ids) if camera_ids is not None else None
-        with self._locked("cannot read the outbox") as conn:
+        with self.locked("cannot read the outbox") as conn:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM outbox AS o WHERE o.type != 'end'"
+                f"SELECT {COLUMNS} FROM outbox AS o WHERE o.type IN ('new', 'update')"
                 " AND o.seq = (SELECT MAX(m.seq) FROM outbox AS m WHERE m.event_id = o.event_id)"
                 " ORDER BY o.id"
             ).fetchall()
@@ -423,7 +434,7 @@ class Outbox:
             ) and (not self._closed)
 
     def stats(self) -> OutboxStats:
-        with self._locked("cannot read the outbox") as conn:
+        with self.locked("cannot read the outbox") as conn:
             pending, oldest = conn.execute(
                 "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE acked_at IS NULL"
             ).fetchone()
@@ -532,94 +543,3 @@ def _outbox_error(exc: sqlite3.Error, what: str, path: Path) -> OutboxError:
         errno.EROFS: "read-only",
     }.get(code, str(exc))
     return OutboxError(code, f"{what}: {detail}", str(path))
-
-
-# -- a corrupt outbox ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SalvageReport:
-    moved_to: Path  # where the corrupt file now is (its WAL beside it)
-    recovered: int  # rows read back into the new outbox
-    pending: int  # of those, not yet acknowledged by Kafka: they will be sent
-    unreadable: int  # rows seen whose payload is no valid message (not copied)
-
-
-def open_checked(path: Path | str, *, local_only: bool = False, **kwargs: Any) -> tuple[Outbox, SalvageReport | None]:
-    """Open the daemon's outbox after ``PRAGMA quick_check``. A corrupt one is moved aside (``<name>.corrupt-<UTC
-    time>``, its WAL with it), every row still readable is copied into a new outbox at ``path`` (ids, states and
-    times kept: pending rows are still sent), and the report says how many. Other errors raise as ``Outbox`` does.
-    """
-    path = Path(path)
-    try:
-        box = Outbox(path, local_only=local_only, **kwargs)
-        try:
-            problems = box.quick_check()
-        except OutboxCorruptError:
-            box.close()
-            raise
-        if not problems:
-            return box, None
-        box.close()
-        log.warning("outbox %s fails its integrity check: %s", path, "; ".join(problems[:3]))
-    except OutboxCorruptError as exc:
-        log.warning("outbox %s is corrupt: %s", path, exc.strerror)
-    report = salvage(path)
-    return Outbox(path, local_only=local_only, **kwargs), report
-
-
-def salvage(path: Path | str) -> SalvageReport:
-    """Move a corrupt outbox aside and copy what rows it can still read into a new one at ``path``."""
-    path = Path(path)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-    for suffix in ("", "-wal", "-shm"):  # the WAL holds committed rows not yet in the file: it moves along
-        src = Path(f"{path}{suffix}")
-        if src.exists():
-            os.replace(src, f"{aside}{suffix}")
-    rows = _readable_rows(aside)
-    good: list[tuple[Any, ...]] = []
-    for row in rows:
-        try:
-            EventMessage.from_json(row[6])
-        except (MessageFormatError, TypeError):
-            continue
-        good.append(row)
-    with Outbox(path) as fresh, fresh._locked("cannot write the salvaged outbox") as conn:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(f"INSERT OR IGNORE INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-                         [row[:10] for row in good])
-        conn.execute("COMMIT")
-    pending = sum(1 for row in good if row[8] is None)
-    return SalvageReport(aside, len(good), pending, len(rows) - len(good))
-
-
-_SALVAGE_MAX_MISSES = 64
-
-
-def _readable_rows(path: Path) -> list[tuple[Any, ...]]:
-    """Every outbox row SQLite can still read from a damaged file, in id order. A read that hits a bad page
-    fails: the scan resumes past it, skipping ever further (1, 2, 4 ... ids) until a read succeeds again."""
-    try:
-        conn = sqlite3.connect(f"file:{quote(path.resolve().as_posix())}?mode=rw", uri=True, isolation_level=None)
-    except sqlite3.Error:
-        return []
-    rows: list[tuple[Any, ...]] = []
-    after, skip, misses = 0, 1, 0
-    try:
-        while misses < _SALVAGE_MAX_MISSES:
-            try:
-                cur = conn.execute(
-                    "SELECT id, event_id, seq, type, schema_version, camera_id, payload, created_at, acked_at, writer"
-                    " FROM outbox WHERE id > ? ORDER BY id", (after,))
-                for row in cur:  # _COLUMNS' order, without the capture time (another process's clock)
-                    rows.append((*row[:6], bytes(row[6]), *row[7:]))
-                    after, skip = row[0], 1
-                return rows
-            except sqlite3.Error:
-                misses += 1
-                after += skip
-                skip *= 2
-        return rows
-    finally:
-        conn.close()

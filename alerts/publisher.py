@@ -207,7 +207,7 @@ ProducerFactory = Callable[[dict[str, Any]], ProducerLike]
 
 def kafka_producer(config: dict[str, Any]) -> ProducerLike:
     """Create a real ``kafka.KafkaProducer`` (connects to a bootstrap broker before returning)."""
-    from kafka import KafkaProducer  # type: ignore[import-untyped]
+    from kafka import KafkaProducer
 
     producer: ProducerLike = KafkaProducer(**config)
     return producer

@@ -23,10 +23,14 @@ Versions:
     (the event_id an event continues after its predecessor reached ``max_duration``).
   * 1.2 — ``label``: what the event is when its scores name it; a tampering event says which kind (blackout,
     covered, defocus, moved). A 1.1 consumer would reject the unknown field, hence the version.
+  * 1.3 — camera status alerts, types ``offline`` (seq 0: the camera has not streamed for ``offline_after_s``;
+    ``start_time`` is when it stopped, ``label`` the state it is in) and ``online`` (seq 1, the same
+    ``event_id``: it streams again at ``end_time``). They carry no scores (``peak_score`` 0, no modalities). A 1.2
+    consumer would reject the unknown types, hence the version.
 
-This module reads 1.0 and 1.1 messages too (outbox rows outlive upgrades): they validate with their
-``schema_version``, 1.0 without ``update_reason``, neither with a ``label``; the committed JSON Schema describes
-the current version only.
+This module reads 1.0, 1.1 and 1.2 messages too (outbox rows outlive upgrades): they validate with their
+``schema_version``, 1.0 without ``update_reason``, 1.0 and 1.1 without a ``label``, none of them with a camera
+status type; the committed JSON Schema describes the current version only.
 """
 
 from __future__ import annotations
@@ -49,11 +53,12 @@ from alerts.errors import MessageFormatError
 from pipeline.events import AnomalyEvent, EventType
 from pipeline.strict import StrictModel
 
-SCHEMA_VERSION: Final = "1.2"
-READABLE_VERSIONS: Final = ("1.2", "1.1", "1.0")  # what EventMessage accepts: this version and the older ones
+SCHEMA_VERSION: Final = "1.3"
+READABLE_VERSIONS: Final = ("1.3", "1.2", "1.1", "1.0")  # what EventMessage accepts: this version and the older ones
 SCHEMA_ID = "urn:lepton-edge:schema:event:" + SCHEMA_VERSION
 
-MessageType = Literal["new", "update", "end"]
+MessageType = Literal["new", "update", "end", "offline", "online"]
+STATUS_TYPES: Final = ("offline", "online")  # camera status alerts (1.3), not anomaly events
 EndReasonName = Literal["quiet", "max_duration", "stream_lost", "shutdown", "eof", "restart"]
 UpdateReasonName = Literal["peak", "modality", "interval"]
 
@@ -118,7 +123,7 @@ class EventMessage(StrictModel):
         json_schema_serialization_defaults_required=True,
     )
 
-    schema_version: Literal["1.2", "1.1", "1.0"] = Field(
+    schema_version: Literal["1.3", "1.2", "1.1", "1.0"] = Field(
         default=SCHEMA_VERSION,
         description="Version of this message format; changes with any field change.",
         json_schema_extra=_current_version_only,
@@ -132,6 +137,8 @@ class EventMessage(StrictModel):
     seq: int = Field(ge=0, description="Number of this message within its event: 0 for new, then increasing.")
     type: MessageType = Field(
         description="new: the event opened; update: it changed or is still going (update_reason); end: it closed."
+        " Camera status alerts: offline (the camera has not streamed for the configured time; start_time: when it"
+        " stopped; label: its state) and online (it streams again at end_time; the offline's event_id, seq 1)."
     )
     camera_id: str = Field(
         min_length=1,
@@ -147,7 +154,8 @@ class EventMessage(StrictModel):
     )
     start_time: UtcDatetime = Field(description="Capture time (UTC) of the first anomalous frame or window.")
     end_time: UtcDatetime | None = Field(
-        description="Capture time (UTC) the event ended; null until type=end."
+        description="Capture time (UTC) the event ended; null until type=end. On type=online: when the camera"
+        " streamed again."
     )
     start_pts: float = Field(description="Stream time (seconds, camera clock) of the start.")
     end_pts: float | None = Field(description="Stream time (seconds) of the end; null until type=end.")
@@ -182,7 +190,8 @@ class EventMessage(StrictModel):
         max_length=64,
         pattern=_PRINTABLE,
         description="What the event is, when its scores name it: for modality 'tampering' the kind (blackout,"
-        " covered, defocus, moved), the one seen most while it held; null otherwise.",
+        " covered, defocus, moved), the one seen most while it held; on type=offline the camera's state"
+        " (connecting, backoff, stalled, failed); null otherwise.",
     )
     model: ModelProvenance = Field(description="The model package that decided the event.")
     snapshot: str | None = Field(
@@ -204,6 +213,8 @@ class EventMessage(StrictModel):
 
     @model_validator(mode="after")
     def _check_lifecycle(self) -> EventMessage:
+        if self.type in STATUS_TYPES:
+            return self._check_status()
         if (self.type == "new") != (self.seq == 0):
             raise ValueError(
                 f"a {self.type!r} message cannot have seq {self.seq} (seq 0 is the 'new' message)"
@@ -221,6 +232,38 @@ class EventMessage(StrictModel):
             raise ValueError(f"label came with schema version 1.2; this message is {self.schema_version}")
         return self
 
+    def _check_status(self) -> EventMessage:
+        """offline (seq 0) and online (seq 1, with end_time) of one outage; no scores, no end fields."""
+        if self.schema_version not in ("1.3",):
+            raise ValueError(f"type {self.type!r} came with schema version 1.3; this message is {self.schema_version}")
+        if self.seq != (0 if self.type == "offline" else 1):
+            raise ValueError(f"a {self.type!r} message has seq {0 if self.type == 'offline' else 1}, not {self.seq}")
+        if (self.end_time is not None) != (self.type == "online"):
+            raise ValueError("end_time is required on type='online' messages and not allowed on 'offline'")
+        if self.end_pts is not None or self.reason is not None or self.update_reason is not None:
+            raise ValueError(f"end_pts, reason and update_reason are not allowed on type={self.type!r} messages")
+        if self.modalities or self.peak_score != 0:
+            raise ValueError(f"a {self.type!r} message carries no scores (peak_score 0, no modalities)")
+        return self
+
+    @property
+    def is_status(self) -> bool:
+        """A camera status alert (offline / online), not an anomaly event."""
+        return self.type in STATUS_TYPES
+
+    @classmethod
+    def camera_offline(cls, *, event_id: str, camera_id: str, site: str, since: datetime, since_pts: float,
+                       state: str, model: ModelProvenance, decided_at: datetime) -> EventMessage:
+        """The alert that a camera has not streamed since ``since`` (its state now: ``state``)."""
+        return cls(event_id=event_id, seq=0, type="offline", camera_id=camera_id, site=site, start_time=since,
+                   end_time=None, start_pts=since_pts, end_pts=None, peak_score=0.0, peak_time=since,
+                   modalities={}, reason=None, label=state, model=model, decided_at=decided_at)
+
+    def back_online(self, *, at: datetime, decided_at: datetime) -> EventMessage:
+        """The ``online`` message that closes this ``offline`` one: the camera streams again since ``at``."""
+        data = self.model_dump()
+        data.update(seq=1, type="online", end_time=at, label=None, decided_at=decided_at)
+        return EventMessage.model_validate(data)
     @classmethod
     def from_anomaly(
         cls, ev: AnomalyEvent, *, site: str, model: ModelProvenance, decided_at: datetime

@@ -18,3 +18,11 @@ def positive_float(text: str) -> float:
     if not value > 0:  # NaN too
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+def port(text: str) -> int:
+    """A TCP port to listen on: 1-65535, or 0 for any free one."""
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port in 0-65535, got {text!r}")
+    return value

@@ -28,18 +28,26 @@ EXIT_USAGE = 2
 log = logging.getLogger("edge")
 
 
-def _setup_logging(verbose: int) -> None:
+def _setup_logging(verbose: int, log_format: str = "text") -> None:
+    from pipeline.logformat import formatter
+
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(log_format))
+    logging.basicConfig(level=level, handlers=[handler])
     from pipeline.redact import install_log_redaction
 
     install_log_redaction()  # every record, ours or a library's: no URL leaves with its credentials
 
 
 def _fail(message: str, code: int = EXIT_RUNTIME) -> int:
+    from pipeline.logformat import JsonFormatter
     from pipeline.redact import redact_text
 
-    print(f"edge: {redact_text(message)}", file=sys.stderr)
+    if any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers):
+        log.error("%s", message)  # --log-format json: every line on stderr is an object (redacted by the filter)
+    else:
+        print(f"edge: {redact_text(message)}", file=sys.stderr)
     return code
 
 
@@ -158,7 +166,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(f"   {key}: {details}")
                 cal = part.get("calibration")
                 if isinstance(cal, dict) and "margin" in cal:
-                    print(f"   {key} held-out: {cal['n']} scores, {100 * cal['heldout_rate_ge_3']:.2f}% >= 3 "
+                    held = report.get("heldout", {}).get("audio" if key == "audio" else "video", "held-out part")
+                    print(f"   {key} held-out ({held}): {cal['n']} scores, {100 * cal['heldout_rate_ge_3']:.2f}% >= 3 "
                           f"(the calibration promises 0.1% on new footage), generalisation margin "
                           f"x{cal['margin']:.2f} (held-out vs trained-on scores)")
     return EXIT_OK
@@ -195,9 +204,32 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return _run_daemon(cfg, args)
 
 
+def _add_train_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    train = sub.add_parser("train", help="learn a camera's normal picture and sound into a model package")
+    train.add_argument("--normal", nargs="+", required=True,
+                       help="normal footage: clips, image-sequence patterns (frames/%%03d.jpg), folders of frames, or "
+                            "folders of clips / of frame folders (each one an input)")
+    train.add_argument("--out", required=True, help="model package directory to write")
+    train.add_argument("--minutes", type=positive_float, default=5.0, help="training time budget (default 5)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=positive_int, default=None,
+                       help="torch threads for training (default: the usable cores, at most 8)")
+    train.add_argument("--fps", type=positive_float, default=None,
+                       help="frame rate of image-sequence inputs (default 10)")
+    train.add_argument("--record-minutes", type=positive_float, default=5.0,
+                       help="how much of a live camera (rtsp://...) to record and learn from (default 5)")
+    train.add_argument("--no-video", action="store_true", help="train the audio model only")
+    train.add_argument("--no-audio", action="store_true", help="train the video model only")
+    train.add_argument("--json", action="store_true", help="print the training report as JSON")
+    train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge", description="Lepton Edge: real-time anomaly detection beside cameras")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv: debug)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="logs on stderr as text lines (default) or one JSON object per line, for an aggregator")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the daemon on the cameras of a config file")
@@ -231,27 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("config")
     val.set_defaults(func=cmd_validate)
 
-    train = sub.add_parser("train", help="learn a camera's normal picture and sound into a model package")
-    train.add_argument("--normal", nargs="+", required=True,
-                       help="normal footage: clips, image-sequence patterns (frames/%%03d.jpg), folders of frames, or "
-                            "folders of clips / of frame folders (each one an input)")
-    train.add_argument("--out", required=True, help="model package directory to write")
-    train.add_argument("--minutes", type=positive_float, default=5.0, help="training time budget (default 5)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--threads", type=positive_int, default=None,
-                       help="torch threads for training (default: the usable cores, at most 8)")
-    train.add_argument("--fps", type=positive_float, default=None,
-                       help="frame rate of image-sequence inputs (default 10)")
-    train.add_argument("--record-minutes", type=positive_float, default=5.0,
-                       help="how much of a live camera (rtsp://...) to record and learn from (default 5)")
-    train.add_argument("--no-video", action="store_true", help="train the audio model only")
-    train.add_argument("--no-audio", action="store_true", help="train the video model only")
-    train.add_argument("--json", action="store_true", help="print the training report as JSON")
-    train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    train.set_defaults(func=cmd_train)
+    _add_train_parser(sub)
 
-    from edge import bench_cli, doctor, models_cli, simulate
+    from edge import bench_cli, console_cli, doctor, models_cli, simulate
 
+    console_cli.add_parsers(sub)  # console, feedback
     doctor.add_parser(sub)
     simulate.add_parser(sub)
     bench_cli.add_parser(sub)
@@ -261,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, args.log_format)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

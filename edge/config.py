@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from alerts.outbox import DEFAULT_OUTBOX_PATH
+from alerts.outbox import DEFAULT_MAX_DELIVERED_ROWS, DEFAULT_OUTBOX_PATH, DEFAULT_RETENTION_S
 from alerts.publisher import KafkaSettings
 from edge.errors import ConfigError
 from pipeline.aggregator import AggregatorSettings
@@ -93,6 +93,9 @@ class CameraConfig(StrictModel):
     backoff_initial_s: float = Field(0.5, gt=0, le=60, description="Live cameras: first wait before reconnecting; "
                                      "doubles with each failed attempt, with jitter")
     backoff_max_s: float = Field(30.0, gt=0, le=3600, description="Live cameras: longest wait between attempts")
+    offline_after_s: float | None = Field(
+        30.0, gt=0, le=86400, description="Live cameras: not streaming for this long sends a camera offline alert "
+        "(type offline, through the outbox like events), and streaming again an online one; null: no alerts")
     snapshots: SnapshotSettings = Field(default_factory=SnapshotSettings,
                                         description="A JPEG at each event's peak with its worst region drawn; off "
                                         "by default")
@@ -181,13 +184,23 @@ class DetectConfig(StrictModel):
 
 
 class OutboxConfig(StrictModel):
-    path: Path = Field(DEFAULT_OUTBOX_PATH, description="SQLite outbox; without Kafka it is the event bus")
+    path: Path = Field(DEFAULT_OUTBOX_PATH, description="SQLite outbox; without Kafka it is the event bus. It is "
+                       "also the event store: delivered events stay queryable (console, alerts tail --since) for the "
+                       "retention below, with their timelines and verdicts")
+    retention_h: float = Field(DEFAULT_RETENTION_S / 3600, gt=0, le=24 * 3650, description="Delivered event "
+                               "messages older than this are deleted (pending ones never are)")
+    max_messages: int = Field(DEFAULT_MAX_DELIVERED_ROWS, ge=100, le=100_000_000, description="Most delivered "
+                              "event messages kept; the oldest go first")
 
 
 class HealthConfig(StrictModel):
-    host: str = Field("127.0.0.1", description="Address of /healthz and /metrics (localhost: not on the network). "
-                      "Any other address is warned about at start unless token_file is set")
-    port: int = Field(9108, ge=0, le=65535, description="Port of the health and Prometheus metrics endpoint")
+    host: str = Field("127.0.0.1", description="Address of /healthz, /metrics and the console (localhost: not on the "
+                      "network). Any other address is warned about at start unless token_file is set, and the "
+                      "console is only served there with token_file")
+    port: int = Field(9108, ge=0, le=65535, description="Port of the health and Prometheus metrics endpoint and of "
+                      "the console")
+    console: bool = Field(True, description="Serve the operator's console (review, live cameras, its JSON API) "
+                          "beside /healthz and /metrics")
     token_file: FilePath | None = Field(None, description="File holding a bearer token: every request must then "
                                         "carry 'Authorization: Bearer <token>' (401 otherwise). Meant for a "
                                         "non-loopback host; a scraper sets it (Prometheus: authorization.credentials)")
@@ -203,7 +216,8 @@ class EdgeConfig(StrictModel):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     kafka: KafkaSettings | None = Field(None, description="Kafka delivery; absent: the outbox is the bus")
     tampering: TamperSettings = Field(default_factory=TamperSettings, description="Camera tampering checks")
-    health: HealthConfig | None = Field(None, description="Health and Prometheus metrics over HTTP; absent: off")
+    health: HealthConfig | None = Field(None, description="Health, Prometheus metrics and the console over HTTP; "
+                                        "absent: off")
     media: MediaSettings = Field(default_factory=MediaSettings,
                                  description="Directory and retention of the cameras' snapshots and clips")
     cameras: list[CameraConfig] = Field(min_length=1, description="The cameras (or replayed files)")
@@ -229,6 +243,11 @@ class EdgeConfig(StrictModel):
         """What each camera keeps of its events (only the cameras that keep something)."""
         return {c.id: CameraMedia(c.snapshots, c.clips) for c in self.cameras
                 if c.snapshots.enabled or c.clips.enabled}
+
+    def offline_alerts(self) -> dict[str, float]:
+        """Each live camera's ``offline_after_s`` (cameras with alerts only)."""
+        return {c.id: c.offline_after_s for c in self.cameras
+                if c.kind is SourceKind.RTSP and c.offline_after_s is not None}
 
     def source_specs(self) -> list[SourceSpec]:
         return [

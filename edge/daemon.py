@@ -23,20 +23,28 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from prometheus_client import ProcessCollector
+
 from alerts.console import format_event
 from alerts.errors import OutboxError
 from alerts.latency import AckLatency, LatencyStats
-from alerts.outbox import Outbox, SalvageReport, open_checked
+from alerts.outbox import Outbox, OutboxRow
 from alerts.publisher import KafkaPublisher
 from alerts.recovery import end_interrupted
+from alerts.salvage import SalvageReport, open_checked
 from alerts.schema import EventMessage, ModelProvenance
+from alerts.store import EventStore
 from edge.config import EdgeConfig
 from edge.errors import StartupError
 from edge.health import HealthServer, Snapshot
+from edge.metrics import RunMetrics
+from edge.offline import OfflineMonitor
 from edge.systemd import Notifier
+from edge.web.context import ConsoleContext
 from pipeline.errors import SourceError, SourceNotFoundError
 from pipeline.events import AnomalyEvent, EventType
 from pipeline.frames import utc_now
+from pipeline.live import EventTraces, LiveView, heat_sources
 from pipeline.media import MediaRecorder
 from pipeline.models.package import ModelPackage
 from pipeline.runner import Runner, RunnerSettings
@@ -110,8 +118,15 @@ class Daemon:
         self._media: MediaRecorder | None = None
         # events the outbox could not take (disk full, read-only, I/O error): kept in order, retried before the next
         # event and at stop, never dropped silently
-        self._backlog: collections.deque[tuple[EventMessage, int | None]] = collections.deque()
+        self._backlog: collections.deque[tuple[EventMessage, int | None, int]] = collections.deque()
+        self._put_lock = threading.Lock()  # events come from the scoring thread, camera status alerts from run()
         self.outbox_write_failures = 0
+        self.detail_write_failures = 0
+        self._store: EventStore | None = None
+        self._offline: OfflineMonitor | None = None
+        self.live = LiveView()
+        self._traces = EventTraces(self.live)
+        self.metrics = RunMetrics(self._camera_metrics)
         self._stop_requested = threading.Event()
 
     # -- start -----------------------------------------------------------------------------------------------
@@ -131,24 +146,39 @@ class Daemon:
                                   aggregator=cfg.events, tamper=cfg.tampering)
         cameras = cfg.camera_media()
         self._media = MediaRecorder(cfg.media, cameras) if cameras else None
+        self._watch_scoring(package, scorer)
         runner = Runner(cfg.source_specs(), scorer, self._on_event, settings, media=self._media,
-                        microphones=cfg.microphones())
+                        microphones=cfg.microphones(), observer=self._traces)
         failures = runner.open_sources()
         if _fatal_at_start(runner, failures):
             lines = [f"camera {cam}: {err}" for cam, err in sorted(failures.items())]
             raise StartupError("; ".join(lines))
         for cam, err in failures.items():
             log.warning("camera %s unreachable at start, will keep retrying: %s", cam, err)
-        self._outbox, salvaged = open_checked(cfg.outbox.path, local_only=cfg.kafka is None)
+        self._outbox, salvaged = open_checked(cfg.outbox.path, local_only=cfg.kafka is None,
+                                              retention_s=cfg.outbox.retention_h * 3600.0,
+                                              max_delivered_rows=cfg.outbox.max_messages)
         if salvaged is not None:
             self.summary.outbox_salvaged = salvaged
             log.error("outbox %s was corrupt: moved aside to %s; %d row(s) recovered into a new outbox (%d not yet "
                       "delivered, to be sent), %d unreadable", cfg.outbox.path, salvaged.moved_to,
                       salvaged.recovered, salvaged.pending, salvaged.unreadable)
+        self._store = EventStore(cfg.outbox.path)
         self._end_interrupted()
+        self._offline = OfflineMonitor(cfg.offline_alerts(), self._on_status, site=cfg.site, model=self._provenance,
+                                       clock=time.monotonic)
+        self._offline.restore(self._store.open_outages())
         if cfg.kafka is not None:
-            self._publisher = KafkaPublisher(self._outbox, cfg.kafka, on_ack=self._latency)
+            self._publisher = KafkaPublisher(self._outbox, cfg.kafka, on_ack=self._on_ack)
         return runner
+
+    def _watch_scoring(self, package: ModelPackage, scorer: PackageScorer) -> None:
+        """Events keep their timeline and the heat-map of their peak; engine calls are timed per graph."""
+        self._traces = EventTraces(self.live, heat=heat_sources(package, self.cfg.events.fusion))
+        for graph in ("video", "temporal", "audio"):
+            part = getattr(scorer, graph, None)
+            if part is not None:
+                part.timer = self.metrics.inference_timer(graph)
 
     def _end_interrupted(self) -> None:
         """End the events a previous run of this site left open (it was killed): before anything is decided."""
@@ -162,8 +192,8 @@ class Daemon:
         assert self._outbox is not None and self._provenance is not None
         msg = EventMessage.from_anomaly(ev, site=self.cfg.site, model=self._provenance, decided_at=utc_now())
         # durable first: the event exists once it is in the outbox, whatever happens next
-        self._backlog.append((msg, ev.decided_from_monotonic_ns or None))
-        self._flush_backlog()
+        self._put(msg, ev.decided_from_monotonic_ns or None)
+        self._keep_detail(ev)
         if ev.type is EventType.NEW:
             self.summary.events_new += 1
         elif ev.type is EventType.END:
@@ -171,13 +201,42 @@ class Daemon:
         if self.console is not None:
             print(format_event(msg), file=self.console, flush=True)
 
+    def _on_status(self, msg: EventMessage) -> None:
+        """A camera offline / online alert (``edge.offline``): delivered like an event."""
+        self._put(msg, None)
+        if self.console is not None:
+            print(format_event(msg), file=self.console, flush=True)
+
+    def _put(self, msg: EventMessage, capture_ns: int | None) -> None:
+        with self._put_lock:
+            self._backlog.append((msg, capture_ns, time.monotonic_ns()))
+            self._flush_backlog()
+
+    def _keep_detail(self, ev: AnomalyEvent) -> None:
+        """The event's timeline and peak heat-map beside its message, for the console; never holds it up."""
+        detail = self._traces.message(ev)
+        if self._store is None:  # no store opened (a test's daemon wired by hand): the trace is still followed
+            return
+        settings = self.cfg.tampering.aggregator() if "tampering" in ev.modalities else self.cfg.events
+        detail.update(threshold=settings.enter, exit_threshold=settings.exit)
+        try:
+            self._store.save_detail(ev.event_id, ev.camera_id, detail)
+        except OutboxError as exc:
+            self.detail_write_failures += 1
+            if self.detail_write_failures == 1:
+                log.error("event store refuses event timelines (%s); events go on without them", exc)
+
+    def _on_ack(self, row: OutboxRow, ack_ns: int) -> None:
+        self._latency(row, ack_ns)
+        self.metrics.acknowledged(row.camera_id, row.id, ack_ns)
+
     def _flush_backlog(self) -> bool:
         """Write waiting events to the outbox in order; False while it still refuses them."""
         assert self._outbox is not None
         while self._backlog:
-            msg, capture_ns = self._backlog[0]
+            msg, capture_ns, decided_ns = self._backlog[0]
             try:
-                self._outbox.put(msg, capture_monotonic_ns=capture_ns)
+                row_id = self._outbox.put(msg, capture_monotonic_ns=capture_ns)
             except OutboxError as exc:
                 self.outbox_write_failures += 1
                 if self.outbox_write_failures == 1 or len(self._backlog) % 100 == 1:
@@ -185,6 +244,7 @@ class Daemon:
                               exc, len(self._backlog))
                 return False
             self._backlog.popleft()
+            self.metrics.decided(msg.camera_id, row_id, capture_ns, decided_ns)
         return True
 
     def request_stop(self) -> None:
@@ -200,14 +260,7 @@ class Daemon:
         try:
             if self._publisher is not None:
                 self._publisher.start()
-            if self.cfg.health is not None:
-                try:
-                    self._health = HealthServer(self.snapshot, host=self.cfg.health.host, port=self.cfg.health.port,
-                                                token=_health_token(self.cfg.health.token_file))
-                except OSError as exc:
-                    raise StartupError(f"health endpoint {self.cfg.health.host}:{self.cfg.health.port}: "
-                                       f"{exc.strerror or exc}") from exc
-                self._health.start()
+            self._serve()
             runner.start()
             self.notifier.ready(f"scoring {len(self.cfg.cameras)} camera(s)")
             self._watch(runner, started)
@@ -233,12 +286,49 @@ class Daemon:
         }
         return self.summary
 
+    def _serve(self) -> None:
+        """/healthz, /metrics and the console (``edge.web``), when ``health:`` is configured."""
+        h = self.cfg.health
+        if h is None:
+            return
+        console = None
+        if h.console:
+            console = ConsoleContext(store_path=self.cfg.outbox.path, media_dir=self.cfg.media.path,
+                                     site=self.cfg.site, live=self.live, cameras=lambda: self.snapshot().cameras)
+        try:
+            self._health = HealthServer(self.snapshot, host=h.host, port=h.port, token=_health_token(h.token_file),
+                                        console=console, collectors=[self.metrics, ProcessCollector(registry=None)])
+        except OSError as exc:
+            raise StartupError(f"health endpoint {h.host}:{h.port}: {exc.strerror or exc}") from exc
+        self._health.start()
+
+    def _camera_metrics(self) -> dict[str, dict[str, int | bool]]:
+        """Per camera for /metrics: its capture buffer's depth and its offline / online alerts."""
+        runner = self._runner
+        if runner is None:
+            return {}
+        out: dict[str, dict[str, int | bool]] = {}
+        for cam, worker in runner.workers.items():
+            out[cam] = {"queue_depth": len(worker.buffer)}
+            if self._offline is not None:
+                out[cam].update(self._offline.counters(cam))
+        return out
+
+    def _check_cameras(self, runner: Runner) -> None:
+        """Camera offline / online alerts from the live cameras' states (``edge.offline``)."""
+        assert self._offline is not None
+        watched = self.cfg.offline_alerts()
+        if watched:
+            self._offline.check({cam: runner.workers[cam].stats() for cam in watched},
+                                {cam: runner.position(cam) for cam in watched})
+
     def _watch(self, runner: Runner, started: float) -> None:
         """The main loop: until the runner ends (or is stopped), pinging the service watchdog on schedule."""
         deadline = None if self.duration_s is None else started + self.duration_s
         interval = self.notifier.watchdog_interval_s
         next_ping = time.monotonic()
         while not runner.wait(0.2 if interval is None else min(0.2, interval)):
+            self._check_cameras(runner)
             now = time.monotonic()
             if interval is not None and now >= next_ping:
                 self.notifier.watchdog()
@@ -287,8 +377,10 @@ class Daemon:
             # last resort: the events go to the log as JSON lines rather than nowhere
             log.critical("outbox %s still refuses %d event(s); they follow as JSON lines",
                          self.cfg.outbox.path, len(self._backlog))
-            for msg, _ in self._backlog:
+            for msg, _, _ in self._backlog:
                 log.critical("unwritten event %s", msg.to_json().decode())
+        if self._store is not None:
+            self._store.close()
         if self._outbox is not None:
             self.summary.outbox_pending = self._outbox.stats().pending if self.cfg.kafka else 0
             self._outbox.close()

@@ -1,27 +1,31 @@
-"""Health and Prometheus metrics over HTTP, bound to localhost by default.
+"""Health and Prometheus metrics, served by the daemon's HTTP app (``edge.web``) beside the console.
 
 ``GET /healthz`` answers JSON (per-camera source state and last error, outbox, publisher) with 200 when every
 camera is streaming or finished and the publisher is not stuck, else 503; ``GET /metrics`` answers the Prometheus
-text format. Labels carry camera ids only, never URLs, and the JSON is redacted as it leaves, so credentials cannot
-leak into a scrape. Bound elsewhere than loopback it warns at start unless a bearer token guards it (``token``:
-then every request without ``Authorization: Bearer <token>`` gets 401). The server runs on its own daemon
-thread (stdlib ``ThreadingHTTPServer``) and reads a snapshot function; it never touches the pipeline's state
-directly.
+text format (prometheus-client: a collector that reads a :class:`Snapshot` at each scrape, the daemon's latency
+and inference histograms, the process's own metrics). Labels carry camera ids only, never URLs, and the JSON is
+redacted as it leaves, so credentials cannot leak into a scrape. Bound elsewhere than loopback it warns at start
+unless a bearer token guards it (``token``: then every request without it gets 401). The server runs on its own
+thread and reads a snapshot function; it never touches the pipeline's state directly.
 """
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import json
 import logging
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from pipeline.redact import redact_text
+
+if TYPE_CHECKING:
+    from edge.web.context import ConsoleContext
 
 log = logging.getLogger(__name__)
 
@@ -44,72 +48,89 @@ class Snapshot:
         return cams_ok and pub_ok
 
 
-# (metric name, type, help, camera counter key)
+# (metric name without _total, type, help, camera counter key)
 _CAMERA_COUNTERS: tuple[tuple[str, str, str, str], ...] = (
-    ("lepton_frames_captured_total", "counter", "Video frames sampled for scoring", "frames"),
-    ("lepton_audio_windows_captured_total", "counter", "Audio windows captured", "audio_windows"),
-    ("lepton_frames_scored_total", "counter", "Video frames scored", "frames_scored"),
-    ("lepton_audio_windows_scored_total", "counter", "Audio windows scored", "windows_scored"),
-    ("lepton_dropped_total", "counter", "Items dropped by a full live buffer", "drops"),
-    ("lepton_reconnects_total", "counter", "Reconnection attempts", "reconnects"),
-    ("lepton_stalls_total", "counter", "Streams declared stalled by the watchdog", "stalls"),
-    ("lepton_decode_errors_total", "counter", "Undecodable packets", "decode_errors"),
-    ("lepton_events_total", "counter", "Event messages decided", "events"),
+    ("lepton_frames_captured", "counter", "Video frames sampled for scoring", "frames"),
+    ("lepton_audio_windows_captured", "counter", "Audio windows captured", "audio_windows"),
+    ("lepton_frames_scored", "counter", "Video frames scored", "frames_scored"),
+    ("lepton_audio_windows_scored", "counter", "Audio windows scored", "windows_scored"),
+    ("lepton_dropped", "counter", "Items dropped by a full live buffer", "drops"),
+    ("lepton_reconnects", "counter", "Reconnection attempts", "reconnects"),
+    ("lepton_stalls", "counter", "Streams declared stalled by the watchdog", "stalls"),
+    ("lepton_decode_errors", "counter", "Undecodable packets", "decode_errors"),
+    ("lepton_events", "counter", "Event messages decided", "events"),
     ("lepton_media_buffer_bytes", "gauge", "Encoded packets held for snapshots and clips", "media_buffer_bytes"),
 )
-# (metric name, help, MediaStats key): counters over all cameras
+# (metric name without _total, help, MediaStats key): counters over all cameras
 _MEDIA_COUNTERS: tuple[tuple[str, str, str], ...] = (
-    ("lepton_media_snapshots_written_total", "Snapshots written (a rewrite after a higher peak counts)",
+    ("lepton_media_snapshots_written", "Snapshots written (a rewrite after a higher peak counts)",
      "snapshots_written"),
-    ("lepton_media_clips_written_total", "Clips written", "clips_written"),
-    ("lepton_media_refused_total", "Events sent without a snapshot or clip: media directory unwritable or queue "
+    ("lepton_media_clips_written", "Clips written", "clips_written"),
+    ("lepton_media_refused", "Events sent without a snapshot or clip: media directory unwritable or queue "
      "full", "refused"),
-    ("lepton_media_write_failures_total", "Snapshot or clip writes that failed (disk full, permissions)",
+    ("lepton_media_write_failures", "Snapshot or clip writes that failed (disk full, permissions)",
      "write_failures"),
-    ("lepton_media_render_failures_total", "Snapshots or clips that could not be made from the buffer",
+    ("lepton_media_render_failures", "Snapshots or clips that could not be made from the buffer",
      "render_failures"),
-    ("lepton_media_deleted_total", "Files deleted by retention", "deleted"),
+    ("lepton_media_deleted", "Files deleted by retention", "deleted"),
 )
 _STATES = ("connecting", "streaming", "stalled", "backoff", "failed", "stopped")
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class SnapshotCollector(Collector):
+    """The counters and states of a :class:`Snapshot`, taken at each scrape (prometheus-client's custom collector:
+    the pipeline keeps its own counters; nothing here runs on its threads)."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        cams = sorted(snap.cameras.items())
+        for name, kind, help_, key in _CAMERA_COUNTERS:
+            family = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, help_, labels=["camera"])
+            for cam, c in cams:
+                if key in c or kind == "counter":
+                    family.add_metric([cam], float(c.get(key, 0) or 0))
+            yield family
+        states = GaugeMetricFamily("lepton_source_state", "1 for the state each camera is in",
+                                   labels=["camera", "state"])
+        for cam, c in cams:
+            for s in _STATES:
+                states.add_metric([cam, s], 1.0 if c.get("state") == s else 0.0)
+        yield states
+        yield GaugeMetricFamily("lepton_outbox_pending", "Events in the outbox not yet acknowledged by Kafka",
+                                value=float(snap.outbox.get("pending", 0)))
+        yield GaugeMetricFamily("lepton_outbox_bytes", "Size of the outbox database and its WAL",
+                                value=float(snap.outbox.get("size_bytes", 0)))
+        if snap.media is not None:
+            for name, help_, key in _MEDIA_COUNTERS:
+                yield CounterMetricFamily(name, help_, value=float(snap.media.get(key, 0)))
+        if snap.publisher is not None:
+            yield CounterMetricFamily("lepton_kafka_sent", "Events acknowledged by Kafka",
+                                      value=float(snap.publisher.get("sent", 0)))
+            yield CounterMetricFamily("lepton_kafka_failed_attempts", "Send attempts that failed (retried)",
+                                      value=float(snap.publisher.get("failed_attempts", 0)))
+            latency = snap.publisher.get("last_ack_latency_s")
+            if latency is not None:
+                yield GaugeMetricFamily("lepton_kafka_last_ack_latency_seconds",
+                                        "Capture to acknowledgement, last event", value=float(latency))
 
 
-def render_metrics(snap: Snapshot) -> str:
-    """The Prometheus text exposition of a snapshot."""
-    out: list[str] = []
+def render_metrics(snap: Snapshot, *extra: Collector) -> str:
+    """The Prometheus text exposition of a snapshot (and of ``extra`` collectors: histograms, the process)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(lambda: snap))
+    for collector in extra:
+        registry.register(collector)
+    return generate_latest(registry).decode()
 
-    def family(name: str, kind: str, help_: str, samples: Iterable[tuple[str, float]]) -> None:
-        out.append(f"# HELP {name} {help_}")
-        out.append(f"# TYPE {name} {kind}")
-        out.extend(f"{name}{labels} {value:g}" for labels, value in samples)
 
-    for name, kind, help_, key in _CAMERA_COUNTERS:
-        family(name, kind, help_, ((f'{{camera="{_label(cam)}"}}', float(c.get(key, 0)))
-                                   for cam, c in sorted(snap.cameras.items())))
-    family("lepton_source_state", "gauge", "1 for the state each camera is in",
-           ((f'{{camera="{_label(cam)}",state="{s}"}}', 1.0 if c.get("state") == s else 0.0)
-            for cam, c in sorted(snap.cameras.items()) for s in _STATES))
-    family("lepton_outbox_pending", "gauge", "Events in the outbox not yet acknowledged by Kafka",
-           [("", float(snap.outbox.get("pending", 0)))])
-    family("lepton_outbox_bytes", "gauge", "Size of the outbox database and its WAL",
-           [("", float(snap.outbox.get("size_bytes", 0)))])
-    if snap.media is not None:
-        for name, help_, key in _MEDIA_COUNTERS:
-            family(name, "counter", help_, [("", float(snap.media.get(key, 0)))])
-    if snap.publisher is not None:
-        family("lepton_kafka_sent_total", "counter", "Events acknowledged by Kafka",
-               [("", float(snap.publisher.get("sent", 0)))])
-        family("lepton_kafka_failed_attempts_total", "counter", "Send attempts that failed (retried)",
-               [("", float(snap.publisher.get("failed_attempts", 0)))])
-        latency = snap.publisher.get("last_ack_latency_s")
-        if latency is not None:
-            family("lepton_kafka_last_ack_latency_seconds", "gauge", "Capture to acknowledgement, last event",
-                   [("", float(latency))])
-    out.append("")
-    return "\n".join(out)
+def health_body(snap: Snapshot) -> tuple[int, bytes]:
+    """``/healthz``: 200 when healthy, else 503; the JSON redacted as it leaves (an error text that carries a URL
+    never carries its credentials)."""
+    body = {"healthy": snap.healthy(), "cameras": snap.cameras, "outbox": snap.outbox, "publisher": snap.publisher}
+    return 200 if snap.healthy() else 503, redact_text(json.dumps(body, default=str)).encode()
 
 
 def is_loopback(host: str) -> bool:
@@ -123,72 +144,32 @@ def is_loopback(host: str) -> bool:
 
 
 class HealthServer:
-    """``token``: when set, every request must carry ``Authorization: Bearer <token>`` (else 401)."""
+    """The daemon's HTTP server: ``/healthz`` and ``/metrics``, and the console when ``console`` is given (see
+    ``edge.web``). ``token``: when set, every request must carry ``Authorization: Bearer <token>`` (or the
+    console's cookie; else 401). Bound beyond loopback without a token it warns, and the console is not served
+    there (403): its pages show people. The socket is bound here (an error is an ``OSError`` now, not later)."""
 
     def __init__(self, snapshot: Callable[[], Snapshot], *, host: str = "127.0.0.1", port: int = 9108,
-                 token: str | None = None) -> None:
-        self._snapshot = snapshot
-        self._token = token
+                 token: str | None = None, console: ConsoleContext | None = None,
+                 collectors: Sequence[Collector] = ()) -> None:
+        from edge.web.app import build_app
+        from edge.web.server import WebServer
+
         if not is_loopback(host) and token is None:
             log.warning("health endpoint %s:%d is reachable from the network without authentication (camera states, "
                         "errors, counters): bind it to 127.0.0.1 or set health.token_file", host, port)
-        handler = self._handler()
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
+        self._app = build_app(console, snapshot=snapshot, collectors=collectors, token=token,
+                              loopback=is_loopback(host))
+        self._server = WebServer(self._app, host=host, port=port, name="health")
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self._server.port
 
     def start(self) -> None:
-        self._thread.start()
-        log.info("health and metrics on http://%s:%d/", *self._server.server_address[:2])
+        self._server.start()
+        log.info("health, metrics and console on http://%s:%d/", self._server.host, self.port)
 
     def stop(self) -> None:
-        if self._thread.is_alive():  # shutdown() waits for serve_forever(), which never ran if never started
-            self._server.shutdown()
-        self._server.server_close()
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        snapshot = self._snapshot
-        expected = f"Bearer {self._token}".encode() if self._token is not None else None
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-                if expected is not None:
-                    given = (self.headers.get("Authorization") or "").encode("utf-8", "replace")
-                    if not hmac.compare_digest(given, expected):
-                        self._send(401, "text/plain", b"bearer token required\n",
-                                   {"WWW-Authenticate": 'Bearer realm="lepton-edge"'})
-                        return
-                try:
-                    snap = snapshot()
-                except Exception:  # noqa: BLE001 - a scrape must never take the daemon down
-                    log.exception("health snapshot failed")
-                    self._send(500, "text/plain", b"snapshot failed\n")
-                    return
-                if self.path.startswith("/metrics"):
-                    self._send(200, "text/plain; version=0.0.4", render_metrics(snap).encode())
-                elif self.path.startswith("/healthz"):
-                    body = {"healthy": snap.healthy(), "cameras": snap.cameras, "outbox": snap.outbox,
-                            "publisher": snap.publisher}
-                    # redacted as it leaves: an error text that carries a URL never carries its credentials
-                    self._send(200 if snap.healthy() else 503, "application/json",
-                               redact_text(json.dumps(body, default=str)).encode())
-                else:
-                    self._send(404, "text/plain", b"try /healthz or /metrics\n")
-
-            def _send(self, code: int, ctype: str, body: bytes, headers: dict[str, str] | None = None) -> None:
-                self.send_response(code)
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
-                log.debug("health: %s", format % args)
-
-        return Handler
+        self._server.stop()
+        self._app.close()

@@ -17,6 +17,9 @@ so none of it needs a lock. Stop order follows the flow: capture stops first, sc
 open events end with ``shutdown``, then the media recorder (when given) writes the snapshots and clips still
 queued.
 
+An observer (``pipeline.live.RunObserver``, optional) sees each scored frame, the video model's per-patch errors
+and every score with the fused score after it: the console's live view and each event's timeline and heat-map.
+
 Snapshots and clips (``pipeline.media``): a camera that keeps them has a packet ring its reader feeds; the scoring
 thread moves the ring's scoring position as it scores, and every event passes through ``MediaRecorder.attach``
 (which only queues work) before ``on_event``.
@@ -38,6 +41,7 @@ from pipeline.aggregator import AggregatorSettings, CameraAggregator
 from pipeline.errors import SourceError
 from pipeline.events import AnomalyEvent, EndReason
 from pipeline.frames import AudioWindow, Modality, Score, StreamEnd, VideoFrame, utc_now
+from pipeline.live import RunObserver
 from pipeline.media import MediaRecorder, PacketRing
 from pipeline.pairing import CameraClock, PairedMicrophone
 from pipeline.scoring_model import ScoringModel
@@ -48,7 +52,7 @@ from pipeline.sources.microphone import MicrophoneReader, MicrophoneSpec
 from pipeline.sources.reader import MediaReader
 from pipeline.sources.spec import SourceSpec
 from pipeline.sources.tie import StreamTie
-from pipeline.stream_scoring import StreamScorer
+from pipeline.stream_scoring import StreamScorer, VideoScores
 from pipeline.tamper import TamperDetector, TamperSettings
 
 log = logging.getLogger(__name__)
@@ -92,6 +96,7 @@ class Runner:
         settings: RunnerSettings | None = None,
         *,
         on_score: Callable[[Score], None] | None = None,
+        observer: RunObserver | None = None,
         media: MediaRecorder | None = None,
         microphones: Sequence[PairedMicrophone] = (),
         microphone_reader: Callable[[MicrophoneSpec], CaptureReader] | None = None,
@@ -102,6 +107,7 @@ class Runner:
         self.model = model
         self.on_event = on_event
         self.on_score = on_score
+        self.observer = observer
         self.stop_event = threading.Event()
         self._ready = threading.Event()
         # one decoder thread per camera once cameras outnumber cores (edge bench: cheaper per frame)
@@ -240,6 +246,11 @@ class Runner:
     def states(self) -> dict[str, SourceState]:
         return {cam: w.state for cam, w in self.workers.items()}
 
+    def position(self, camera_id: str) -> float:
+        """The camera's stream time scored so far (its aggregator's watermark; 0 before its first score)."""
+        mark = self._aggs[camera_id].watermark
+        return mark if mark > -float("inf") else 0.0
+
     # -- scoring thread --------------------------------------------------------------------------------------
     def _score_loop(self) -> None:
         try:
@@ -356,6 +367,8 @@ class Runner:
         if video:
             self._check_tampering(video)
             result = self._scoring.score_video(video)
+            if self.observer is not None:
+                self._observe_frames(video, result)
             for f, score in zip(video, result.video, strict=True):
                 scores.append((arrival[id(f)], score))
                 self.stats[f.camera_id].frames_scored += 1
@@ -372,7 +385,27 @@ class Runner:
         for _, s in scores:
             if self.on_score is not None:
                 self.on_score(s)
-            self._emit(self._aggs[s.camera_id].push(s))
+            agg = self._aggs[s.camera_id]
+            events = agg.push(s)
+            if self.observer is not None:  # before the events it decided: a new event's trace includes it
+                self.observer.score(s, agg.level, agg.watermark)
+            self._emit(events)
+
+    def _observe_frames(self, video: list[VideoFrame], result: VideoScores) -> None:
+        """Each frame to the observer, with the video model's per-patch errors when it ran on the frame and the
+        temporal model's per-cell errors when a window ended there. They come from the model's scorers
+        (``PackageScorer.video.last_maps``: one map per frame not gated, in order; ``.temporal.last_maps``: one
+        per window scored); a model without them (a test's fake) gives frames only."""
+        assert self.observer is not None
+        for f in video:
+            self.observer.frame(f)
+        ran = [f for f, g in zip(video, result.gated, strict=True) if not g]
+        windows = [f for f, _ in result.temporal]
+        for kind, frames in (("video", ran), ("temporal", windows)):
+            maps = getattr(getattr(self.model, kind, None), "last_maps", None)
+            if maps is not None and len(maps) == len(frames):
+                for f, errors in zip(frames, maps, strict=True):
+                    self.observer.patches(f, kind, errors)
 
     def _check_tampering(self, video: list[VideoFrame]) -> None:
         for f in video:
@@ -384,7 +417,10 @@ class Runner:
                           verdict.moved_fraction, verdict.score, label=verdict.reason)
             if verdict.reason is not None:
                 log.debug("camera %s: %s at %.2f s", f.camera_id, verdict.reason, f.pts)
-            self._emit(self._tamper_aggs[f.camera_id].push(score))
+            events = self._tamper_aggs[f.camera_id].push(score)
+            if self.observer is not None:  # its own aggregator: no fused score of the scene's
+                self.observer.score(score, None, score.pts)
+            self._emit(events)
 
     def _stream_end(self, end: StreamEnd) -> None:
         reason = EndReason.STREAM_LOST if end.lost else EndReason.EOF

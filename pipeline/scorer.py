@@ -10,7 +10,8 @@ the runtime computes.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -51,6 +52,18 @@ def _ignored(masks: Masks | None, patch: int, stride: int, height: int, width: i
     return np.stack([masked_cells(tuple(m), patch, stride, height, width, grid) for m in masks])
 
 
+Timer = Callable[[float], None]  # takes the seconds of one engine call (``edge.metrics``: a histogram per graph)
+
+
+def _infer(engine: Engine, timer: Timer | None, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if timer is None:
+        return engine.infer(feeds)
+    started = time.perf_counter()
+    out = engine.infer(feeds)
+    timer(time.perf_counter() - started)
+    return out
+
+
 def _check_engine(engine: Engine, spec: VideoModelSpec | AudioModelSpec | TemporalModelSpec) -> None:
     if spec.input.name not in engine.input_names or spec.output.name not in engine.output_names:
         raise EngineError(
@@ -67,6 +80,9 @@ class VideoScorer:
             raise ModelPackageError(f"model package {package.package_id} has no video model")
         self.spec: VideoModelSpec = package.video
         self.engine = engine
+        # the per-patch errors (B, gh, gw) of the last ``run``, its items' masked cells 0: the console's heat-map
+        self.last_maps: np.ndarray | None = None
+        self.timer: Timer | None = None
         _check_engine(engine, self.spec)
 
     @property
@@ -99,9 +115,14 @@ class VideoScorer:
         if stacks.ndim != 4 or stacks.shape[1:] != expected:
             raise ValueError(f"video stacks must be (B, {', '.join(map(str, expected))}), got {stacks.shape}")
         batch = np.ascontiguousarray(stacks, dtype=np.uint8)
-        out = self.engine.infer({s.input.name: batch})
+        out = _infer(self.engine, self.timer, {s.input.name: batch})
         err = out[s.output.name]
         raw, boxes = worst_cell(err, s.patch, s.patch_stride, s.height, s.width, masks, s.pool_fraction)
+        maps = np.array(err, dtype=np.float32)  # a copy: an engine may reuse its output buffer
+        ignore = _ignored(masks, s.patch, s.patch_stride, s.height, s.width, (err.shape[1], err.shape[2]))
+        if ignore is not None:
+            maps[ignore] = 0.0
+        self.last_maps = maps
         emb = out[s.embedding.name].astype(np.float32, copy=False) if s.embedding is not None else None
         return raw, boxes, emb
 
@@ -124,6 +145,9 @@ class TemporalScorer:
         self.engine = engine
         _check_engine(engine, self.spec)
         self.floor = float(self.spec.calibration.values[0])
+        self.timer: Timer | None = None
+        # per-cell errors (B, eh, ew) of the last ``score``, masked cells and windows without any embedding 0
+        self.last_maps: np.ndarray | None = None
 
     @property
     def window(self) -> int:
@@ -141,10 +165,17 @@ class TemporalScorer:
         raw = np.full(n, self.floor, dtype=np.float32)
         boxes: list[Box | None] = [None] * n
         idx = np.flatnonzero(usable)
+        _, eh, ew = s.embedding_shape
+        self.last_maps = np.zeros((n, eh, ew), dtype=np.float32)
         if len(idx):
-            err = self.engine.infer({s.input.name: np.ascontiguousarray(x[idx])})[s.output.name]
+            err = _infer(self.engine, self.timer, {s.input.name: np.ascontiguousarray(x[idx])})[s.output.name]
             _, eh, ew = err.shape  # cells tile the frame: a cell is a 1x1 "patch" of an eh x ew grid
-            r, b = worst_cell(err, 1, 1, eh, ew, [masks[i] for i in idx.tolist()] if masks else None)
+            part = [masks[i] for i in idx.tolist()] if masks else None
+            r, b = worst_cell(err, 1, 1, eh, ew, part)
+            self.last_maps[idx] = err
+            ignore = _ignored(part, 1, 1, eh, ew, (eh, ew))
+            if ignore is not None:
+                self.last_maps[idx] = np.where(ignore, 0.0, err)
             raw[idx] = r
             for i, box in zip(idx.tolist(), b, strict=True):
                 boxes[i] = box
@@ -221,6 +252,7 @@ class AudioScorer:
         self._log_mel = OverlapLogMel(self._features, self.spec.n_samples, hop)
         self._mean = np.asarray(self.spec.norm_mean, dtype=np.float32)
         self._inv_std = 1.0 / np.asarray(self.spec.norm_std, dtype=np.float32)
+        self.timer: Timer | None = None
         _check_engine(engine, self.spec)
 
     @property
@@ -241,7 +273,7 @@ class AudioScorer:
         if windows.ndim != 2 or windows.shape[1] != self.n_samples:
             raise ValueError(f"audio windows must be (B, {self.n_samples}), got {windows.shape}")
         mel = self.features(windows.astype(np.float32, copy=False))
-        err = self.engine.infer({self.spec.input.name: np.ascontiguousarray(mel, dtype=np.float32)})[
+        err = _infer(self.engine, self.timer, {self.spec.input.name: np.ascontiguousarray(mel, dtype=np.float32)})[
             self.spec.output.name
         ]
         scored = err[:, self.spec.skip_frames :]

@@ -501,6 +501,7 @@ class Actor:
         s = CAM.scale(z)
         u, v = CAM.project(x, z)
         if self.kind == "person":
+            assert self.look is not None
             h, half = self.look.height, 0.32 * self.look.height
         elif self.kind == "bicycle":
             h, half = 1.75, 0.95 * abs(hx) + 0.35
@@ -774,13 +775,17 @@ def draw_vehicle(p: Painter, kind: str, x: float, z: float, hx: float, colour: R
 def draw_actor(p: Painter, a: Actor, t: float) -> None:
     x, z, hx, hz, s = (float(q) for q in a.track.state(t))
     speed = _speed(a.track, t)
+    look = a.look  # (cars and vans have none)
     if a.kind == "person":
+        assert look is not None
         opacity = float(np.clip((BUILDING_Z - z) / 1.2, 0.0, 1.0))  # fades into / out of the door
-        draw_person(p, a.look, x, z, hx, hz, s, speed, a.run_above, opacity)
+        draw_person(p, look, x, z, hx, hz, s, speed, a.run_above, opacity)
     elif a.kind == "bicycle":
-        draw_bicycle(p, a.look, x, z, hx, hz, s, a.colour)
+        assert look is not None
+        draw_bicycle(p, look, x, z, hx, hz, s, a.colour)
     elif a.kind == "scooter":
-        draw_scooter(p, a.look, x, z, hx, hz)
+        assert look is not None
+        draw_scooter(p, look, x, z, hx, hz)
     else:
         draw_vehicle(p, a.kind, x, z, hx, a.colour)
 
@@ -1028,8 +1033,8 @@ def _cell_noise(
 def _joints(
     u: np.ndarray,
     v: np.ndarray,
-    fu: np.ndarray,
-    fv: np.ndarray,
+    fu: np.ndarray | float,
+    fv: np.ndarray | float,
     cu: float,
     cv: float,
     width: float,
@@ -1143,7 +1148,8 @@ def _render_fixed(kind: str, x: float, z: float, rng: np.random.Generator):
             ox, oz, oh = offs[k]
             cu, cv = CAM.project(x + ox, z + oz, hc + oh * 0.8)
             light = 0.8 + 0.22 * (oh / rad) - 0.12 * (oz / rad)  # lit from above, darker at the back
-            col = tuple(float(c) for c in np.clip(base * light * rng.uniform(0.85, 1.15), 0, 255))
+            cr, cg, cb = (float(c) for c in np.clip(base * light * rng.uniform(0.85, 1.15), 0, 255))
+            col = (cr, cg, cb)
             rr = rad * rng.uniform(0.35, 0.55) * CAM.scale(z + oz)
             p.ellipse(float(cu), float(cv), rr, rr * 0.9, col)
     return (bx0, by0, bx1, by1), rgb, alpha
@@ -1898,6 +1904,7 @@ def footsteps(rng: np.random.Generator, n: int, actors: Sequence[Actor]) -> np.n
     for a in actors:
         if a.kind != "person" or a.track.t_end < 0 or a.track.t_start > dur:
             continue
+        assert a.look is not None
         step = a.look.stride
         s_k = np.arange(step * float(rng.uniform(0, 1)), a.track.length, step)
         ts = np.interp(s_k, a.track.s_knots + np.arange(len(a.track.s_knots)) * 1e-9, a.track.t_knots)

@@ -45,7 +45,7 @@ def push_all(
     agg: CameraAggregator, seq, modality: Modality | str = VIDEO
 ) -> list[tuple[float, AnomalyEvent]]:
     """Push (pts, value) pairs; return (pts of the deciding push, message) pairs."""
-    out = []
+    out: list[tuple[float, AnomalyEvent]] = []
     for pts, value in seq:
         out.extend((pts, e) for e in agg.push(score(pts, value, modality)))
     return out

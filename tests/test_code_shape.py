@@ -16,7 +16,7 @@ MAX_FUNCTION_LINES = 80
 MAX_DOCSTRING_LINES = 25
 
 # Above the limits in files their owners are rewriting; each entry goes when its file is split.
-LONG_MODULES = {"alerts/outbox.py", "pipeline/evaluation.py"}
+LONG_MODULES = {"pipeline/evaluation.py"}
 LONG_FUNCTIONS = {"pipeline/evaluation.py:score_media", "pipeline/evaluation.py:evaluate"}
 LONG_DOCSTRINGS = {
     "alerts/schema.py",

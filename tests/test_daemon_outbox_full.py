@@ -40,7 +40,7 @@ def event(n: int) -> AnomalyEvent:
     )
 
 
-def test_events_refused_by_a_full_outbox_are_written_in_order_once_it_has_room():
+def test_events_refused_by_a_full_outbox_are_written_in_order_once_it_has_room() -> None:
     daemon = Daemon(EdgeConfig.model_validate({"cameras": [{"id": "cam1", "url": "x.mkv"}]}))
     outbox = FlakyOutbox()
     daemon._outbox = outbox  # type: ignore[assignment]

@@ -4,6 +4,7 @@ selects."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -79,13 +80,15 @@ def test_scorers_on_both_engines_agree(package: ModelPackage) -> None:
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-4)
     np.testing.assert_allclose(results[0][2], results[1][2], rtol=1e-4)
     assert results[0][1] == results[1][1]
-    for x0, y0, x1, y1 in results[0][1]:
+    for box in results[0][1]:
+        assert box is not None
+        x0, y0, x1, y1 = box
         assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
 
 
 def test_config_is_validated_and_defaults_to_one_thread() -> None:
     engine = create_engine({"type": "onnxruntime"})
-    assert engine.config == OrtEngineConfig(intra_op_num_threads=1)  # type: ignore[attr-defined]
+    assert engine.config == OrtEngineConfig(intra_op_num_threads=1)
     with pytest.raises(ValueError):
         create_engine({"type": "onnxruntime", "threads": 2})
     with pytest.raises(ValueError):
@@ -107,12 +110,12 @@ def test_bad_graph_and_wrong_graph_are_engine_errors(package: ModelPackage, tmp_
 
 def test_torch_engine_config() -> None:
     engine = create_engine({"type": "torch", "device": "cpu", "num_threads": 2})
-    assert engine.config.graph_batch_sizes == [1, 2, 4, 8]  # type: ignore[attr-defined]
+    assert engine.config.graph_batch_sizes == [1, 2, 4, 8]
     with pytest.raises(ValueError):
         create_engine({"type": "torch", "device": "gpu"})
     with pytest.raises(ValueError):
         create_engine({"type": "torch", "graph_batch_sizes": [0]})
-    assert create_engine({"type": "torch", "graph_batch_sizes": [8, 1, 4, 4]}).graph_batch_sizes == [1, 4, 8]  # type: ignore[attr-defined]
+    assert create_engine({"type": "torch", "graph_batch_sizes": [8, 1, 4, 4]}).graph_batch_sizes == [1, 4, 8]
 
 
 def test_torch_fp16_or_cuda_without_a_gpu_is_a_clear_error(package: ModelPackage) -> None:
@@ -150,7 +153,9 @@ def test_fp32_on_cuda_turns_tf32_off_and_restores_the_process_setting() -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
 @pytest.mark.parametrize("modality", ["video", "audio", "temporal"])
-def test_cuda_graphs_fp16_match_eager_and_onnxruntime(package: ModelPackage, modality: str) -> None:
+def test_cuda_graphs_fp16_match_eager_and_onnxruntime(
+    package: ModelPackage, modality: Literal["video", "audio", "temporal"]
+) -> None:
     rng = np.random.default_rng(7)
     ref = create_engine({"type": "onnxruntime"})
     ref.load(package.graph_path(modality))

@@ -197,7 +197,7 @@ def wire_values(draw: st.DrawFn) -> bytes | None:
                 base.pop(field, None)
         return json.dumps(base).encode()
     if kind == "version":
-        base["schema_version"] = draw(st.sampled_from(["1.3", "2.0", "0.9", "1.2.1", "x", "10.0", ""]))
+        base["schema_version"] = draw(st.sampled_from(["1.4", "2.0", "0.9", "1.2.1", "x", "10.0", ""]))
         return json.dumps(base).encode()
     if kind == "bytes":
         return draw(st.binary(max_size=200))

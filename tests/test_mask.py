@@ -12,9 +12,10 @@ from edge.config import CameraConfig
 from pipeline.frames import VideoFrame
 from pipeline.models.package import ModelPackage
 from pipeline.runner import Runner, RunnerSettings
-from pipeline.scorer import masked_cells, worst_cell
+from pipeline.scorer import Box, Masks, masked_cells, worst_cell
 from pipeline.scoring_model import PackageScorer
 from pipeline.sources import SourceSpec, read_media
+from pipeline.sources.spec import Region
 
 
 def test_worst_cell_leaves_masked_cells_out() -> None:
@@ -90,20 +91,40 @@ def test_the_default_model_does_not_score_a_masked_trespasser() -> None:
 
 
 class RecordingModel:
-    """Scores nothing; remembers which masks came with each camera's stacks."""
+    """Scores nothing; remembers which masks came with each camera's stacks (a video-only ``ScoringModel``)."""
 
-    width, height, fps, context = 64, 36, 5.0, 2
-    audio_window_s, audio_hop_s, sample_rate = 1.0, 0.5, 16000
-    has_video, has_audio = True, False
-    temporal_window, temporal_every, last_embeddings, last_gated = 0, 1, None, np.zeros(0, dtype=bool)
+    width: int = 64
+    height: int = 36
+    fps: float = 5.0
+    context: int = 2
+    audio_window_s: float = 1.0
+    audio_hop_s: float = 0.5
+    sample_rate: int = 16000
+    has_video: bool = True
+    has_audio: bool = False
+    temporal_window: int = 0
+    temporal_every: int = 1
+    last_embeddings: np.ndarray | None = None
 
     def __init__(self) -> None:
-        self.masks: list[tuple] = []
+        self.masks: list[tuple[Region, ...]] = []
+        self.last_gated = np.zeros(0, dtype=bool)
 
-    def score_video(self, stacks, masks=None):
+    def score_video(
+        self, stacks: np.ndarray, masks: Masks | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
+        assert masks is not None
         self.masks.extend(masks)
         n = len(stacks)
         return np.zeros(n), np.zeros(n), [None] * n
+
+    def score_temporal(
+        self, windows: np.ndarray, masks: Masks | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[Box | None]]:
+        raise AssertionError("no temporal model")
+
+    def score_audio(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise AssertionError("no audio model")
 
 
 def test_the_runner_passes_each_camera_its_own_mask(tmp_path) -> None:

@@ -70,6 +70,7 @@ def decode_rgb(path) -> np.ndarray:
 def source_frame(pts: float) -> np.ndarray:
     with av.open(str(CLIP)) as c:
         for f in c.decode(video=0):
+            assert f.pts is not None and f.time_base is not None
             if f.pts * f.time_base >= pts - 1e-3:
                 return f.to_ndarray(format="rgb24")
     raise AssertionError(f"no frame at {pts}")

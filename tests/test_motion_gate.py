@@ -49,6 +49,8 @@ def test_still_stacks_are_gated_and_a_small_mover_is_not() -> None:
 
 def test_gated_stacks_score_the_floor_and_the_rest_as_without_gate() -> None:
     package = PACKAGE
+    assert package.video is not None
+    calibration = package.video.calibration
     gated = PackageScorer(package)
     ungated = PackageScorer(package, motion_threshold=0)
     rng = np.random.default_rng(1)
@@ -56,7 +58,7 @@ def test_gated_stacks_score_the_floor_and_the_rest_as_without_gate() -> None:
     batch = np.concatenate([quiet, with_mover(still(2, rng))])
     raw, cal, boxes = gated.score_video(batch)
     raw0, cal0, boxes0 = ungated.score_video(batch)
-    floor = float(package.video.calibration.values[0])  # type: ignore[union-attr]
+    floor = float(calibration.values[0])
     np.testing.assert_array_equal(raw[:3], np.float32(floor))
     np.testing.assert_array_equal(cal[:3], 0.0)
     assert boxes[:3] == [None, None, None]
@@ -65,7 +67,7 @@ def test_gated_stacks_score_the_floor_and_the_rest_as_without_gate() -> None:
     assert boxes[3:] == boxes0[3:]
     assert (gated.frames_scored, gated.frames_gated) == (5, 3)
     assert gated.last_gated.tolist() == [True, True, True, False, False]
-    assert float(package.video.calibration.calibrate(np.float32(floor))) == 0.0  # type: ignore[union-attr]
+    assert float(calibration.calibrate(np.array(floor, dtype=np.float32))) == 0.0
     # all still: no inference at all, scores still defined
     raw, cal, _ = gated.score_video(quiet)
     assert np.isfinite(raw).all() and (cal == 0).all() and gated.frames_gated == 6

@@ -13,7 +13,8 @@ import pytest
 from conftest import DEFAULT_MODEL, ROOT, SAMPLES
 from support.alert_messages import lifecycle
 
-from alerts.outbox import Outbox, open_checked, salvage
+from alerts.outbox import Outbox
+from alerts.salvage import open_checked, salvage
 
 PAGE = 4096
 

@@ -245,13 +245,16 @@ def test_the_daemon_reports_the_microphone_as_its_own_source_and_delivers_its_au
 # -- the child process -----------------------------------------------------------------------------------
 def _child(site: Path, out: Path) -> None:
     from edge.config import load_config
+    from pipeline.events import AnomalyEvent
+    from pipeline.frames import Score
     from pipeline.models.package import ModelPackage
     from pipeline.runner import Runner, RunnerSettings
     from pipeline.scoring_model import PackageScorer
 
     cfg = load_config(site)
     scorer = PackageScorer(ModelPackage.load(cfg.model), cfg.engine)
-    events, scores = [], []
+    events: list[AnomalyEvent] = []
+    scores: list[Score] = []
     settings = RunnerSettings(aggregator=cfg.events, tamper=cfg.tampering)
     runner = Runner(cfg.source_specs(), scorer, events.append, settings, on_score=scores.append,
                     microphones=cfg.microphones())

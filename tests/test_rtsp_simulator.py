@@ -84,9 +84,9 @@ def write_clip(path: Path, *, video: bool = True, audio: bool = True, seconds: f
             wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
             for start in range(0, samples, 1024):
                 chunk = wave[None, start : start + 1024]
-                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-                frame.sample_rate, frame.pts = AUDIO_RATE, start
-                container.mux(astream.encode(frame))
+                aframe = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+                aframe.sample_rate, aframe.pts = AUDIO_RATE, start
+                container.mux(astream.encode(aframe))
             container.mux(astream.encode(None))
     return path
 
@@ -119,7 +119,7 @@ class Received:
 
 def frame_index(frame: av.VideoFrame) -> int:
     plane = frame.planes[0]
-    rows = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)
+    rows = np.frombuffer(bytes(plane), np.uint8).reshape(frame.height, plane.line_size)
     luma = rows[: frame.height // 2, : frame.width]
     return round((float(luma.mean()) - 16) / 2)
 
@@ -141,8 +141,9 @@ def receive(url: str, seconds: float, got: Received | None = None) -> Received:
                             continue
                         got.video.append((float(frame.time), now))
                         got.video_index.append(frame_index(frame))
-                    elif frame.pts is not None:
-                        got.audio.append((float(frame.time), now))
+                    elif isinstance(frame, av.AudioFrame) and frame.pts is not None:
+                        assert frame.time is not None
+                        got.audio.append((frame.time, now))
                 if time.monotonic() - start >= seconds:
                     return got
             got.ended_at = time.monotonic()

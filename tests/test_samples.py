@@ -73,6 +73,7 @@ def test_clip_decodes_and_matches_its_json(name: str) -> None:
                         keyframes.append(len(video_pts))
                     video_pts.append(float(frame.time))
                 else:
+                    assert isinstance(frame, av.AudioFrame) and frame.time is not None
                     first_audio = float(frame.time) if first_audio is None else first_audio
                     audio_samples += frame.samples
 

@@ -46,7 +46,7 @@ def test_from_anomaly_maps_every_field() -> None:
     ev = anomaly("ev-1", 3, "cam-9", end=True)
     decided = datetime(2026, 5, 1, 14, 0, 5, tzinfo=timezone(timedelta(hours=2)))
     msg = EventMessage.from_anomaly(ev, site="lobby", model=MODEL, decided_at=decided)
-    assert msg.schema_version == SCHEMA_VERSION == "1.2"
+    assert msg.schema_version == SCHEMA_VERSION == "1.3"
     assert (msg.event_id, msg.seq, msg.type, msg.camera_id, msg.site) == ("ev-1", 3, "end", "cam-9", "lobby")
     assert (msg.start_time, msg.end_time) == (ev.start_time, ev.end_time)
     assert (msg.start_pts, msg.end_pts) == (10.0, 30.0)
@@ -192,7 +192,7 @@ def test_a_label_is_on_the_wire_and_a_version_1_1_message_is_still_read() -> Non
     msg = EventMessage.from_anomaly(replace(anomaly("ev-3", 0), label="covered"), site="s", model=MODEL,
                                     decided_at=T0)
     wire = json.loads(msg.to_json())
-    assert (wire["schema_version"], wire["label"]) == ("1.2", "covered")
+    assert (wire["schema_version"], wire["label"]) == ("1.3", "covered")
     end = msg.ended(reason="quiet", end_time=T0 + timedelta(seconds=5), end_pts=9.0, decided_at=T0)
     assert end.label == "covered"
     validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))

@@ -19,6 +19,7 @@ from fixtures.scene import scene_audio, scene_frames
 from edge import models_cli
 from pipeline.aggregator import DEFAULT_DISCOUNT, AggregatorSettings
 from pipeline.evaluation import CSV_HEADER, MediaScores, aggregate, score_media
+from pipeline.frames import Score
 from pipeline.models.package import ModelPackage
 from pipeline.scoring_model import PackageScorer
 
@@ -282,7 +283,7 @@ def test_edge_score_scores_what_the_daemon_scores(tmp_path: Path) -> None:
     scorer = PackageScorer(ModelPackage.load(DEFAULT_MODEL))
     try:
         offline = score_media(str(clip), scorer)
-        scores = []
+        scores: list[Score] = []
         runner = Runner([SourceSpec("cam", str(clip))], scorer, lambda e: None, RunnerSettings(max_batch=3),
                         on_score=scores.append)
         assert runner.open_sources() == {}

@@ -5,6 +5,7 @@ the calibration widens by the generalisation margin and never learns from footag
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -132,3 +133,51 @@ def test_relative_temporal_model_ignores_how_a_recording_looks(relative: bool) -
     with torch.no_grad():
         same = torch.allclose(model(emb), model(shifted), atol=1e-5)
     assert same is relative
+
+
+def _inputs(n: int, seconds: float = 5.0, seed: int = 0) -> list[Any]:
+    from pipeline.models.package import SourceInfo
+    from pipeline.models.train import SAMPLE_RATE, NormalInput
+
+    rng = np.random.default_rng(seed)
+    return [NormalInput(SourceInfo(name=f"in{k}.wav", sha256="0" * 64, duration_s=seconds),
+                        np.zeros((0, 1, 1), np.uint8),
+                        (0.05 * rng.standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32))
+            for k in range(n)]
+
+
+def test_many_inputs_hold_out_whole_ones_and_few_their_tails() -> None:
+    """Eight inputs or more: one in five is kept whole for the calibration (footage the model never saw, so no
+    margin is measured against the trained-on part) and the others are learnt from whole; fewer: each input's
+    tail, with the margin."""
+    from pipeline.models.calibrate import heldout_seconds, margin_from
+    from pipeline.models.recipe import HOLDOUT, split_roles
+    from pipeline.models.train_audio import _split_audio
+
+    many = split_roles(_inputs(10))
+    assert [x.role for x in many] == ["train", "train", "heldout", "train", "train"] * 2
+    for x in many:
+        seen, held = _split_audio(x)
+        assert (len(seen), len(held)) == ((0, len(x.audio)) if x.role == "heldout" else (len(x.audio), 0))
+    assert heldout_seconds([], many) == {"audio": 10.0}  # the two held-out inputs, whole
+
+    def seen_fn(n: int) -> Any:
+        return iter(())
+
+    assert margin_from(many, seen_fn) is None
+    few = split_roles(_inputs(7))
+    assert {x.role for x in few} == {"tail"}
+    assert heldout_seconds([], few) == {"audio": pytest.approx(7 * 5.0 * HOLDOUT)}
+    assert margin_from(few, seen_fn) is seen_fn
+
+
+def test_training_on_many_inputs_calibrates_on_whole_held_out_ones(tmp_path: Path) -> None:
+    from pipeline.models.package import ModelPackage
+    from pipeline.models.train import train_from_inputs
+
+    report = train_from_inputs(_inputs(8, seconds=4.5), tmp_path / "m", minutes=0.02, progress=False, video=False,
+                               threads=1)
+    assert report["heldout"] == {"audio": "whole inputs: in2.wav, in7.wav"}  # one in five, from the 3rd
+    assert report["heldout_s"] == {"audio": 9.0}
+    assert report["audio"]["calibration"]["margin"] == 1.0
+    assert [s.name for s in ModelPackage.load(tmp_path / "m").trained_on.sources] == [f"in{k}.wav" for k in range(8)]

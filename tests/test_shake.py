@@ -3,9 +3,14 @@ and the temporal model's global term."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-torch = pytest.importorskip("torch")
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = pytest.importorskip("torch")
 
 import torch.nn.functional as F  # noqa: E402
 

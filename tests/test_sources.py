@@ -119,7 +119,7 @@ def test_rtsp_nothing_listening_fails_fast_without_credentials(unused_tcp_port):
     assert "s3cret" not in str(err.value) and "***@" in str(err.value)
 
 
-def test_drop_oldest_buffer_counts_drops_and_keeps_stream_end():
+def test_drop_oldest_buffer_counts_drops_and_keeps_stream_end() -> None:
     ready, stop = threading.Event(), threading.Event()
     buf = BoundedBuffer(3, BufferPolicy.DROP_OLDEST, ready)
     end = StreamEnd("c", 0.0, 0, None, lost=True)  # type: ignore[arg-type]
@@ -130,7 +130,7 @@ def test_drop_oldest_buffer_counts_drops_and_keeps_stream_end():
     assert [buf.get_nowait() for _ in range(3)] == [end, 3, 4]
 
 
-def test_wait_buffer_blocks_until_stopped():
+def test_wait_buffer_blocks_until_stopped() -> None:
     ready, stop = threading.Event(), threading.Event()
     buf = BoundedBuffer(1, BufferPolicy.WAIT, ready)
     assert buf.put(1, stop)  # type: ignore[arg-type]

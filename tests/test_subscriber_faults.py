@@ -115,7 +115,7 @@ def subscribe(values: list[bytes | None], clock: FakeClock | None = None, **kw: 
     return sub, made[0]
 
 
-def future(version: str = "1.3") -> bytes:
+def future(version: str = "1.4") -> bytes:
     data = json.loads(message("ev-9").to_json())
     data.update(schema_version=version, colour="new field")
     return json.dumps(data).encode()
@@ -143,9 +143,9 @@ def test_poison_goes_to_the_dead_letter_with_its_reason_and_bytes(tmp_path: Path
 
 def test_a_newer_schema_stops_the_consumer_loudly_and_uncommitted_by_default() -> None:
     good = message("ev-1")
-    sub, consumer = subscribe([good.to_json(), future("1.3"), message("ev-2").to_json()])
+    sub, consumer = subscribe([good.to_json(), future("1.4"), message("ev-2").to_json()])
     got = []
-    with pytest.raises(FutureSchemaError, match=r"offset 1: schema_version 1.3 is newer than this consumer reads"):
+    with pytest.raises(FutureSchemaError, match=r"offset 1: schema_version 1.4 is newer than this consumer reads"):
         for msg in sub.messages(idle_timeout_s=0):
             got.append(msg)
     assert got == [good] and consumer.committed == 1  # the new-schema message is read again after an upgrade

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import SAMPLES
 
+from pipeline.frames import VideoFrame
 from pipeline.sources import read_media
 from pipeline.tamper import TAMPERED, TamperDetector, TamperSettings
 
@@ -13,7 +14,8 @@ FPS = 5.0
 
 
 def frames(clip: str) -> list[tuple[float, np.ndarray]]:
-    return [(f.pts, f.luma) for f in read_media(str(SAMPLES / clip), width=256, height=144, fps=FPS, audio=False)]
+    frames = read_media(str(SAMPLES / clip), width=256, height=144, fps=FPS, audio=False)
+    return [(f.pts, f.luma) for f in frames if isinstance(f, VideoFrame)]  # (video only)
 
 
 @pytest.fixture(scope="module")

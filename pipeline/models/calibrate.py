@@ -20,7 +20,7 @@ from pipeline.models.package import (
     TrainedOn,
     VideoModelSpec,
 )
-from pipeline.models.recipe import FPS, HOLDOUT, SAMPLE_RATE
+from pipeline.models.recipe import FPS, HOLDOUT, SAMPLE_RATE, heldout_start, whole_inputs_held
 from pipeline.models.train_audio import _split_audio, heldout_audio, seen_audio
 from pipeline.scorer import AudioScorer
 
@@ -35,9 +35,18 @@ FEW_HELDOUT_S = 30.0
 
 def heldout_seconds(video: Sequence[NormalInput], audio: Sequence[NormalInput]) -> dict[str, float]:
     """Seconds of normal footage held out to calibrate on, per kind that will be trained (video, audio)."""
-    held = {"video": HOLDOUT * sum(len(x.frames) / (FPS * x.step) for x in video),
-            "audio": HOLDOUT * sum(len(x.audio) for x in audio) / SAMPLE_RATE}
+    held = {"video": sum((len(x.frames) - heldout_start(x, len(x.frames))) / (FPS * x.step) for x in video),
+            "audio": sum(len(x.audio) - heldout_start(x, len(x.audio)) for x in audio) / SAMPLE_RATE}
     return {kind: round(s, 1) for kind, s in held.items() if s > 0}
+
+
+def margin_from(
+    inputs: Sequence[NormalInput], seen: Callable[[int], Iterator[np.ndarray]]
+) -> Callable[[int], Iterator[np.ndarray]] | None:
+    """What ``_calibrate`` measures the generalisation margin with: the trained-on part (``seen``) when the held-out
+    part is each input's tail; nothing when whole inputs are held out, which are already footage the model has not
+    seen (their scores need no widening)."""
+    return None if whole_inputs_held(inputs) else seen
 
 
 def _placeholder_calibration() -> Calibration:
@@ -103,11 +112,11 @@ def calibrate_audio(spec: AudioModelSpec, graph: Path, inputs: Sequence[NormalIn
         scorer = AudioScorer(_scratch_package(None, spec), engine)
         # a finer hop than the runtime's: more (overlapping) windows for the tail fit, same per-window
         # computation; finer still for short inputs, so that there are enough windows to fit at all
-        held = min(len(_split_audio(x)[1]) for x in inputs)
+        held = min(len(h) for h in (_split_audio(x)[1] for x in inputs) if len(h))
         finer = round(spec.hop_s * spec.sample_rate / 4)
         hop = max(spec.features.hop_length, min(finer, (held - spec.n_samples) // 40))
         cal, report["calibration"] = _calibrate(scorer.score, heldout_audio(inputs, spec.n_samples, hop),
-                                                lambda n: seen_audio(inputs, spec.n_samples, n))
+                                                margin_from(inputs, lambda n: seen_audio(inputs, spec.n_samples, n)))
     finally:
         engine.close()
     return spec.model_copy(update={"calibration": cal})

@@ -60,6 +60,9 @@ class NormalInput:
     frames: np.ndarray  # uint8 (N, HEIGHT, WIDTH) at FPS * OVERSAMPLE, or slower (see step)
     audio: np.ndarray  # float32 (M,) at SAMPLE_RATE
     step: int = OVERSAMPLE  # decoded frames per model period (1 / FPS)
+    # what training does with it (pipeline.models.recipe.split_roles): "tail" learns from all before the gap and
+    # holds out its last HOLDOUT; "train" learns from all of it; "heldout" is kept whole for the calibration
+    role: str = "tail"
 
 
 def source_sha256(path: str) -> str:

@@ -23,7 +23,13 @@ from pipeline.engines.cache import file_sha256
 from pipeline.engines.ort import OrtEngine
 from pipeline.features import LogMelConfig
 from pipeline.models.audio import AudioPredictor
-from pipeline.models.calibrate import _calibrate, _placeholder_calibration, _scratch_package, calibrate_audio
+from pipeline.models.calibrate import (
+    _calibrate,
+    _placeholder_calibration,
+    _scratch_package,
+    calibrate_audio,
+    margin_from,
+)
 from pipeline.models.export import OPSET, export_onnx
 from pipeline.models.footage import NormalInput
 from pipeline.models.package import (
@@ -130,7 +136,7 @@ def _export_video(
     engine.load(graph)
     scorer = VideoScorer(_scratch_package(spec, None), engine)
     cal, report["calibration"] = _calibrate(lambda b: scorer.score(b)[0], heldout_video(inputs),
-                                            lambda n: seen_video(inputs, n))
+                                            margin_from(inputs, lambda n: seen_video(inputs, n)))
     engine.close()
     timings["calibrate_video"] = round(time.monotonic() - t, 1)
     return spec.model_copy(update={"calibration": cal})
@@ -172,7 +178,7 @@ def _export_temporal(
     engine.load(graph)
     scorer = TemporalScorer(_scratch_package(video, None, spec), engine)
     cal, report["calibration"] = _calibrate(lambda b: scorer.score(b)[0], heldout_temporal(inputs, embeddings),
-                                            lambda n: seen_temporal(inputs, embeddings, n))
+                                            margin_from(inputs, lambda n: seen_temporal(inputs, embeddings, n)))
     engine.close()
     timings["calibrate_temporal"] = round(time.monotonic() - t, 1)
     return spec.model_copy(update={"calibration": cal})

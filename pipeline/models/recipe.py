@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +61,36 @@ TEMPORAL_SCORE_EVERY = 2
 def trained_part(n: int) -> int:
     """How many of an input's ``n`` items (frames, samples) training learns from: all before the gap."""
     return int(n * (1 - HOLDOUT - GAP))
+
+
+# With this many inputs of a kind or more, the calibration holds out whole inputs (every HOLDOUT_EVERY-th, from the
+# middle one of each run) instead of each input's tail: other recordings (or blocks of a long one) are what new
+# footage looks like, where the tail of a recording shows the same people and sounds as the part trained on.
+WHOLE_INPUTS_MIN, HOLDOUT_EVERY = 8, 5
+
+
+def split_roles(inputs: Sequence[Any]) -> list[Any]:
+    """``inputs`` (NormalInput) with their ``role`` set for one model: with ``WHOLE_INPUTS_MIN`` or more, one in
+    ``HOLDOUT_EVERY`` held out whole and the others trained on whole; else each split at its tail."""
+    if len(inputs) < WHOLE_INPUTS_MIN:
+        return [replace(x, role="tail") for x in inputs]
+    mid = HOLDOUT_EVERY // 2
+    return [replace(x, role="heldout" if i % HOLDOUT_EVERY == mid else "train") for i, x in enumerate(inputs)]
+
+
+def whole_inputs_held(inputs: Sequence[Any]) -> bool:
+    """Whether ``inputs`` (after ``split_roles``) hold out whole inputs rather than tails."""
+    return any(x.role == "heldout" for x in inputs)
+
+
+def train_end(x: Any, n: int) -> int:
+    """How many of input ``x``'s first ``n`` items (frames, samples, embeddings) training learns from."""
+    return 0 if x.role == "heldout" else n if x.role == "train" else trained_part(n)
+
+
+def heldout_start(x: Any, n: int) -> int:
+    """Where the held-out part of input ``x``'s ``n`` items starts (``n``: none held out)."""
+    return 0 if x.role == "heldout" else n if x.role == "train" else int(n * (1 - HOLDOUT))
 
 
 def _lr_at(frac: float, base: float) -> float:

@@ -57,7 +57,10 @@ from pipeline.models.recipe import (
     TEMPORAL_WINDOW,
     WIDTH,
     WINDOW_S,
+    heldout_start,
+    split_roles,
     trained_part,
+    whole_inputs_held,
 )
 from pipeline.models.train_audio import train_audio
 from pipeline.models.train_temporal import _window_indices, train_temporal
@@ -190,13 +193,15 @@ def train_from_inputs(
     v_inputs, a_inputs = _usable_inputs(inputs, video=video, audio=audio)
     do_video, do_audio = bool(v_inputs), bool(a_inputs)
     report["heldout_s"] = held = heldout_seconds(v_inputs, a_inputs)
+    report["heldout"] = {kind: ("whole inputs: " + ", ".join(x.source.name for x in xs if x.role == "heldout")
+                                if whole_inputs_held(xs) else f"the last {100 * HOLDOUT:.0f} % of each input")
+                         for kind, xs in (("video", v_inputs), ("audio", a_inputs)) if xs}
     few = {kind: s for kind, s in held.items() if s < FEW_HELDOUT_S}
     if few:
-        log.warning("calibrating on %s of held-out normal footage (the last %.0f%% of each input): a calibrated 3 "
-                    "(1 in 1000 normal frames) is extrapolated from few scores, and normal footage reaches it more "
-                    "often; give %.1f min or more of footage",
-                    " and ".join(f"{s:.0f} s of {k}" for k, s in few.items()), 100 * HOLDOUT,
-                    FEW_HELDOUT_S / HOLDOUT / 60)
+        log.warning("calibrating on %s of held-out normal footage (%s): a calibrated 3 (1 in 1000 normal frames) "
+                    "is extrapolated from few scores, and normal footage reaches it more often; give %.1f min or more "
+                    "of footage", " and ".join(f"{s:.0f} s of {k}" for k, s in few.items()),
+                    "; ".join(report["heldout"][k] for k in few), FEW_HELDOUT_S / HOLDOUT / 60)
     report["inputs"] = {  # an input kept in pieces (see FootagePlan) is named once
         "video": list(dict.fromkeys(x.source.name for x in v_inputs)),
         "audio": list(dict.fromkeys(x.source.name for x in a_inputs)),
@@ -244,7 +249,9 @@ def _usable_inputs(
         if wanted and short:
             log.warning("%s of %s too short to learn from (needs %.0f s)", kind, ", ".join(short),
                         (CONTEXT / FPS + 0.2) / HOLDOUT if kind == "video" else WINDOW_S / HOLDOUT)
-    held_stacks = sum(len(_stack_indices(len(x.frames), int(len(x.frames) * (1 - HOLDOUT)), len(x.frames), x.step))
+    # many inputs: whole ones held out for the calibration; few: each one's tail (recipe.split_roles)
+    v_inputs, a_inputs = split_roles(v_inputs), split_roles(a_inputs)
+    held_stacks = sum(len(_stack_indices(len(x.frames), heldout_start(x, len(x.frames)), len(x.frames), x.step))
                       for x in v_inputs)
     if v_inputs and held_stacks < MIN_CALIBRATION:
         log.warning("not training a video model: the held-out %.0f%% of the video gives %d sequences to calibrate "
@@ -268,7 +275,7 @@ def _video_models(
     its embeddings within its share (unless off, or the held-out video is too short to calibrate it)."""
     timings = report["timings_s"]
     t = time.monotonic()
-    held_windows = sum(len(_window_indices(len(x.frames), int(len(x.frames) * (1 - HOLDOUT)), len(x.frames),
+    held_windows = sum(len(_window_indices(len(x.frames), heldout_start(x, len(x.frames)), len(x.frames),
                                            x.step)) for x in inputs)
     if temporal and held_windows < MIN_CALIBRATION:
         log.warning("not training a temporal model: the held-out video gives %d windows of %.0f s to "

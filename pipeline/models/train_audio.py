@@ -17,12 +17,12 @@ from tqdm import tqdm
 from pipeline.features import LogMelConfig, log_mel
 from pipeline.models.audio import AudioPredictor
 from pipeline.models.footage import NormalInput
-from pipeline.models.recipe import AUDIO_HEAD, HOLDOUT, SAMPLE_RATE, WARMUP_FRAMES, _lr_at, trained_part
+from pipeline.models.recipe import AUDIO_HEAD, SAMPLE_RATE, WARMUP_FRAMES, _lr_at, heldout_start, train_end
 
 
 def _split_audio(x: NormalInput) -> tuple[np.ndarray, np.ndarray]:
     """The audio trained on and the held-out audio of an input (the gap between them in neither)."""
-    return x.audio[: trained_part(len(x.audio))], x.audio[int(len(x.audio) * (1 - HOLDOUT)) :]
+    return x.audio[: train_end(x, len(x.audio))], x.audio[heldout_start(x, len(x.audio)) :]
 
 
 def train_audio(

@@ -16,7 +16,6 @@ from tqdm import tqdm
 from pipeline.models.footage import NormalInput
 from pipeline.models.recipe import (
     CONTEXT,
-    HOLDOUT,
     TEMPORAL_COPY_WEIGHT,
     TEMPORAL_GLOBAL_WEIGHT,
     TEMPORAL_RELATIVE,
@@ -26,7 +25,8 @@ from pipeline.models.recipe import (
     _lr_at,
     _progress,
     _spread,
-    trained_part,
+    heldout_start,
+    train_end,
 )
 from pipeline.models.temporal import TemporalPredictor
 
@@ -60,7 +60,7 @@ def train_temporal(
     rng = np.random.default_rng(seed + 2)
     torch.manual_seed(seed + 2)
     train_idx = [
-        _window_indices(len(x.frames), 0, trained_part(len(x.frames)), x.step) for x in inputs
+        _window_indices(len(x.frames), 0, train_end(x, len(x.frames)), x.step) for x in inputs
     ]
     pool = [(i, j) for i, idx in enumerate(train_idx) for j in idx.tolist()]
     if len(pool) < batch:
@@ -69,8 +69,8 @@ def train_temporal(
     model = TemporalPredictor(c, eh, ew, hidden=32, window=TEMPORAL_WINDOW, score_steps=TEMPORAL_SCORE_STEPS,
                               copy_weight=TEMPORAL_COPY_WEIGHT, global_weight=TEMPORAL_GLOBAL_WEIGHT,
                               relative=TEMPORAL_RELATIVE)
-    used = np.concatenate([e[CONTEXT * x.step : trained_part(len(e))] for e, x in zip(embeddings, inputs,
-                                                                                            strict=True)])
+    used = np.concatenate([e[CONTEXT * x.step : train_end(x, len(e))] for e, x in zip(embeddings, inputs,
+                                                                                           strict=True)])
     model.mean.copy_(torch.from_numpy(used.mean(axis=(0, 2, 3))).view(1, 1, c, 1, 1))
     model.std.copy_(torch.from_numpy(np.maximum(used.std(axis=(0, 2, 3)), 1e-4)).view(1, 1, c, 1, 1))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -128,14 +128,14 @@ def train_temporal(
 def heldout_temporal(inputs: Sequence[NormalInput], embeddings: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
     for x, emb in zip(inputs, embeddings, strict=True):
         n = len(x.frames)
-        idx = _window_indices(n, int(n * (1 - HOLDOUT)), n, x.step)
+        idx = _window_indices(n, heldout_start(x, n), n, x.step)
         for k in range(0, len(idx), 64):
             yield _windows(emb, idx[k : k + 64], x.step)
 
 
 def seen_temporal(inputs: Sequence[NormalInput], embeddings: Sequence[np.ndarray], n: int) -> Iterator[np.ndarray]:
     """Batches of about ``n`` windows spread evenly over the part of ``inputs`` the model trained on."""
-    idx = [_window_indices(len(x.frames), 0, trained_part(len(x.frames)), x.step) for x in inputs]
+    idx = [_window_indices(len(x.frames), 0, train_end(x, len(x.frames)), x.step) for x in inputs]
     for x, emb, i in zip(inputs, embeddings, _spread(idx, n), strict=True):
         for b in _in_batches(i):
             yield _windows(emb, b, x.step)

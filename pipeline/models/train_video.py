@@ -20,7 +20,6 @@ from pipeline.models.recipe import (
     COPY_WEIGHT,
     DECODER,
     HEIGHT,
-    HOLDOUT,
     OVERSAMPLE,
     PATCH,
     PATCH_STRIDE,
@@ -31,7 +30,8 @@ from pipeline.models.recipe import (
     _lr_at,
     _progress,
     _spread,
-    trained_part,
+    heldout_start,
+    train_end,
 )
 from pipeline.models.video import VideoPredictor
 
@@ -77,9 +77,7 @@ def train_video(
     torch.manual_seed(seed)
     frames = [x.frames for x in inputs]
     steps_of = [x.step for x in inputs]
-    train_idx = [
-        _stack_indices(len(f), 0, trained_part(len(f)), st) for f, st in zip(frames, steps_of, strict=True)
-    ]
+    train_idx = [_stack_indices(len(x.frames), 0, train_end(x, len(x.frames)), x.step) for x in inputs]
     pool = [(i, j) for i, idx in enumerate(train_idx) for j in idx.tolist()]
     if len(pool) < batch:
         raise ValueError(f"too little normal video to train on ({len(pool)} sequences)")
@@ -151,7 +149,7 @@ def _patch_statistics(model: VideoPredictor, inputs: Sequence[NormalInput], *, p
             idx = _stack_indices(len(x.frames), 0, len(x.frames), x.step)
             emb = np.zeros((len(x.frames), *model.embed(torch.zeros(1, CONTEXT + 1, HEIGHT, WIDTH)).shape[1:]),
                            np.float32)
-            cut = trained_part(len(x.frames))
+            cut = train_end(x, len(x.frames))
             for k in range(0, len(idx), 64):
                 sub = idx[k : k + 64]
                 err_map, e3 = model._run(torch.from_numpy(_gather(x.frames, sub, x.step)))
@@ -169,14 +167,14 @@ def heldout_video(inputs: Sequence[NormalInput]) -> Iterator[np.ndarray]:
     """Batches of held-out stacks, every phase of the 5 fps sampling."""
     for x in inputs:
         n = len(x.frames)
-        idx = _stack_indices(n, int(n * (1 - HOLDOUT)), n, x.step)
+        idx = _stack_indices(n, heldout_start(x, n), n, x.step)
         for k in range(0, len(idx), 64):
             yield _gather(x.frames, idx[k : k + 64], x.step)
 
 
 def seen_video(inputs: Sequence[NormalInput], n: int) -> Iterator[np.ndarray]:
     """Batches of about ``n`` stacks spread evenly over the part of ``inputs`` the model trained on."""
-    idx = [_stack_indices(len(x.frames), 0, trained_part(len(x.frames)), x.step) for x in inputs]
+    idx = [_stack_indices(len(x.frames), 0, train_end(x, len(x.frames)), x.step) for x in inputs]
     for x, i in zip(inputs, _spread(idx, n), strict=True):
         for b in _in_batches(i):
             yield _gather(x.frames, b, x.step)
