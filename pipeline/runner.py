@@ -10,12 +10,10 @@ either ends nothing (the camera's own loss ends its event as usual):
   snapshots or clips: demuxed into the packet ring, never decoded (``pipeline.sources.main_stream``), placed by the
   detect frames (``pipeline.sources.tie``); lost, events go on without media.
 
-Threads: one capture thread per source, one scoring thread. A camera with ``isolation: process`` has its capture
-thread drive a child process that decodes (``pipeline.sources.isolated``); everything else is the same. The
-scoring thread owns the per-camera state (the ring of recent luma frames the video model needs, the aggregator),
-so none of it needs a lock. Stop order follows the flow: capture stops first, scoring drains what was captured,
-open events end with ``shutdown``, then the media recorder (when given) writes the snapshots and clips still
-queued.
+Threads: one capture thread per source (``isolation: process``: it drives a child process that decodes,
+``pipeline.sources.isolated``), one scoring thread, which owns the per-camera state (recent luma frames, the
+aggregator), so none of it needs a lock. Stop order follows the flow: capture stops first, scoring drains what was
+captured, open events end with ``shutdown``, then the media recorder (when given) writes what is still queued.
 
 An observer (``pipeline.live.RunObserver``, optional) sees each scored frame, the video model's per-patch errors
 and every score with the fused score after it: the console's live view and each event's timeline and heat-map.

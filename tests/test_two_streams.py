@@ -246,7 +246,9 @@ def test_the_daemon_reports_the_main_stream_as_a_source_of_its_own(rtsp_server, 
     finally:
         daemon.request_stop()
         thread.join(30)
-    assert 'lepton_source_state{camera="dock/main",state="streaming"} 1' in metrics.splitlines()
+    streaming = [line for line in metrics.splitlines() if line.startswith('lepton_source_state{camera="dock/main"')
+                 and 'state="streaming"' in line]
+    assert len(streaming) == 1 and float(streaming[0].rsplit(" ", 1)[1]) == 1.0, metrics
     assert "s3cret" not in metrics
 
 

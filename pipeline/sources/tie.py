@@ -53,7 +53,9 @@ class StreamTie:
         self._lock = threading.Lock()
         self._arrival = CameraClock(history=history)  # detect: source pts - monotonic
         self._rtcp: collections.deque[float] = collections.deque(maxlen=history)  # detect: source pts - wall
-        self._main: list[float] = []  # this main session: arrival - raw pts of its first video packets
+        # this main session: arrival - raw pts of its latest video packets until the offset is fixed (bounded: the
+        # detect stream may be down for hours while the main one streams)
+        self._main: collections.deque[float] = collections.deque(maxlen=max(self.samples, 250))
         self._first_raw: float | None = None
         self._warned = False
         self.offset: float | None = None  # of the current main session, once measured
