@@ -9,6 +9,7 @@ milliseconds (all threads of the process, ``time.process_time``) of:
     reader video     MediaReader with audio off
     luma convert     to_ndarray(160x96, gray, AREA) of one frame, x model fps
     score video      PackageScorer.score_video per frame at batch 8, x model fps
+    score temporal   PackageScorer.score_temporal per window at batch 8, x windows per second (fps / score_every)
     score audio      PackageScorer.score_audio per window at batch 8, x windows per second (log-mel included)
     log-mel          the log-mel features alone, x windows per second
 
@@ -106,6 +107,10 @@ def main() -> int:
     stacks = rng.integers(0, 255, (8, scorer.context + 1, scorer.height, scorer.width), dtype=np.uint8)
     windows = (rng.standard_normal((8, n_win)) * 0.05).astype(np.float32)
     cfg = scorer.audio.spec.features.config() if scorer.audio is not None else None
+    temporal = scorer.temporal
+    t_windows = (rng.standard_normal((8, temporal.window, *temporal.spec.embedding_shape)).astype(np.float32)
+                 if temporal is not None else None)
+    t_per_s = fps / scorer.temporal_every
 
     # each stage: CPU ms per second of media of one camera
     stages: dict[str, Callable[[], float]] = {
@@ -118,6 +123,11 @@ def main() -> int:
             for f in frames]) / len(frames) * fps,
         "score video": lambda: cpu_ms(lambda: [scorer.score_video(stacks) for _ in range(10)]) / 80 * fps,
         "score audio": lambda: cpu_ms(lambda: [scorer.score_audio(windows) for _ in range(10)]) / 80 * win_per_s,
+    }
+    if t_windows is not None:
+        stages["score temporal"] = lambda: cpu_ms(
+            lambda: [scorer.score_temporal(t_windows) for _ in range(10)]) / 80 * t_per_s
+    stages |= {
         "log-mel": lambda: cpu_ms(lambda: [log_mel(windows, cfg) for _ in range(10)]) / 80 * win_per_s,
     }
     for fn in stages.values():  # warm-up: caches, ORT arenas, page cache
@@ -129,7 +139,7 @@ def main() -> int:
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     med = {name: round(statistics.median(v), 2) for name, v in results.items()}
     reader_extra = med["reader"] - med["decode"]
-    predicted = med["reader"] + med["score video"] + med["score audio"]
+    predicted = med["reader"] + med["score video"] + med["score audio"] + med.get("score temporal", 0.0)
     report = {
         "note": "CPU ms per second of media of one camera; absolute values depend on machine load",
         "clip": clip.info.get("video"),

@@ -10,24 +10,22 @@ What it measures (see ``benchmarks/README.md`` for how to read the figures)::
              where ``ratio`` = pipeline throughput / decode-only throughput says what the pipeline costs
     rtsp     N simulated live cameras (edge/rtsp_simulator.py, one mount each), paced at 25 fps: throughput is
              capped there, so what matters is latency, drops and the CPU each camera costs
-    sweep    the largest N whose cameras all stay real time over RTSP
+    sweep    the largest N whose cameras all stay real time over RTSP (``edge.bench_sweep``)
 
-Each mode alternates its two sides within one run, pipeline / decode-only / decode-only / pipeline (ABBA, repeated
-``--rounds`` times; S measured seconds per side in all), so that the other tenants of a shared machine weigh on
-both sides alike. Absolute fps follow the machine's load; only the ratios within one run compare between runs.
-
-*Decode-only* is the floor a plain decoder sets: the same streams demuxed and every video and audio frame fully
-decoded by PyAV (deblocking on, the reader's thread rule: ``AUTO``, one thread when cameras outnumber cores),
-nothing else. The *pipeline* is a :class:`pipeline.runner.Runner` over the same sources with the given model
-package (video scored at its fps, audio continuously) and the cameras' decoder settings, by default deblocking key
-frames only (``--skip-loop-filter``). Throughput of the pipeline counts only media that went all the way through
-scoring.
+Sides, alternated within one run (``ROUND``: ABBA around the middle, ``--rounds`` times, 3 by default), so that
+the other tenants of a shared machine weigh on all alike; each ratio is the median of its rounds', with their
+spread. *Decode-only*: the same streams demuxed and every frame decoded by PyAV with the pipeline's decoder
+settings (thread rule and ``skip_loop_filter``), nothing else: ``ratio``. *Full decode*: the same, deblocking every
+frame as a plain decoder does: ``ratio_vs_full_decode``. *Pipeline*: a :class:`pipeline.runner.Runner` with the
+model package; its throughput counts only media that went all the way through scoring.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -45,11 +43,10 @@ if TYPE_CHECKING:
 
 TARGET_RATIO = 0.85
 TARGET_RSS_MB = 150.0
-SWEEP_STEPS = (1, 2, 4, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64)
-# Real time over RTSP (sweep): every camera keeps up with the model's rates, drops (almost) nothing, stays current.
-RT_RATE_FRACTION = 0.95
-RT_MAX_DROP_FRACTION = 0.01
-RT_MAX_P95_MS = 1000.0
+# The sides of a mode, and one round of them (ABBA around the middle): pipeline, decode-only with the pipeline's
+# decoder settings, and a plain decoder's full decode (every frame deblocked).
+SIDES = ("pipeline", "decode-only", "full-decode")
+ROUND = ("pipeline", "decode-only", "full-decode", "full-decode", "decode-only", "pipeline")
 LOAD_NOTE = (
     "absolute fps depend on machine load (other tenants, CPU frequency); compare only ratios measured within "
     "one run"
@@ -60,8 +57,9 @@ LOAD_NOTE = (
 class DecodeOnly:
     """Demux and decode every video and audio frame of one source on a thread; count, keep nothing."""
 
-    def __init__(self, cam: str, url: str, live: bool, stop: threading.Event) -> None:
+    def __init__(self, cam: str, url: str, live: bool, stop: threading.Event, skip_loop_filter: str = "none") -> None:
         self.cam = cam
+        self.skip_loop_filter = skip_loop_filter
         self.url = url
         self.live = live
         self.video_frames = 0
@@ -78,10 +76,10 @@ class DecodeOnly:
         self._thread.join(timeout)
 
     def configure_video(self, stream: Any) -> None:
-        """The reader's thread rule (``pipeline/sources/reader.py``), and full deblocking: a plain decoder's work."""
+        """The reader's thread rule and deblocking (``pipeline/sources/reader.py``); "none": every frame deblocked."""
         from pipeline.sources.reader import set_decoder_threads
 
-        set_decoder_threads(stream, 1 if self.one_thread else 0)
+        set_decoder_threads(stream, 1 if self.one_thread else 0, self.skip_loop_filter)
 
     def _open(self) -> Any:
         import av
@@ -138,6 +136,8 @@ class CameraSide:
     dropped: int = 0
     latency_ms: list[float] = field(default_factory=list)
     audio_latency_ms: list[float] = field(default_factory=list)
+    main_packets: int = 0  # video packets demuxed from its main stream (a detect substream scored)
+    ring_mb: float = 0.0  # largest packet ring held for its snapshots and clips at the end of a phase
 
 
 @dataclass
@@ -218,9 +218,10 @@ class Bench:
         return 2.5 if live else 0.5
 
     def decode_phase(self, urls: dict[str, str], live: bool, seconds: float, into: SideTotals,
-                     server: SimulatedCameras | None, decoder: type[DecodeOnly] = DecodeOnly) -> None:
+                     server: SimulatedCameras | None, decoder: type[DecodeOnly] = DecodeOnly,
+                     skip_loop_filter: str = "none") -> None:
         stop = threading.Event()
-        workers = {cam: decoder(cam, url, live, stop) for cam, url in urls.items()}
+        workers = {cam: decoder(cam, url, live, stop, skip_loop_filter) for cam, url in urls.items()}
         one_thread = len(urls) >= (os.cpu_count() or 1)  # the runner's rule (pipeline/runner.py)
         for w in workers.values():
             w.one_thread = one_thread
@@ -249,17 +250,35 @@ class Bench:
                 into.errors.append(f"{cam} (decode-only): {w.error}")
 
     def pipeline_phase(self, urls: dict[str, str], live: bool, seconds: float, into: SideTotals,
-                       server: SimulatedCameras | None, rss: RssSampler) -> None:
+                       server: SimulatedCameras | None, rss: RssSampler, main_urls: dict[str, str] | None = None
+                       ) -> None:
+        """One phase of the pipeline over ``urls``; with ``main_urls`` those are the cameras' detect substreams, and
+        every camera keeps snapshots and clips of its main stream (into a temporary media directory)."""
+        tap = _ScoreTap()
+        with tempfile.TemporaryDirectory(prefix="edge-bench-media-") as media_dir:
+            runner = self._runner(urls, tap, main_urls, Path(media_dir))
+            self._measure_runner(runner, tap, urls, live, seconds, into, server, rss)
+
+    def _runner(self, urls: dict[str, str], tap: _ScoreTap, main_urls: dict[str, str] | None,
+                media_dir: Path) -> Runner:
+        from pipeline.media import CameraMedia, ClipSettings, MediaRecorder, MediaSettings, SnapshotSettings
         from pipeline.runner import Runner, RunnerSettings
         from pipeline.sources.spec import SourceSpec
 
-        tap = _ScoreTap()
-        specs = [SourceSpec(camera_id=cam, url=url, skip_loop_filter=self.skip_loop_filter)
+        mains = main_urls or {}
+        specs = [SourceSpec(camera_id=cam, url=url, skip_loop_filter=self.skip_loop_filter, main_url=mains.get(cam))
                  for cam, url in urls.items()]
-        runner = Runner(specs, self.scorer, lambda ev: None, RunnerSettings(max_batch=self.max_batch), on_score=tap)
+        keep = CameraMedia(SnapshotSettings(enabled=True), ClipSettings(enabled=True))
+        media = MediaRecorder(MediaSettings(path=media_dir), dict.fromkeys(mains, keep)) if mains else None
+        runner = Runner(specs, self.scorer, lambda ev: None, RunnerSettings(max_batch=self.max_batch), on_score=tap,
+                        media=media)
         failures = runner.open_sources()
         if failures:
             raise BenchError("; ".join(f"{cam}: {err}" for cam, err in sorted(failures.items())))
+        return runner
+
+    def _measure_runner(self, runner: Runner, tap: _ScoreTap, urls: dict[str, str], live: bool, seconds: float,
+                        into: SideTotals, server: SimulatedCameras | None, rss: RssSampler) -> None:
         runner.start()
         try:
             time.sleep(self._warmup_s(live))
@@ -289,6 +308,9 @@ class Bench:
             side.dropped += int(b["dropped"] - a["dropped"])
             side.latency_ms += tap.latency.get(cam, [])
             side.audio_latency_ms += tap.audio_latency.get(cam, [])
+            side.main_packets += int(b["main_packets"] - a["main_packets"])
+            ring = runner.media.rings.get(cam) if runner.media is not None else None
+            side.ring_mb = max(side.ring_mb, ring.bytes / 1e6 if ring is not None else 0.0)
             if b["scored"] == a["scored"] and b["audio"] == a["audio"]:
                 into.errors.append(f"{cam} (pipeline): nothing scored; state {runner.workers[cam].state.value}, "
                                    f"last error {runner.workers[cam].last_error}")
@@ -297,6 +319,7 @@ class Bench:
     def _snapshot(runner: Runner, tap: _ScoreTap) -> dict[str, dict[str, float]]:
         out = {}
         for cam, w in runner.workers.items():
+            main = runner.workers.get(f"{cam}/main")
             latest = w.timeline.latest
             out[cam] = {
                 "decoded_pts": latest if latest is not None else 0.0,
@@ -304,6 +327,7 @@ class Bench:
                 "scored": tap.video.get(cam, 0),
                 "audio": tap.audio.get(cam, 0),
                 "dropped": w.buffer.dropped,
+                "main_packets": main.frames if main is not None else 0,  # video packets of its main stream
             }
         return out
 
@@ -311,7 +335,9 @@ class Bench:
     def measure(self, mode: str, n: int, seconds: float, rounds: int, rss: RssSampler) -> dict[str, Any]:
         live = mode == "rtsp"
         phase_s = seconds / (2 * rounds)
-        pipe, dec = SideTotals(), SideTotals()
+        totals = {side: SideTotals() for side in SIDES}
+        phases: list[dict[str, Any]] = []
+        by_round: list[dict[str, float]] = []  # fps per camera of each side in each round
         with contextlib.ExitStack() as stack:
             server: SimulatedCameras | None = None
             if live:
@@ -319,18 +345,37 @@ class Bench:
                 urls = {name: server.url(name) for name in server.names}
             else:
                 urls = {f"cam{i + 1}": str(self.clip.loop_path) for i in range(n)}
-            phases: list[dict[str, Any]] = []
-            for kind in ("pipeline", "decode-only", "decode-only", "pipeline") * rounds:
-                _status(f"{mode}: {n} camera(s), {kind} for {phase_s:g} s")
-                side = pipe if kind == "pipeline" else dec
-                before = _side_progress(side, kind)
-                if kind == "pipeline":
-                    self.pipeline_phase(urls, live, phase_s, pipe, server, rss)
-                else:
-                    self.decode_phase(urls, live, phase_s, dec, server)
-                after = _side_progress(side, kind)
-                phases.append({"side": kind, "fps_per_camera": _r((after[1] - before[1]) / n / (after[0] - before[0]))})
-        return self._summarise(mode, n, pipe, dec, phases, rss)
+            for _ in range(rounds):
+                done = {side: [0.0, 0.0] for side in SIDES}  # measured seconds, frames through
+                for kind in ROUND:
+                    _status(f"{mode}: {n} camera(s), {kind} for {phase_s:g} s")
+                    before = _side_progress(totals[kind], kind)
+                    self._phase(kind, urls, live, phase_s, totals[kind], server, rss)
+                    after = _side_progress(totals[kind], kind)
+                    secs, frames = after[0] - before[0], after[1] - before[1]
+                    done[kind][0] += secs
+                    done[kind][1] += frames
+                    phases.append({"side": kind, "fps_per_camera": _r(frames / n / secs) if secs else None})
+                by_round.append({side: f / n / t if t else 0.0 for side, (t, f) in done.items()})
+        result = self._summarise(mode, n, totals["pipeline"], totals["decode-only"], phases, rss)
+        full = totals["full-decode"]
+        full_frames = _frames(full, "full-decode")
+        result.update(_round_ratios(by_round))
+        result["full_decode_fps_per_camera"] = _r(full_frames / full.seconds / n) if full.seconds else None
+        full_cpu = full.cpu_s / (full_frames / self.fps) if full_frames else None
+        p_cpu = result["cpu_ms_per_media_s"]["pipeline"]
+        result["cpu_ms_per_media_s"]["full_decode"] = _r(full_cpu * 1000 if full_cpu else None)
+        result["cpu_ratio_vs_full_decode"] = _r(full_cpu * 1000 / p_cpu, 3) if full_cpu and p_cpu else None
+        result["errors"] += full.errors
+        return result
+
+    def _phase(self, kind: str, urls: dict[str, str], live: bool, seconds: float, into: SideTotals,
+               server: SimulatedCameras | None, rss: RssSampler) -> None:
+        if kind == "pipeline":
+            self.pipeline_phase(urls, live, seconds, into, server, rss)
+        else:  # the pipeline's deblocking, or a plain decoder's (every frame)
+            skip = self.skip_loop_filter if kind == "decode-only" else "none"
+            self.decode_phase(urls, live, seconds, into, server, skip_loop_filter=skip)
 
     def _summarise(self, mode: str, n: int, pipe: SideTotals, dec: SideTotals, phases: list[dict[str, Any]],
                    rss: RssSampler) -> dict[str, Any]:
@@ -396,14 +441,14 @@ class Bench:
                       "audio_hop_s": m.audio_hop_s if m.has_audio else None,
                       "engine": "onnxruntime", "intra_op_threads": self.intra_op_threads,
                       "max_batch": self.max_batch},
-            "decoder": {"pipeline_skip_loop_filter": self.skip_loop_filter, "decode_only_skip_loop_filter": "none"},
+            "decoder": {"pipeline_skip_loop_filter": self.skip_loop_filter,
+                        "decode_only_skip_loop_filter": self.skip_loop_filter, "full_decode_skip_loop_filter": "none"},
             "targets": {"ratio": TARGET_RATIO, "rss_mb_per_camera": TARGET_RSS_MB},
         }
 
-    def run(self, n: int, seconds: float, modes: Sequence[str], rounds: int = 2) -> dict[str, Any]:
+    def run(self, n: int, seconds: float, modes: Sequence[str], rounds: int = 3) -> dict[str, Any]:
         report = self._header()
-        report.update({"cameras": n, "seconds": seconds,
-                       "order": " ".join(["pipeline decode-only decode-only pipeline"] * rounds)})
+        report.update({"cameras": n, "seconds": seconds, "rounds": rounds, "order": " ".join(ROUND * rounds)})
         results: dict[str, Any] = {}
         with RssSampler() as rss:
             for mode in modes:
@@ -412,7 +457,11 @@ class Bench:
         report.update({
             "source": modes[0],
             "ratio": main["ratio"],
+            "ratio_rounds": main["ratio_rounds"],
+            "ratio_vs_full_decode": main["ratio_vs_full_decode"],
+            "ratio_vs_full_decode_rounds": main["ratio_vs_full_decode_rounds"],
             "cpu_ratio": main["cpu_ratio"],
+            "cpu_ratio_vs_full_decode": main["cpu_ratio_vs_full_decode"],
             "rss_mb_per_camera": main["rss_mb"]["per_camera"],
             "per_camera": main["per_camera"],
             "modes": results,
@@ -425,92 +474,31 @@ class Bench:
         }
         return report
 
-    # -- sweep -------------------------------------------------------------------------------------------
-    def sweep(self, seconds: float, budget_s: float) -> dict[str, Any]:
-        report = self._header()
-        m = self.scorer
-        need_video = RT_RATE_FRACTION * m.fps if m.has_video else 0.0
-        need_audio = RT_RATE_FRACTION / m.audio_hop_s if m.has_audio else 0.0
-        criteria = {
-            "scored_fps_min": _r(need_video), "audio_windows_per_s_min": _r(need_audio),
-            "dropped_fraction_max": RT_MAX_DROP_FRACTION, "latency_p95_ms_max": RT_MAX_P95_MS,
-        }
-        started = time.monotonic()
-        steps: list[dict[str, Any]] = []
-        ok_n, fail_n = 0, None
-        candidates = list(SWEEP_STEPS)
-        with RssSampler() as rss:
-            while candidates:
-                n = candidates.pop(0)
-                # a step costs the measured time plus starting n cameras; stop before the budget would be exceeded
-                if time.monotonic() - started + seconds + 5 + 0.2 * n > budget_s:
-                    _status(f"sweep: budget of {budget_s:g} s reached before {n} cameras")
-                    break
-                step = self._sweep_step(n, seconds, rss, need_video, need_audio)
-                steps.append(step)
-                _status(f"sweep: {n} camera(s): {'real time' if step['realtime'] else 'NOT real time'} "
-                        f"({step['why'] or 'all cameras kept up'})")
-                if step["realtime"]:
-                    ok_n = n
-                    if fail_n is not None and fail_n - ok_n > 1:
-                        candidates = [(ok_n + fail_n) // 2]
-                else:
-                    fail_n = n
-                    candidates = [(ok_n + fail_n) // 2] if fail_n - ok_n > 1 else []
-        report.update({
-            "sweep": {"source": "rtsp", "seconds_per_step": seconds, "criteria": criteria, "steps": steps,
-                      "largest_realtime": ok_n, "first_failing": fail_n,
-                      "elapsed_s": _r(time.monotonic() - started, 1)},
-        })
-        report["machine"]["loadavg_end"] = _loadavg()
-        report["machine"]["cores_available_end"] = cores_available()
-        return report
-
-    def _sweep_step(self, n: int, seconds: float, rss: RssSampler, need_video: float,
-                    need_audio: float) -> dict[str, Any]:
-        side = SideTotals()
-        try:
-            with SimulatedCameras(self.clip.path, n) as server:
-                urls = {name: server.url(name) for name in server.names}
-                self.pipeline_phase(urls, True, seconds, side, server, rss)
-        except BenchError as exc:
-            return {"cameras": n, "realtime": False, "why": str(exc)}
-        why: list[str] = []
-        worst = {"scored_fps": float("inf"), "audio_windows_per_s": float("inf"), "dropped": 0, "latency_p95_ms": 0.0}
-        for cam, c in side.cameras.items():
-            scored, audio = c.scored / c.seconds, c.audio_windows / c.seconds
-            items = c.scored + c.audio_windows + c.dropped
-            p95 = _percentiles(c.latency_ms + c.audio_latency_ms)["p95"] or 0.0
-            worst["scored_fps"] = min(worst["scored_fps"], scored)
-            worst["audio_windows_per_s"] = min(worst["audio_windows_per_s"], audio)
-            worst["dropped"] = max(worst["dropped"], c.dropped)
-            worst["latency_p95_ms"] = max(worst["latency_p95_ms"], p95)
-            if scored < need_video:
-                why.append(f"{cam} scored {scored:.2f} fps")
-            if audio < need_audio:
-                why.append(f"{cam} {audio:.2f} audio windows/s")
-            if items and c.dropped / items > RT_MAX_DROP_FRACTION:
-                why.append(f"{cam} dropped {c.dropped}")
-            if p95 > RT_MAX_P95_MS:
-                why.append(f"{cam} latency p95 {p95:.0f} ms")
-        why += side.errors
-        return {
-            "cameras": n, "realtime": not why, "why": "; ".join(why[:4]) + (" ..." if len(why) > 4 else ""),
-            "worst_camera": {k: _r(v) for k, v in worst.items()},
-            "cpu_utilisation": _r(side.cpu_s / side.seconds, 2) if side.seconds else None,
-            "simulator_cpu_utilisation": _r(side.server_cpu_s / side.seconds, 2) if side.seconds else None,
-            "rss_mb_per_camera": _r(max(0.0, rss.peak - self.baseline_rss_mb) / n, 1),
-        }
-
 
 def _by_role(threads: dict[str, float], media_s: float) -> dict[str, float | None]:
     return {role: _r(cpu * 1000 / media_s) for role, cpu in sorted(threads.items()) if media_s and cpu > 0.005}
 
 
+def _frames(side: SideTotals, kind: str) -> float:
+    """Frames through one side so far: scored throughput (pipeline), or decoded frames."""
+    return sum(c.throughput_frames if kind == "pipeline" else c.video_frames for c in side.cameras.values())
+
+
 def _side_progress(side: SideTotals, kind: str) -> tuple[float, float]:
-    """(measured seconds, frames through) of one side so far: scored throughput, or decoded frames."""
-    frames = sum(c.throughput_frames if kind == "pipeline" else c.video_frames for c in side.cameras.values())
-    return side.seconds, frames
+    """(measured seconds, frames through) of one side so far."""
+    return side.seconds, _frames(side, kind)
+
+
+def _round_ratios(by_round: list[dict[str, float]]) -> dict[str, Any]:
+    """Each round's pipeline fps over its decode-only and full-decode fps; the ratios reported are their medians
+    (a round that a neighbour disturbed moves the median little), the spread is max - min."""
+    out: dict[str, Any] = {}
+    for key, floor in (("ratio", "decode-only"), ("ratio_vs_full_decode", "full-decode")):
+        values = [r["pipeline"] / r[floor] for r in by_round if r[floor] > 0]
+        out[key] = _r(statistics.median(values), 3) if values else None
+        out[f"{key}_rounds"] = [_r(v, 3) for v in values]
+        out[f"{key}_spread"] = _r(max(values) - min(values), 3) if values else None
+    return out
 
 
 def _server_cpu(server: SimulatedCameras | None) -> float:

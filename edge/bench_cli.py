@@ -15,6 +15,8 @@ from typing import Any
 from edge.argtypes import positive_float, positive_int
 from edge.bench import LOAD_NOTE, TARGET_RATIO, TARGET_RSS_MB, Bench
 from edge.bench_media import DEFAULT_CACHE, BenchError, describe_clip, ensure_clip
+from edge.bench_sweep import sweep
+from edge.substream import parse_size
 from pipeline.models.default_package import default_package_dir
 
 
@@ -35,21 +37,25 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="file: local files as fast as possible (the ratio); rtsp: live simulated cameras (latency, drops, "
              "CPU per camera); both (default file)",
     )
-    p.add_argument("--rounds", type=positive_int, default=2,
-                   help="ABBA rounds per mode (pipeline, decode-only, decode-only, pipeline), each phase "
-                        "seconds / (2 x rounds): more rounds follow a changing machine load more closely (default 2)")
+    p.add_argument("--rounds", type=positive_int, default=3,
+                   help="ABBA rounds per mode (pipeline, decode-only, full decode, full decode, decode-only, "
+                        "pipeline), each phase seconds / (2 x rounds); the ratios are the medians of the rounds' "
+                        "(default 3)")
     p.add_argument("--sweep", action="store_true",
                    help="instead: find the largest N that stays real time over RTSP (N = 1, 2, 4, 6, 8, ...)")
     p.add_argument("--sweep-budget", type=positive_float, default=300.0,
                    help="upper bound on the sweep's total seconds (default 300)")
+    p.add_argument("--detect-size", type=parse_size, default=None, metavar="WxH",
+                   help="with --sweep: serve each camera as the 720p clip (main stream) and a WxH substream of it, "
+                        "scored on the substream, with snapshots and clips of the main stream on every camera")
     p.add_argument("--model", type=Path, default=default_package_dir(),
                    help="model package (default: the bundled one)")
     p.add_argument("--intra-op-threads", type=positive_int, default=1,
                    help="ONNX Runtime threads per inference (default 1, the engine's default)")
     p.add_argument("--max-batch", type=positive_int, default=8, help="scoring micro-batch (default 8)")
     p.add_argument("--skip-loop-filter", choices=("nokey", "none"), default="nokey",
-                   help="the pipeline's deblocking, as a camera's skip_loop_filter (default nokey, as cameras are "
-                        "configured by default); decode-only always deblocks every frame")
+                   help="the pipeline's and decode-only's deblocking, as a camera's skip_loop_filter (default nokey, "
+                        "as cameras are configured by default); full decode always deblocks every frame")
     p.add_argument("--clip", type=Path, default=None,
                    help="benchmark this clip instead of the generated 720p one (MKV or MP4)")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"where the clip is kept ({DEFAULT_CACHE})")
@@ -62,6 +68,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Entry point of ``edge bench``; returns an exit code."""
     from pipeline.errors import PipelineError
 
+    if args.detect_size is not None and not args.sweep:
+        print("edge bench: --detect-size goes with --sweep", file=sys.stderr)
+        return 2
     try:
         clip = ensure_clip(args.cache_dir) if args.clip is None else describe_clip(args.clip, args.cache_dir)
         bench = Bench(
@@ -69,7 +78,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             skip_loop_filter=args.skip_loop_filter,
         )
         if args.sweep:
-            report = bench.sweep(args.seconds, args.sweep_budget)
+            report = sweep(bench, args.seconds, args.sweep_budget, args.detect_size)
         else:
             modes = ("file", "rtsp") if args.source == "both" else (args.source,)
             report = bench.run(args.cameras, args.seconds, modes, args.rounds)
@@ -90,12 +99,12 @@ def format_report(report: dict[str, Any]) -> str:
     clip, model = report["clip"], report["model"]
     v, a = clip.get("video", {}), clip.get("audio")
     audio = f" + {a['codec']} {a['sample_rate'] // 1000} kHz" if a else ""
+    deblock = report.get("decoder", {}).get("pipeline_skip_loop_filter")
     lines.append(f"clip: {v.get('width')}x{v.get('height')} {v.get('codec')} {v.get('fps'):g} fps "
                  f"{v.get('kbps')} kbit/s{audio}; model {Path(model['path']).name}: video scored at "
                  f"{model['video_fps']} fps, audio windows {model['audio_window_s']} s every {model['audio_hop_s']} s; "
-                 f"onnxruntime {model['intra_op_threads']} thread(s), batch <= {model['max_batch']}; pipeline "
-                 f"deblocking: skip_loop_filter={report.get('decoder', {}).get('pipeline_skip_loop_filter')} "
-                 f"(decode-only deblocks every frame)")
+                 f"onnxruntime {model['intra_op_threads']} thread(s), batch <= {model['max_batch']}; pipeline and "
+                 f"decode-only deblocking: skip_loop_filter={deblock} (full decode deblocks every frame)")
     load = report["machine"]
     lines.append(f"NOTE: {LOAD_NOTE}. {load['cpus']} CPUs; cores available to a busy process per CPU "
                  f"{load.get('cores_available_start')} at the start, {load.get('cores_available_end')} at the end; "
@@ -130,8 +139,12 @@ def _format_mode(mode: str, res: dict[str, Any]) -> list[str]:
         verdict = f" (target >= {TARGET_RATIO}: {'met' if ratio >= TARGET_RATIO else 'MISSED'})"
     rss = res["rss_mb"]
     cpu = res["cpu_ms_per_media_s"]
-    out.append(f"  ratio {ratio}{verdict}; cpu ratio {res['cpu_ratio']} (decode-only {cpu['decode_only']} vs "
-               f"pipeline {cpu['pipeline']} CPU ms per second of media per camera)")
+    out.append(f"  ratio {ratio}{verdict}, median of {len(res['ratio_rounds'])} rounds {_rounds(res['ratio_rounds'])}"
+               f" (spread {res['ratio_spread']}); vs full decode {res['ratio_vs_full_decode']}, rounds "
+               f"{_rounds(res['ratio_vs_full_decode_rounds'])} (spread {res['ratio_vs_full_decode_spread']})")
+    out.append(f"  cpu ratio {res['cpu_ratio']} (decode-only {cpu['decode_only']}, full decode {cpu.get('full_decode')}"
+               f", pipeline {cpu['pipeline']} CPU ms per second of media per camera; vs full decode "
+               f"{res.get('cpu_ratio_vs_full_decode')})")
     out.append(f"  RSS {rss['per_camera']} MB per camera (target < {TARGET_RSS_MB:g}: "
                f"{'met' if (rss['per_camera'] or 0) < TARGET_RSS_MB else 'MISSED'}; baseline {rss['baseline']} MB, "
                f"peak {rss['peak']} MB)")
@@ -149,9 +162,13 @@ def _format_mode(mode: str, res: dict[str, Any]) -> list[str]:
 
 def _format_sweep(sweep: dict[str, Any]) -> list[str]:
     crit = sweep["criteria"]
-    out = [f"sweep over RTSP, {sweep['seconds_per_step']:g} s per step; real time = every camera scored >= "
-           f"{crit['scored_fps_min']} fps, >= {crit['audio_windows_per_s_min']} audio windows/s, drops <= "
-           f"{crit['dropped_fraction_max']:.0%}, latency p95 <= {crit['latency_p95_ms_max']:g} ms"]
+    size = sweep.get("detect_size")
+    layout = (f"each camera a 720p main stream (demuxed, snapshots and clips on) + a {size[0]}x{size[1]} substream "
+              "(scored)" if size else "each camera one stream (decoded and scored)")
+    out = [f"sweep over RTSP, {sweep['seconds_per_step']:g} s per step, {layout}; real time = every camera scored >= "
+           f"{crit['scored_fps_min']} fps, >= {crit['audio_windows_per_s_min']} audio windows/s, dropped <= "
+           f"{crit['dropped_max']}, latency p95 <= {crit['latency_p95_ms_max']:g} ms"
+           + (f", main stream >= {crit['main_packets_per_s_min']} packets/s" if size else "")]
     for s in sweep["steps"]:
         w = s.get("worst_camera", {})
         detail = (f"worst camera: {w.get('scored_fps')} fps scored, {w.get('audio_windows_per_s')} audio win/s, "
@@ -160,9 +177,13 @@ def _format_sweep(sweep: dict[str, Any]) -> list[str]:
                   if w else "")
         out.append(f"  N={s['cameras']:>3}: {'real time' if s['realtime'] else 'NOT real time':13}  {detail}"
                    + (f"  [{s['why']}]" if s["why"] else ""))
-    out.append(f"  largest real-time N: {sweep['largest_realtime']} (first failing: {sweep['first_failing']}; "
+    out.append(f"  max_realtime_cameras: {sweep['max_realtime_cameras']} (first failing: {sweep['first_failing']}; "
                f"{sweep['elapsed_s']} s)")
     return out
+
+
+def _rounds(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.3f}" for v in values) + "]"
 
 
 def _pp(p: dict[str, float | None]) -> str:

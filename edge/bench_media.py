@@ -188,11 +188,14 @@ def encode_clip(source: Path, out: Path, seconds: float = CLIP_SECONDS) -> None:
 
 # ------------------------------------------------------------------------------------------------- simulator
 class SimulatedCameras:
-    """``edge/rtsp_simulator.py`` serving one mount per camera, in a child process under Debian's Python."""
+    """``edge/rtsp_simulator.py`` serving one mount per camera, in a child process under Debian's Python; with a
+    ``substream`` (the clip at a detect size, ``edge.substream``) each camera ``camN`` also serves that at
+    ``camN-sub``."""
 
-    def __init__(self, clip: Path, n: int) -> None:
+    def __init__(self, clip: Path, n: int, substream: Path | None = None) -> None:
         self.names = [f"cam{i + 1}" for i in range(n)]
         self._clip = clip
+        self._substream = substream
         self._proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="edge-bench-rtsp-", suffix=".log", delete=False)  # noqa: SIM115
         self.base_url = ""
@@ -204,6 +207,8 @@ class SimulatedCameras:
         cmd = [SYSTEM_PYTHON, str(SIMULATOR), "--host", "127.0.0.1", "--port", "0"]
         for name in self.names:
             cmd += ["--mount", f"{name}={self._clip}"]
+            if self._substream is not None:
+                cmd += ["--mount", f"{name}-sub={self._substream}"]
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log, preexec_fn=die_with_parent,
         )

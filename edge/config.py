@@ -19,6 +19,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -71,6 +72,11 @@ class CameraConfig(StrictModel):
                              description="Camera id: Kafka key and label of every event")]
     url: str = Field(min_length=1, description="rtsp://user:pass@host/path, a media file, an image pattern "
                                               "such as frames/%03d.jpg, or a folder of frames")
+    detect_url: str | None = Field(
+        None, min_length=1, description="The camera's low-resolution substream (rtsp://, e.g. 640x360), decoded and "
+        "scored instead of url; url (the main stream) is then only demuxed into the buffer that snapshots and clips "
+        "are made of, at its own resolution, and not opened at all when the camera keeps neither. Its own source "
+        "(`<id>/main`): its loss leaves events without media, not without detection")
     fps: float | None = Field(None, gt=0, le=240, description="Frame rate of an image sequence")
     replay: Literal["fast", "realtime"] = Field(
         "realtime", description="Files only: replay at real-time pace or as fast as possible")
@@ -109,9 +115,11 @@ class CameraConfig(StrictModel):
         "of its own, so that a segfault or a hang inside FFmpeg restarts this camera after back-off instead of "
         "killing or blocking the daemon. Process: snapshots and clips add pipe traffic of ~the stream's bit rate")
 
-    @field_validator("url")
+    @field_validator("url", "detect_url")
     @classmethod
-    def _readable_url(cls, url: str) -> str:
+    def _readable_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
         scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url)
         if scheme and scheme.group(1).lower() not in ("rtsp", "rtsps"):
             # read as a file path it would fail as "no such file" with its password in the message
@@ -137,6 +145,18 @@ class CameraConfig(StrictModel):
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("backoff_max_s must be at least backoff_initial_s")
         return self
+
+    @field_validator("detect_url")
+    @classmethod
+    def _detect_stream_beside_a_live_main(cls, detect_url: str | None, info: ValidationInfo) -> str | None:
+        url = info.data.get("url")  # absent when url itself was invalid (reported on its own line)
+        if detect_url is None or url is None:
+            return detect_url
+        if classify(url) is not SourceKind.RTSP or classify(detect_url) is not SourceKind.RTSP:
+            raise ValueError("a substream and its main stream (url) are both rtsp:// or rtsps:// URLs of one camera")
+        if detect_url == url:
+            raise ValueError("the same URL as url; give the camera's substream, or leave detect_url out")
+        return detect_url
 
     @model_validator(mode="after")
     def _microphone_pairs_with_live_video(self) -> CameraConfig:
@@ -232,7 +252,8 @@ class EdgeConfig(StrictModel):
     def source_specs(self) -> list[SourceSpec]:
         return [
             SourceSpec(
-                camera_id=c.id, url=c.url, input_fps=c.fps, pace=c.replay == "realtime",
+                camera_id=c.id, url=c.detect_url or c.url, main_url=c.url if c.detect_url else None,
+                input_fps=c.fps, pace=c.replay == "realtime",
                 open_timeout_s=c.open_timeout_s, read_timeout_s=c.read_timeout_s, rtsp_transport=c.rtsp_transport,
                 skip_loop_filter=c.skip_loop_filter,
                 video=c.video, audio=c.audio and c.microphone is None, stall_timeout_s=c.stall_timeout_s,

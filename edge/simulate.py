@@ -4,6 +4,7 @@
     edge simulate --mount door=a.mkv --mount yard=b.mp4      # two cameras on one server
     edge simulate clip.mkv --corrupt cam1                    # a camera that sends garbage
     edge simulate clip.mkv --freeze-after 10                 # a camera that freezes after 10 s
+    edge simulate clip.mkv --substream 640x360               # also rtsp://127.0.0.1:8554/cam1-sub, at 640x360
 
 The server is ``edge/rtsp_simulator.py`` (GStreamer's RTSP server; files: Matroska or MP4/MOV with H.264 or
 H.265 video and/or AAC, Opus or G.711 audio), run under Debian's ``/usr/bin/python3`` because GStreamer's Python
@@ -26,6 +27,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
+from edge.substream import ensure_substream, parse_size
+
 SYSTEM_PYTHON = "/usr/bin/python3"
 SIMULATOR = Path(__file__).resolve().with_name("rtsp_simulator.py")
 EXIT_OK = 0
@@ -37,6 +40,7 @@ _GI_CHECK = (
 )
 _GI_CHECK_TIMEOUT_S = 30
 _STOP_TIMEOUT_S = 10
+SUBSTREAM_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lepton-edge" / "substreams"
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -58,6 +62,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                    help="fault drill: camera NAME sends corrupted data (repeatable)")
     p.add_argument("--freeze-after", type=float, default=None, metavar="SECONDS",
                    help="fault drill: every camera stops sending after SECONDS, keeping the connection open")
+    p.add_argument("--substream", type=parse_size, default=None, metavar="WxH",
+                   help="also serve each camera's clip scaled to WxH at PATH-sub, as a camera's detect substream "
+                        "(made once, kept in --substream-dir)")
+    p.add_argument("--substream-dir", type=Path, default=SUBSTREAM_CACHE,
+                   help=f"where substreams are kept (default {SUBSTREAM_CACHE})")
     p.set_defaults(func=cmd_simulate)
     return p
 
@@ -69,6 +78,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     problem = gstreamer_problem()
     if problem is not None:
         return _fail(f"{problem}; install GStreamer's RTSP server and its Python bindings with: make system-deps")
+    if args.substream is not None:
+        try:
+            mounts = _with_substreams(mounts, args.substream, args.substream_dir)
+        except (OSError, ValueError) as exc:  # av's errors are OSError / ValueError subclasses
+            return _fail(f"cannot make the substreams: {exc}")
     cmd = [SYSTEM_PYTHON, str(SIMULATOR), "--host", args.host, "--port", str(args.port)]
     for name, clip in mounts:
         cmd += ["--mount", f"{name}={clip}"]
@@ -81,6 +95,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if getattr(args, "verbose", 0) >= 2:
         cmd.append("--verbose")
     return _serve(cmd, [name for name, _ in mounts])
+
+
+def _with_substreams(mounts: list[tuple[str, Path]], size: tuple[int, int], folder: Path) -> list[tuple[str, Path]]:
+    """Each mount, then its substream at ``NAME-sub`` (``edge.substream``)."""
+    names = {name for name, _ in mounts}
+    out = []
+    for name, clip in mounts:
+        sub = f"{name}-sub"
+        if sub in names:
+            raise ValueError(f"{sub} is already a camera path")
+        print(f"substream of {clip.name} at {size[0]}x{size[1]} ...", file=sys.stderr, flush=True)
+        out += [(name, clip), (sub, ensure_substream(clip, size, folder))]
+    return out
 
 
 def gstreamer_problem() -> str | None:

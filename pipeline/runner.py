@@ -1,19 +1,19 @@
 """The runner wires the stages: capture workers → bounded buffers → scoring (micro-batched across cameras) →
 per-camera aggregators → an event callback (the daemon's outbox).
 
-A camera may have a paired microphone (``PairedMicrophone``): a source of its own (its own capture worker,
-state, back-off and counters, under the id ``cam/mic``) whose windows are moved onto the camera's stream time
-(``pipeline.pairing``) and scored as that camera's audio; the camera's own audio track is then not decoded
-(the microphone wins). A microphone that is lost ends nothing: its audio modality goes stale and the camera
-keeps scoring video; a camera that is lost ends its event as usual, and the microphone keeps scoring on the
-time line the camera returns to.
+Sources of their own beside a camera, each with its capture worker, state, back-off and counters; the loss of
+either ends nothing (the camera's own loss ends its event as usual):
+- a paired microphone (``PairedMicrophone``, ``cam/mic``): its windows are moved onto the camera's stream time
+  (``pipeline.pairing``) and scored as the camera's audio (its own audio track is then not decoded); lost, the
+  audio modality goes stale;
+- a main stream (``SourceSpec.main_url``, ``cam/main``) when ``url`` is the camera's detect substream and it keeps
+  snapshots or clips: demuxed into the packet ring, never decoded (``pipeline.sources.main_stream``), placed by the
+  detect frames (``pipeline.sources.tie``); lost, events go on without media.
 
-Threads: one capture thread per source, one scoring thread. A camera with ``isolation: process`` has its capture
-thread drive a child process that decodes (``pipeline.sources.isolated``); everything else is the same. The
-scoring thread owns the per-camera state (the ring of recent luma frames the video model needs, the aggregator),
-so none of it needs a lock. Stop order follows the flow: capture stops first, scoring drains what was captured,
-open events end with ``shutdown``, then the media recorder (when given) writes the snapshots and clips still
-queued.
+Threads: one capture thread per source (``isolation: process``: it drives a child process that decodes,
+``pipeline.sources.isolated``), one scoring thread, which owns the per-camera state (recent luma frames, the
+aggregator), so none of it needs a lock. Stop order follows the flow: capture stops first, scoring drains what was
+captured, open events end with ``shutdown``, then the media recorder (when given) writes what is still queued.
 
 An observer (``pipeline.live.RunObserver``, optional) sees each scored frame, the video model's per-patch errors
 and every score with the fused score after it: the console's live view and each event's timeline and heat-map.
@@ -26,6 +26,7 @@ thread moves the ring's scoring position as it scores, and every event passes th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import threading
@@ -44,9 +45,11 @@ from pipeline.pairing import CameraClock, PairedMicrophone
 from pipeline.scoring_model import ScoringModel
 from pipeline.sources.capture import BoundedBuffer, BufferPolicy, CaptureReader, CaptureWorker, SourceState
 from pipeline.sources.isolated import ProcessReader
+from pipeline.sources.main_stream import MainStreamReader, main_source_id
 from pipeline.sources.microphone import MicrophoneReader, MicrophoneSpec
 from pipeline.sources.reader import MediaReader
 from pipeline.sources.spec import SourceSpec
+from pipeline.sources.tie import StreamTie
 from pipeline.stream_scoring import StreamScorer, VideoScores
 from pipeline.tamper import TamperDetector, TamperSettings
 
@@ -134,6 +137,9 @@ class Runner:
         # a paired microphone's source id -> (its camera, the clock that maps its windows onto the camera's)
         self._paired: dict[str, tuple[str, CameraClock]] = {}
         self._clocks: dict[str, CameraClock] = {}  # camera id -> the clock its video frames drive
+        self._ties: dict[str, StreamTie] = {}  # camera id -> the tie of its main stream to its detect stream
+        self._main_sources: set[str] = set()  # source ids of the main streams (cam/main)
+        self._add_main_streams(sources)
         self._add_microphones(microphones, microphone_reader or self._microphone_reader_for)
         self._thread = threading.Thread(target=self._score_loop, name="scoring", daemon=True)
         self._finished = threading.Event()
@@ -146,8 +152,28 @@ class Runner:
             audio_hop_s=m.audio_hop_s, sample_rate=m.sample_rate,
             video=m.has_video and spec.video,
             audio=m.has_audio and spec.audio and spec.camera_id not in self._clocks,  # a paired microphone wins
-            decoder_threads=self._decoder_threads, packet_sink=self._media_rings.get(spec.camera_id),
+            decoder_threads=self._decoder_threads,
+            # a camera with a main stream fills its ring from that stream, not from the one it scores
+            packet_sink=None if spec.camera_id in self._ties else self._media_rings.get(spec.camera_id),
         )
+
+    def _add_main_streams(self, sources: Sequence[SourceSpec]) -> None:
+        for spec in sources:
+            ring = self._media_rings.get(spec.camera_id)
+            if spec.main_url is None:
+                continue
+            if ring is None:
+                log.info("camera %s keeps no snapshots or clips: its main stream is not opened", spec.camera_id)
+                continue
+            main = dataclasses.replace(spec, camera_id=main_source_id(spec.camera_id), url=spec.main_url,
+                                       main_url=None, isolation="thread", mask=())
+            tie = self._ties[spec.camera_id] = StreamTie(spec.camera_id)
+            ring.tied = True
+            buf = BoundedBuffer(self.settings.live_buffer, BufferPolicy.DROP_OLDEST, self._ready)
+            reader = functools.partial(MainStreamReader, ring=ring, tie=tie)
+            self.workers[main.camera_id] = CaptureWorker(main, reader, buf, self.stop_event)
+            self.stats[main.camera_id] = CameraStats()
+            self._main_sources.add(main.camera_id)
 
     def _microphone_reader_for(self, spec: MicrophoneSpec) -> CaptureReader:
         m = self.model
@@ -279,6 +305,8 @@ class Runner:
                 if item is None:
                     continue
                 progress = True
+                if cam in self._main_sources:
+                    continue  # a main stream sends only its ends, and its loss ends no event
                 if cam in self._paired:
                     window = self._from_microphone(cam, item)
                     if window is not None:
@@ -288,6 +316,9 @@ class Runner:
                     clock = self._clocks.get(cam)
                     if clock is not None:
                         clock.observe(item)
+                    tie = self._ties.get(cam)
+                    if tie is not None:
+                        tie.observe(item)
                     self._arrive(item)
                     video.append(item)
                 elif isinstance(item, AudioWindow):
@@ -395,6 +426,9 @@ class Runner:
             self._tamper[end.camera_id].reset()
             self._emit(self._tamper_aggs[end.camera_id].end_stream(end.pts, end.wall_time, reason))
         self._scoring.reset(end.camera_id)
+        tie = self._ties.get(end.camera_id)
+        if tie is not None:
+            tie.detect_lost()
         self._emit(self._aggs[end.camera_id].end_stream(end.pts, end.wall_time, reason))
 
     def _shutdown(self) -> None:

@@ -39,13 +39,23 @@ def _check_mode(result: dict) -> None:
     assert set(cam["latency_ms"]) == {"p50", "p95"}
     assert result["rss_mb"]["per_camera"] is not None
     sides = [p["side"] for p in result["phases"]]
-    assert sides[:4] == ["pipeline", "decode-only", "decode-only", "pipeline"]  # ABBA, repeated per round
+    # ABBA around the middle, repeated per round (3 by default): each ratio is the median of the rounds'
+    assert sides == ["pipeline", "decode-only", "full-decode", "full-decode", "decode-only", "pipeline"] * 3
+    for key in ("ratio", "ratio_vs_full_decode"):
+        rounds = result[f"{key}_rounds"]
+        assert len(rounds) == 3 and result[key] == sorted(rounds)[1]
+        assert result[f"{key}_spread"] == pytest.approx(max(rounds) - min(rounds), abs=2e-3)
+    assert result["full_decode_fps_per_camera"] > 0 and result["cpu_ratio_vs_full_decode"] > 0
 
 
 def test_bench_files_prints_the_figures(capsys: pytest.CaptureFixture[str], cache_dir: Path) -> None:
     report = _bench(capsys, cache_dir)
-    for key in ("note", "clip", "model", "targets", "ratio", "cpu_ratio", "rss_mb_per_camera", "per_camera", "modes"):
+    for key in ("note", "clip", "model", "targets", "ratio", "ratio_vs_full_decode", "cpu_ratio", "rss_mb_per_camera",
+                "per_camera", "modes"):
         assert key in report
+    # decode-only decodes as the pipeline does (its deblocking); full decode deblocks every frame
+    assert report["decoder"] == {"pipeline_skip_loop_filter": "nokey", "decode_only_skip_loop_filter": "nokey",
+                                 "full_decode_skip_loop_filter": "none"}
     assert "machine load" in report["note"]
     video = report["clip"]["video"]
     assert (video["width"], video["height"], video["fps"]) == (1280, 720, 25.0)
@@ -72,3 +82,31 @@ def test_bench_over_rtsp(capsys: pytest.CaptureFixture[str], cache_dir: Path) ->
     assert report["source"] == "rtsp"
     _check_mode(report["modes"]["rtsp"])
     assert report["modes"]["rtsp"]["cpu_utilisation"]["simulator"] is not None
+
+
+@pytest.mark.slow
+def test_bench_sweep_with_substreams_reports_max_realtime_cameras(capsys: pytest.CaptureFixture[str],
+                                                                     cache_dir: Path) -> None:
+    from fixtures.rtsp import gstreamer_problem
+
+    problem = gstreamer_problem()
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    code = main(["bench", "--sweep", "--seconds", "2", "--sweep-budget", "12", "--detect-size", "320x180", "--json",
+                 "--cache-dir", str(cache_dir)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    report = json.loads(out)
+    sweep = report["sweep"]
+    assert sweep["detect_size"] == [320, 180] and "snapshots and clips" in sweep["media"]
+    assert sweep["criteria"]["dropped_max"] == 0 and sweep["criteria"]["latency_p95_ms_max"] == 1000
+    assert sweep["steps"] and sweep["steps"][0]["cameras"] == 1
+    first = sweep["steps"][0]
+    assert first["worst_camera"]["main_packets_per_s"] > 0, first  # the main stream was demuxed
+    assert report["max_realtime_cameras"] == sweep["max_realtime_cameras"]
+    assert report["max_realtime_cameras"] == max([s["cameras"] for s in sweep["steps"] if s["realtime"]], default=0)
+
+
+def test_detect_size_goes_with_the_sweep(capsys: pytest.CaptureFixture[str], cache_dir: Path) -> None:
+    assert main(["bench", "--detect-size", "640x360", "--cache-dir", str(cache_dir)]) == 2
+    assert "--detect-size goes with --sweep" in capsys.readouterr().err

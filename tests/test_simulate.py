@@ -87,6 +87,44 @@ def test_serves_looping_cameras_until_sigterm(tmp_path):
     assert not processes_mentioning(str(clip))  # the simulator went with it
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_substream_serves_each_clip_again_at_the_detect_resolution(tmp_path):
+    if (problem := gstreamer_problem()) is not None:
+        pytest.fail(problem)
+    clip = write_stream(tmp_path / "c.mkv", seconds=1, size=(320, 180))
+    entry = ("import argparse, sys; from edge.simulate import add_parser; p = argparse.ArgumentParser(); "
+             "add_parser(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", entry, "simulate", str(clip), "--port", "0", "--substream", "160x90",
+         "--substream-dir", str(tmp_path / "subs")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        urls = [proc.stdout.readline().split()[-1] for _ in range(2)]
+        assert [u.rsplit("/", 1)[1] for u in urls] == ["cam1", "cam1-sub"], proc.stderr.read() if proc.poll() else ""
+        sizes = []
+        for url in urls:
+            with av.open(url, options={"rtsp_transport": "tcp"}, timeout=(5, 5)) as container:
+                frame = next(container.decode(video=0))
+                sizes.append((frame.width, frame.height))
+                assert container.streams.audio, "the substream keeps the clip's audio"
+        assert sizes == [(320, 180), (160, 90)]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert [p.name for p in (tmp_path / "subs").iterdir()] == ["c-sub160x90-v2.mkv"]  # made once, kept
+
+
+def test_a_substream_size_must_be_even_width_x_height(capsys):
+    with pytest.raises(SystemExit):
+        parse(["c.mkv", "--substream", "641x360"])
+    assert "even numbers" in capsys.readouterr().err
+
+
 def processes_mentioning(text):
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):

@@ -44,6 +44,10 @@ from pipeline.media.store import MediaStore
 log = logging.getLogger(__name__)
 
 _POST_ROLL_GRACE_S = 10.0  # beyond post_roll_s of wall time, a clip is written with what has arrived
+# A ring fed by a camera's main stream while its detect substream is scored (``PacketRing.tied``) gives a snapshot
+# only when that stream's session is open and came within this much of the peak (then its last frame before it), a
+# clip only when it reached the event's start: never a picture of another moment (a lost main stream: no media)
+_TIED_SLACK_S = 0.2
 _RETENTION_EVERY_S = 60.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -182,7 +186,8 @@ class MediaRecorder:
             del self._events[ev.event_id]
         if state.rendered_pts == ev.peak_pts:
             return state.snapshot
-        packets = ring.snapshot_packets(ev.peak_pts) if self.store.healthy else []
+        fresh = not ring.tied or ring.reaches(ev.peak_pts, _TIED_SLACK_S)  # a lost main stream: no snapshot
+        packets = ring.snapshot_packets(ev.peak_pts) if self.store.healthy and fresh else []
         if not packets:
             if self.store.healthy:
                 log.debug("camera %s: no packets for a snapshot at %.3f s", ev.camera_id, ev.peak_pts)
@@ -203,7 +208,8 @@ class MediaRecorder:
         start = max(ev.start_pts - settings.pre_roll_s, end - ring.span_s)
         rel = media_ref(ev.camera_id, ev.event_id, "mkv")
         job = _ClipJob(rel, ring, start, end, self._clock() + settings.post_roll_s + _POST_ROLL_GRACE_S)
-        if self.store.healthy and self._submit(job):
+        fresh = not ring.tied or ring.reaches(ev.start_pts, 0.0)  # a main stream lost before the event: no clip
+        if self.store.healthy and fresh and self._submit(job):
             return rel
         self.stats.refused += 1
         return None

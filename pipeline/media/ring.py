@@ -100,6 +100,9 @@ class PacketRing:
         self.bytes = 0
         self.early_evictions = 0  # GOPs dropped by the byte cap while still inside the seconds bound
         self.live = False  # a session is open (False after end_session: no more packets will come)
+        # fed by the camera's main stream while its detect stream is scored (``pipeline.sources.main_stream``): what
+        # the ring holds says nothing of the moment scored, so media is made only of a session that reached it
+        self.tied = False
         self._lock = threading.Lock()
         self._packets: collections.deque[RingPacket] = collections.deque()
         self._keys: collections.deque[RingPacket] = collections.deque()  # the ring's start points, in order
@@ -194,6 +197,11 @@ class PacketRing:
         """Whether packets up to ``pts`` have arrived (or none will come any more)."""
         with self._lock:
             return self.newest >= pts or not self.live
+
+    def reaches(self, pts: float, slack_s: float) -> bool:
+        """Whether a session is open and its packets came up to ``slack_s`` before ``pts``."""
+        with self._lock:
+            return self.live and self.newest >= pts - slack_s
 
     def snapshot_packets(self, pts: float) -> list[RingPacket]:
         """The video packets that decode the frame at ``pts``: from the last keyframe at or before it to the

@@ -94,6 +94,15 @@ class CaptureSpec(Protocol):
     def backoff_max_s(self) -> float: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Demuxed:
+    """Progress of a demux-only reader (a camera's main stream, ``pipeline.sources.main_stream``): a video packet
+    went to the camera's packet ring. Counted as the source's progress, never passed on (nothing to score)."""
+
+
+DEMUXED = Demuxed()
+
+
 class CaptureReader(Protocol):
     """What the worker needs of a reader (``MediaReader``; a microphone's reader must offer the same).
 
@@ -109,7 +118,7 @@ class CaptureReader(Protocol):
     def open(self) -> None: ...
     def items(
         self, stop: threading.Event | None = None, *, timeline: StreamTimeline | None = None
-    ) -> Iterator[VideoFrame | AudioWindow]: ...
+    ) -> Iterator[VideoFrame | AudioWindow | Demuxed]: ...
     def close(self) -> None: ...
 
 
@@ -182,7 +191,7 @@ class CaptureStats:
     camera_id: str
     state: SourceState
     state_age_s: float  # time in the current state
-    frames: int  # video frames delivered (sampled)
+    frames: int  # video frames delivered (sampled); a main stream's video packets demuxed
     audio_windows: int
     reconnects: int  # connection attempts after the first
     stalls: int  # sessions ended by the watchdog
@@ -386,7 +395,7 @@ class CaptureWorker(Generic[SpecT]):
         reader, self._reader = self._reader, None
         delivered = False
         outcome = _Outcome.LOST
-        items: Iterator[VideoFrame | AudioWindow] | None = None
+        items: Iterator[VideoFrame | AudioWindow | Demuxed] | None = None
         try:
             if reader is None:
                 reader = self._factory(self.spec)
@@ -401,11 +410,8 @@ class CaptureWorker(Generic[SpecT]):
                 if not delivered:
                     delivered = True
                     self._set_state(SourceState.STREAMING)
-                if isinstance(item, VideoFrame):
-                    self.frames += 1
-                else:
-                    self.audio_windows += 1
-                if not self.buffer.put(item, self._stop):
+                passed = self._count(item)
+                if passed is not None and not self.buffer.put(passed, self._stop):
                     return _Outcome.STOPPED, delivered
             if self._stop.is_set():
                 return _Outcome.STOPPED, delivered
@@ -425,6 +431,14 @@ class CaptureWorker(Generic[SpecT]):
         if self._stop.is_set():
             return _Outcome.STOPPED, delivered
         return outcome, delivered
+
+    def _count(self, item: VideoFrame | AudioWindow | Demuxed) -> VideoFrame | AudioWindow | None:
+        """Count a delivered item; what goes on downstream (None: a demux-only source's progress, counted only)."""
+        if isinstance(item, AudioWindow):
+            self.audio_windows += 1
+            return item
+        self.frames += 1  # a demux-only source counts its video packets
+        return None if isinstance(item, Demuxed) else item
 
     def _failed(self, exc: Exception, delivered: bool) -> _Outcome:
         """Count and describe what ended a session: LOST (the connection, a stall: reconnect as usual) or BROKEN

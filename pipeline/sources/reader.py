@@ -68,15 +68,18 @@ _AUDIO_RESYNC_S = 0.1
 DECODER_THREADS = 3
 
 
-def set_decoder_threads(stream: Any, threads: int = 0) -> None:
-    """The reader's decoder threading for a video ``stream`` before it decodes: ``threads`` > 0 plain threads (1 when
-    cameras outnumber cores), 0 DECODER_THREADS frame threads. ``edge bench``'s decode-only side uses it too."""
+def set_decoder_threads(stream: Any, threads: int = 0, skip_loop_filter: str = "none") -> None:
+    """The reader's decoder settings for a video ``stream`` before it decodes: ``threads`` > 0 plain threads (1 when
+    cameras outnumber cores), 0 DECODER_THREADS frame threads; deblocking skipped as ``skip_loop_filter`` says
+    (``SourceSpec``). ``edge bench``'s decode-only side uses it too."""
     if threads > 0:
         stream.thread_type = "NONE"
         stream.thread_count = threads
     else:
         stream.thread_type = "AUTO"
         stream.thread_count = DECODER_THREADS
+    if skip_loop_filter != "none":
+        stream.codec_context.options = {**stream.codec_context.options, "skip_loop_filter": skip_loop_filter}
 # An RTCP wall clock this far from ours is worth one warning: the camera's clock is probably not set.
 _RTCP_SKEW_WARN_S = 60.0
 
@@ -234,21 +237,8 @@ class MediaReader:
         kind = spec.kind
         try:
             if kind is SourceKind.RTSP:
-                # A frozen camera must end the read within the stall timeout, whichever is shorter.
-                read_s = min(spec.read_timeout_s, spec.stall_timeout_s)
-                self.container = av.open(
-                    spec.url,
-                    options={
-                        "rtsp_transport": spec.rtsp_transport,
-                        # socket I/O timeout in microseconds: a camera that stops sending ends the read
-                        "timeout": str(int(read_s * 1_000_000)),
-                        # probing the default 5 s of stream costs ~1.9 s per (re)connect; this is enough for
-                        # H.264/H.265 + one audio stream (FACTS.md)
-                        "analyzeduration": "500000",
-                        "probesize": "500000",
-                    },
-                    timeout=(spec.open_timeout_s, read_s),
-                )
+                self.container = av.open(spec.url, options=spec.rtsp_options(),
+                                         timeout=(spec.open_timeout_s, spec.read_s))
             elif kind is SourceKind.IMAGES:
                 self.container = self._open_images()
             else:
@@ -289,9 +279,7 @@ class MediaReader:
         streams: list[Any] = []
         if self.want_video and self.container.streams.video:
             v = self.container.streams.video[0]
-            set_decoder_threads(v, self.decoder_threads)
-            if self.spec.skip_loop_filter != "none":
-                v.codec_context.options = {**v.codec_context.options, "skip_loop_filter": self.spec.skip_loop_filter}
+            set_decoder_threads(v, self.decoder_threads, self.spec.skip_loop_filter)
             streams.append(v)
         if self.want_audio and self.container.streams.audio:
             streams.append(self.container.streams.audio[0])
@@ -553,8 +541,7 @@ def _read_error(exc: BaseException, spec: SourceSpec) -> SourceError:
     if not spec.live:
         return SourceFormatError(f"{spec.safe_url}: cannot read on ({detail})")
     if isinstance(exc, (TimeoutError, av.error.ExitError)):
-        read_s = min(spec.read_timeout_s, spec.stall_timeout_s)
-        return SourceStalledError(f"{spec.safe_url}: nothing received for {read_s:g} s")
+        return SourceStalledError(f"{spec.safe_url}: nothing received for {spec.read_s:g} s")
     return SourceConnectionError(f"{spec.safe_url}: reading the stream failed ({detail})")
 
 

@@ -71,13 +71,17 @@ class SourceSpec:
     isolation: str = "thread"  # "process": decoded in a child process that a crash in FFmpeg cannot escape
     # video patches and temporal cells whose centre lies in one of these regions count for nothing
     mask: tuple[Region, ...] = ()
+    # The camera's main (full-resolution) stream when ``url`` is its detect substream: only demuxed, into the packet
+    # ring of its snapshots and clips (``pipeline.sources.main_stream``), never decoded for scoring.
+    main_url: str | None = None
 
     def __repr__(self) -> str:
-        # the generated repr would print the URL's credentials wherever a spec is logged
-        shown = ", ".join(
-            f"{f.name}={self.safe_url if f.name == 'url' else getattr(self, f.name)!r}" for f in fields(self)
-        )
-        return f"SourceSpec({shown})"
+        # the generated repr would print the URLs' credentials wherever a spec is logged
+        def shown(name: str) -> str:
+            value = getattr(self, name)
+            return repr(redact_url(value)) if name in ("url", "main_url") and value is not None else repr(value)
+
+        return f"SourceSpec({', '.join(f'{f.name}={shown(f.name)}' for f in fields(self))})"
 
     def __post_init__(self) -> None:
         for name in ("open_timeout_s", "read_timeout_s", "stall_timeout_s", "backoff_initial_s"):
@@ -101,6 +105,23 @@ class SourceSpec:
     @property
     def safe_url(self) -> str:
         return redact_url(self.url)
+
+    @property
+    def read_s(self) -> float:
+        """Longest wait for data from a live source: a frozen camera ends the read within the stall timeout too."""
+        return min(self.read_timeout_s, self.stall_timeout_s)
+
+    def rtsp_options(self) -> dict[str, str]:
+        """FFmpeg's options for opening this source over RTSP (``av.open(url, options=..., timeout=(open, read))``)."""
+        return {
+            "rtsp_transport": self.rtsp_transport,
+            # socket I/O timeout in microseconds: a camera that stops sending ends the read
+            "timeout": str(int(self.read_s * 1_000_000)),
+            # probing the default 5 s of stream costs ~1.9 s per (re)connect; this is enough for H.264/H.265 + one
+            # audio stream (FACTS.md)
+            "analyzeduration": "500000",
+            "probesize": "500000",
+        }
 
 
 @dataclass(frozen=True)
