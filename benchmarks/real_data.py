@@ -217,28 +217,14 @@ def build_speed(source: Path, path: Path) -> dict[str, Any]:
     """``speed.mkv``: the unseen segment played back with ``SPEED_INTERVALS`` at ``SPEED`` times the pace (every
     person in them moves as fast as a jogger or a cyclist: the pedestrian-walkway benchmarks' anomaly), the rest at
     its own pace; a playback position that only moves forward, so nothing jumps. Labelled by those intervals."""
-    import av
-
-    with av.open(str(source)) as src:
-        cc = src.streams.video[0].codec_context
-        frames = [f.to_ndarray(format="yuv420p") for f in src.decode(video=0)]
-        out_frames, pos, i = [], 0, 0
-        while pos < len(frames):
-            out_frames.append(frames[pos])
-            fast = any(a * FPS <= i < b * FPS for a, b in SPEED_INTERVALS)
-            pos += SPEED if fast else 1
-            i += 1
-        tmp = path.with_name(f".{path.name}.tmp")
-        with av.open(str(tmp), "w", format="matroska", options={"fflags": "+bitexact"}) as out:
-            stream = _x264_stream(out, cc)
-            for k, img in enumerate(out_frames):
-                frame = av.VideoFrame.from_ndarray(img, format="yuv420p")
-                frame.pts, frame.time_base = k, Fraction(1, FPS)
-                for packet in stream.encode(frame):
-                    out.mux(packet)
-            for packet in stream.encode(None):
-                out.mux(packet)
-    tmp.replace(path)
+    frames, cc = _decode_yuv(source)
+    out_frames, pos, i = [], 0, 0
+    while pos < len(frames):
+        out_frames.append(frames[pos])
+        fast = any(a * FPS <= i < b * FPS for a, b in SPEED_INTERVALS)
+        pos += SPEED if fast else 1
+        i += 1
+    _encode(path, out_frames, cc)
     duration = len(out_frames) / FPS
     truth = {"anomalies": [{"start": a, "end": min(b, duration), "modalities": ["video"], "kind": f"{SPEED}x pace"}
                            for a, b in SPEED_INTERVALS if a < duration],
