@@ -15,22 +15,9 @@ alerts/event.schema.json``); a test keeps the two equal. A change that adds, rem
 changes ``SCHEMA_VERSION``: messages are validated with ``extra="forbid"``, so consumers reject what they do
 not know rather than silently dropping it.
 
-Versions:
-  * 1.0 — the first.
-  * 1.1 — end reason ``restart`` (the daemon was killed with the event open and ended it when it started again:
-    ``stream_lost`` would blame the camera for the edge's own crash, and a 1.0 consumer would reject an unknown
-    reason anyway, hence the version); ``update_reason`` (peak, modality, interval) on updates; ``continues``
-    (the event_id an event continues after its predecessor reached ``max_duration``).
-  * 1.2 — ``label``: what the event is when its scores name it; a tampering event says which kind (blackout,
-    covered, defocus, moved). A 1.1 consumer would reject the unknown field, hence the version.
-  * 1.3 — camera status alerts, types ``offline`` (seq 0: the camera has not streamed for ``offline_after_s``;
-    ``start_time`` is when it stopped, ``label`` the state it is in) and ``online`` (seq 1, the same
-    ``event_id``: it streams again at ``end_time``). They carry no scores (``peak_score`` 0, no modalities). A 1.2
-    consumer would reject the unknown types, hence the version.
-
-This module reads 1.0, 1.1 and 1.2 messages too (outbox rows outlive upgrades): they validate with their
-``schema_version``, 1.0 without ``update_reason``, 1.0 and 1.1 without a ``label``, none of them with a camera
-status type; the committed JSON Schema describes the current version only.
+Versions (each one a consumer of the one before would reject, hence the version): 1.0 the first; 1.1 end reason
+``restart``, ``update_reason``, ``continues``; 1.2 ``label`` (what the event is, a tampering event's kind); 1.3
+camera status alerts, types ``offline`` (seq 0) and ``online`` (seq 1, the same ``event_id``), without scores.
 """
 
 from __future__ import annotations

@@ -18,9 +18,7 @@ MAX_DOCSTRING_LINES = 25
 # Above the limits in files their owners are rewriting; each entry goes when its file is split.
 LONG_MODULES: set[str] = set()
 LONG_FUNCTIONS: set[str] = set()
-LONG_DOCSTRINGS = {
-    "alerts/schema.py",
-}
+LONG_DOCSTRINGS: set[str] = set()
 CLI_IN_PIPELINE: set[str] = set()
 
 
