@@ -49,7 +49,7 @@ from pipeline.media import MediaRecorder
 from pipeline.models.package import ModelPackage
 from pipeline.runner import Runner, RunnerSettings
 from pipeline.scoring_model import PackageScorer
-from pipeline.sources.spec import SourceKind, SourceSpec
+from pipeline.sources.spec import SourceKind
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,10 @@ def _fatal_at_start(runner: Runner, failures: dict[str, SourceError]) -> bool:
     devices once, at start: retrying cannot find it; the message lists the devices there are). An unreachable
     RTSP camera, or a microphone that is there but will not open, is retried in the background, unless no
     camera at all could be reached."""
-    cameras = {c for c, w in runner.workers.items() if isinstance(w.spec, SourceSpec)}
+    sources = runner.snapshot()
+    cameras = {c for c, s in sources.items() if s.camera}
     for source, err in failures.items():
-        if source in cameras and runner.workers[source].spec.kind is not SourceKind.RTSP:
+        if source in cameras and sources[source].kind is not SourceKind.RTSP:
             return True
         if source not in cameras and isinstance(err, SourceNotFoundError):
             return True
@@ -274,15 +275,14 @@ class Daemon:
         self.summary.seconds = time.monotonic() - started
         if self._media is not None:
             self.summary.media = self._media.stats.as_dict()
-        for cam, worker in runner.workers.items():
-            if isinstance(worker.spec, SourceSpec) and not worker.spec.live:
-                error = worker.stats().last_error
-                if error:
-                    self.summary.failed_files[cam] = error
+        sources = runner.snapshot()
+        for cam, src in sources.items():
+            if src.camera and not src.live and src.capture.last_error:
+                self.summary.failed_files[cam] = src.capture.last_error
         self.summary.per_camera = {
-            cam: {"frames_scored": st.frames_scored, "audio_windows_scored": st.windows_scored,
-                  "events": st.events, "dropped": runner.workers[cam].buffer.dropped}
-            for cam, st in runner.stats.items()
+            cam: {"frames_scored": src.scoring.frames_scored, "audio_windows_scored": src.scoring.windows_scored,
+                  "events": src.scoring.events, "dropped": src.capture.drops}
+            for cam, src in sources.items()
         }
         return self.summary
 
@@ -308,8 +308,8 @@ class Daemon:
         if runner is None:
             return {}
         out: dict[str, dict[str, int | bool]] = {}
-        for cam, worker in runner.workers.items():
-            out[cam] = {"queue_depth": len(worker.buffer)}
+        for cam, src in runner.snapshot().items():
+            out[cam] = {"queue_depth": src.queue_depth}
             if self._offline is not None:
                 out[cam].update(self._offline.counters(cam))
         return out
@@ -319,8 +319,9 @@ class Daemon:
         assert self._offline is not None
         watched = self.cfg.offline_alerts()
         if watched:
-            self._offline.check({cam: runner.workers[cam].stats() for cam in watched},
-                                {cam: runner.position(cam) for cam in watched})
+            sources = runner.snapshot()
+            self._offline.check({cam: sources[cam].capture for cam in watched},
+                                {cam: sources[cam].position_s for cam in watched})
 
     def _watch(self, runner: Runner, started: float) -> None:
         """The main loop: until the runner ends (or is stopped), pinging the service watchdog on schedule."""
@@ -344,14 +345,14 @@ class Daemon:
         runner = self._runner
         cams: dict[str, dict[str, object]] = {}
         if runner is not None:
-            for cam, worker in runner.workers.items():
-                st = runner.stats[cam]
-                cams[cam] = {**worker.stats().as_dict(), "frames_scored": st.frames_scored,
+            for cam, src in runner.snapshot().items():
+                st = src.scoring
+                cams[cam] = {**src.capture.as_dict(), "frames_scored": st.frames_scored,
                              "windows_scored": st.windows_scored, "events": st.events}
                 ring = self._media.ring(cam) if self._media is not None else None
                 if ring is not None:
                     cams[cam]["media_buffer_bytes"] = ring.bytes
-                if not isinstance(worker.spec, SourceSpec):  # a paired microphone: windows before its camera's video
+                if not src.camera:  # a paired microphone: windows before its camera's video
                     cams[cam]["windows_unpaired"] = st.windows_unpaired
         outbox = {}
         if self._outbox is not None:

@@ -43,12 +43,19 @@ from pipeline.live import RunObserver
 from pipeline.media import MediaRecorder, PacketRing
 from pipeline.pairing import CameraClock, PairedMicrophone
 from pipeline.scoring_model import ScoringModel
-from pipeline.sources.capture import BoundedBuffer, BufferPolicy, CaptureReader, CaptureWorker, SourceState
+from pipeline.sources.capture import (
+    BoundedBuffer,
+    BufferPolicy,
+    CaptureReader,
+    CaptureStats,
+    CaptureWorker,
+    SourceState,
+)
 from pipeline.sources.isolated import ProcessReader
 from pipeline.sources.main_stream import MainStreamReader, main_source_id
 from pipeline.sources.microphone import MicrophoneReader, MicrophoneSpec
 from pipeline.sources.reader import MediaReader
-from pipeline.sources.spec import SourceSpec
+from pipeline.sources.spec import SourceKind, SourceSpec
 from pipeline.sources.tie import StreamTie
 from pipeline.stream_scoring import StreamScorer, VideoScores
 from pipeline.tamper import TamperDetector, TamperSettings
@@ -64,6 +71,21 @@ class CameraStats:
     windows_scored: int = 0
     events: int = 0
     windows_unpaired: int = 0  # a paired microphone's windows dropped: its camera has not sent video yet
+
+
+@dataclass(frozen=True)
+class SourceSnapshot:
+    """One source of the runner at one moment, for the daemon's health, metrics, alerts and summary: what it is
+    (a camera's stream or a paired microphone; live or replayed; its kind), its capture counters and state, what
+    the scoring thread did with its items, and its buffer's depth."""
+
+    capture: CaptureStats
+    scoring: CameraStats
+    camera: bool  # a camera's stream (else a paired microphone)
+    live: bool
+    kind: SourceKind | None  # a camera stream's kind (None: a microphone)
+    queue_depth: int
+    position_s: float  # the stream time scored so far (0 before the first score; microphones: 0)
 
 
 @dataclass
@@ -243,6 +265,23 @@ class Runner:
 
     def states(self) -> dict[str, SourceState]:
         return {cam: w.state for cam, w in self.workers.items()}
+
+    def snapshot(self) -> dict[str, SourceSnapshot]:
+        """Every source (cameras, then paired microphones) as it is now; the daemon reads this, never the workers."""
+        out: dict[str, SourceSnapshot] = {}
+        for cam, worker in list(self.workers.items()):
+            camera = isinstance(worker.spec, SourceSpec)
+            st = self.stats[cam]
+            out[cam] = SourceSnapshot(
+                capture=worker.stats(),
+                scoring=dataclasses.replace(st),
+                camera=camera,
+                live=bool(getattr(worker.spec, "live", True)),
+                kind=worker.spec.kind if isinstance(worker.spec, SourceSpec) else None,
+                queue_depth=len(worker.buffer),
+                position_s=self.position(cam) if cam in self._aggs else 0.0,
+            )
+        return out
 
     def position(self, camera_id: str) -> float:
         """The camera's stream time scored so far (its aggregator's watermark; 0 before its first score)."""
