@@ -92,6 +92,7 @@ model: setup-dev $(EXTRA_NORMAL)
 # The gates, run before the tests (.ci/run): lint with complexity limits (pyproject.toml), types (the runtime
 # packages, then the tests), and the configuration reference generated from the config models being current.
 check: setup-dev
+	$(BIN)/ruff format --check pipeline edge alerts tests
 	$(BIN)/ruff check pipeline edge alerts tests
 	$(BIN)/mypy -p pipeline -p edge -p alerts
 	$(BIN)/mypy tests

@@ -87,8 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Read Lepton Edge anomaly events.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
-    parser.add_argument("--log-format", choices=("text", "json"), default="text",
-                        help="logs on stderr as text lines (default) or one JSON object per line, for an aggregator")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="logs on stderr as text lines (default) or one JSON object per line, for an aggregator",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_tail(sub)
     _add_consume(sub)
@@ -103,9 +107,7 @@ def _add_tail(sub: Any) -> None:
         " and --topic, consume the Kafka topic as a member of a consumer group.",
     )
     tail.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logs")
-    tail.add_argument(
-        "--outbox", type=Path, default=None, help=f"outbox file to read (default: {DEFAULT_OUTBOX_PATH})"
-    )
+    tail.add_argument("--outbox", type=Path, default=None, help=f"outbox file to read (default: {DEFAULT_OUTBOX_PATH})")
     tail.add_argument("--bootstrap", help="Kafka bootstrap host:port[,host:port...]: read the topic instead")
     tail.add_argument("--topic", help="Kafka topic (with --bootstrap)")
     tail.add_argument("--group", default="alerts-tail", help="consumer group (default: alerts-tail)")
@@ -201,9 +203,7 @@ def _add_consume(sub: Any) -> None:
         metavar="S",
         help="exit after S seconds without a message (default: run until Ctrl-C or SIGTERM)",
     )
-    consume.add_argument(
-        "--connect-timeout", type=_positive_float, default=10.0, metavar="S", help="default: 10"
-    )
+    consume.add_argument("--connect-timeout", type=_positive_float, default=10.0, metavar="S", help="default: 10")
     consume.add_argument(
         "--webhook-timeout", type=_positive_float, default=5.0, metavar="S", help="per request (default: 5)"
     )
@@ -262,8 +262,7 @@ def _cmd_tail(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.bootstrap is None:
         if args.topic is not None or args.from_beginning or args.group != "alerts-tail":
             parser.error("--topic, --group and --from-beginning need --bootstrap")
-        return _tail_outbox(args.outbox or DEFAULT_OUTBOX_PATH, follow=args.follow, as_json=args.json,
-                            since=args.since)
+        return _tail_outbox(args.outbox or DEFAULT_OUTBOX_PATH, follow=args.follow, as_json=args.json, since=args.since)
     if args.topic is None and "topic" not in (_kafka_file(args.kafka_config, parser) if args.kafka_config else {}):
         parser.error("--bootstrap needs --topic")
     if args.outbox is not None:
@@ -279,8 +278,9 @@ def _tail_outbox(path: Path, *, follow: bool, as_json: bool, since: datetime | N
         return 1
     with outbox:
         after = outbox.id_before(since.timestamp()) if since is not None else 0
-        return _until_ctrl_c(lambda stop: _print_outbox(outbox, follow=follow, as_json=as_json, stop=stop,
-                                                        after_id=after))
+        return _until_ctrl_c(
+            lambda stop: _print_outbox(outbox, follow=follow, as_json=as_json, stop=stop, after_id=after)
+        )
 
 
 def _print_outbox(outbox: Outbox, *, follow: bool, as_json: bool, stop: threading.Event, after_id: int = 0) -> None:
@@ -398,8 +398,10 @@ def _cmd_consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     except ValueError as exc:
         parser.error(str(exc))
     if args.sink.startswith("webhook:"):
-        log.warning("the webhook URL is on the command line, where every user of this machine can read it (ps):"
-                    " prefer --webhook-url-file or $ALERTS_WEBHOOK_URL")
+        log.warning(
+            "the webhook URL is on the command line, where every user of this machine can read it (ps):"
+            " prefer --webhook-url-file or $ALERTS_WEBHOOK_URL"
+        )
     # the longest one message can take the sink: the group must not drop this member while it waits
     budget = float(getattr(sink, "worst_case_s", _SINK_BUDGET_S))
     start = StartAt(beginning=args.from_beginning, offset=args.from_offset, time=args.from_time)
@@ -428,11 +430,13 @@ def _cmd_consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             finally:
                 st = sub.stats()
                 undelivered = getattr(getattr(sink, "stats", None), "dead_lettered", 0)
-                sys.stderr.write(redact_text(
-                    f"{PROG} consume: {handled} delivered to {sink.name}, {st.duplicates} duplicate(s) dropped,"
-                    f" {st.invalid} invalid ({st.dead_lettered} of them dead-lettered),"
-                    f" {undelivered} undeliverable dead-lettered\n"
-                ))
+                sys.stderr.write(
+                    redact_text(
+                        f"{PROG} consume: {handled} delivered to {sink.name}, {st.duplicates} duplicate(s) dropped,"
+                        f" {st.invalid} invalid ({st.dead_lettered} of them dead-lettered),"
+                        f" {undelivered} undeliverable dead-lettered\n"
+                    )
+                )
     finally:
         sink.close()
         if dead is not None:
@@ -512,8 +516,9 @@ def _since(text: str) -> datetime:
     try:
         return _iso_time(text)
     except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a duration (90s, 15m, 2h, 7d) nor an ISO 8601 time"
-                                         " (2026-05-01T12:00:00Z)") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a duration (90s, 15m, 2h, 7d) nor an ISO 8601 time (2026-05-01T12:00:00Z)"
+        ) from None
 
 
 def _offsets(text: str) -> int | dict[int, int]:

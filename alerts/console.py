@@ -19,8 +19,14 @@ def format_event(msg: EventMessage) -> str:
     if msg.type == "end" and msg.end_pts is not None:
         span = f"pts {msg.start_pts:.2f}-{msg.end_pts:.2f}s"
     mods = " ".join(f"{name}={m.peak:.2f}" for name, m in sorted(msg.modalities.items()))
-    parts = [when, msg.camera_id, f"{msg.type:<6}", f"{msg.event_id[:12]}#{msg.seq}", span,
-             f"score={msg.peak_score:.2f}"]
+    parts = [
+        when,
+        msg.camera_id,
+        f"{msg.type:<6}",
+        f"{msg.event_id[:12]}#{msg.seq}",
+        span,
+        f"score={msg.peak_score:.2f}",
+    ]
     if mods:
         parts.append(mods)
     if msg.label is not None:

@@ -242,9 +242,7 @@ class Subscriber:
         try:
             if not self._consumer.partitions_for_topic(settings.topic):
                 raise SubscribeError(f"topic {settings.topic!r} does not exist on {where}")
-            self._consumer.subscribe(
-                [settings.topic], listener=_rewind_listener(self) if self._start.rewinds else None
-            )
+            self._consumer.subscribe([settings.topic], listener=_rewind_listener(self) if self._start.rewinds else None)
         except SubscribeError:
             self._consumer.close(autocommit=False, timeout_ms=1000)
             raise
@@ -314,8 +312,11 @@ class Subscriber:
                 self._commit(handled)
                 if cut:
                     self._batches_cut += 1
-                    log.debug("alerts subscriber: batch cut after %.1f s to keep polling within %g s",
-                              self._clock() - polled_at, self._max_poll_interval_s)
+                    log.debug(
+                        "alerts subscriber: batch cut after %.1f s to keep polling within %g s",
+                        self._clock() - polled_at,
+                        self._max_poll_interval_s,
+                    )
                     self._seek_back(unhandled)
                     unhandled = {}
         finally:
@@ -346,8 +347,14 @@ class Subscriber:
         return count
 
     def stats(self) -> SubscriberStats:
-        return SubscriberStats(self._delivered, self._duplicates, self._invalid, self._commit_failures,
-                               self._dead_lettered, self._batches_cut)
+        return SubscriberStats(
+            self._delivered,
+            self._duplicates,
+            self._invalid,
+            self._commit_failures,
+            self._dead_lettered,
+            self._batches_cut,
+        )
 
     def close(self) -> None:
         """Leave the group (offsets of handled messages were already committed)."""
@@ -398,8 +405,12 @@ class Subscriber:
         self._invalid += 1
         level = logging.WARNING
         if self._dead is not None:
-            self._dead.put_poison(record, topic=str(getattr(partition, "topic", self.settings.topic)),
-                                  partition=int(getattr(partition, "partition", 0)), reason=reason)
+            self._dead.put_poison(
+                record,
+                topic=str(getattr(partition, "topic", self.settings.topic)),
+                partition=int(getattr(partition, "partition", 0)),
+                reason=reason,
+            )
             self._dead_lettered += 1
             log.log(level, "alerts subscriber: %s offset %d dead-lettered: %s", where, record.offset, reason)
         else:

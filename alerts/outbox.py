@@ -76,8 +76,7 @@ CREATE INDEX IF NOT EXISTS outbox_acked ON outbox (acked_at) WHERE acked_at IS N
 """
 
 COLUMNS = (
-    "id, event_id, seq, type, schema_version, camera_id, payload, created_at, acked_at, writer,"
-    " capture_monotonic_ns"
+    "id, event_id, seq, type, schema_version, camera_id, payload, created_at, acked_at, writer, capture_monotonic_ns"
 )
 
 T = TypeVar("T")
@@ -183,17 +182,13 @@ class Outbox:
             if not self.readonly:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
-                    raise OutboxError(
-                        errno.EIO, f"cannot switch the outbox to WAL (got {mode!r})", str(self.path)
-                    )
+                    raise OutboxError(errno.EIO, f"cannot switch the outbox to WAL (got {mode!r})", str(self.path))
                 # FULL: the WAL is fsynced at every commit, so a put that returned survives power loss.
                 conn.execute("PRAGMA synchronous = FULL")
                 page_size = conn.execute("PRAGMA page_size").fetchone()[0]
                 conn.execute(f"PRAGMA max_page_count = {max(16, self._max_bytes // page_size)}")
                 # One transaction: a reader opening the file meanwhile sees no schema or all of it.
-                conn.executescript(
-                    f"BEGIN IMMEDIATE;\n{_DDL}\nPRAGMA user_version = {_SCHEMA_USER_VERSION};\nCOMMIT;"
-                )
+                conn.executescript(f"BEGIN IMMEDIATE;\n{_DDL}\nPRAGMA user_version = {_SCHEMA_USER_VERSION};\nCOMMIT;")
             else:
                 self._wait_for_schema(conn)
         except sqlite3.Error as exc:
@@ -332,9 +327,7 @@ class Outbox:
                 cur = conn.execute("DELETE FROM outbox WHERE acked_at IS NOT NULL")
                 deleted = cur.rowcount
             else:
-                cur = conn.execute(
-                    "DELETE FROM outbox WHERE acked_at IS NOT NULL AND acked_at < ?", (cutoff,)
-                )
+                cur = conn.execute("DELETE FROM outbox WHERE acked_at IS NOT NULL AND acked_at < ?", (cutoff,))
                 deleted = cur.rowcount
                 keep_from = conn.execute(
                     "SELECT id FROM outbox WHERE acked_at IS NOT NULL ORDER BY id DESC LIMIT 1 OFFSET ?",
@@ -429,9 +422,9 @@ class Outbox:
         in another process polls ``read`` instead.
         """
         with self._new_row:
-            return self._new_row.wait_for(
-                lambda: self._last_put_id > after_id or self._closed, timeout_s
-            ) and (not self._closed)
+            return self._new_row.wait_for(lambda: self._last_put_id > after_id or self._closed, timeout_s) and (
+                not self._closed
+            )
 
     def stats(self) -> OutboxStats:
         with self.locked("cannot read the outbox") as conn:

@@ -33,6 +33,7 @@ _TLS = ("SSL", "SASL_SSL")
 
 class KafkaSettings(StrictModel):
     """How to reach Kafka and the topic (the daemon config's ``kafka:`` section; consumers use it too)."""
+
     bootstrap: list[str] = Field(
         min_length=1,
         description="Bootstrap brokers as host:port, a list or one comma-separated string.",
@@ -122,9 +123,7 @@ class KafkaSettings(StrictModel):
         else:
             given = [name for name, v in sasl_fields.items() if v is not None]
             if given:
-                raise ValueError(
-                    f"{', '.join(given)} only apply with security_protocol SASL_PLAINTEXT/SASL_SSL"
-                )
+                raise ValueError(f"{', '.join(given)} only apply with security_protocol SASL_PLAINTEXT/SASL_SSL")
         if self.security_protocol not in _TLS:
             tls = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password")
             given = [name for name in tls if getattr(self, name) is not None]
@@ -545,9 +544,7 @@ def check_kafka(settings: KafkaSettings, *, producer_factory: ProducerFactory = 
     try:
         producer = producer_factory(settings.producer_config())
     except Exception as exc:  # noqa: BLE001
-        raise PublishError(
-            f"cannot reach Kafka at {where} within {settings.connect_timeout_s:g} s: {exc}"
-        ) from exc
+        raise PublishError(f"cannot reach Kafka at {where} within {settings.connect_timeout_s:g} s: {exc}") from exc
     try:
         partitions = producer.partitions_for(settings.topic)
     except Exception as exc:  # noqa: BLE001

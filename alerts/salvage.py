@@ -24,7 +24,6 @@ from alerts.schema import EventMessage
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True, slots=True)
 class SalvageReport:
     moved_to: Path  # where the corrupt file now is (its WAL beside it)
@@ -75,8 +74,10 @@ def salvage(path: Path | str) -> SalvageReport:
         good.append(row)
     with Outbox(path) as fresh, fresh.locked("cannot write the salvaged outbox") as conn:
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(f"INSERT OR IGNORE INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-                         [row[:10] for row in good])
+        conn.executemany(
+            f"INSERT OR IGNORE INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            [row[:10] for row in good],
+        )
         conn.execute("COMMIT")
     pending = sum(1 for row in good if row[8] is None)
     return SalvageReport(aside, len(good), pending, len(rows) - len(good))
@@ -99,7 +100,9 @@ def _readable_rows(path: Path) -> list[tuple[Any, ...]]:
             try:
                 cur = conn.execute(
                     "SELECT id, event_id, seq, type, schema_version, camera_id, payload, created_at, acked_at, writer"
-                    " FROM outbox WHERE id > ? ORDER BY id", (after,))
+                    " FROM outbox WHERE id > ? ORDER BY id",
+                    (after,),
+                )
                 for row in cur:  # _COLUMNS' order, without the capture time (another process's clock)
                     rows.append((*row[:6], bytes(row[6]), *row[7:]))
                     after, skip = row[0], 1

@@ -80,17 +80,13 @@ class ModalityPeak(StrictModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
     peak: float = Field(description="Highest calibrated score of this modality during the event.")
-    peak_time: UtcDatetime = Field(
-        description="Capture time (UTC) of the frame or window that scored the peak."
-    )
+    peak_time: UtcDatetime = Field(description="Capture time (UTC) of the frame or window that scored the peak.")
 
 
 class ModelProvenance(StrictModel):
     """Which model package decided the event, so a consumer can tell events of different models apart."""
 
-    package_id: str = Field(
-        min_length=1, max_length=200, description="Model package id (directory name or hash)."
-    )
+    package_id: str = Field(min_length=1, max_length=200, description="Model package id (directory name or hash).")
     version: str = Field(min_length=1, max_length=100, description="Model package version.")
     engine: str = Field(
         min_length=1, max_length=100, description="Inference backend that scored it, e.g. 'onnxruntime-cpu'."
@@ -203,9 +199,7 @@ class EventMessage(StrictModel):
         if self.type in STATUS_TYPES:
             return self._check_status()
         if (self.type == "new") != (self.seq == 0):
-            raise ValueError(
-                f"a {self.type!r} message cannot have seq {self.seq} (seq 0 is the 'new' message)"
-            )
+            raise ValueError(f"a {self.type!r} message cannot have seq {self.seq} (seq 0 is the 'new' message)")
         ended = self.type == "end"
         for name in ("end_time", "end_pts", "reason"):
             if (getattr(self, name) is not None) != ended:
@@ -239,22 +233,46 @@ class EventMessage(StrictModel):
         return self.type in STATUS_TYPES
 
     @classmethod
-    def camera_offline(cls, *, event_id: str, camera_id: str, site: str, since: datetime, since_pts: float,
-                       state: str, model: ModelProvenance, decided_at: datetime) -> EventMessage:
+    def camera_offline(
+        cls,
+        *,
+        event_id: str,
+        camera_id: str,
+        site: str,
+        since: datetime,
+        since_pts: float,
+        state: str,
+        model: ModelProvenance,
+        decided_at: datetime,
+    ) -> EventMessage:
         """The alert that a camera has not streamed since ``since`` (its state now: ``state``)."""
-        return cls(event_id=event_id, seq=0, type="offline", camera_id=camera_id, site=site, start_time=since,
-                   end_time=None, start_pts=since_pts, end_pts=None, peak_score=0.0, peak_time=since,
-                   modalities={}, reason=None, label=state, model=model, decided_at=decided_at)
+        return cls(
+            event_id=event_id,
+            seq=0,
+            type="offline",
+            camera_id=camera_id,
+            site=site,
+            start_time=since,
+            end_time=None,
+            start_pts=since_pts,
+            end_pts=None,
+            peak_score=0.0,
+            peak_time=since,
+            modalities={},
+            reason=None,
+            label=state,
+            model=model,
+            decided_at=decided_at,
+        )
 
     def back_online(self, *, at: datetime, decided_at: datetime) -> EventMessage:
         """The ``online`` message that closes this ``offline`` one: the camera streams again since ``at``."""
         data = self.model_dump()
         data.update(seq=1, type="online", end_time=at, label=None, decided_at=decided_at)
         return EventMessage.model_validate(data)
+
     @classmethod
-    def from_anomaly(
-        cls, ev: AnomalyEvent, *, site: str, model: ModelProvenance, decided_at: datetime
-    ) -> EventMessage:
+    def from_anomaly(cls, ev: AnomalyEvent, *, site: str, model: ModelProvenance, decided_at: datetime) -> EventMessage:
         """The wire message of an aggregator event (``pydantic.ValidationError`` if it is inconsistent)."""
         return cls(
             event_id=ev.event_id,
@@ -268,9 +286,7 @@ class EventMessage(StrictModel):
             end_pts=ev.end_pts,
             peak_score=ev.peak_score,
             peak_time=ev.peak_time,
-            modalities={
-                name: ModalityPeak(peak=m.peak, peak_time=m.peak_time) for name, m in ev.modalities.items()
-            },
+            modalities={name: ModalityPeak(peak=m.peak, peak_time=m.peak_time) for name, m in ev.modalities.items()},
             reason=ev.reason.value if ev.reason is not None else None,
             update_reason=ev.update_reason.value if ev.update_reason is not None else None,
             continues=ev.continues,
@@ -282,9 +298,7 @@ class EventMessage(StrictModel):
             decided_at=decided_at,
         )
 
-    def ended(
-        self, *, reason: EndReasonName, end_time: datetime, end_pts: float, decided_at: datetime
-    ) -> EventMessage:
+    def ended(self, *, reason: EndReasonName, end_time: datetime, end_pts: float, decided_at: datetime) -> EventMessage:
         """The ``end`` message that follows this one: same event and summary, the next ``seq``, this version."""
         data = self.model_dump()
         data.update(
@@ -309,9 +323,7 @@ class EventMessage(StrictModel):
         try:
             return cls.model_validate_json(data)
         except ValidationError as exc:
-            raise MessageFormatError(
-                f"not a valid event message v{SCHEMA_VERSION}: {_first_errors(exc)}"
-            ) from exc
+            raise MessageFormatError(f"not a valid event message v{SCHEMA_VERSION}: {_first_errors(exc)}") from exc
 
 
 def _first_errors(exc: ValidationError, limit: int = 3) -> str:

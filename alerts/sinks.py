@@ -187,9 +187,16 @@ class DeadLetterFile:
 
     def put_poison(self, record: Any, *, topic: str, partition: int, reason: str) -> None:
         """A Kafka record that is no readable event: why, where it was, and its original bytes (base64)."""
-        self._write("poison", reason=reason, topic=topic, partition=partition, offset=int(record.offset),
-                    timestamp_ms=getattr(record, "timestamp", None), key_b64=_b64(getattr(record, "key", None)),
-                    value_b64=_b64(record.value))
+        self._write(
+            "poison",
+            reason=reason,
+            topic=topic,
+            partition=partition,
+            offset=int(record.offset),
+            timestamp_ms=getattr(record, "timestamp", None),
+            key_b64=_b64(getattr(record, "key", None)),
+            value_b64=_b64(record.value),
+        )
 
     def _write(self, kind: str, **fields: Any) -> None:
         entry = {"failed_at": datetime.now(timezone.utc).isoformat(), "kind": kind, **fields}
@@ -285,8 +292,9 @@ class WebhookSink:
         shuts the socket down at the deadline, which ends whatever read is waiting."""
         conn: http.client.HTTPConnection
         if self._https:
-            conn = http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout,
-                                               context=ssl.create_default_context())
+            conn = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self._timeout, context=ssl.create_default_context()
+            )
         else:
             conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
         started = time.monotonic()
@@ -295,13 +303,18 @@ class WebhookSink:
         timer.start()
         status = 0
         try:
-            conn.request("POST", self._target, body=body, headers={
-                "Content-Type": "application/json",
-                "Idempotency-Key": f"{msg.event_id}:{msg.seq}",
-                "X-Lepton-Schema-Version": msg.schema_version,
-                "X-Lepton-Event-Type": msg.type,
-                "User-Agent": "lepton-edge-alerts",
-            })
+            conn.request(
+                "POST",
+                self._target,
+                body=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": f"{msg.event_id}:{msg.seq}",
+                    "X-Lepton-Schema-Version": msg.schema_version,
+                    "X-Lepton-Event-Type": msg.type,
+                    "User-Agent": "lepton-edge-alerts",
+                },
+            )
             response = conn.getresponse()
             status = int(response.status)
             response.read(64 * 1024)
@@ -370,8 +383,11 @@ def open_sink(
         return JsonlSink(rest)
     if kind == "webhook" and (rest or spec == "webhook"):
         url = rest or _webhook_url(webhook_url_file, os.environ if environ is None else environ)
-        dead = dead_letter if isinstance(dead_letter, DeadLetterFile) or dead_letter is None else DeadLetterFile(
-            dead_letter)
+        dead = (
+            dead_letter
+            if isinstance(dead_letter, DeadLetterFile) or dead_letter is None
+            else DeadLetterFile(dead_letter)
+        )
         return WebhookSink(
             url,
             timeout_s=webhook_timeout_s,
@@ -387,8 +403,9 @@ def _webhook_url(path: Path | str | None, environ: Mapping[str, str]) -> str:
         try:
             url = Path(path).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"cannot read the webhook URL from {path}: {getattr(exc, 'strerror', None) or exc}"
-                             ) from None
+            raise ValueError(
+                f"cannot read the webhook URL from {path}: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
         if not url:
             raise ValueError(f"{path} is empty: it should hold the webhook URL")
         return url

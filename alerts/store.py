@@ -122,8 +122,9 @@ class CameraRecord:
 class EventStore:
     """See the module docstring. ``path`` is the outbox file; it must exist (the daemon creates it)."""
 
-    def __init__(self, path: str | Path, *, readonly: bool = False,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: str | Path, *, readonly: bool = False, wall_clock: Callable[[], float] = time.time
+    ) -> None:
         self.path = Path(path)
         self.readonly = readonly
         self._wall = wall_clock
@@ -132,8 +133,13 @@ class EventStore:
             raise OutboxNotFoundError(errno.ENOENT, "no event store (the outbox a daemon writes)", str(self.path))
         mode = "ro" if readonly else "rw"
         try:
-            self._conn = sqlite3.connect(f"file:{quote(self.path.resolve().as_posix())}?mode={mode}", uri=True,
-                                         timeout=10.0, isolation_level=None, check_same_thread=False)
+            self._conn = sqlite3.connect(
+                f"file:{quote(self.path.resolve().as_posix())}?mode={mode}",
+                uri=True,
+                timeout=10.0,
+                isolation_level=None,
+                check_same_thread=False,
+            )
             self._conn.execute("PRAGMA busy_timeout = 10000")
             tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if "outbox" not in tables:
@@ -169,12 +175,16 @@ class EventStore:
         """Store (replace) what the console shows of an event beside its messages: timeline, heat-map."""
         text = json.dumps(detail, separators=(",", ":"), allow_nan=False)
         with self._locked() as conn:
-            conn.execute("INSERT INTO event_detail (event_id, camera_id, detail, updated_at) VALUES (?, ?, ?, ?)"
-                         " ON CONFLICT (event_id) DO UPDATE SET detail = excluded.detail,"
-                         " updated_at = excluded.updated_at", (event_id, camera_id, text, self._wall()))
+            conn.execute(
+                "INSERT INTO event_detail (event_id, camera_id, detail, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (event_id) DO UPDATE SET detail = excluded.detail,"
+                " updated_at = excluded.updated_at",
+                (event_id, camera_id, text, self._wall()),
+            )
 
-    def set_verdict(self, event_id: str, verdict: Verdict, note: str | None = None, *,
-                    source: str = "console") -> VerdictRecord:
+    def set_verdict(
+        self, event_id: str, verdict: Verdict, note: str | None = None, *, source: str = "console"
+    ) -> VerdictRecord:
         """Store the operator's verdict on an event (replacing an earlier one). ``EventNotFoundError`` when the
         store has no such event; ``ValueError`` for a verdict other than normal / real, or a note too long."""
         if verdict not in VERDICTS:
@@ -184,15 +194,18 @@ class EventStore:
         record = VerdictRecord(verdict, note or None, self._wall(), source)
         with self._locked() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute(f"SELECT camera_id FROM outbox WHERE event_id = ? AND type IN {_EVENT_TYPES}"
-                               " LIMIT 1", (event_id,)).fetchone()
+            row = conn.execute(
+                f"SELECT camera_id FROM outbox WHERE event_id = ? AND type IN {_EVENT_TYPES} LIMIT 1", (event_id,)
+            ).fetchone()
             if row is None:
                 conn.execute("ROLLBACK")
                 raise EventNotFoundError(event_id)
-            conn.execute("INSERT INTO verdict (event_id, camera_id, verdict, note, decided_at, source)"
-                         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO UPDATE SET verdict = excluded.verdict,"
-                         " note = excluded.note, decided_at = excluded.decided_at, source = excluded.source",
-                         (event_id, row[0], verdict, record.note, record.decided_at, source))
+            conn.execute(
+                "INSERT INTO verdict (event_id, camera_id, verdict, note, decided_at, source)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO UPDATE SET verdict = excluded.verdict,"
+                " note = excluded.note, decided_at = excluded.decided_at, source = excluded.source",
+                (event_id, row[0], verdict, record.note, record.decided_at, source),
+            )
             conn.execute("COMMIT")
         return record
 
@@ -221,8 +234,7 @@ class EventStore:
             args += [] if q.verdict == "none" else [q.verdict]
         elif q.verdict not in (None, "none"):
             return []  # a store no one wrote a verdict to
-        sql = _LATEST.format(types=_EVENT_TYPES) if self._has_tables else _LATEST_NO_VERDICTS.format(
-            types=_EVENT_TYPES)
+        sql = _LATEST.format(types=_EVENT_TYPES) if self._has_tables else _LATEST_NO_VERDICTS.format(types=_EVENT_TYPES)
         sql += "".join(f" AND {w}" for w in where)
         if q.before is not None:
             sql = f"SELECT * FROM ({sql}) WHERE first < (SELECT MIN(id) FROM outbox WHERE event_id = ?)"
@@ -236,8 +248,9 @@ class EventStore:
     def event(self, event_id: str) -> tuple[StoredEvent, list[EventMessage]] | None:
         """An event's latest message and verdict, and all its messages kept (oldest first); None if unknown."""
         with self._locked() as conn:
-            rows = conn.execute(f"SELECT payload FROM outbox WHERE event_id = ? AND type IN {_EVENT_TYPES}"
-                                " ORDER BY seq", (event_id,)).fetchall()
+            rows = conn.execute(
+                f"SELECT payload FROM outbox WHERE event_id = ? AND type IN {_EVENT_TYPES} ORDER BY seq", (event_id,)
+            ).fetchall()
             verdict = self._verdict(conn, event_id)
         if not rows:
             return None
@@ -247,8 +260,9 @@ class EventStore:
     def _verdict(self, conn: sqlite3.Connection, event_id: str) -> VerdictRecord | None:
         if not self._has_tables:
             return None
-        row = conn.execute("SELECT verdict, note, decided_at, source FROM verdict WHERE event_id = ?",
-                           (event_id,)).fetchone()
+        row = conn.execute(
+            "SELECT verdict, note, decided_at, source FROM verdict WHERE event_id = ?", (event_id,)
+        ).fetchone()
         return VerdictRecord(row[0], row[1], float(row[2]), row[3]) if row is not None else None
 
     def detail(self, event_id: str) -> dict[str, Any] | None:
@@ -267,24 +281,32 @@ class EventStore:
     def open_outages(self) -> list[EventMessage]:
         """Camera offline alerts without their online one (a previous run stopped during the outage)."""
         with self._locked() as conn:
-            rows = conn.execute(_LATEST_NO_VERDICTS.format(types=_STATUS_TYPES) + " AND o.type = 'offline'"
-                                " ORDER BY o.id").fetchall()
+            rows = conn.execute(
+                _LATEST_NO_VERDICTS.format(types=_STATUS_TYPES) + " AND o.type = 'offline' ORDER BY o.id"
+            ).fetchall()
         return [EventMessage.from_json(r[0]) for r in rows]
 
     def cameras(self) -> list[CameraRecord]:
         """Every camera with an event or a status alert kept, by id."""
         with self._locked() as conn:
-            counts = dict(conn.execute(f"SELECT camera_id, COUNT(DISTINCT event_id) FROM outbox WHERE type IN"
-                                       f" {_EVENT_TYPES} GROUP BY camera_id").fetchall())
+            counts = dict(
+                conn.execute(
+                    f"SELECT camera_id, COUNT(DISTINCT event_id) FROM outbox WHERE type IN"
+                    f" {_EVENT_TYPES} GROUP BY camera_id"
+                ).fetchall()
+            )
             ids = [r[0] for r in conn.execute("SELECT DISTINCT camera_id FROM outbox ORDER BY camera_id")]
             last: dict[str, dict[str, EventMessage]] = {}
             for kind, types in (("event", _EVENT_TYPES), ("status", _STATUS_TYPES)):
                 for cam, payload in conn.execute(
-                        f"SELECT camera_id, payload FROM outbox WHERE id IN (SELECT MAX(id) FROM outbox WHERE type"
-                        f" IN {types} GROUP BY camera_id)"):
+                    f"SELECT camera_id, payload FROM outbox WHERE id IN (SELECT MAX(id) FROM outbox WHERE type"
+                    f" IN {types} GROUP BY camera_id)"
+                ):
                     last.setdefault(cam, {})[kind] = EventMessage.from_json(payload)
-        return [CameraRecord(cam, int(counts.get(cam, 0)), last.get(cam, {}).get("event"),
-                             last.get(cam, {}).get("status")) for cam in ids]
+        return [
+            CameraRecord(cam, int(counts.get(cam, 0)), last.get(cam, {}).get("event"), last.get(cam, {}).get("status"))
+            for cam in ids
+        ]
 
 
 _LATEST_NO_VERDICTS = """

@@ -48,8 +48,7 @@ TARGET_RSS_MB = 150.0
 SIDES = ("pipeline", "decode-only", "full-decode")
 ROUND = ("pipeline", "decode-only", "full-decode", "full-decode", "decode-only", "pipeline")
 LOAD_NOTE = (
-    "absolute fps depend on machine load (other tenants, CPU frequency); compare only ratios measured within "
-    "one run"
+    "absolute fps depend on machine load (other tenants, CPU frequency); compare only ratios measured within one run"
 )
 
 
@@ -85,8 +84,16 @@ class DecodeOnly:
         import av
 
         if self.live:  # the reader's options (pipeline/sources/reader.py), so both sides connect alike
-            return av.open(self.url, options={"rtsp_transport": "tcp", "timeout": "5000000",
-                                              "analyzeduration": "500000", "probesize": "500000"}, timeout=(5, 5))
+            return av.open(
+                self.url,
+                options={
+                    "rtsp_transport": "tcp",
+                    "timeout": "5000000",
+                    "analyzeduration": "500000",
+                    "probesize": "500000",
+                },
+                timeout=(5, 5),
+            )
         return av.open(self.url, timeout=(5, 5))
 
     def _run(self) -> None:
@@ -181,8 +188,9 @@ class _ScoreTap:
 
 # ------------------------------------------------------------------------------------------------- the bench
 class Bench:
-    def __init__(self, clip: Clip, *, model_dir: Path, intra_op_threads: int, max_batch: int,
-                 skip_loop_filter: str = "nokey") -> None:
+    def __init__(
+        self, clip: Clip, *, model_dir: Path, intra_op_threads: int, max_batch: int, skip_loop_filter: str = "nokey"
+    ) -> None:
         from pipeline.engines.base import OrtEngineConfig
         from pipeline.models.package import ModelPackage
         from pipeline.scoring_model import PackageScorer
@@ -217,9 +225,16 @@ class Bench:
         # files: the decoders' frame threads fill and the first stacks are scored within a few hundred ms
         return 2.5 if live else 0.5
 
-    def decode_phase(self, urls: dict[str, str], live: bool, seconds: float, into: SideTotals,
-                     server: SimulatedCameras | None, decoder: type[DecodeOnly] = DecodeOnly,
-                     skip_loop_filter: str = "none") -> None:
+    def decode_phase(
+        self,
+        urls: dict[str, str],
+        live: bool,
+        seconds: float,
+        into: SideTotals,
+        server: SimulatedCameras | None,
+        decoder: type[DecodeOnly] = DecodeOnly,
+        skip_loop_filter: str = "none",
+    ) -> None:
         stop = threading.Event()
         workers = {cam: decoder(cam, url, live, stop, skip_loop_filter) for cam, url in urls.items()}
         one_thread = len(urls) >= (os.cpu_count() or 1)  # the runner's rule (pipeline/runner.py)
@@ -249,9 +264,16 @@ class Bench:
             if w.error:
                 into.errors.append(f"{cam} (decode-only): {w.error}")
 
-    def pipeline_phase(self, urls: dict[str, str], live: bool, seconds: float, into: SideTotals,
-                       server: SimulatedCameras | None, rss: RssSampler, main_urls: dict[str, str] | None = None
-                       ) -> None:
+    def pipeline_phase(
+        self,
+        urls: dict[str, str],
+        live: bool,
+        seconds: float,
+        into: SideTotals,
+        server: SimulatedCameras | None,
+        rss: RssSampler,
+        main_urls: dict[str, str] | None = None,
+    ) -> None:
         """One phase of the pipeline over ``urls``; with ``main_urls`` those are the cameras' detect substreams, and
         every camera keeps snapshots and clips of its main stream (into a temporary media directory)."""
         tap = _ScoreTap()
@@ -259,26 +281,39 @@ class Bench:
             runner = self._runner(urls, tap, main_urls, Path(media_dir))
             self._measure_runner(runner, tap, urls, live, seconds, into, server, rss)
 
-    def _runner(self, urls: dict[str, str], tap: _ScoreTap, main_urls: dict[str, str] | None,
-                media_dir: Path) -> Runner:
+    def _runner(
+        self, urls: dict[str, str], tap: _ScoreTap, main_urls: dict[str, str] | None, media_dir: Path
+    ) -> Runner:
         from pipeline.media import CameraMedia, ClipSettings, MediaRecorder, MediaSettings, SnapshotSettings
         from pipeline.runner import Runner, RunnerSettings
         from pipeline.sources.spec import SourceSpec
 
         mains = main_urls or {}
-        specs = [SourceSpec(camera_id=cam, url=url, skip_loop_filter=self.skip_loop_filter, main_url=mains.get(cam))
-                 for cam, url in urls.items()]
+        specs = [
+            SourceSpec(camera_id=cam, url=url, skip_loop_filter=self.skip_loop_filter, main_url=mains.get(cam))
+            for cam, url in urls.items()
+        ]
         keep = CameraMedia(SnapshotSettings(enabled=True), ClipSettings(enabled=True))
         media = MediaRecorder(MediaSettings(path=media_dir), dict.fromkeys(mains, keep)) if mains else None
-        runner = Runner(specs, self.scorer, lambda ev: None, RunnerSettings(max_batch=self.max_batch), on_score=tap,
-                        media=media)
+        runner = Runner(
+            specs, self.scorer, lambda ev: None, RunnerSettings(max_batch=self.max_batch), on_score=tap, media=media
+        )
         failures = runner.open_sources()
         if failures:
             raise BenchError("; ".join(f"{cam}: {err}" for cam, err in sorted(failures.items())))
         return runner
 
-    def _measure_runner(self, runner: Runner, tap: _ScoreTap, urls: dict[str, str], live: bool, seconds: float,
-                        into: SideTotals, server: SimulatedCameras | None, rss: RssSampler) -> None:
+    def _measure_runner(
+        self,
+        runner: Runner,
+        tap: _ScoreTap,
+        urls: dict[str, str],
+        live: bool,
+        seconds: float,
+        into: SideTotals,
+        server: SimulatedCameras | None,
+        rss: RssSampler,
+    ) -> None:
         runner.start()
         try:
             time.sleep(self._warmup_s(live))
@@ -312,8 +347,10 @@ class Bench:
             ring = runner.media.rings.get(cam) if runner.media is not None else None
             side.ring_mb = max(side.ring_mb, ring.bytes / 1e6 if ring is not None else 0.0)
             if b["scored"] == a["scored"] and b["audio"] == a["audio"]:
-                into.errors.append(f"{cam} (pipeline): nothing scored; state {runner.workers[cam].state.value}, "
-                                   f"last error {runner.workers[cam].last_error}")
+                into.errors.append(
+                    f"{cam} (pipeline): nothing scored; state {runner.workers[cam].state.value}, "
+                    f"last error {runner.workers[cam].last_error}"
+                )
 
     @staticmethod
     def _snapshot(runner: Runner, tap: _ScoreTap) -> dict[str, dict[str, float]]:
@@ -369,16 +406,25 @@ class Bench:
         result["errors"] += full.errors
         return result
 
-    def _phase(self, kind: str, urls: dict[str, str], live: bool, seconds: float, into: SideTotals,
-               server: SimulatedCameras | None, rss: RssSampler) -> None:
+    def _phase(
+        self,
+        kind: str,
+        urls: dict[str, str],
+        live: bool,
+        seconds: float,
+        into: SideTotals,
+        server: SimulatedCameras | None,
+        rss: RssSampler,
+    ) -> None:
         if kind == "pipeline":
             self.pipeline_phase(urls, live, seconds, into, server, rss)
         else:  # the pipeline's deblocking, or a plain decoder's (every frame)
             skip = self.skip_loop_filter if kind == "decode-only" else "none"
             self.decode_phase(urls, live, seconds, into, server, skip_loop_filter=skip)
 
-    def _summarise(self, mode: str, n: int, pipe: SideTotals, dec: SideTotals, phases: list[dict[str, Any]],
-                   rss: RssSampler) -> dict[str, Any]:
+    def _summarise(
+        self, mode: str, n: int, pipe: SideTotals, dec: SideTotals, phases: list[dict[str, Any]], rss: RssSampler
+    ) -> dict[str, Any]:
         per_camera: dict[str, Any] = {}
         for cam, p in pipe.cameras.items():
             d = dec.cameras.get(cam, CameraSide())
@@ -411,18 +457,25 @@ class Bench:
             "cpu_ratio": _r(d_cpu / p_cpu, 3) if d_cpu and p_cpu else None,
             "decode_only_fps_per_camera": _r(d_total / n),
             "throughput_fps_per_camera": _r(p_total / n),
-            "cpu_ms_per_media_s": {"decode_only": _r(d_cpu * 1000 if d_cpu else None),
-                                   "pipeline": _r(p_cpu * 1000 if p_cpu else None)},
-            "cpu_utilisation": {"decode_only": _r(dec.cpu_s / dec.seconds, 2) if dec.seconds else None,
-                                "pipeline": _r(pipe.cpu_s / pipe.seconds, 2) if pipe.seconds else None,
-                                "simulator": _r(pipe.server_cpu_s / pipe.seconds, 2) if mode == "rtsp" else None},
+            "cpu_ms_per_media_s": {
+                "decode_only": _r(d_cpu * 1000 if d_cpu else None),
+                "pipeline": _r(p_cpu * 1000 if p_cpu else None),
+            },
+            "cpu_utilisation": {
+                "decode_only": _r(dec.cpu_s / dec.seconds, 2) if dec.seconds else None,
+                "pipeline": _r(pipe.cpu_s / pipe.seconds, 2) if pipe.seconds else None,
+                "simulator": _r(pipe.server_cpu_s / pipe.seconds, 2) if mode == "rtsp" else None,
+            },
             # CPU ms per second of media per camera, by thread role: where the pipeline's extra time goes
             "cpu_ms_by_thread": {
                 "decode_only": _by_role(dec.threads, d_media),
                 "pipeline": _by_role(pipe.threads, p_media),
             },
-            "rss_mb": {"baseline": _r(self.baseline_rss_mb, 1), "peak": _r(rss.peak, 1),
-                       "per_camera": _r(rss_delta / n, 1)},
+            "rss_mb": {
+                "baseline": _r(self.baseline_rss_mb, 1),
+                "peak": _r(rss.peak, 1),
+                "per_camera": _r(rss_delta / n, 1),
+            },
             "per_camera": per_camera,
             "phases": phases,
             "errors": pipe.errors + dec.errors,
@@ -433,16 +486,26 @@ class Bench:
         return {
             "benchmark": "edge bench",
             "note": LOAD_NOTE,
-            "machine": {"cpus": os.cpu_count(), "loadavg_start": _loadavg(),
-                        "cores_available_start": cores_available()},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "loadavg_start": _loadavg(),
+                "cores_available_start": cores_available(),
+            },
             "clip": self.clip.info,
-            "model": {"path": str(self.model_dir), "video_fps": m.fps if m.has_video else None,
-                      "audio_window_s": m.audio_window_s if m.has_audio else None,
-                      "audio_hop_s": m.audio_hop_s if m.has_audio else None,
-                      "engine": "onnxruntime", "intra_op_threads": self.intra_op_threads,
-                      "max_batch": self.max_batch},
-            "decoder": {"pipeline_skip_loop_filter": self.skip_loop_filter,
-                        "decode_only_skip_loop_filter": self.skip_loop_filter, "full_decode_skip_loop_filter": "none"},
+            "model": {
+                "path": str(self.model_dir),
+                "video_fps": m.fps if m.has_video else None,
+                "audio_window_s": m.audio_window_s if m.has_audio else None,
+                "audio_hop_s": m.audio_hop_s if m.has_audio else None,
+                "engine": "onnxruntime",
+                "intra_op_threads": self.intra_op_threads,
+                "max_batch": self.max_batch,
+            },
+            "decoder": {
+                "pipeline_skip_loop_filter": self.skip_loop_filter,
+                "decode_only_skip_loop_filter": self.skip_loop_filter,
+                "full_decode_skip_loop_filter": "none",
+            },
             "targets": {"ratio": TARGET_RATIO, "rss_mb_per_camera": TARGET_RSS_MB},
         }
 
@@ -454,18 +517,20 @@ class Bench:
             for mode in modes:
                 results[mode] = self.measure(mode, n, seconds, rounds, rss)
         main = results[modes[0]]
-        report.update({
-            "source": modes[0],
-            "ratio": main["ratio"],
-            "ratio_rounds": main["ratio_rounds"],
-            "ratio_vs_full_decode": main["ratio_vs_full_decode"],
-            "ratio_vs_full_decode_rounds": main["ratio_vs_full_decode_rounds"],
-            "cpu_ratio": main["cpu_ratio"],
-            "cpu_ratio_vs_full_decode": main["cpu_ratio_vs_full_decode"],
-            "rss_mb_per_camera": main["rss_mb"]["per_camera"],
-            "per_camera": main["per_camera"],
-            "modes": results,
-        })
+        report.update(
+            {
+                "source": modes[0],
+                "ratio": main["ratio"],
+                "ratio_rounds": main["ratio_rounds"],
+                "ratio_vs_full_decode": main["ratio_vs_full_decode"],
+                "ratio_vs_full_decode_rounds": main["ratio_vs_full_decode_rounds"],
+                "cpu_ratio": main["cpu_ratio"],
+                "cpu_ratio_vs_full_decode": main["cpu_ratio_vs_full_decode"],
+                "rss_mb_per_camera": main["rss_mb"]["per_camera"],
+                "per_camera": main["per_camera"],
+                "modes": results,
+            }
+        )
         report["machine"]["loadavg_end"] = _loadavg()
         report["machine"]["cores_available_end"] = cores_available()
         report["targets"]["met"] = {

@@ -113,15 +113,19 @@ def _probe_clip(av: Any, path: Path) -> dict[str, Any]:
         info: dict[str, Any] = {"path": str(path), "duration_s": round(duration, 3)}
         if v is not None:
             info["video"] = {
-                "codec": v.codec_context.name, "width": v.codec_context.width, "height": v.codec_context.height,
+                "codec": v.codec_context.name,
+                "width": v.codec_context.width,
+                "height": v.codec_context.height,
                 "fps": float(v.average_rate or CLIP_FPS),
                 "kbps": round(sizes["video"] * 8 / max(duration, 1e-9) / 1000),
                 "keyframes": keyframes,
             }
         if a is not None:
             info["audio"] = {
-                "codec": a.codec_context.name, "sample_rate": a.codec_context.sample_rate,
-                "channels": a.codec_context.channels, "kbps": round(sizes["audio"] * 8 / max(duration, 1e-9) / 1000),
+                "codec": a.codec_context.name,
+                "sample_rate": a.codec_context.sample_rate,
+                "channels": a.codec_context.channels,
+                "kbps": round(sizes["audio"] * 8 / max(duration, 1e-9) / 1000),
             }
     return info
 
@@ -202,15 +206,21 @@ class SimulatedCameras:
 
     def __enter__(self) -> SimulatedCameras:
         if not os.access(SYSTEM_PYTHON, os.X_OK):
-            raise BenchError(f"{SYSTEM_PYTHON} not found: the RTSP simulator needs Debian's Python and GStreamer "
-                             "(packages: python tests/fixtures/rtsp.py)")
+            raise BenchError(
+                f"{SYSTEM_PYTHON} not found: the RTSP simulator needs Debian's Python and GStreamer "
+                "(packages: python tests/fixtures/rtsp.py)"
+            )
         cmd = [SYSTEM_PYTHON, str(SIMULATOR), "--host", "127.0.0.1", "--port", "0"]
         for name in self.names:
             cmd += ["--mount", f"{name}={self._clip}"]
             if self._substream is not None:
                 cmd += ["--mount", f"{name}-sub={self._substream}"]
         self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log, preexec_fn=die_with_parent,
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            preexec_fn=die_with_parent,
         )
         try:
             self.base_url = self._wait_ready()

@@ -77,8 +77,10 @@ _BURN = "import time\nt=time.monotonic()+{s}\nwhile time.monotonic()<t: pass\npr
 def cores_available(seconds: float = 1.0) -> float:
     """CPU the machine gives right now to one busy process per CPU (other tenants take the rest)."""
     n = os.cpu_count() or 1
-    procs = [subprocess.Popen([sys.executable, "-c", _BURN.format(s=seconds)], stdout=subprocess.PIPE, text=True)
-             for _ in range(n)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _BURN.format(s=seconds)], stdout=subprocess.PIPE, text=True)
+        for _ in range(n)
+    ]
     used = 0.0
     for proc in procs:
         out, _ = proc.communicate(timeout=seconds + 30)

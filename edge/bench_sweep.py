@@ -30,8 +30,7 @@ RT_MAX_DROPPED = 0
 RT_MAX_P95_MS = 1000.0
 
 
-def sweep(bench: Bench, seconds: float, budget_s: float, detect_size: tuple[int, int] | None = None
-          ) -> dict[str, Any]:
+def sweep(bench: Bench, seconds: float, budget_s: float, detect_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """The sweep's report: the bench's header, each step, and ``max_realtime_cameras``."""
     from edge.substream import ensure_substream
 
@@ -41,12 +40,18 @@ def sweep(bench: Bench, seconds: float, budget_s: float, detect_size: tuple[int,
     if detect_size is not None:
         _status(f"sweep: the {detect_size[0]}x{detect_size[1]} substream of the clip ...")
         sub = ensure_substream(bench.clip.path, detect_size, bench.clip.loop_path.parent)
-    need = {"video": RT_RATE_FRACTION * m.fps if m.has_video else 0.0,
-            "audio": RT_RATE_FRACTION / m.audio_hop_s if m.has_audio else 0.0,
-            "main": RT_RATE_FRACTION * bench.fps if sub is not None else 0.0}
-    criteria = {"scored_fps_min": _r(need["video"]), "audio_windows_per_s_min": _r(need["audio"]),
-                "main_packets_per_s_min": _r(need["main"]), "dropped_max": RT_MAX_DROPPED,
-                "latency_p95_ms_max": RT_MAX_P95_MS}
+    need = {
+        "video": RT_RATE_FRACTION * m.fps if m.has_video else 0.0,
+        "audio": RT_RATE_FRACTION / m.audio_hop_s if m.has_audio else 0.0,
+        "main": RT_RATE_FRACTION * bench.fps if sub is not None else 0.0,
+    }
+    criteria = {
+        "scored_fps_min": _r(need["video"]),
+        "audio_windows_per_s_min": _r(need["audio"]),
+        "main_packets_per_s_min": _r(need["main"]),
+        "dropped_max": RT_MAX_DROPPED,
+        "latency_p95_ms_max": RT_MAX_P95_MS,
+    }
     started = time.monotonic()
     steps: list[dict[str, Any]] = []
     ok_n, fail_n = 0, None
@@ -59,22 +64,32 @@ def sweep(bench: Bench, seconds: float, budget_s: float, detect_size: tuple[int,
             break
         step = _step(bench, n, seconds, need, sub)
         steps.append(step)
-        _status(f"sweep: {n} camera(s): {'real time' if step['realtime'] else 'NOT real time'} "
-                f"({step['why'] or 'all cameras kept up'})")
+        _status(
+            f"sweep: {n} camera(s): {'real time' if step['realtime'] else 'NOT real time'} "
+            f"({step['why'] or 'all cameras kept up'})"
+        )
         if step["realtime"]:
             ok_n = n
             candidates = [(ok_n + fail_n) // 2] if fail_n is not None and fail_n - ok_n > 1 else candidates
         else:
             fail_n = n
             candidates = [(ok_n + fail_n) // 2] if fail_n - ok_n > 1 else []
-    report.update({
-        "max_realtime_cameras": ok_n,
-        "sweep": {"source": "rtsp", "seconds_per_step": seconds, "criteria": criteria, "steps": steps,
-                  "max_realtime_cameras": ok_n, "first_failing": fail_n,
-                  "detect_size": list(detect_size) if detect_size else None,
-                  "media": "snapshots and clips of the main stream on every camera" if sub else None,
-                  "elapsed_s": _r(time.monotonic() - started, 1)},
-    })
+    report.update(
+        {
+            "max_realtime_cameras": ok_n,
+            "sweep": {
+                "source": "rtsp",
+                "seconds_per_step": seconds,
+                "criteria": criteria,
+                "steps": steps,
+                "max_realtime_cameras": ok_n,
+                "first_failing": fail_n,
+                "detect_size": list(detect_size) if detect_size else None,
+                "media": "snapshots and clips of the main stream on every camera" if sub else None,
+                "elapsed_s": _r(time.monotonic() - started, 1),
+            },
+        }
+    )
     report["machine"]["loadavg_end"] = _loadavg()
     report["machine"]["cores_available_end"] = cores_available()
     return report
@@ -94,7 +109,9 @@ def _step(bench: Bench, n: int, seconds: float, need: dict[str, float], sub: Any
         return {"cameras": n, "realtime": False, "why": str(exc)}
     why, worst = _judge(side, need)
     return {
-        "cameras": n, "realtime": not why, "why": "; ".join(why[:4]) + (" ..." if len(why) > 4 else ""),
+        "cameras": n,
+        "realtime": not why,
+        "why": "; ".join(why[:4]) + (" ..." if len(why) > 4 else ""),
         "worst_camera": {k: _r(v) for k, v in worst.items()},
         "cpu_utilisation": _r(side.cpu_s / side.seconds, 2) if side.seconds else None,
         "simulator_cpu_utilisation": _r(side.server_cpu_s / side.seconds, 2) if side.seconds else None,
@@ -108,11 +125,19 @@ def _step(bench: Bench, n: int, seconds: float, need: dict[str, float], sub: Any
 def _judge(side: SideTotals, need: dict[str, float]) -> tuple[list[str], dict[str, float]]:
     """Why a step is not real time (empty: it is), and its worst camera's figures."""
     why: list[str] = []
-    worst = {"scored_fps": float("inf"), "audio_windows_per_s": float("inf"), "main_packets_per_s": float("inf"),
-             "dropped": 0.0, "latency_p95_ms": 0.0}
+    worst = {
+        "scored_fps": float("inf"),
+        "audio_windows_per_s": float("inf"),
+        "main_packets_per_s": float("inf"),
+        "dropped": 0.0,
+        "latency_p95_ms": 0.0,
+    }
     for cam, c in side.cameras.items():
-        rates = {"scored_fps": c.scored / c.seconds, "audio_windows_per_s": c.audio_windows / c.seconds,
-                 "main_packets_per_s": c.main_packets / c.seconds}
+        rates = {
+            "scored_fps": c.scored / c.seconds,
+            "audio_windows_per_s": c.audio_windows / c.seconds,
+            "main_packets_per_s": c.main_packets / c.seconds,
+        }
         p95 = _percentiles(c.latency_ms + c.audio_latency_ms)["p95"] or 0.0
         for key, value in rates.items():
             worst[key] = min(worst[key], value)

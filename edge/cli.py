@@ -73,37 +73,65 @@ def _run_daemon(cfg: EdgeConfig, args: argparse.Namespace) -> int:
         summary = daemon.run()
     except (EdgeError, PipelineError, AlertsError) as exc:
         return _fail(str(exc))
-    latency = {name: None if st is None else {"count": st.count, "p50_ms": round(st.p50_s * 1000, 1),
-                                              "p95_ms": round(st.p95_s * 1000, 1), "max_ms": round(st.max_s * 1000, 1)}
-               for name, st in (("new", summary.ack_latency_new), ("all", summary.ack_latency_all))}
+    latency = {
+        name: None
+        if st is None
+        else {
+            "count": st.count,
+            "p50_ms": round(st.p50_s * 1000, 1),
+            "p95_ms": round(st.p95_s * 1000, 1),
+            "max_ms": round(st.max_s * 1000, 1),
+        }
+        for name, st in (("new", summary.ack_latency_new), ("all", summary.ack_latency_all))
+    }
     if args.json:
-        print(json.dumps({"seconds": round(summary.seconds, 2), "events_new": summary.events_new,
-                          "events_end": summary.events_end, "cameras": summary.per_camera,
-                          "outbox_pending": summary.outbox_pending, "events_recovered": summary.events_recovered,
-                          "ack_latency": latency if cfg.kafka else None, "media": summary.media,
-                          "engines": summary.engines}))
+        print(
+            json.dumps(
+                {
+                    "seconds": round(summary.seconds, 2),
+                    "events_new": summary.events_new,
+                    "events_end": summary.events_end,
+                    "cameras": summary.per_camera,
+                    "outbox_pending": summary.outbox_pending,
+                    "events_recovered": summary.events_recovered,
+                    "ack_latency": latency if cfg.kafka else None,
+                    "media": summary.media,
+                    "engines": summary.engines,
+                }
+            )
+        )
     else:
         print(f"-- {summary.events_new} event(s) opened, {summary.events_end} ended in {summary.seconds:.1f} s")
         if summary.events_recovered:
             print(f"   {summary.events_recovered} event(s) left open by a previous run ended with reason=restart")
         for cam, st in summary.per_camera.items():
-            print(f"   {cam}: {st['frames_scored']} frames and {st['audio_windows_scored']} audio windows scored, "
-                  f"{st['events']} event messages, {st['dropped']} dropped")
+            print(
+                f"   {cam}: {st['frames_scored']} frames and {st['audio_windows_scored']} audio windows scored, "
+                f"{st['events']} event messages, {st['dropped']} dropped"
+            )
         where = "Kafka" if cfg.kafka else f"the outbox {cfg.outbox.path} (read it with: alerts tail)"
         print(f"   scored with {summary.engines}")
         print(f"   events are in {where}")
         if summary.media is not None:
             m = summary.media
-            print(f"   {m['snapshots_written']} snapshot(s) and {m['clips_written']} clip(s) written to "
-                  f"{cfg.media.path}" + (f"; {m['refused']} event(s) without them, {m['write_failures']} write "
-                                         f"failure(s)" if m["refused"] or m["write_failures"] else ""))
+            print(
+                f"   {m['snapshots_written']} snapshot(s) and {m['clips_written']} clip(s) written to "
+                f"{cfg.media.path}"
+                + (
+                    f"; {m['refused']} event(s) without them, {m['write_failures']} write failure(s)"
+                    if m["refused"] or m["write_failures"]
+                    else ""
+                )
+            )
         if summary.outbox_pending:
             print(f"   {summary.outbox_pending} event(s) not yet acknowledged by Kafka stay in the outbox")
         for name, what in (("new", "new events"), ("all", "all messages")):
             lat = latency[name]
             if cfg.kafka and lat is not None:
-                print(f"   capture -> Kafka ack, {what}: p50 {lat['p50_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms "
-                      f"(n={lat['count']})")
+                print(
+                    f"   capture -> Kafka ack, {what}: p50 {lat['p50_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms "
+                    f"(n={lat['count']})"
+                )
     for cam, error in summary.failed_files.items():  # what it read was scored; the rest of the file was not there
         _fail(f"camera {cam}: {error}")
     return EXIT_RUNTIME if summary.failed_files else EXIT_OK
@@ -147,8 +175,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _fail(f"training needs torch ({exc}): pip install 'lepton-edge[train]'")
     try:
         report = train_package(
-            args.normal, Path(args.out), minutes=args.minutes, seed=args.seed, progress=not args.quiet,
-            input_fps=args.fps, video=not args.no_video, audio=not args.no_audio, threads=args.threads,
+            args.normal,
+            Path(args.out),
+            minutes=args.minutes,
+            seed=args.seed,
+            progress=not args.quiet,
+            input_fps=args.fps,
+            video=not args.no_video,
+            audio=not args.no_audio,
+            threads=args.threads,
             record_s=args.record_minutes * 60.0,
         )
     except (PipelineError, ValueError) as exc:
@@ -167,9 +202,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 cal = part.get("calibration")
                 if isinstance(cal, dict) and "margin" in cal:
                     held = report.get("heldout", {}).get("audio" if key == "audio" else "video", "held-out part")
-                    print(f"   {key} held-out ({held}): {cal['n']} scores, {100 * cal['heldout_rate_ge_3']:.2f}% >= 3 "
-                          f"(the calibration promises 0.1% on new footage), generalisation margin "
-                          f"x{cal['margin']:.2f} (held-out vs trained-on scores)")
+                    print(
+                        f"   {key} held-out ({held}): {cal['n']} scores, {100 * cal['heldout_rate_ge_3']:.2f}% >= 3 "
+                        f"(the calibration promises 0.1% on new footage), generalisation margin "
+                        f"x{cal['margin']:.2f} (held-out vs trained-on scores)"
+                    )
     return EXIT_OK
 
 
@@ -188,8 +225,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         stem = Path(clip.rstrip("/")).stem.replace("%", "") or "clip"
         n = ids.get(stem, 0)
         ids[stem] = n + 1
-        cameras.append({"id": stem if n == 0 else f"{stem}-{n + 1}", "url": str(Path(clip).resolve()),
-                        "replay": "realtime" if args.realtime else "fast", **({"fps": args.fps} if args.fps else {})})
+        cameras.append(
+            {
+                "id": stem if n == 0 else f"{stem}-{n + 1}",
+                "url": str(Path(clip).resolve()),
+                "replay": "realtime" if args.realtime else "fast",
+                **({"fps": args.fps} if args.fps else {}),
+            }
+        )
     data: dict[str, object] = {"site": args.site, "cameras": cameras, "events": {"threshold": args.threshold}}
     if args.model:
         data["model"] = str(Path(args.model).resolve())
@@ -206,18 +249,31 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _add_train_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train = sub.add_parser("train", help="learn a camera's normal picture and sound into a model package")
-    train.add_argument("--normal", nargs="+", required=True,
-                       help="normal footage: clips, image-sequence patterns (frames/%%03d.jpg), folders of frames, or "
-                            "folders of clips / of frame folders (each one an input)")
+    train.add_argument(
+        "--normal",
+        nargs="+",
+        required=True,
+        help="normal footage: clips, image-sequence patterns (frames/%%03d.jpg), folders of frames, or "
+        "folders of clips / of frame folders (each one an input)",
+    )
     train.add_argument("--out", required=True, help="model package directory to write")
     train.add_argument("--minutes", type=positive_float, default=5.0, help="training time budget (default 5)")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--threads", type=positive_int, default=None,
-                       help="torch threads for training (default: the usable cores, at most 8)")
-    train.add_argument("--fps", type=positive_float, default=None,
-                       help="frame rate of image-sequence inputs (default 10)")
-    train.add_argument("--record-minutes", type=positive_float, default=5.0,
-                       help="how much of a live camera (rtsp://...) to record and learn from (default 5)")
+    train.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch threads for training (default: the usable cores, at most 8)",
+    )
+    train.add_argument(
+        "--fps", type=positive_float, default=None, help="frame rate of image-sequence inputs (default 10)"
+    )
+    train.add_argument(
+        "--record-minutes",
+        type=positive_float,
+        default=5.0,
+        help="how much of a live camera (rtsp://...) to record and learn from (default 5)",
+    )
     train.add_argument("--no-video", action="store_true", help="train the audio model only")
     train.add_argument("--no-audio", action="store_true", help="train the video model only")
     train.add_argument("--json", action="store_true", help="print the training report as JSON")
@@ -228,8 +284,12 @@ def _add_train_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge", description="Lepton Edge: real-time anomaly detection beside cameras")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv: debug)")
-    parser.add_argument("--log-format", choices=("text", "json"), default="text",
-                        help="logs on stderr as text lines (default) or one JSON object per line, for an aggregator")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="logs on stderr as text lines (default) or one JSON object per line, for an aggregator",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the daemon on the cameras of a config file")

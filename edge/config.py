@@ -42,7 +42,7 @@ from pipeline.tamper import TamperSettings
 def _port_of(rest: str) -> str | None:
     """The port of a URL's authority as written (``rest``: what follows ``scheme://``), None when it has none. The
     user info runs to the last ``@`` (a password may hold ``/`` or ``#``), as ``pipeline.redact`` reads it."""
-    hostport = re.split(r"[/?#]", rest[rest.rfind("@") + 1:], maxsplit=1)[0]
+    hostport = re.split(r"[/?#]", rest[rest.rfind("@") + 1 :], maxsplit=1)[0]
     if hostport.startswith("["):
         _, _, after = hostport.partition("]")
         return after[1:] if after.startswith(":") else None
@@ -53,67 +53,120 @@ class MicrophoneConfig(StrictModel):
     """A local microphone (sounddevice / PortAudio) that gives a video-only camera its audio."""
 
     device: Annotated[StrictInt, Field(ge=0)] | Annotated[StrictStr, Field(min_length=1)] | None = Field(
-        None, description="Input device: its index, or its name or a part of it (case-insensitive; an exact name "
-        "wins); absent: the system's default input. `edge doctor` lists the input devices")
-    samplerate: int | None = Field(None, ge=8000, le=192000, description="Capture rate asked of the device "
-                                   "(Hz); absent: the device's default. Windows are resampled to the model's rate")
+        None,
+        description="Input device: its index, or its name or a part of it (case-insensitive; an exact name "
+        "wins); absent: the system's default input. `edge doctor` lists the input devices",
+    )
+    samplerate: int | None = Field(
+        None,
+        ge=8000,
+        le=192000,
+        description="Capture rate asked of the device "
+        "(Hz); absent: the device's default. Windows are resampled to the model's rate",
+    )
     channels: int = Field(1, ge=1, le=32, description="Channels to capture; more than one are averaged to mono")
     blocksize: int | None = Field(None, ge=16, le=65536, description="Frames per capture block; absent: 20 ms")
     latency: Annotated[float, Field(gt=0, le=2)] | Literal["low", "high"] = Field(
-        "high", description="PortAudio input latency: seconds, or the device's 'low' / 'high' default")
-    read_timeout_s: float = Field(5.0, gt=0, le=120, description="No audio for this long means the microphone "
-                                  "is lost: it is reopened with the camera's back-off")
-    offset_s: float = Field(0.0, ge=-10, le=10, description="Seconds added to each window's place on the camera's "
-                            "time line (positive: later); the camera's latency, if known")
+        "high", description="PortAudio input latency: seconds, or the device's 'low' / 'high' default"
+    )
+    read_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=120,
+        description="No audio for this long means the microphone is lost: it is reopened with the camera's back-off",
+    )
+    offset_s: float = Field(
+        0.0,
+        ge=-10,
+        le=10,
+        description="Seconds added to each window's place on the camera's "
+        "time line (positive: later); the camera's latency, if known",
+    )
 
 
 class CameraConfig(StrictModel):
-    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
-                             description="Camera id: Kafka key and label of every event")]
-    url: str = Field(min_length=1, description="rtsp://user:pass@host/path, a media file, an image pattern "
-                                              "such as frames/%03d.jpg, or a folder of frames")
+    id: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=64,
+            pattern=r"^[A-Za-z0-9_.:-]+$",
+            description="Camera id: Kafka key and label of every event",
+        ),
+    ]
+    url: str = Field(
+        min_length=1,
+        description="rtsp://user:pass@host/path, a media file, an image pattern "
+        "such as frames/%03d.jpg, or a folder of frames",
+    )
     detect_url: str | None = Field(
-        None, min_length=1, description="The camera's low-resolution substream (rtsp://, e.g. 640x360), decoded and "
+        None,
+        min_length=1,
+        description="The camera's low-resolution substream (rtsp://, e.g. 640x360), decoded and "
         "scored instead of url; url (the main stream) is then only demuxed into the buffer that snapshots and clips "
         "are made of, at its own resolution, and not opened at all when the camera keeps neither. Its own source "
-        "(`<id>/main`): its loss leaves events without media, not without detection")
+        "(`<id>/main`): its loss leaves events without media, not without detection",
+    )
     fps: float | None = Field(None, gt=0, le=240, description="Frame rate of an image sequence")
     replay: Literal["fast", "realtime"] = Field(
-        "realtime", description="Files only: replay at real-time pace or as fast as possible")
+        "realtime", description="Files only: replay at real-time pace or as fast as possible"
+    )
     video: bool = Field(True, description="Score this camera's video")
     audio: bool = Field(True, description="Score this camera's audio")
     open_timeout_s: float = Field(5.0, gt=0, le=120, description="Bound on connecting to the camera")
     read_timeout_s: float = Field(5.0, gt=0, le=120, description="Bound on waiting for data from the camera")
     rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTP over the RTSP TCP connection, or UDP")
     skip_loop_filter: Literal["nokey", "none"] = Field(
-        "nokey", description="H.264/H.265 deblocking on key frames only (nokey: ~17 % less decoding CPU, the "
-        "model's input changes by ~0.3/255) or on every frame (none)")
-    stall_timeout_s: float = Field(10.0, gt=0, le=600, description="Live cameras: no frame for this long means "
-                                   "stalled, and the camera is reconnected (the watchdog)")
-    backoff_initial_s: float = Field(0.5, gt=0, le=60, description="Live cameras: first wait before reconnecting; "
-                                     "doubles with each failed attempt, with jitter")
+        "nokey",
+        description="H.264/H.265 deblocking on key frames only (nokey: ~17 % less decoding CPU, the "
+        "model's input changes by ~0.3/255) or on every frame (none)",
+    )
+    stall_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="Live cameras: no frame for this long means stalled, and the camera is reconnected (the watchdog)",
+    )
+    backoff_initial_s: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="Live cameras: first wait before reconnecting; doubles with each failed attempt, with jitter",
+    )
     backoff_max_s: float = Field(30.0, gt=0, le=3600, description="Live cameras: longest wait between attempts")
     offline_after_s: float | None = Field(
-        30.0, gt=0, le=86400, description="Live cameras: not streaming for this long sends a camera offline alert "
-        "(type offline, through the outbox like events), and streaming again an online one; null: no alerts")
-    snapshots: SnapshotSettings = Field(default_factory=SnapshotSettings,
-                                        description="A JPEG at each event's peak with its worst region drawn; off "
-                                        "by default")
-    clips: ClipSettings = Field(default_factory=ClipSettings,
-                                description="A stream-copied clip of each event with pre- and post-roll; off by "
-                                "default")
+        30.0,
+        gt=0,
+        le=86400,
+        description="Live cameras: not streaming for this long sends a camera offline alert "
+        "(type offline, through the outbox like events), and streaming again an online one; null: no alerts",
+    )
+    snapshots: SnapshotSettings = Field(
+        default_factory=SnapshotSettings,
+        description="A JPEG at each event's peak with its worst region drawn; off by default",
+    )
+    clips: ClipSettings = Field(
+        default_factory=ClipSettings,
+        description="A stream-copied clip of each event with pre- and post-roll; off by default",
+    )
     microphone: MicrophoneConfig | None = Field(
-        None, description="A local microphone that gives this RTSP camera its audio (the camera's own audio track "
-        "is then not used)")
+        None,
+        description="A local microphone that gives this RTSP camera its audio (the camera's own audio track "
+        "is then not used)",
+    )
     mask: list[tuple[float, float, float, float]] = Field(
-        default_factory=list, max_length=64,
+        default_factory=list,
+        max_length=64,
         description="Regions never scored, each [x0, y0, x1, y1] in fractions of the picture (0,0 top left): a clock "
         "overlay, a tree in the wind, a road beyond the fence. A video patch or temporal cell whose centre lies in "
-        "one counts for nothing, and motion there does not wake the video model (the motion gate leaves it out)")
+        "one counts for nothing, and motion there does not wake the video model (the motion gate leaves it out)",
+    )
     isolation: Literal["thread", "process"] = Field(
-        "thread", description="Where this camera is decoded: a thread of the daemon (cheapest), or a child process "
+        "thread",
+        description="Where this camera is decoded: a thread of the daemon (cheapest), or a child process "
         "of its own, so that a segfault or a hang inside FFmpeg restarts this camera after back-off instead of "
-        "killing or blocking the daemon. Process: snapshots and clips add pipe traffic of ~the stream's bit rate")
+        "killing or blocking the daemon. Process: snapshots and clips add pipe traffic of ~the stream's bit rate",
+    )
 
     @field_validator("url", "detect_url")
     @classmethod
@@ -123,10 +176,12 @@ class CameraConfig(StrictModel):
         scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url)
         if scheme and scheme.group(1).lower() not in ("rtsp", "rtsps"):
             # read as a file path it would fail as "no such file" with its password in the message
-            raise ValueError(f"{redact_url(url)}: cameras are read over rtsp:// or rtsps:// (or from a file or image "
-                             f"sequence); {scheme.group(1)}:// is not supported")
+            raise ValueError(
+                f"{redact_url(url)}: cameras are read over rtsp:// or rtsps:// (or from a file or image "
+                f"sequence); {scheme.group(1)}:// is not supported"
+            )
         if scheme:
-            port = _port_of(url[scheme.end():])
+            port = _port_of(url[scheme.end() :])
             if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
                 raise ValueError(f"{redact_url(url)}: port {port[:12]!r} is not a number in 1-65535")
         return url
@@ -136,8 +191,10 @@ class CameraConfig(StrictModel):
     def _regions(cls, regions: list[tuple[float, float, float, float]]) -> list[tuple[float, float, float, float]]:
         for i, (x0, y0, x1, y1) in enumerate(regions):
             if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
-                raise ValueError(f"region {i} [{x0}, {y0}, {x1}, {y1}] must have 0 <= x0 < x1 <= 1 and "
-                                 "0 <= y0 < y1 <= 1 (fractions of the picture, top left first)")
+                raise ValueError(
+                    f"region {i} [{x0}, {y0}, {x1}, {y1}] must have 0 <= x0 < x1 <= 1 and "
+                    "0 <= y0 < y1 <= 1 (fractions of the picture, top left first)"
+                )
         return regions
 
     @model_validator(mode="after")
@@ -163,13 +220,17 @@ class CameraConfig(StrictModel):
         if self.microphone is None:
             return self
         if self.kind is not SourceKind.RTSP:
-            raise ValueError("microphone: only a live RTSP camera can be paired with a microphone (a replayed "
-                             "file has no present moment to pair it at)")
+            raise ValueError(
+                "microphone: only a live RTSP camera can be paired with a microphone (a replayed "
+                "file has no present moment to pair it at)"
+            )
         if not self.video:
             raise ValueError("microphone: the camera's video must be scored (video: true) to pair a microphone")
         if self.audio and "audio" in self.model_fields_set:
-            raise ValueError("microphone: the microphone gives this camera its audio; drop audio: true (the "
-                             "camera's own audio track is not used when a microphone is paired)")
+            raise ValueError(
+                "microphone: the microphone gives this camera its audio; drop audio: true (the "
+                "camera's own audio track is not used when a microphone is paired)"
+            )
         return self
 
     @property
@@ -179,47 +240,77 @@ class CameraConfig(StrictModel):
 
 class DetectConfig(StrictModel):
     max_batch: int = Field(8, ge=1, le=256, description="Most frames scored in one batch across cameras")
-    max_wait_ms: float = Field(0.0, ge=0, le=1000, description="How long a batch with room waits for more frames "
-                               "before it is scored: 0 on CPUs (no gain per frame), a few ms on GPUs")
+    max_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="How long a batch with room waits for more frames "
+        "before it is scored: 0 on CPUs (no gain per frame), a few ms on GPUs",
+    )
 
 
 class OutboxConfig(StrictModel):
-    path: Path = Field(DEFAULT_OUTBOX_PATH, description="SQLite outbox; without Kafka it is the event bus. It is "
-                       "also the event store: delivered events stay queryable (console, alerts tail --since) for the "
-                       "retention below, with their timelines and verdicts")
-    retention_h: float = Field(DEFAULT_RETENTION_S / 3600, gt=0, le=24 * 3650, description="Delivered event "
-                               "messages older than this are deleted (pending ones never are)")
-    max_messages: int = Field(DEFAULT_MAX_DELIVERED_ROWS, ge=100, le=100_000_000, description="Most delivered "
-                              "event messages kept; the oldest go first")
+    path: Path = Field(
+        DEFAULT_OUTBOX_PATH,
+        description="SQLite outbox; without Kafka it is the event bus. It is "
+        "also the event store: delivered events stay queryable (console, alerts tail --since) for the "
+        "retention below, with their timelines and verdicts",
+    )
+    retention_h: float = Field(
+        DEFAULT_RETENTION_S / 3600,
+        gt=0,
+        le=24 * 3650,
+        description="Delivered event messages older than this are deleted (pending ones never are)",
+    )
+    max_messages: int = Field(
+        DEFAULT_MAX_DELIVERED_ROWS,
+        ge=100,
+        le=100_000_000,
+        description="Most delivered event messages kept; the oldest go first",
+    )
 
 
 class HealthConfig(StrictModel):
-    host: str = Field("127.0.0.1", description="Address of /healthz, /metrics and the console (localhost: not on the "
-                      "network). Any other address is warned about at start unless token_file is set, and the "
-                      "console is only served there with token_file")
-    port: int = Field(9108, ge=0, le=65535, description="Port of the health and Prometheus metrics endpoint and of "
-                      "the console")
-    console: bool = Field(True, description="Serve the operator's console (review, live cameras, its JSON API) "
-                          "beside /healthz and /metrics")
-    token_file: FilePath | None = Field(None, description="File holding a bearer token: every request must then "
-                                        "carry 'Authorization: Bearer <token>' (401 otherwise). Meant for a "
-                                        "non-loopback host; a scraper sets it (Prometheus: authorization.credentials)")
+    host: str = Field(
+        "127.0.0.1",
+        description="Address of /healthz, /metrics and the console (localhost: not on the "
+        "network). Any other address is warned about at start unless token_file is set, and the "
+        "console is only served there with token_file",
+    )
+    port: int = Field(
+        9108, ge=0, le=65535, description="Port of the health and Prometheus metrics endpoint and of the console"
+    )
+    console: bool = Field(
+        True,
+        description="Serve the operator's console (review, live cameras, its JSON API) beside /healthz and /metrics",
+    )
+    token_file: FilePath | None = Field(
+        None,
+        description="File holding a bearer token: every request must then "
+        "carry 'Authorization: Bearer <token>' (401 otherwise). Meant for a "
+        "non-loopback host; a scraper sets it (Prometheus: authorization.credentials)",
+    )
 
 
 class EdgeConfig(StrictModel):
     site: str = Field("default", min_length=1, max_length=128, description="Site label carried by every event")
-    model: Path = Field(default_factory=default_package_dir, description="Model package directory (model.json + "
-                        "ONNX graphs), relative to this file; absent: the default package bundled with lepton-edge")
+    model: Path = Field(
+        default_factory=default_package_dir,
+        description="Model package directory (model.json + "
+        "ONNX graphs), relative to this file; absent: the default package bundled with lepton-edge",
+    )
     engine: EngineConfig = Field(default_factory=OrtEngineConfig, description="Inference backend, by type")
     detect: DetectConfig = Field(default_factory=DetectConfig)
     events: AggregatorSettings = Field(default_factory=AggregatorSettings, description="Event decisions")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     kafka: KafkaSettings | None = Field(None, description="Kafka delivery; absent: the outbox is the bus")
     tampering: TamperSettings = Field(default_factory=TamperSettings, description="Camera tampering checks")
-    health: HealthConfig | None = Field(None, description="Health, Prometheus metrics and the console over HTTP; "
-                                        "absent: off")
-    media: MediaSettings = Field(default_factory=MediaSettings,
-                                 description="Directory and retention of the cameras' snapshots and clips")
+    health: HealthConfig | None = Field(
+        None, description="Health, Prometheus metrics and the console over HTTP; absent: off"
+    )
+    media: MediaSettings = Field(
+        default_factory=MediaSettings, description="Directory and retention of the cameras' snapshots and clips"
+    )
     cameras: list[CameraConfig] = Field(min_length=1, description="The cameras (or replayed files)")
 
     @field_validator("cameras")
@@ -241,23 +332,32 @@ class EdgeConfig(StrictModel):
 
     def camera_media(self) -> dict[str, CameraMedia]:
         """What each camera keeps of its events (only the cameras that keep something)."""
-        return {c.id: CameraMedia(c.snapshots, c.clips) for c in self.cameras
-                if c.snapshots.enabled or c.clips.enabled}
+        return {c.id: CameraMedia(c.snapshots, c.clips) for c in self.cameras if c.snapshots.enabled or c.clips.enabled}
 
     def offline_alerts(self) -> dict[str, float]:
         """Each live camera's ``offline_after_s`` (cameras with alerts only)."""
-        return {c.id: c.offline_after_s for c in self.cameras
-                if c.kind is SourceKind.RTSP and c.offline_after_s is not None}
+        return {
+            c.id: c.offline_after_s for c in self.cameras if c.kind is SourceKind.RTSP and c.offline_after_s is not None
+        }
 
     def source_specs(self) -> list[SourceSpec]:
         return [
             SourceSpec(
-                camera_id=c.id, url=c.detect_url or c.url, main_url=c.url if c.detect_url else None,
-                input_fps=c.fps, pace=c.replay == "realtime",
-                open_timeout_s=c.open_timeout_s, read_timeout_s=c.read_timeout_s, rtsp_transport=c.rtsp_transport,
+                camera_id=c.id,
+                url=c.detect_url or c.url,
+                main_url=c.url if c.detect_url else None,
+                input_fps=c.fps,
+                pace=c.replay == "realtime",
+                open_timeout_s=c.open_timeout_s,
+                read_timeout_s=c.read_timeout_s,
+                rtsp_transport=c.rtsp_transport,
                 skip_loop_filter=c.skip_loop_filter,
-                video=c.video, audio=c.audio and c.microphone is None, stall_timeout_s=c.stall_timeout_s,
-                backoff_initial_s=c.backoff_initial_s, backoff_max_s=c.backoff_max_s, isolation=c.isolation,
+                video=c.video,
+                audio=c.audio and c.microphone is None,
+                stall_timeout_s=c.stall_timeout_s,
+                backoff_initial_s=c.backoff_initial_s,
+                backoff_max_s=c.backoff_max_s,
+                isolation=c.isolation,
                 mask=tuple(c.mask),
             )
             for c in self.cameras
@@ -271,9 +371,15 @@ class EdgeConfig(StrictModel):
             if m is None:
                 continue
             spec = MicrophoneSpec(
-                camera_id=microphone_source_id(c.id), device=m.device, capture_rate=m.samplerate,
-                channels=m.channels, blocksize=m.blocksize, latency=m.latency, read_timeout_s=m.read_timeout_s,
-                backoff_initial_s=c.backoff_initial_s, backoff_max_s=c.backoff_max_s,
+                camera_id=microphone_source_id(c.id),
+                device=m.device,
+                capture_rate=m.samplerate,
+                channels=m.channels,
+                blocksize=m.blocksize,
+                latency=m.latency,
+                read_timeout_s=m.read_timeout_s,
+                backoff_initial_s=c.backoff_initial_s,
+                backoff_max_s=c.backoff_max_s,
             )
             out.append(PairedMicrophone(c.id, spec, m.offset_s))
         return out
@@ -324,8 +430,9 @@ def load_config(path: str | Path) -> EdgeConfig:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError(str(p), [f"line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as "
-                                   "UTF-8"]) from None
+        raise ConfigError(
+            str(p), [f"line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"]
+        ) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         _check_expansion(node)
@@ -376,8 +483,10 @@ def _check_expansion(root: yaml.Node | None) -> None:
         else:
             total = 1
         if total > MAX_CONFIG_NODES:
-            raise _TooLarge(f"line {node.start_mark.line + 1}: with its aliases expanded this document has over "
-                            f"{MAX_CONFIG_NODES} values: not a config (a YAML alias bomb?)")
+            raise _TooLarge(
+                f"line {node.start_mark.line + 1}: with its aliases expanded this document has over "
+                f"{MAX_CONFIG_NODES} values: not a config (a YAML alias bomb?)"
+            )
         sizes[id(node)] = total
         return total
 

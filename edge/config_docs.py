@@ -35,9 +35,14 @@ lists every problem with its YAML line. Unknown keys are errors everywhere. Rela
 package, replayed files) are relative to the config file; the outbox and media paths to the working directory.
 """
 
-_BOUNDS = ((annotated_types.Ge, "ge", "≥ {}"), (annotated_types.Gt, "gt", "> {}"), (annotated_types.Le, "le", "≤ {}"),
-           (annotated_types.Lt, "lt", "< {}"), (annotated_types.MinLen, "min_length", "length ≥ {}"),
-           (annotated_types.MaxLen, "max_length", "length ≤ {}"))
+_BOUNDS = (
+    (annotated_types.Ge, "ge", "≥ {}"),
+    (annotated_types.Gt, "gt", "> {}"),
+    (annotated_types.Le, "le", "≤ {}"),
+    (annotated_types.Lt, "lt", "< {}"),
+    (annotated_types.MinLen, "min_length", "length ≥ {}"),
+    (annotated_types.MaxLen, "max_length", "length ≤ {}"),
+)
 
 
 def _models_in(tp: Any) -> list[type[BaseModel]]:
@@ -68,8 +73,15 @@ def _type_name(tp: Any, sections: dict[type[BaseModel], str]) -> str:
         return f"[{name}](#{_anchor(name)})"
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return " \\| ".join(f"`{m.value}`" for m in tp)
-    return {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "Path": "path",
-            "SecretStr": "string (secret)", "FilePath": "path (existing file)"}.get(tp.__name__, tp.__name__)
+    return {
+        "str": "string",
+        "int": "integer",
+        "float": "number",
+        "bool": "boolean",
+        "Path": "path",
+        "SecretStr": "string (secret)",
+        "FilePath": "path (existing file)",
+    }.get(tp.__name__, tp.__name__)
 
 
 def _default(field: FieldInfo) -> str:
@@ -135,8 +147,10 @@ def render() -> str:
             parts.append(f"\n{_escape(doc)}\n")
         parts.append("\n| key | type | default | bounds | description |\n|---|---|---|---|---|\n")
         for name, field in model.model_fields.items():
-            parts.append(f"| `{name}` | {_type_name(field.annotation, sections)} | {_default(field)} | "
-                         f"{_bounds(field)} | {_escape(field.description or '')} |\n")
+            parts.append(
+                f"| `{name}` | {_type_name(field.annotation, sections)} | {_default(field)} | "
+                f"{_bounds(field)} | {_escape(field.description or '')} |\n"
+            )
     return "".join(parts)
 
 

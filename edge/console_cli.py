@@ -33,13 +33,21 @@ DEFAULT_PORT = 8971
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     console = sub.add_parser("console", help="open the operator's console on a run's events (review, cameras)")
     _store_options(console)
-    console.add_argument("--media", type=Path, default=None,
-                         help="media directory of snapshots and clips (default: the config's, else .lepton/media)")
+    console.add_argument(
+        "--media",
+        type=Path,
+        default=None,
+        help="media directory of snapshots and clips (default: the config's, else .lepton/media)",
+    )
     console.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     console.add_argument("--port", type=port, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0: any free port")
-    console.add_argument("--token-file", type=Path, default=None,
-                         help="file holding a token every request must carry (required beyond loopback); a browser "
-                              "opens the console once with ?token=<token>")
+    console.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help="file holding a token every request must carry (required beyond loopback); a browser "
+        "opens the console once with ?token=<token>",
+    )
     console.set_defaults(func=cmd_console)
 
     feedback = sub.add_parser("feedback", help="store an operator's verdict on an event: normal or real")
@@ -49,21 +57,31 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     _store_options(feedback)
     feedback.set_defaults(func=cmd_feedback)
 
-    recal = sub.add_parser("recalibrate", help="fold the clips of a camera's events marked normal into its model's "
-                                               "calibration: a new package version")
+    recal = sub.add_parser(
+        "recalibrate",
+        help="fold the clips of a camera's events marked normal into its model's calibration: a new package version",
+    )
     recal.add_argument("--camera", required=True, help="the camera whose verdicts to learn from")
     _store_options(recal)
     recal.add_argument("--media", type=Path, default=None, help="media directory of the clips (default: the config's)")
-    recal.add_argument("--out", type=Path, default=None,
-                       help="package directory to write (default: models/<camera>); point the config's model: at it")
+    recal.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="package directory to write (default: models/<camera>); point the config's model: at it",
+    )
     recal.add_argument("--json", action="store_true", help="print the report as JSON")
     recal.set_defaults(func=cmd_recalibrate)
 
 
 def _store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", default=None, help="site config: its outbox (event store) and media paths")
-    parser.add_argument("--outbox", type=Path, default=None,
-                        help="outbox file holding the events (default: the config's, else .lepton/outbox.db)")
+    parser.add_argument(
+        "--outbox",
+        type=Path,
+        default=None,
+        help="outbox file holding the events (default: the config's, else .lepton/outbox.db)",
+    )
 
 
 def _paths(args: argparse.Namespace) -> tuple[Path, Path, str]:
@@ -98,11 +116,13 @@ def cmd_console(args: argparse.Namespace) -> int:
     if not outbox.is_file():
         return _fail(f"no events at {outbox}: run the daemon first (make demo, or edge run -c site.yaml)")
     if token is None and not is_loopback(args.host):
-        return _fail(f"--host {args.host} is reachable from the network: the console needs --token-file there",
-                     EXIT_USAGE)
+        return _fail(
+            f"--host {args.host} is reachable from the network: the console needs --token-file there", EXIT_USAGE
+        )
     try:
-        app = build_app(ConsoleContext(store_path=outbox, media_dir=media, site=site), token=token,
-                        loopback=is_loopback(args.host))
+        app = build_app(
+            ConsoleContext(store_path=outbox, media_dir=media, site=site), token=token, loopback=is_loopback(args.host)
+        )
     except OutboxError as exc:  # not an outbox, or one this user may not write verdicts to
         return _fail(str(exc))
     try:
@@ -112,8 +132,10 @@ def cmd_console(args: argparse.Namespace) -> int:
         return _fail(f"console {args.host}:{args.port}: {exc.strerror or exc}")
     server.start()
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"console on http://{host}:{server.port}/review  (events of {outbox}, media {media}; Ctrl-C stops it)",
-          flush=True)
+    print(
+        f"console on http://{host}:{server.port}/review  (events of {outbox}, media {media}; Ctrl-C stops it)",
+        flush=True,
+    )
     _wait_for_signal()
     server.stop()
     app.close()
@@ -154,8 +176,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_USAGE)
     except OutboxError as exc:
         return _fail(str(exc))
-    print(f"event {args.event_id}: {record.verdict}" + (f" ({record.note})" if record.note else ""),
-          file=sys.stdout)
+    print(f"event {args.event_id}: {record.verdict}" + (f" ({record.note})" if record.note else ""), file=sys.stdout)
     return EXIT_OK
 
 
@@ -173,15 +194,17 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
     from pipeline.recalibrate import recalibrate
 
     try:
-        cfg = load_config(args.config) if args.config else EdgeConfig.model_validate(
-            {"cameras": [{"id": args.camera, "url": "unused"}]})
+        cfg = (
+            load_config(args.config)
+            if args.config
+            else EdgeConfig.model_validate({"cameras": [{"id": args.camera, "url": "unused"}]})
+        )
         outbox, media, _ = _paths(args)
         package = ModelPackage.load(cfg.model)
         with EventStore(outbox, readonly=True) as store:
             clips = _normal_clips(store, args.camera, media, package, cfg.events.exit)
         out = args.out or Path("models") / args.camera
-        report = recalibrate(package, clips, out, threshold=cfg.events.enter, camera_id=args.camera,
-                             engine=cfg.engine)
+        report = recalibrate(package, clips, out, threshold=cfg.events.enter, camera_id=args.camera, engine=cfg.engine)
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except (PipelineError, OutboxError, ValueError) as exc:
@@ -193,15 +216,16 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
     for clip in report.clips:
         print(f"   folded {clip}")
     for m, r in report.modalities.items():
-        print(f"   {m}: {r['folded']} scores; threshold {cfg.events.enter:g} is raw "
-              f"{r['raw_at_threshold'][0]:g} -> {r['raw_at_threshold'][1]:g}; the clips' highest score "
-              f"{r['clip_max'][0]:.2f} -> {r['clip_max'][1]:.2f}")
+        print(
+            f"   {m}: {r['folded']} scores; threshold {cfg.events.enter:g} is raw "
+            f"{r['raw_at_threshold'][0]:g} -> {r['raw_at_threshold'][1]:g}; the clips' highest score "
+            f"{r['clip_max'][0]:.2f} -> {r['clip_max'][1]:.2f}"
+        )
     print(f"   point the config's model: at {out} and restart the daemon")
     return EXIT_OK
 
 
-def _normal_clips(store: EventStore, camera: str, media: Path, package: ModelPackage,
-                  floor: float) -> list[NormalClip]:
+def _normal_clips(store: EventStore, camera: str, media: Path, package: ModelPackage, floor: float) -> list[NormalClip]:
     """The clips of the camera's events marked normal that the package has not folded yet, with the modalities
     each event named at or above ``floor`` (the exit threshold)."""
     import logging

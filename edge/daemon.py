@@ -95,16 +95,23 @@ def _health_token(path: Path | None) -> str | None:
     try:
         token = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise StartupError(f"health.token_file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})"
-                           ) from None
+        raise StartupError(
+            f"health.token_file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})"
+        ) from None
     if not token or any(c.isspace() or not c.isprintable() for c in token):
         raise StartupError(f"health.token_file {path}: it must hold one token (printable, no spaces)")
     return token
 
 
 class Daemon:
-    def __init__(self, cfg: EdgeConfig, *, console: TextIO | None = None, duration_s: float | None = None,
-                 notifier: Notifier | None = None) -> None:
+    def __init__(
+        self,
+        cfg: EdgeConfig,
+        *,
+        console: TextIO | None = None,
+        duration_s: float | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.cfg = cfg
         self.console = console
         self.duration_s = duration_s
@@ -140,34 +147,57 @@ class Daemon:
         prov = package.provenance(engine=cfg.engine.type)
         calibration = "; ".join(f"{name}: {desc}" for name, desc in sorted(prov["calibration"].items()))
         self._provenance = ModelProvenance(
-            package_id=prov["package_id"], version=prov["version"], engine=cfg.engine.type,
+            package_id=prov["package_id"],
+            version=prov["version"],
+            engine=cfg.engine.type,
             calibration=calibration[:200],
         )
-        settings = RunnerSettings(max_batch=cfg.detect.max_batch, max_wait_s=cfg.detect.max_wait_ms / 1000.0,
-                                  aggregator=cfg.events, tamper=cfg.tampering)
+        settings = RunnerSettings(
+            max_batch=cfg.detect.max_batch,
+            max_wait_s=cfg.detect.max_wait_ms / 1000.0,
+            aggregator=cfg.events,
+            tamper=cfg.tampering,
+        )
         cameras = cfg.camera_media()
         self._media = MediaRecorder(cfg.media, cameras) if cameras else None
         self._watch_scoring(package, scorer)
-        runner = Runner(cfg.source_specs(), scorer, self._on_event, settings, media=self._media,
-                        microphones=cfg.microphones(), observer=self._traces)
+        runner = Runner(
+            cfg.source_specs(),
+            scorer,
+            self._on_event,
+            settings,
+            media=self._media,
+            microphones=cfg.microphones(),
+            observer=self._traces,
+        )
         failures = runner.open_sources()
         if _fatal_at_start(runner, failures):
             lines = [f"camera {cam}: {err}" for cam, err in sorted(failures.items())]
             raise StartupError("; ".join(lines))
         for cam, err in failures.items():
             log.warning("camera %s unreachable at start, will keep retrying: %s", cam, err)
-        self._outbox, salvaged = open_checked(cfg.outbox.path, local_only=cfg.kafka is None,
-                                              retention_s=cfg.outbox.retention_h * 3600.0,
-                                              max_delivered_rows=cfg.outbox.max_messages)
+        self._outbox, salvaged = open_checked(
+            cfg.outbox.path,
+            local_only=cfg.kafka is None,
+            retention_s=cfg.outbox.retention_h * 3600.0,
+            max_delivered_rows=cfg.outbox.max_messages,
+        )
         if salvaged is not None:
             self.summary.outbox_salvaged = salvaged
-            log.error("outbox %s was corrupt: moved aside to %s; %d row(s) recovered into a new outbox (%d not yet "
-                      "delivered, to be sent), %d unreadable", cfg.outbox.path, salvaged.moved_to,
-                      salvaged.recovered, salvaged.pending, salvaged.unreadable)
+            log.error(
+                "outbox %s was corrupt: moved aside to %s; %d row(s) recovered into a new outbox (%d not yet "
+                "delivered, to be sent), %d unreadable",
+                cfg.outbox.path,
+                salvaged.moved_to,
+                salvaged.recovered,
+                salvaged.pending,
+                salvaged.unreadable,
+            )
         self._store = EventStore(cfg.outbox.path)
         self._end_interrupted()
-        self._offline = OfflineMonitor(cfg.offline_alerts(), self._on_status, site=cfg.site, model=self._provenance,
-                                       clock=time.monotonic)
+        self._offline = OfflineMonitor(
+            cfg.offline_alerts(), self._on_status, site=cfg.site, model=self._provenance, clock=time.monotonic
+        )
         self._offline.restore(self._store.open_outages())
         if cfg.kafka is not None:
             self._publisher = KafkaPublisher(self._outbox, cfg.kafka, on_ack=self._on_ack)
@@ -241,8 +271,9 @@ class Daemon:
             except OutboxError as exc:
                 self.outbox_write_failures += 1
                 if self.outbox_write_failures == 1 or len(self._backlog) % 100 == 1:
-                    log.error("outbox refuses events (%s); %d event(s) held in memory and retried",
-                              exc, len(self._backlog))
+                    log.error(
+                        "outbox refuses events (%s); %d event(s) held in memory and retried", exc, len(self._backlog)
+                    )
                 return False
             self._backlog.popleft()
             self.metrics.decided(msg.camera_id, row_id, capture_ns, decided_ns)
@@ -280,8 +311,12 @@ class Daemon:
             if src.camera and not src.live and src.capture.last_error:
                 self.summary.failed_files[cam] = src.capture.last_error
         self.summary.per_camera = {
-            cam: {"frames_scored": src.scoring.frames_scored, "audio_windows_scored": src.scoring.windows_scored,
-                  "events": src.scoring.events, "dropped": src.capture.drops}
+            cam: {
+                "frames_scored": src.scoring.frames_scored,
+                "audio_windows_scored": src.scoring.windows_scored,
+                "events": src.scoring.events,
+                "dropped": src.capture.drops,
+            }
             for cam, src in sources.items()
         }
         return self.summary
@@ -293,11 +328,22 @@ class Daemon:
             return
         console = None
         if h.console:
-            console = ConsoleContext(store_path=self.cfg.outbox.path, media_dir=self.cfg.media.path,
-                                     site=self.cfg.site, live=self.live, cameras=lambda: self.snapshot().cameras)
+            console = ConsoleContext(
+                store_path=self.cfg.outbox.path,
+                media_dir=self.cfg.media.path,
+                site=self.cfg.site,
+                live=self.live,
+                cameras=lambda: self.snapshot().cameras,
+            )
         try:
-            self._health = HealthServer(self.snapshot, host=h.host, port=h.port, token=_health_token(h.token_file),
-                                        console=console, collectors=[self.metrics, ProcessCollector(registry=None)])
+            self._health = HealthServer(
+                self.snapshot,
+                host=h.host,
+                port=h.port,
+                token=_health_token(h.token_file),
+                console=console,
+                collectors=[self.metrics, ProcessCollector(registry=None)],
+            )
         except OSError as exc:
             raise StartupError(f"health endpoint {h.host}:{h.port}: {exc.strerror or exc}") from exc
         self._health.start()
@@ -320,8 +366,9 @@ class Daemon:
         watched = self.cfg.offline_alerts()
         if watched:
             sources = runner.snapshot()
-            self._offline.check({cam: sources[cam].capture for cam in watched},
-                                {cam: sources[cam].position_s for cam in watched})
+            self._offline.check(
+                {cam: sources[cam].capture for cam in watched}, {cam: sources[cam].position_s for cam in watched}
+            )
 
     def _watch(self, runner: Runner, started: float) -> None:
         """The main loop: until the runner ends (or is stopped), pinging the service watchdog on schedule."""
@@ -347,8 +394,12 @@ class Daemon:
         if runner is not None:
             for cam, src in runner.snapshot().items():
                 st = src.scoring
-                cams[cam] = {**src.capture.as_dict(), "frames_scored": st.frames_scored,
-                             "windows_scored": st.windows_scored, "events": st.events}
+                cams[cam] = {
+                    **src.capture.as_dict(),
+                    "frames_scored": st.frames_scored,
+                    "windows_scored": st.windows_scored,
+                    "events": st.events,
+                }
                 ring = self._media.ring(cam) if self._media is not None else None
                 if ring is not None:
                     cams[cam]["media_buffer_bytes"] = ring.bytes
@@ -361,8 +412,13 @@ class Daemon:
         publisher = None
         if self._publisher is not None:
             ps = self._publisher.stats()
-            publisher = {"state": ps.state.value, "sent": ps.sent, "failed_attempts": ps.failed_attempts,
-                         "last_ack_latency_s": ps.last_ack_latency_s, "last_error": ps.last_error}
+            publisher = {
+                "state": ps.state.value,
+                "sent": ps.sent,
+                "failed_attempts": ps.failed_attempts,
+                "last_ack_latency_s": ps.last_ack_latency_s,
+                "last_error": ps.last_error,
+            }
         media = self._media.stats.as_dict() if self._media is not None else None
         return Snapshot(cameras=cams, outbox=outbox, publisher=publisher, media=media)
 
@@ -376,8 +432,11 @@ class Daemon:
             self.summary.ack_latency_all = self._latency.stats()
         if self._outbox is not None and not self._flush_backlog():
             # last resort: the events go to the log as JSON lines rather than nowhere
-            log.critical("outbox %s still refuses %d event(s); they follow as JSON lines",
-                         self.cfg.outbox.path, len(self._backlog))
+            log.critical(
+                "outbox %s still refuses %d event(s); they follow as JSON lines",
+                self.cfg.outbox.path,
+                len(self._backlog),
+            )
             for msg, _, _ in self._backlog:
                 log.critical("unwritten event %s", msg.to_json().decode())
         if self._store is not None:

@@ -67,8 +67,10 @@ def _torch() -> str:
 
 def _tensorrt() -> str:
     if importlib.util.find_spec("tensorrt") is None:
-        raise RuntimeError("not importable: install NVIDIA TensorRT's Python bindings on a GPU machine "
-                           "(the PyPI packages fetch from NVIDIA's index)")
+        raise RuntimeError(
+            "not importable: install NVIDIA TensorRT's Python bindings on a GPU machine "
+            "(the PyPI packages fetch from NVIDIA's index)"
+        )
     import tensorrt
 
     return f"TensorRT {tensorrt.__version__}"
@@ -78,8 +80,13 @@ def _gpu() -> str:
     smi = shutil.which("nvidia-smi")
     if smi is None:
         raise RuntimeError("no NVIDIA GPU (nvidia-smi not found): CPU engines only")
-    out = subprocess.run([smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"], capture_output=True,
-                         text=True, timeout=10, check=True)
+    out = subprocess.run(
+        [smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
     return out.stdout.strip().replace("\n", "; ")
 
 
@@ -112,7 +119,7 @@ def machine_checks() -> list[Check]:
 
 
 def _outbox_state(path: Path) -> str:
-    """", N rows, sound" for an existing outbox (read-only, ``PRAGMA quick_check``); raises when it is corrupt."""
+    """ ", N rows, sound" for an existing outbox (read-only, ``PRAGMA quick_check``); raises when it is corrupt."""
     if not path.exists():
         return ", not created yet"
     from alerts.errors import OutboxCorruptError, OutboxError

@@ -63,15 +63,15 @@ _CAMERA_COUNTERS: tuple[tuple[str, str, str, str], ...] = (
 )
 # (metric name without _total, help, MediaStats key): counters over all cameras
 _MEDIA_COUNTERS: tuple[tuple[str, str, str], ...] = (
-    ("lepton_media_snapshots_written", "Snapshots written (a rewrite after a higher peak counts)",
-     "snapshots_written"),
+    ("lepton_media_snapshots_written", "Snapshots written (a rewrite after a higher peak counts)", "snapshots_written"),
     ("lepton_media_clips_written", "Clips written", "clips_written"),
-    ("lepton_media_refused", "Events sent without a snapshot or clip: media directory unwritable or queue "
-     "full", "refused"),
-    ("lepton_media_write_failures", "Snapshot or clip writes that failed (disk full, permissions)",
-     "write_failures"),
-    ("lepton_media_render_failures", "Snapshots or clips that could not be made from the buffer",
-     "render_failures"),
+    (
+        "lepton_media_refused",
+        "Events sent without a snapshot or clip: media directory unwritable or queue full",
+        "refused",
+    ),
+    ("lepton_media_write_failures", "Snapshot or clip writes that failed (disk full, permissions)", "write_failures"),
+    ("lepton_media_render_failures", "Snapshots or clips that could not be made from the buffer", "render_failures"),
     ("lepton_media_deleted", "Files deleted by retention", "deleted"),
 )
 _STATES = ("connecting", "streaming", "stalled", "backoff", "failed", "stopped")
@@ -93,28 +93,42 @@ class SnapshotCollector(Collector):
                 if key in c or kind == "counter":
                     family.add_metric([cam], float(c.get(key, 0) or 0))
             yield family
-        states = GaugeMetricFamily("lepton_source_state", "1 for the state each camera is in",
-                                   labels=["camera", "state"])
+        states = GaugeMetricFamily(
+            "lepton_source_state", "1 for the state each camera is in", labels=["camera", "state"]
+        )
         for cam, c in cams:
             for s in _STATES:
                 states.add_metric([cam, s], 1.0 if c.get("state") == s else 0.0)
         yield states
-        yield GaugeMetricFamily("lepton_outbox_pending", "Events in the outbox not yet acknowledged by Kafka",
-                                value=float(snap.outbox.get("pending", 0)))
-        yield GaugeMetricFamily("lepton_outbox_bytes", "Size of the outbox database and its WAL",
-                                value=float(snap.outbox.get("size_bytes", 0)))
+        yield GaugeMetricFamily(
+            "lepton_outbox_pending",
+            "Events in the outbox not yet acknowledged by Kafka",
+            value=float(snap.outbox.get("pending", 0)),
+        )
+        yield GaugeMetricFamily(
+            "lepton_outbox_bytes",
+            "Size of the outbox database and its WAL",
+            value=float(snap.outbox.get("size_bytes", 0)),
+        )
         if snap.media is not None:
             for name, help_, key in _MEDIA_COUNTERS:
                 yield CounterMetricFamily(name, help_, value=float(snap.media.get(key, 0)))
         if snap.publisher is not None:
-            yield CounterMetricFamily("lepton_kafka_sent", "Events acknowledged by Kafka",
-                                      value=float(snap.publisher.get("sent", 0)))
-            yield CounterMetricFamily("lepton_kafka_failed_attempts", "Send attempts that failed (retried)",
-                                      value=float(snap.publisher.get("failed_attempts", 0)))
+            yield CounterMetricFamily(
+                "lepton_kafka_sent", "Events acknowledged by Kafka", value=float(snap.publisher.get("sent", 0))
+            )
+            yield CounterMetricFamily(
+                "lepton_kafka_failed_attempts",
+                "Send attempts that failed (retried)",
+                value=float(snap.publisher.get("failed_attempts", 0)),
+            )
             latency = snap.publisher.get("last_ack_latency_s")
             if latency is not None:
-                yield GaugeMetricFamily("lepton_kafka_last_ack_latency_seconds",
-                                        "Capture to acknowledgement, last event", value=float(latency))
+                yield GaugeMetricFamily(
+                    "lepton_kafka_last_ack_latency_seconds",
+                    "Capture to acknowledgement, last event",
+                    value=float(latency),
+                )
 
 
 def render_metrics(snap: Snapshot, *extra: Collector) -> str:
@@ -149,17 +163,29 @@ class HealthServer:
     console's cookie; else 401). Bound beyond loopback without a token it warns, and the console is not served
     there (403): its pages show people. The socket is bound here (an error is an ``OSError`` now, not later)."""
 
-    def __init__(self, snapshot: Callable[[], Snapshot], *, host: str = "127.0.0.1", port: int = 9108,
-                 token: str | None = None, console: ConsoleContext | None = None,
-                 collectors: Sequence[Collector] = ()) -> None:
+    def __init__(
+        self,
+        snapshot: Callable[[], Snapshot],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 9108,
+        token: str | None = None,
+        console: ConsoleContext | None = None,
+        collectors: Sequence[Collector] = (),
+    ) -> None:
         from edge.web.app import build_app
         from edge.web.server import WebServer
 
         if not is_loopback(host) and token is None:
-            log.warning("health endpoint %s:%d is reachable from the network without authentication (camera states, "
-                        "errors, counters): bind it to 127.0.0.1 or set health.token_file", host, port)
-        self._app = build_app(console, snapshot=snapshot, collectors=collectors, token=token,
-                              loopback=is_loopback(host))
+            log.warning(
+                "health endpoint %s:%d is reachable from the network without authentication (camera states, "
+                "errors, counters): bind it to 127.0.0.1 or set health.token_file",
+                host,
+                port,
+            )
+        self._app = build_app(
+            console, snapshot=snapshot, collectors=collectors, token=token, loopback=is_loopback(host)
+        )
         self._server = WebServer(self._app, host=host, port=port, name="health")
 
     @property

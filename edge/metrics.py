@@ -31,14 +31,27 @@ class RunMetrics(Collector):
     (camera id → {"queue_depth", "offline_alerts", "online_alerts"})."""
 
     def __init__(self, cameras: Callable[[], Mapping[str, Mapping[str, int | bool]]] | None = None) -> None:
-        self.inference = Histogram("lepton_inference_seconds", "One engine call (a batch), by graph",
-                                   ["graph"], registry=None, buckets=_INFERENCE_BUCKETS)
+        self.inference = Histogram(
+            "lepton_inference_seconds",
+            "One engine call (a batch), by graph",
+            ["graph"],
+            registry=None,
+            buckets=_INFERENCE_BUCKETS,
+        )
         self.capture_to_decision = Histogram(
-            "lepton_capture_to_decision_seconds", "Capture of the deciding frame or window to the event message",
-            ["camera"], registry=None, buckets=_LATENCY_BUCKETS)
+            "lepton_capture_to_decision_seconds",
+            "Capture of the deciding frame or window to the event message",
+            ["camera"],
+            registry=None,
+            buckets=_LATENCY_BUCKETS,
+        )
         self.decision_to_ack = Histogram(
-            "lepton_decision_to_ack_seconds", "Event message decided to Kafka acknowledgement", ["camera"],
-            registry=None, buckets=_LATENCY_BUCKETS)
+            "lepton_decision_to_ack_seconds",
+            "Event message decided to Kafka acknowledgement",
+            ["camera"],
+            registry=None,
+            buckets=_LATENCY_BUCKETS,
+        )
         self._cameras = cameras
         self._lock = threading.Lock()
         self._decided: dict[int, int] = {}  # outbox row id -> monotonic ns it was decided
@@ -68,14 +81,14 @@ class RunMetrics(Collector):
         if self._cameras is None:
             return
         cams = sorted(self._cameras().items())
-        depth = GaugeMetricFamily("lepton_queue_depth", "Items waiting in the camera's capture buffer",
-                                  labels=["camera"])
-        offline = CounterMetricFamily("lepton_camera_offline_alerts", "Camera offline alerts sent",
-                                      labels=["camera"])
-        online = CounterMetricFamily("lepton_camera_online_alerts", "Camera back online alerts sent",
-                                     labels=["camera"])
-        now_offline = GaugeMetricFamily("lepton_camera_offline", "1 while the camera has an open offline alert",
-                                        labels=["camera"])
+        depth = GaugeMetricFamily(
+            "lepton_queue_depth", "Items waiting in the camera's capture buffer", labels=["camera"]
+        )
+        offline = CounterMetricFamily("lepton_camera_offline_alerts", "Camera offline alerts sent", labels=["camera"])
+        online = CounterMetricFamily("lepton_camera_online_alerts", "Camera back online alerts sent", labels=["camera"])
+        now_offline = GaugeMetricFamily(
+            "lepton_camera_offline", "1 while the camera has an open offline alert", labels=["camera"]
+        )
         for cam, values in cams:
             depth.add_metric([cam], float(values.get("queue_depth", 0)))
             if "offline_alerts" in values:

@@ -47,8 +47,12 @@ def _engine_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--engine", choices=["onnxruntime", "torch", "tensorrt"], default="onnxruntime",
-                   help="inference backend (default onnxruntime on CPU)")
+    p.add_argument(
+        "--engine",
+        choices=["onnxruntime", "torch", "tensorrt"],
+        default="onnxruntime",
+        help="inference backend (default onnxruntime on CPU)",
+    )
     p.add_argument("--threads", type=positive_int, default=1, help="CPU threads of the engine (default 1)")
 
 
@@ -81,9 +85,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     finally:
         scorer.close()
     if not scores.has_video and not scores.has_audio:
-        return _fail(f"{args.input}: nothing this model scores (model has "
-                     f"{'video' if package.video else ''}{' and ' if package.video and package.audio else ''}"
-                     f"{'audio' if package.audio else ''}; the input has none of it, or is too short)")
+        return _fail(
+            f"{args.input}: nothing this model scores (model has "
+            f"{'video' if package.video else ''}{' and ' if package.video and package.audio else ''}"
+            f"{'audio' if package.audio else ''}; the input has none of it, or is too short)"
+        )
     if args.out == "-":
         rows = write_scores_csv(scores, sys.stdout)
         return EXIT_OK
@@ -93,8 +99,12 @@ def cmd_score(args: argparse.Namespace) -> int:
         rows = write_scores_csv(scores, f)
     tmp.replace(out)
     summary = {
-        "input": args.input, "out": str(out), "rows": rows, "seconds": round(time.monotonic() - t, 2),
-        "input_frames": int(len(scores.input_index)), "video_frames": int(len(scores.frame_pts)),
+        "input": args.input,
+        "out": str(out),
+        "rows": rows,
+        "seconds": round(time.monotonic() - t, 2),
+        "input_frames": int(len(scores.input_index)),
+        "video_frames": int(len(scores.frame_pts)),
         "audio_windows": int(len(scores.audio)),
         "frames_gated": int(scores.video_gated.sum()),
     }
@@ -103,8 +113,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     else:
         parts = []
         if scores.has_video:
-            parts.append(f"{len(scores.input_index)} video frames ({summary['video_frames']} scored at the model's "
-                         f"{scorer.fps:g} fps, {summary['frames_gated']} of them still, motion-gated)")
+            parts.append(
+                f"{len(scores.input_index)} video frames ({summary['video_frames']} scored at the model's "
+                f"{scorer.fps:g} fps, {summary['frames_gated']} of them still, motion-gated)"
+            )
         if scores.has_audio:
             parts.append(f"{summary['audio_windows']} audio windows")
         print(f"{out}: {rows} rows from {' and '.join(parts)} in {summary['seconds']} s")
@@ -122,9 +134,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if refusal := live_camera_refusal(clip, "eval"):
             return _fail(refusal, EXIT_USAGE)
     try:
-        report = evaluate(args.clips, ModelPackage.load(args.model), _engine_config(args),
-                          motion_threshold=args.motion_threshold, input_fps=args.fps,
-                          plots=Path(args.plots) if args.plots else None)
+        report = evaluate(
+            args.clips,
+            ModelPackage.load(args.model),
+            _engine_config(args),
+            motion_threshold=args.motion_threshold,
+            input_fps=args.fps,
+            plots=Path(args.plots) if args.plots else None,
+        )
     except _known_errors() as exc:
         return _fail(str(exc))
     if args.json:
@@ -150,8 +167,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(json.dumps(report))
     else:
         for name, g in report["graphs"].items():
-            print(f"{report['package']}/{g['graph']}: {name} re-exported (opset {report['opset']}, "
-                  f"sha256 {g['sha256'][:12]}, max |diff| vs previous {g['max_abs_diff_vs_previous']:.2g})")
+            print(
+                f"{report['package']}/{g['graph']}: {name} re-exported (opset {report['opset']}, "
+                f"sha256 {g['sha256'][:12]}, max |diff| vs previous {g['max_abs_diff_vs_previous']:.2g})"
+            )
     return EXIT_OK
 
 
@@ -180,8 +199,13 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
         if getattr(package, modality) is None:
             continue
         try:
-            engine = TensorRTEngine(max_batch=args.max_batch, precision=args.precision, cache_dir=args.cache_dir,
-                                    workspace_mb=args.workspace_mb, build="blocking")
+            engine = TensorRTEngine(
+                max_batch=args.max_batch,
+                precision=args.precision,
+                cache_dir=args.cache_dir,
+                workspace_mb=args.workspace_mb,
+                build="blocking",
+            )
             engine.load(package.graph_path(modality))
             engine.prepare(_sample_shapes(package, modality))
         except EngineError as exc:
@@ -190,18 +214,28 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
             return _fail(f"{modality}: TensorRT build failed: {engine.error}")
         key = engine.key
         assert key is not None
-        results.append({"modality": modality, "engine": str(engine.engine_path), "precision": key.precision,
-                        "gpu": key.gpu_name, "compute_capability": key.compute_capability,
-                        "tensorrt": key.tensorrt_version, "max_batch": key.max_batch,
-                        "built_s": None if engine.build_seconds is None else round(engine.build_seconds, 1)})
+        results.append(
+            {
+                "modality": modality,
+                "engine": str(engine.engine_path),
+                "precision": key.precision,
+                "gpu": key.gpu_name,
+                "compute_capability": key.compute_capability,
+                "tensorrt": key.tensorrt_version,
+                "max_batch": key.max_batch,
+                "built_s": None if engine.build_seconds is None else round(engine.build_seconds, 1),
+            }
+        )
         engine.close()
     if args.json:
         print(json.dumps(results))
     else:
         for r in results:
             how = "from cache" if r["built_s"] is None else f"built in {r['built_s']} s"
-            print(f"{r['modality']}: TensorRT {r['tensorrt']} {r['precision']} batch 1..{r['max_batch']} for "
-                  f"{r['gpu']} (sm {r['compute_capability']}), {how}: {r['engine']}")
+            print(
+                f"{r['modality']}: TensorRT {r['tensorrt']} {r['precision']} batch 1..{r['max_batch']} for "
+                f"{r['gpu']} (sm {r['compute_capability']}), {how}: {r['engine']}"
+            )
     return EXIT_OK
 
 
@@ -220,13 +254,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     graphs = {m: package.graph_path(m) for m in ("video", "audio", "temporal") if getattr(package, m) is not None}
     configs = {
         f"onnxruntime cpu {args.threads}t": {"type": "onnxruntime", "intra_op_num_threads": args.threads},
-        f"torch eager cpu {args.threads}t": {"type": "torch", "device": "cpu", "precision": "fp32",
-                                             "num_threads": args.threads},
+        f"torch eager cpu {args.threads}t": {
+            "type": "torch",
+            "device": "cpu",
+            "precision": "fp32",
+            "num_threads": args.threads,
+        },
     }
     engines = {name: (lambda c=cfg: create_engine(c)) for name, cfg in configs.items()}
     try:
-        rows = bench(graphs, engines, args.batches, seconds=args.seconds,
-                     progress=None if args.json else lambda s: print(f"  {s}", file=sys.stderr))
+        rows = bench(
+            graphs,
+            engines,
+            args.batches,
+            seconds=args.seconds,
+            progress=None if args.json else lambda s: print(f"  {s}", file=sys.stderr),
+        )
     except _known_errors() as exc:
         return _fail(str(exc))
     baseline = next(iter(configs)).replace("onnxruntime", "torch eager")
@@ -243,29 +286,49 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_parsers(sub: Any) -> None:
     """Register ``score``, ``eval``, ``export``, ``build-engine`` and ``bench-engines`` on ``edge``'s subparsers."""
     score = sub.add_parser("score", help="score a clip, audio file or image sequence into a CSV of calibrated scores")
-    score.add_argument("input", help="media file (video and/or audio: MKV, MP4, WAV, FLAC, OGG, ...), image-sequence "
-                                     "pattern (frames/%%05d.jpg) or folder of frames")
+    score.add_argument(
+        "input",
+        help="media file (video and/or audio: MKV, MP4, WAV, FLAC, OGG, ...), image-sequence "
+        "pattern (frames/%%05d.jpg) or folder of frames",
+    )
     score.add_argument("--model", default=str(default_package_dir()), help="model package directory (default: bundled)")
-    score.add_argument("--out", default="-", help="CSV to write (default: stdout); columns "
-                                                  "frame,pts,video,temporal,audio,fused")
-    score.add_argument("--fps", type=positive_float, default=None,
-                       help="frame rate of an image sequence (default: the rate the package was trained at)")
-    score.add_argument("--motion-threshold", type=float, default=5.0,
-                       help="luma change (levels) below which a frame counts as still and skips the CNN; 0: off")
+    score.add_argument(
+        "--out", default="-", help="CSV to write (default: stdout); columns frame,pts,video,temporal,audio,fused"
+    )
+    score.add_argument(
+        "--fps",
+        type=positive_float,
+        default=None,
+        help="frame rate of an image sequence (default: the rate the package was trained at)",
+    )
+    score.add_argument(
+        "--motion-threshold",
+        type=float,
+        default=5.0,
+        help="luma change (levels) below which a frame counts as still and skips the CNN; 0: off",
+    )
     score.add_argument("--batch", type=positive_int, default=32, help="frames / windows per inference call")
     score.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_engine_args(score)
     score.set_defaults(func=cmd_score)
 
     ev = sub.add_parser("eval", help="frame-level ROC-AUC and event recall / false alarms on labelled clips")
-    ev.add_argument("clips", nargs="+", help="inputs with <input>.json ground truth beside them: \"anomalies\" "
-                    "intervals, or \"frame_labels\" (a 0/1 per input frame); without one an input is all normal")
+    ev.add_argument(
+        "clips",
+        nargs="+",
+        help='inputs with <input>.json ground truth beside them: "anomalies" '
+        'intervals, or "frame_labels" (a 0/1 per input frame); without one an input is all normal',
+    )
     ev.add_argument("--model", default=str(default_package_dir()), help="model package directory (default: bundled)")
     ev.add_argument("--fps", type=positive_float, default=None, help="frame rate of image-sequence inputs")
     ev.add_argument("--motion-threshold", type=float, default=5.0, help="motion gate threshold; 0: off")
     ev.add_argument("--json", action="store_true", help="the full report as JSON")
-    ev.add_argument("--plots", default=None, metavar="DIR",
-                    help="write PNG plots here: ROC curves beside the baselines, each input's scores over time")
+    ev.add_argument(
+        "--plots",
+        default=None,
+        metavar="DIR",
+        help="write PNG plots here: ROC curves beside the baselines, each input's scores over time",
+    )
     _add_engine_args(ev)
     ev.set_defaults(func=cmd_eval)
 
@@ -275,8 +338,9 @@ def add_parsers(sub: Any) -> None:
     ex.add_argument("--json", action="store_true")
     ex.set_defaults(func=cmd_export)
 
-    be = sub.add_parser("build-engine",
-                        help="build and cache TensorRT engines for a package ahead of time (NVIDIA GPU)")
+    be = sub.add_parser(
+        "build-engine", help="build and cache TensorRT engines for a package ahead of time (NVIDIA GPU)"
+    )
     be.add_argument("--model", required=True, help="model package directory")
     be.add_argument("--max-batch", type=int, default=8, help="largest batch of the optimisation profile")
     be.add_argument("--precision", choices=["fp16", "fp32"], default="fp16")

@@ -33,9 +33,17 @@ class _Camera:
 
 
 class OfflineMonitor:
-    def __init__(self, cameras: Mapping[str, float], emit: Callable[[EventMessage], None], *, site: str,
-                 model: ModelProvenance, clock: Callable[[], float], wall: Callable[[], datetime] = utc_now,
-                 new_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
+    def __init__(
+        self,
+        cameras: Mapping[str, float],
+        emit: Callable[[EventMessage], None],
+        *,
+        site: str,
+        model: ModelProvenance,
+        clock: Callable[[], float],
+        wall: Callable[[], datetime] = utc_now,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
         """``cameras``: each live camera's ``offline_after_s``; ``emit`` takes each alert (the daemon's outbox)."""
         self._cams = {cam: _Camera(after) for cam, after in cameras.items()}
         self._emit = emit
@@ -73,9 +81,16 @@ class OfflineMonitor:
         assert cam.down_since is not None
         wall = self._wall()
         since = wall - timedelta(seconds=self._clock() - cam.down_since)
-        cam.alert = EventMessage.camera_offline(event_id=self._new_id(), camera_id=cam_id, site=self._site,
-                                                since=since, since_pts=max(0.0, pts), state=state.value,
-                                                model=self._model, decided_at=wall)
+        cam.alert = EventMessage.camera_offline(
+            event_id=self._new_id(),
+            camera_id=cam_id,
+            site=self._site,
+            since=since,
+            since_pts=max(0.0, pts),
+            state=state.value,
+            model=self._model,
+            decided_at=wall,
+        )
         cam.offline_alerts += 1
         self._emit(cam.alert)
 
@@ -93,5 +108,8 @@ class OfflineMonitor:
         cam = self._cams.get(camera_id)
         if cam is None:
             return {}
-        return {"offline_alerts": cam.offline_alerts, "online_alerts": cam.online_alerts,
-                "offline": cam.alert is not None}
+        return {
+            "offline_alerts": cam.offline_alerts,
+            "online_alerts": cam.online_alerts,
+            "offline": cam.alert is not None,
+        }

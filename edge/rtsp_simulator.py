@@ -23,6 +23,7 @@ introspection (``gi``), whose bindings, typelibs and plugins are Debian packages
 (``tests/fixtures/rtsp.py: RTSP_DEBIAN_PACKAGES``). So it uses only the standard library and ``gi``, imports nothing
 from the project, and runs as a separate process (which also lets tests kill the "camera").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -298,8 +299,9 @@ class LoopingMedia(GstRtspServer.RTSPMedia):
             if not missing:
                 return
             if time.monotonic() >= deadline:
-                log.warning("/%s: streams %s have no segment %.0f s after the seek", self.mount, missing,
-                            SEGMENT_WAIT_S)
+                log.warning(
+                    "/%s: streams %s have no segment %.0f s after the seek", self.mount, missing, SEGMENT_WAIT_S
+                )
                 return
             time.sleep(0.005)
 
@@ -344,7 +346,12 @@ class FileCameraFactory(GstRtspServer.RTSPMediaFactory):
     __gtype_name__ = "LeptonFileCameraFactory"
 
     def __init__(
-        self, name: str, layout: MediaLayout, *, shared: bool, corrupt: bool = False,
+        self,
+        name: str,
+        layout: MediaLayout,
+        *,
+        shared: bool,
+        corrupt: bool = False,
         freeze_after_s: float | None = None,
     ) -> None:
         super().__init__()
@@ -404,7 +411,12 @@ def base_url(host: str, port: int) -> str:
 
 
 def build_server(
-    host: str, port: int, mounts: list[Mount], *, shared: bool, corrupt: frozenset[str] = frozenset(),
+    host: str,
+    port: int,
+    mounts: list[Mount],
+    *,
+    shared: bool,
+    corrupt: frozenset[str] = frozenset(),
     freeze_after_s: float | None = None,
 ) -> GstRtspServer.RTSPServer:
     """A server with one factory per mount; raises ``SimulatorError`` for a file it cannot serve.
@@ -495,7 +507,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         server = build_server(
-            args.host, args.port, args.mount, shared=args.shared, corrupt=frozenset(args.corrupt),
+            args.host,
+            args.port,
+            args.mount,
+            shared=args.shared,
+            corrupt=frozenset(args.corrupt),
             freeze_after_s=args.freeze_after,
         )
     except SimulatorError as exc:

@@ -52,21 +52,48 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument("clip", nargs="?", help="a clip to serve at --path")
     p.add_argument("--path", default="cam1", help="where CLIP is served: rtsp://HOST:PORT/PATH (default cam1)")
-    p.add_argument("--mount", action="append", default=[], metavar="NAME=CLIP",
-                   help="also serve CLIP at rtsp://HOST:PORT/NAME (repeatable)")
+    p.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="NAME=CLIP",
+        help="also serve CLIP at rtsp://HOST:PORT/NAME (repeatable)",
+    )
     p.add_argument("--port", type=int, default=8554, help="TCP port (default 8554; 0 picks a free one)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--shared", action="store_true",
-                   help="all viewers of a path share one live stream (default: each starts at the clip's start)")
-    p.add_argument("--corrupt", action="append", default=[], metavar="NAME",
-                   help="fault drill: camera NAME sends corrupted data (repeatable)")
-    p.add_argument("--freeze-after", type=float, default=None, metavar="SECONDS",
-                   help="fault drill: every camera stops sending after SECONDS, keeping the connection open")
-    p.add_argument("--substream", type=parse_size, default=None, metavar="WxH",
-                   help="also serve each camera's clip scaled to WxH at PATH-sub, as a camera's detect substream "
-                        "(made once, kept in --substream-dir)")
-    p.add_argument("--substream-dir", type=Path, default=SUBSTREAM_CACHE,
-                   help=f"where substreams are kept (default {SUBSTREAM_CACHE})")
+    p.add_argument(
+        "--shared",
+        action="store_true",
+        help="all viewers of a path share one live stream (default: each starts at the clip's start)",
+    )
+    p.add_argument(
+        "--corrupt",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="fault drill: camera NAME sends corrupted data (repeatable)",
+    )
+    p.add_argument(
+        "--freeze-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="fault drill: every camera stops sending after SECONDS, keeping the connection open",
+    )
+    p.add_argument(
+        "--substream",
+        type=parse_size,
+        default=None,
+        metavar="WxH",
+        help="also serve each camera's clip scaled to WxH at PATH-sub, as a camera's detect substream "
+        "(made once, kept in --substream-dir)",
+    )
+    p.add_argument(
+        "--substream-dir",
+        type=Path,
+        default=SUBSTREAM_CACHE,
+        help=f"where substreams are kept (default {SUBSTREAM_CACHE})",
+    )
     p.set_defaults(func=cmd_simulate)
     return p
 
@@ -115,8 +142,9 @@ def gstreamer_problem() -> str | None:
     if not os.access(SYSTEM_PYTHON, os.X_OK):
         return f"{SYSTEM_PYTHON} not found (the RTSP simulator runs under the system's Python)"
     try:
-        result = subprocess.run([SYSTEM_PYTHON, "-c", _GI_CHECK], capture_output=True, text=True,
-                                timeout=_GI_CHECK_TIMEOUT_S, check=False)
+        result = subprocess.run(
+            [SYSTEM_PYTHON, "-c", _GI_CHECK], capture_output=True, text=True, timeout=_GI_CHECK_TIMEOUT_S, check=False
+        )
     except subprocess.TimeoutExpired:
         return f"{SYSTEM_PYTHON} took over {_GI_CHECK_TIMEOUT_S} s to load GStreamer's Python bindings"
     if result.returncode != 0:
@@ -166,8 +194,10 @@ def _serve(cmd: list[str], names: list[str]) -> int:
         line = proc.stdout.readline().decode(errors="replace").strip()
         if not line.startswith("READY "):
             status = proc.wait(_STOP_TIMEOUT_S)
-            return _fail(f"the RTSP simulator stopped before serving (status {status}; its log is above)",
-                         EXIT_USAGE if status == EXIT_USAGE else EXIT_RUNTIME)
+            return _fail(
+                f"the RTSP simulator stopped before serving (status {status}; its log is above)",
+                EXIT_USAGE if status == EXIT_USAGE else EXIT_RUNTIME,
+            )
         base = line.removeprefix("READY ")
         for name in names:
             print(f"serving {base}/{name}")

@@ -80,10 +80,13 @@ def make_substream(clip: Path, size: tuple[int, int], out: Path) -> Path:
         kbps = max(MIN_KBPS, round(kbps * size[0] * size[1] / (v.codec_context.width * v.codec_context.height)))
         a = src.streams.audio[0] if src.streams.audio else None
         with av.open(str(tmp), "w", format="matroska") as dst:
-            params = (f"bframes=0:keyint={gop}:min-keyint={gop}:scenecut=0:sliced-threads=0:"
-                      f"vbv-maxrate={round(kbps * 1.2)}:vbv-bufsize={2 * kbps}")
-            vs = dst.add_stream("libx264", rate=v.average_rate or Fraction(25),
-                                options={"preset": "veryfast", "x264-params": params})
+            params = (
+                f"bframes=0:keyint={gop}:min-keyint={gop}:scenecut=0:sliced-threads=0:"
+                f"vbv-maxrate={round(kbps * 1.2)}:vbv-bufsize={2 * kbps}"
+            )
+            vs = dst.add_stream(
+                "libx264", rate=v.average_rate or Fraction(25), options={"preset": "veryfast", "x264-params": params}
+            )
             vs.width, vs.height, vs.pix_fmt = size[0], size[1], "yuv420p"
             vs.bit_rate = kbps * 1000
             if v.time_base is not None:

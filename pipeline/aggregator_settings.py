@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 KNOWN_MODALITIES = frozenset({m.value for m in Modality} | {"temporal", "tampering"})
 
 
-
 def _check_names(names: list[str] | dict[str, float]) -> None:
     unknown = sorted(set(names) - KNOWN_MODALITIES)
     if unknown:
@@ -114,6 +113,7 @@ Fusion = Annotated[MaxFusion | WeightedFusion | AnyOfFusion | AllOfFusion, Field
 
 class AggregatorSettings(StrictModel):
     """Per-camera event decisions; the daemon's config embeds this block as ``events:``."""
+
     fusion: Fusion = Field(
         default_factory=MaxFusion,
         description="How modalities combine: max, weighted, any_of, all_of "

@@ -235,8 +235,9 @@ class _Collected:
         out.audio_start, out.audio_end = spans[:, 0], spans[:, 1]
         out.audio_raw = np.asarray([s.raw for s in self.a_scores], dtype=np.float64)
         out.audio = np.asarray([s.calibrated for s in self.a_scores], dtype=np.float64)
-        out.audio_baseline = (np.asarray(self.a_base, dtype=np.float64) if self.baseline
-                              else np.full(len(self.a_scores), np.nan))
+        out.audio_baseline = (
+            np.asarray(self.a_base, dtype=np.float64) if self.baseline else np.full(len(self.a_scores), np.nan)
+        )
         out.has_video = n > 0
         out.has_audio = len(self.a_scores) > 0
         out.input_index = np.asarray(self.in_index, dtype=np.int64)
@@ -313,11 +314,18 @@ def csv_rows(scores: MediaScores) -> Iterable[tuple[str, ...]]:
         fused = scores.fused_at_frames()
         audio = scores.audio_at(scores.input_pts)
         temporal = scores.temporal_held()
-        for k, (index, t, i) in enumerate(zip(scores.input_index.tolist(), scores.input_pts.tolist(),
-                                              scores.input_sample.tolist(), strict=True)):
+        for k, (index, t, i) in enumerate(
+            zip(scores.input_index.tolist(), scores.input_pts.tolist(), scores.input_sample.tolist(), strict=True)
+        ):
             held = (scores.video[i], temporal[i], fused[i]) if i >= 0 else (math.nan,) * 3
-            yield (str(index), f"{t:.3f}" if math.isfinite(t) else "", cell(held[0]), cell(held[1]),
-                   cell(audio[k]), cell(held[2]))
+            yield (
+                str(index),
+                f"{t:.3f}" if math.isfinite(t) else "",
+                cell(held[0]),
+                cell(held[1]),
+                cell(audio[k]),
+                cell(held[2]),
+            )
     else:
         for t, a in zip(scores.audio_centre.tolist(), scores.audio.tolist(), strict=True):
             yield ("", f"{t:.3f}", "", "", cell(a), cell(a))
@@ -389,14 +397,20 @@ def score_stream(scores: MediaScores, camera_id: str = "eval") -> list[tuple[Sco
     Each comes with its frame index (-1 for audio)."""
     out: list[tuple[float, int, Score, int]] = []
 
-    def add(modality: Modality | str, pts: float, cal: float, raw: float, at: float, frame: int,
-            box: Any = None) -> None:
+    def add(
+        modality: Modality | str, pts: float, cal: float, raw: float, at: float, frame: int, box: Any = None
+    ) -> None:
         wall = _EPOCH + timedelta(seconds=pts)
         score = Score(camera_id, modality, pts, 0, wall, float(raw), float(cal), box)  # type: ignore[arg-type]
         out.append((at, len(out), score, frame))
 
-    for t, end, c, r in zip(scores.audio_centre.tolist(), scores.audio_end.tolist(), scores.audio.tolist(),
-                            scores.audio_raw.tolist(), strict=True):
+    for t, end, c, r in zip(
+        scores.audio_centre.tolist(),
+        scores.audio_end.tolist(),
+        scores.audio.tolist(),
+        scores.audio_raw.tolist(),
+        strict=True,
+    ):
         add(Modality.AUDIO, t, c, r, end, -1)
     for i, t in enumerate(scores.frame_pts.tolist()):
         if math.isfinite(scores.video[i]):

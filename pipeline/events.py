@@ -22,9 +22,7 @@ class EventType(str, Enum):
 
 class EndReason(str, Enum):
     QUIET = "quiet"  # scores stayed below the exit threshold for the hold time (and the merge gap)
-    MAX_DURATION = (
-        "max_duration"  # the event reached max_duration_s; a new one continues it if still anomalous
-    )
+    MAX_DURATION = "max_duration"  # the event reached max_duration_s; a new one continues it if still anomalous
     STREAM_LOST = "stream_lost"
     SHUTDOWN = "shutdown"
     EOF = "eof"  # a replayed file ended

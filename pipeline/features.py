@@ -78,9 +78,7 @@ def _power_frames(x: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
     t = cfg.n_frames(x.shape[-1])
     if t == 0:
         return np.zeros((*x.shape[:-1], 0, cfg.n_fft // 2 + 1), dtype=np.float32)
-    frames = np.lib.stride_tricks.sliding_window_view(x, cfg.win_length, axis=-1)[..., :: cfg.hop_length, :][
-        ..., :t, :
-    ]
+    frames = np.lib.stride_tricks.sliding_window_view(x, cfg.win_length, axis=-1)[..., :: cfg.hop_length, :][..., :t, :]
     spec = np.fft.rfft(frames * _window(cfg.win_length), n=cfg.n_fft, axis=-1)
     return (spec.real**2 + spec.imag**2).astype(np.float32)
 
@@ -143,7 +141,8 @@ class OverlapLogMel:
                 self.frames_computed += self.n_frames
             # what this window's successor shares with it
             self._recent[bits[i, hop : hop + self._KEY].tobytes()] = (
-                bits[i, hop:].copy(), power[i, self.n_frames - shared :].copy()
+                bits[i, hop:].copy(),
+                power[i, self.n_frames - shared :].copy(),
             )
             while len(self._recent) > self.keep:
                 self._recent.popitem(last=False)

@@ -164,8 +164,9 @@ class LiveView:
             cam = self._cams.get(camera_id)
             return [p for p in cam.points if p[0] >= since_pts] if cam is not None else []
 
-    def patches_at(self, camera_id: str, kind: str, pts: float,
-                   tolerance_s: float = 0.5) -> tuple[float, np.ndarray] | None:
+    def patches_at(
+        self, camera_id: str, kind: str, pts: float, tolerance_s: float = 0.5
+    ) -> tuple[float, np.ndarray] | None:
         """The kept map of ``kind`` nearest ``pts`` (within ``tolerance_s``), with its frame's pts."""
         with self._lock:
             cam = self._cams.get(camera_id)
@@ -187,7 +188,7 @@ class _Trace:
         points = self.series.setdefault(name, [])
         points.append((round(pts, 3), round(value, 3)))
         if len(points) > max_points:  # halve: the higher of each pair, at its time (a spike survives)
-            self.series[name] = [max(points[i:i + 2], key=lambda p: p[1]) for i in range(0, len(points), 2)]
+            self.series[name] = [max(points[i : i + 2], key=lambda p: p[1]) for i in range(0, len(points), 2)]
 
 
 class EventTraces:
@@ -195,8 +196,9 @@ class EventTraces:
     ``live`` and adds each score to the open events of its camera. ``heat``: the maps that make the heat-map, by
     kind (video, temporal); without any, events get none."""
 
-    def __init__(self, live: LiveView, *, heat: dict[str, HeatSource] | None = None, pre_s: float = 5.0,
-                 max_points: int = 2000) -> None:
+    def __init__(
+        self, live: LiveView, *, heat: dict[str, HeatSource] | None = None, pre_s: float = 5.0, max_points: int = 2000
+    ) -> None:
         self.live = live
         self.heat = dict(heat or {})
         self.pre_s = pre_s
@@ -236,19 +238,26 @@ class EventTraces:
         # a tampering event is judged on its own score, a scene event on the others
         tamper = TAMPERING in ev.modalities
         series = {name: [list(p) for p in pts] for name, pts in trace.series.items() if (name == TAMPERING) == tamper}
-        detail = {"start_pts": ev.start_pts, "end_pts": ev.end_pts, "peak_pts": ev.peak_pts, "series": series,
-                  "heat": None if tamper else self._heat(trace)}
+        detail = {
+            "start_pts": ev.start_pts,
+            "end_pts": ev.end_pts,
+            "peak_pts": ev.peak_pts,
+            "series": series,
+            "heat": None if tamper else self._heat(trace),
+        }
         if ev.type is EventType.END:
             del self._open[ev.event_id]
             self._by_camera[ev.camera_id].remove(trace)
         return detail
 
     def _keep_heat(self, trace: _Trace, camera_id: str, pts: float) -> None:
-        found = {kind: m for kind, src in self.heat.items()
-                 if (m := self.live.patches_at(camera_id, kind, pts, src.tolerance_s))}
+        found = {
+            kind: m
+            for kind, src in self.heat.items()
+            if (m := self.live.patches_at(camera_id, kind, pts, src.tolerance_s))
+        }
         if found:  # frames the motion gate skipped have no video map, most frames no temporal one
             trace.heat_pts, trace.heat = pts, found
-
 
     def _heat(self, trace: _Trace) -> dict[str, Any] | None:
         """By kind: the calibrated grid, its frame's pts, where its cells lie and its fusion discount."""
@@ -259,8 +268,15 @@ class EventTraces:
             src = self.heat[kind]
             g = src.geometry
             calibrated = np.clip(src.calibrate(np.asarray(raw, dtype=np.float32)), 0.0, None)
-            out[kind] = {"pts": pts, "grid": np.round(calibrated, 2).tolist(), "width": g.width, "height": g.height,
-                         "patch": g.patch, "stride": g.stride, "discount": src.discount}
+            out[kind] = {
+                "pts": pts,
+                "grid": np.round(calibrated, 2).tolist(),
+                "width": g.width,
+                "height": g.height,
+                "patch": g.patch,
+                "stride": g.stride,
+                "discount": src.discount,
+            }
         return out
 
 
@@ -271,12 +287,19 @@ def heat_sources(package: ModelPackage, fusion: Fusion | None = None) -> dict[st
     out: dict[str, HeatSource] = {}
     v, t = package.video, package.temporal
     if v is not None:
-        out["video"] = HeatSource(PatchGeometry(v.width, v.height, v.patch, v.patch_stride), v.calibration.calibrate,
-                                  discount.get("video", 0.0))
+        out["video"] = HeatSource(
+            PatchGeometry(v.width, v.height, v.patch, v.patch_stride),
+            v.calibration.calibrate,
+            discount.get("video", 0.0),
+        )
     if t is not None:
         _, eh, ew = t.embedding_shape
         # a window is scored every score_every frames: its map stands for the frames around it
         every = t.score_every / (v.fps if v is not None else 5.0)
-        out["temporal"] = HeatSource(PatchGeometry(ew, eh, 1, 1), t.calibration.calibrate,
-                                     discount.get("temporal", 0.0), tolerance_s=max(0.3, every))
+        out["temporal"] = HeatSource(
+            PatchGeometry(ew, eh, 1, 1),
+            t.calibration.calibrate,
+            discount.get("temporal", 0.0),
+            tolerance_s=max(0.3, every),
+        )
     return out

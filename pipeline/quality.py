@@ -61,13 +61,17 @@ class _Pooled:
         self.parts.setdefault(key + "_s", []).append(scores[ok])
         self.parts.setdefault(key + "_y", []).append(labels[ok])
 
-    def modality(self, key: str, scores: np.ndarray, labels: np.ndarray, baseline: np.ndarray | None = None
-                 ) -> dict[str, Any]:
+    def modality(
+        self, key: str, scores: np.ndarray, labels: np.ndarray, baseline: np.ndarray | None = None
+    ) -> dict[str, Any]:
         """One clip's figures for one modality (and its baseline), pooled as well."""
         ok = np.isfinite(scores)
         self.add(key, scores, labels)
-        out: dict[str, Any] = {"scored": int(ok.sum()), "anomalous": int(labels[ok].sum()),
-                               "auc": _nan_auc(scores, labels)}
+        out: dict[str, Any] = {
+            "scored": int(ok.sum()),
+            "anomalous": int(labels[ok].sum()),
+            "auc": _nan_auc(scores, labels),
+        }
         if baseline is not None:
             out["baseline_auc"] = _nan_auc(baseline, labels)
             self.add(key + "_baseline", baseline, labels)
@@ -97,8 +101,9 @@ class _Pooled:
 Timeline = tuple[MediaScores, np.ndarray, list[tuple[float, float, str]]]
 
 
-def _clip(path: str, sc: MediaScores, scorer: PackageScorer, aggregator: Any, pooled: _Pooled,
-          timelines: list[Timeline]) -> dict[str, Any]:
+def _clip(
+    path: str, sc: MediaScores, scorer: PackageScorer, aggregator: Any, pooled: _Pooled, timelines: list[Timeline]
+) -> dict[str, Any]:
     """One clip's report: per modality, fused and events (labels as the module docstring of
     ``pipeline.evaluation`` says)."""
     events, fused = aggregate(sc, aggregator)
@@ -197,8 +202,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"recall {f(report['event_recall'])}, {report['false_alarms']} false alarm(s) in "
         f"{report['hours'] * 60:.1f} min = {report['false_alarms_per_hour']:.1f}/h"
     )
-    rates = [f"{k} {100 * report[k + '_normal_rate_ge_3']:.2f}% of {report[k + '_normal_scored']}"
-             for k in ("video", "temporal", "audio", "fused") if k + "_normal_rate_ge_3" in report]
+    rates = [
+        f"{k} {100 * report[k + '_normal_rate_ge_3']:.2f}% of {report[k + '_normal_scored']}"
+        for k in ("video", "temporal", "audio", "fused")
+        if k + "_normal_rate_ge_3" in report
+    ]
     if rates:
         lines.append("normal frames / windows scoring >= 3 (the calibration promises 0.1%): " + ", ".join(rates))
     if report.get("frames_scored"):

@@ -82,18 +82,18 @@ def fold(cal: Calibration, raw: np.ndarray, threshold: float, margin: float = 0.
     cap = threshold - margin
     if x.size == 0 or float(cal.calibrate(np.array([x.max()]))[0]) <= cap:
         return cal
-    top, p = float(x.max()), 10.0 ** -cap
+    top, p = float(x.max()), 10.0**-cap
     edge = cal.raw_threshold(cap)  # the original reaches the cap here: below it, nothing changes
-    knots = np.unique(np.concatenate([cal.values[cal.values < edge],
-                                      np.linspace(min(cal.tail_threshold, edge), edge, 16)]))
+    knots = np.unique(
+        np.concatenate([cal.values[cal.values < edge], np.linspace(min(cal.tail_threshold, edge), edge, 16)])
+    )
     levels = 1.0 - cal.survival(knots)
     rising = np.concatenate([[True], np.diff(levels) > 0])  # Calibration wants levels strictly increasing
     knots, levels = knots[rising], levels[rising]
     levels[-1] = min(levels[-1], 1.0 - p - 1e-12)
     high = x[x >= np.quantile(x, 0.9)]
     spread = max(float((high - high.min()).mean()) if high.size > 1 else 0.0, cal.tail_scale)
-    return Calibration(np.append(levels, 1.0 - p), np.append(knots, top), spread, cal.n_samples + x.size,
-                       cal.max_score)
+    return Calibration(np.append(levels, 1.0 - p), np.append(knots, top), spread, cal.n_samples + x.size, cal.max_score)
 
 
 def score_clip(package: ModelPackage, clip: Path, engine: AnyEngineConfig | None = None) -> dict[str, np.ndarray]:
@@ -114,13 +114,19 @@ def score_clip(package: ModelPackage, clip: Path, engine: AnyEngineConfig | None
     return {m: np.array([s.raw for s in scores if s.modality.value == m], dtype=np.float64) for m in MODALITIES}
 
 
-def recalibrate(package: ModelPackage, clips: Sequence[NormalClip], out: Path, *, threshold: float,
-                camera_id: str, engine: AnyEngineConfig | None = None) -> FoldReport:
+def recalibrate(
+    package: ModelPackage,
+    clips: Sequence[NormalClip],
+    out: Path,
+    *,
+    threshold: float,
+    camera_id: str,
+    engine: AnyEngineConfig | None = None,
+) -> FoldReport:
     """Fold ``clips`` into ``package``'s calibrations (see the module docstring) and write the new version to
     ``out``. ``ValueError`` when there is nothing to fold."""
     if not clips:
-        raise ValueError(f"camera {camera_id}: no clip of an event marked normal that this package has not folded "
-                         "yet")
+        raise ValueError(f"camera {camera_id}: no clip of an event marked normal that this package has not folded yet")
     report = FoldReport(package.package_id, package.version)
     folded: dict[str, list[np.ndarray]] = {m: [] for m in MODALITIES}
     for clip in clips:
@@ -138,15 +144,22 @@ def recalibrate(package: ModelPackage, clips: Sequence[NormalClip], out: Path, *
         update[m] = spec.model_copy(update={"calibration": cal})
         report.modalities[m] = {
             "folded": int(x.size),
-            "raw_at_threshold": [round(spec.calibration.raw_threshold(threshold), 4),
-                                 round(cal.raw_threshold(threshold), 4)],
+            "raw_at_threshold": [
+                round(spec.calibration.raw_threshold(threshold), 4),
+                round(cal.raw_threshold(threshold), 4),
+            ],
             "clip_max": [round(float(spec.calibration.calibrate(x).max()), 2), round(float(cal.calibrate(x).max()), 2)],
         }
     if not update:
         raise ValueError(f"camera {camera_id}: the events marked normal name no modality this package scores")
     sources = [*package.trained_on.sources, *(_source(c, camera_id) for c in clips)]
-    new = package.model_copy(update={**update, "trained_on": package.trained_on.model_copy(update={"sources": sources}),
-                                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    new = package.model_copy(
+        update={
+            **update,
+            "trained_on": package.trained_on.model_copy(update={"sources": sources}),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
     version = _content_version(new)
     new = new.model_copy(update={"version": version})
     new._root = package.root  # graphs are copied from the package folded from
@@ -160,8 +173,11 @@ def _source(clip: NormalClip, camera_id: str) -> SourceInfo:
 
     with av.open(str(clip.path)) as c:
         duration = float(c.duration or 0) / 1e6
-    return SourceInfo(name=f"marked normal: camera {camera_id}, event {clip.event_id}, {clip.path.name}",
-                      sha256=file_sha256(clip.path), duration_s=max(0.0, duration) if math.isfinite(duration) else 0)
+    return SourceInfo(
+        name=f"marked normal: camera {camera_id}, event {clip.event_id}, {clip.path.name}",
+        sha256=file_sha256(clip.path),
+        duration_s=max(0.0, duration) if math.isfinite(duration) else 0,
+    )
 
 
 def _content_version(package: ModelPackage) -> str:

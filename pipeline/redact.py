@@ -48,11 +48,11 @@ def redact_url(url: str) -> str:
     if m is None:
         return url
     scheme = m.group(0)[:-3].lower()
-    rest = url[m.end():]
+    rest = url[m.end() :]
     at = rest.rfind("@")
     userinfo = at >= 0
     if userinfo:
-        rest = rest[at + 1:]
+        rest = rest[at + 1 :]
     end = len(rest)
     for sep in "/?#":
         i = rest.find(sep)

@@ -170,8 +170,13 @@ class Runner:
         m = self.model
         reader = ProcessReader if spec.isolation == "process" else MediaReader
         return reader(
-            spec, width=m.width, height=m.height, fps=m.fps, audio_window_s=m.audio_window_s,
-            audio_hop_s=m.audio_hop_s, sample_rate=m.sample_rate,
+            spec,
+            width=m.width,
+            height=m.height,
+            fps=m.fps,
+            audio_window_s=m.audio_window_s,
+            audio_hop_s=m.audio_hop_s,
+            sample_rate=m.sample_rate,
             video=m.has_video and spec.video,
             audio=m.has_audio and spec.audio and spec.camera_id not in self._clocks,  # a paired microphone wins
             decoder_threads=self._decoder_threads,
@@ -187,8 +192,14 @@ class Runner:
             if ring is None:
                 log.info("camera %s keeps no snapshots or clips: its main stream is not opened", spec.camera_id)
                 continue
-            main = dataclasses.replace(spec, camera_id=main_source_id(spec.camera_id), url=spec.main_url,
-                                       main_url=None, isolation="thread", mask=())
+            main = dataclasses.replace(
+                spec,
+                camera_id=main_source_id(spec.camera_id),
+                url=spec.main_url,
+                main_url=None,
+                isolation="thread",
+                mask=(),
+            )
             tie = self._ties[spec.camera_id] = StreamTie(spec.camera_id)
             ring.tied = True
             buf = BoundedBuffer(self.settings.live_buffer, BufferPolicy.DROP_OLDEST, self._ready)
@@ -199,8 +210,9 @@ class Runner:
 
     def _microphone_reader_for(self, spec: MicrophoneSpec) -> CaptureReader:
         m = self.model
-        return MicrophoneReader(spec, audio_window_s=m.audio_window_s, audio_hop_s=m.audio_hop_s,
-                                sample_rate=m.sample_rate)
+        return MicrophoneReader(
+            spec, audio_window_s=m.audio_window_s, audio_hop_s=m.audio_hop_s, sample_rate=m.sample_rate
+        )
 
     def _add_microphones(
         self, mics: Sequence[PairedMicrophone], factory: Callable[[MicrophoneSpec], CaptureReader]
@@ -325,7 +337,9 @@ class Runner:
             self._collect(video, audio, ends)
 
     def _collect(
-        self, video: list[VideoFrame] | None = None, audio: list[AudioWindow] | None = None,
+        self,
+        video: list[VideoFrame] | None = None,
+        audio: list[AudioWindow] | None = None,
         ends: list[StreamEnd] | None = None,
     ) -> tuple[list[VideoFrame], list[AudioWindow], list[StreamEnd]]:
         """Take up to ``max_batch`` items of each modality, round-robin over cameras, in each camera's order
@@ -450,8 +464,16 @@ class Runner:
             if detector is None or not detector.due(f.pts):
                 continue
             verdict = detector.check(f.luma, f.pts)
-            score = Score(f.camera_id, Modality.TAMPERING, f.pts, f.monotonic_ns, f.wall_time,
-                          verdict.moved_fraction, verdict.score, label=verdict.reason)
+            score = Score(
+                f.camera_id,
+                Modality.TAMPERING,
+                f.pts,
+                f.monotonic_ns,
+                f.wall_time,
+                verdict.moved_fraction,
+                verdict.score,
+                label=verdict.reason,
+            )
             if verdict.reason is not None:
                 log.debug("camera %s: %s at %.2f s", f.camera_id, verdict.reason, f.pts)
             events = self._tamper_aggs[f.camera_id].push(score)

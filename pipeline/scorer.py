@@ -27,8 +27,9 @@ Box = tuple[float, float, float, float]
 
 
 @lru_cache(maxsize=256)  # a few cameras' masks, each on a few grids: computed once
-def masked_cells(regions: tuple[Region, ...], patch: int, stride: int, height: int, width: int,
-                 grid: tuple[int, int]) -> np.ndarray:
+def masked_cells(
+    regions: tuple[Region, ...], patch: int, stride: int, height: int, width: int, grid: tuple[int, int]
+) -> np.ndarray:
     """(gh, gw) bool, read-only: the cells of a ``grid`` of ``patch`` squares every ``stride`` pixels of a ``height`` x
     ``width`` frame whose centre lies inside one of ``regions``."""
     gh, gw = grid
@@ -44,8 +45,9 @@ def masked_cells(regions: tuple[Region, ...], patch: int, stride: int, height: i
 Masks = Sequence[tuple[Region, ...]]  # per batch item: its camera's regions (``SourceSpec.mask``), often empty
 
 
-def _ignored(masks: Masks | None, patch: int, stride: int, height: int, width: int,
-             grid: tuple[int, int]) -> np.ndarray | None:
+def _ignored(
+    masks: Masks | None, patch: int, stride: int, height: int, width: int, grid: tuple[int, int]
+) -> np.ndarray | None:
     """(B, gh, gw) bool: each item's cells in its camera's regions; None when no item has any."""
     if not masks or not any(masks):
         return None
@@ -204,7 +206,12 @@ def fill_gaps(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def worst_cell(
-    err: np.ndarray, patch: int, stride: int, height: int, width: int, masks: Masks | None = None,
+    err: np.ndarray,
+    patch: int,
+    stride: int,
+    height: int,
+    width: int,
+    masks: Masks | None = None,
     pool_fraction: float = 0.0,
 ) -> tuple[np.ndarray, list[Box | None]]:
     """The worst cell of each error map (B, gh, gw) whose cells are ``patch`` squares every ``stride`` pixels of a

@@ -70,7 +70,6 @@ class ScoringModel(Protocol):
         ...
 
 
-
 class PackageScorer:
     """Implements :class:`ScoringModel` over a :class:`ModelPackage`."""
 

@@ -76,10 +76,15 @@ class StreamScorer:
             full[k] = ring.full
         assert stacks is not None
         raw, cal, boxes = self.model.score_video(stacks, masks=[self._mask(f.camera_id) for f in frames])
-        gated = [bool(g) for g in self.model.last_gated] if len(self.model.last_gated) == len(frames) else [
-            False] * len(frames)
-        video = [Score(f.camera_id, Modality.VIDEO, f.pts, f.monotonic_ns, f.wall_time, float(r), float(c), b)
-                 for f, r, c, b in zip(frames, raw, cal, boxes, strict=True)]
+        gated = (
+            [bool(g) for g in self.model.last_gated]
+            if len(self.model.last_gated) == len(frames)
+            else [False] * len(frames)
+        )
+        video = [
+            Score(f.camera_id, Modality.VIDEO, f.pts, f.monotonic_ns, f.wall_time, float(r), float(c), b)
+            for f, r, c, b in zip(frames, raw, cal, boxes, strict=True)
+        ]
         temporal: list[tuple[VideoFrame, Score]] = []
         embeddings = self.model.last_embeddings
         if self._temporal_window and embeddings is not None:
@@ -100,15 +105,20 @@ class StreamScorer:
                 owners.append(f)
         if windows is None:
             return []
-        raw, cal, boxes = self.model.score_temporal(windows[: len(owners)],
-                                                     masks=[self._mask(f.camera_id) for f in owners])
-        return [(f, Score(f.camera_id, Modality.TEMPORAL, f.pts, f.monotonic_ns, f.wall_time, float(r), float(c), b))
-                for f, r, c, b in zip(owners, raw, cal, boxes, strict=True)]
+        raw, cal, boxes = self.model.score_temporal(
+            windows[: len(owners)], masks=[self._mask(f.camera_id) for f in owners]
+        )
+        return [
+            (f, Score(f.camera_id, Modality.TEMPORAL, f.pts, f.monotonic_ns, f.wall_time, float(r), float(c), b))
+            for f, r, c, b in zip(owners, raw, cal, boxes, strict=True)
+        ]
 
     def score_audio(self, windows: Sequence[AudioWindow]) -> list[Score]:
         """Score a batch of audio windows; each score is stamped with its window's centre."""
         if not windows:
             return []
         raw, cal = self.model.score_audio(np.stack([w.samples for w in windows]))
-        return [Score(w.camera_id, Modality.AUDIO, w.centre_pts, w.monotonic_ns, w.wall_time, float(r), float(c))
-                for w, r, c in zip(windows, raw, cal, strict=True)]
+        return [
+            Score(w.camera_id, Modality.AUDIO, w.centre_pts, w.monotonic_ns, w.wall_time, float(r), float(c))
+            for w, r, c in zip(windows, raw, cal, strict=True)
+        ]

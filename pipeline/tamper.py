@@ -34,6 +34,7 @@ _BLOCK = 16
 
 class TamperSettings(StrictModel):
     """Tampering checks of one camera; the daemon config embeds this block as ``tampering:``."""
+
     enabled: bool = Field(True, description="Run the tampering checks on the video frames")
     blackout_luma: float = Field(12.0, ge=0, le=255, description="Mean luma below this is a blackout")
     covered_std: float = Field(5.0, ge=0, le=128, description="Luma standard deviation below this: lens covered")
@@ -45,14 +46,24 @@ class TamperSettings(StrictModel):
     warmup_s: float = Field(3.0, ge=0, le=600, description="Learn the normal view this long before judging")
     min_duration_s: float = Field(1.0, ge=0, le=600, description="Tampered this long before the event opens")
     hold_s: float = Field(2.0, ge=0, le=600, description="Back to normal this long before the event ends")
-    check_fps: float = Field(2.0, gt=0, le=60, description="Checks per second of stream time: tampering lasts "
-                             "seconds, so checking every scored frame would only cost CPU")
+    check_fps: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="Checks per second of stream time: tampering lasts "
+        "seconds, so checking every scored frame would only cost CPU",
+    )
 
     def aggregator(self) -> AggregatorSettings:
         """Tampering events are decided apart from scene anomalies, on their own 0/10 score (a verdict, which has no
         flicker to smooth)."""
-        return AggregatorSettings(threshold=TAMPERED / 2, min_duration_s=self.min_duration_s, hold_s=self.hold_s,
-                                  stale_s=max(1.5, self.hold_s), smoothing_s=0.0)
+        return AggregatorSettings(
+            threshold=TAMPERED / 2,
+            min_duration_s=self.min_duration_s,
+            hold_s=self.hold_s,
+            stale_s=max(1.5, self.hold_s),
+            smoothing_s=0.0,
+        )
 
 
 @dataclass(frozen=True, slots=True)

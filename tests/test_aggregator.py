@@ -41,9 +41,7 @@ def frames(start: float, stop: float, value: float, fps: float = 5.0) -> list[tu
     return [(round(start + i / fps, 6), value) for i in range(n)]
 
 
-def push_all(
-    agg: CameraAggregator, seq, modality: Modality | str = VIDEO
-) -> list[tuple[float, AnomalyEvent]]:
+def push_all(agg: CameraAggregator, seq, modality: Modality | str = VIDEO) -> list[tuple[float, AnomalyEvent]]:
     """Push (pts, value) pairs; return (pts of the deciding push, message) pairs."""
     out: list[tuple[float, AnomalyEvent]] = []
     for pts, value in seq:
@@ -320,13 +318,7 @@ def test_smoothing_is_causal_and_the_same_for_any_sample_spacing_of_a_constant()
 def test_merge_gap_joins_short_bursts_into_one_that_opens():
     agg = make(threshold=3.0, min_duration_s=0.6, hold_s=0.4, merge_gap_s=0.5)
     # 0.4 s burst, 0.4 s gap, 0.4 s burst: each is short, together they span 1.2 s
-    seq = (
-        frames(0, 1, 0.0)
-        + frames(1, 1.4, 5.0)
-        + frames(1.4, 1.8, 0.0)
-        + frames(1.8, 2.2, 5.0)
-        + frames(2.2, 4, 0.0)
-    )
+    seq = frames(0, 1, 0.0) + frames(1, 1.4, 5.0) + frames(1.4, 1.8, 0.0) + frames(1.8, 2.2, 5.0) + frames(2.2, 4, 0.0)
     assert trace(push_all(agg, seq)) == [
         (1.8, "new", "ev0", 0, 1.0, None, None),  # at 1.8 the merged burst is hot again and spans 0.8 s
         (2.8, "end", "ev0", 1, 1.0, 2.2, "quiet"),  # quiet for max(hold, merge gap) = 0.5 s
@@ -505,9 +497,7 @@ def test_property_lifecycle_seq_and_duration_invariants():
             pts += rng.choice([0.0, 0.1, 0.2, 0.5, 1.3])
             late = rng.random() < 0.05
             modality = rng.choice([VIDEO, AUDIO])
-            s = score(
-                max(0.0, pts - 0.4) if late else pts, rng.choice([0.0, 1.0, 2.5, 3.0, 5.0, 8.0]), modality
-            )
+            s = score(max(0.0, pts - 0.4) if late else pts, rng.choice([0.0, 1.0, 2.5, 3.0, 5.0, 8.0]), modality)
             decided += [(agg.watermark, e) for e in agg.push(s)]
         decided += [(pts + 1, e) for e in agg.end_stream(pts + 1, T0, EndReason.SHUTDOWN)]
 
@@ -521,9 +511,7 @@ def test_property_lifecycle_seq_and_duration_invariants():
                 assert e.seq == 0 and e.event_id not in last_seq
                 assert open_id is None, "at most one open event per camera"
                 open_id = e.event_id
-                if (
-                    e.continues is None
-                ):  # cooldown: a fresh event starts no earlier than cooldown after an end
+                if e.continues is None:  # cooldown: a fresh event starts no earlier than cooldown after an end
                     assert e.start_pts >= last_end_at + st.cooldown_s - 1e-6
                     assert at - e.start_pts >= st.min_duration_s - 1e-6
             else:
@@ -535,9 +523,7 @@ def test_property_lifecycle_seq_and_duration_invariants():
                 open_id = None
                 last_end_at = at
                 assert e.end_pts is not None and e.start_pts <= e.end_pts <= at + 1e-6
-                assert e.end_pts - e.start_pts <= st.max_duration_s + 1e-6, (
-                    "no event longer than max_duration"
-                )
+                assert e.end_pts - e.start_pts <= st.max_duration_s + 1e-6, "no event longer than max_duration"
                 assert e.reason is not None and e.update_reason is None
             elif e.type is UPDATE:
                 assert e.update_reason in set(UpdateReason)

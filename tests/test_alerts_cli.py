@@ -46,8 +46,12 @@ def publish(bootstrap: str, topic: str, outbox_path: Path, msgs: list[Any]) -> N
 def alerts_process(argv: list[str]) -> Iterator[subprocess.Popen[str]]:
     """``alerts ARGV`` as its own process (to send it signals), stdout and stderr piped; killed if still running."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "alerts.cli", *argv], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        [sys.executable, "-m", "alerts.cli", *argv],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     try:
         yield proc
@@ -140,9 +144,7 @@ def test_tail_follow_prints_new_events_until_ctrl_c(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_unreachable_broker_is_a_bounded_clear_error(
-    unused_tcp_port: int, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_unreachable_broker_is_a_bounded_clear_error(unused_tcp_port: int, capsys: pytest.CaptureFixture[str]) -> None:
     port = unused_tcp_port
     t0 = time.monotonic()
     rc = main(["tail", "--bootstrap", f"127.0.0.1:{port}", "--topic", "t", "--connect-timeout", "2"])
@@ -159,8 +161,17 @@ def test_consume_from_an_unreachable_broker_is_a_bounded_clear_error(
     unused_tcp_port: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     t0 = time.monotonic()
-    rc = main([*CONSUME[:2], f"127.0.0.1:{unused_tcp_port}", *CONSUME[3:], "--sink", f"jsonl:{tmp_path / 'o'}",
-               "--connect-timeout", "2"])
+    rc = main(
+        [
+            *CONSUME[:2],
+            f"127.0.0.1:{unused_tcp_port}",
+            *CONSUME[3:],
+            "--sink",
+            f"jsonl:{tmp_path / 'o'}",
+            "--connect-timeout",
+            "2",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith(f"alerts: cannot reach Kafka at 127.0.0.1:{unused_tcp_port} within 2 s")
     assert "Traceback" not in err and time.monotonic() - t0 < 15

@@ -12,8 +12,15 @@ from edge.cli import main
 from pipeline.models.package import ModelPackage
 
 PER_CAMERA_KEYS = {
-    "decode_only_fps", "decoded_fps", "throughput_fps", "scored_fps", "audio_windows_per_s", "dropped",
-    "latency_ms", "audio_latency_ms", "ratio",
+    "decode_only_fps",
+    "decoded_fps",
+    "throughput_fps",
+    "scored_fps",
+    "audio_windows_per_s",
+    "dropped",
+    "latency_ms",
+    "audio_latency_ms",
+    "ratio",
 }
 
 
@@ -50,12 +57,25 @@ def _check_mode(result: dict) -> None:
 
 def test_bench_files_prints_the_figures(capsys: pytest.CaptureFixture[str], cache_dir: Path) -> None:
     report = _bench(capsys, cache_dir)
-    for key in ("note", "clip", "model", "targets", "ratio", "ratio_vs_full_decode", "cpu_ratio", "rss_mb_per_camera",
-                "per_camera", "modes"):
+    for key in (
+        "note",
+        "clip",
+        "model",
+        "targets",
+        "ratio",
+        "ratio_vs_full_decode",
+        "cpu_ratio",
+        "rss_mb_per_camera",
+        "per_camera",
+        "modes",
+    ):
         assert key in report
     # decode-only decodes as the pipeline does (its deblocking); full decode deblocks every frame
-    assert report["decoder"] == {"pipeline_skip_loop_filter": "nokey", "decode_only_skip_loop_filter": "nokey",
-                                 "full_decode_skip_loop_filter": "none"}
+    assert report["decoder"] == {
+        "pipeline_skip_loop_filter": "nokey",
+        "decode_only_skip_loop_filter": "nokey",
+        "full_decode_skip_loop_filter": "none",
+    }
     assert "machine load" in report["note"]
     video = report["clip"]["video"]
     assert (video["width"], video["height"], video["fps"]) == (1280, 720, 25.0)
@@ -85,15 +105,29 @@ def test_bench_over_rtsp(capsys: pytest.CaptureFixture[str], cache_dir: Path) ->
 
 
 @pytest.mark.slow
-def test_bench_sweep_with_substreams_reports_max_realtime_cameras(capsys: pytest.CaptureFixture[str],
-                                                                     cache_dir: Path) -> None:
+def test_bench_sweep_with_substreams_reports_max_realtime_cameras(
+    capsys: pytest.CaptureFixture[str], cache_dir: Path
+) -> None:
     from fixtures.rtsp import gstreamer_problem
 
     problem = gstreamer_problem()
     if problem is not None:
         pytest.fail(problem, pytrace=False)
-    code = main(["bench", "--sweep", "--seconds", "2", "--sweep-budget", "12", "--detect-size", "320x180", "--json",
-                 "--cache-dir", str(cache_dir)])
+    code = main(
+        [
+            "bench",
+            "--sweep",
+            "--seconds",
+            "2",
+            "--sweep-budget",
+            "12",
+            "--detect-size",
+            "320x180",
+            "--json",
+            "--cache-dir",
+            str(cache_dir),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     report = json.loads(out)

@@ -75,10 +75,14 @@ def test_few_scores_calibrate_bitwise_as_a_batch() -> None:
     rng = np.random.default_rng(5)
     for cal in (Calibration.fit(rng.gamma(2.0, 1.0, 2000)), Calibration.fit(rng.integers(0, 4, 300).astype(float))):
         span = cal.tail_threshold + 40 * cal.tail_scale - cal.values[0]
-        raw = np.concatenate([
-            rng.uniform(cal.values[0] - 0.2 * span, cal.values[0] + span, 20000),
-            cal.values, np.nextafter(cal.values, np.inf), [np.nan, np.inf, -np.inf, -0.0, cal.tail_threshold],
-        ]).astype(np.float32)
+        raw = np.concatenate(
+            [
+                rng.uniform(cal.values[0] - 0.2 * span, cal.values[0] + span, 20000),
+                cal.values,
+                np.nextafter(cal.values, np.inf),
+                [np.nan, np.inf, -np.inf, -0.0, cal.tail_threshold],
+            ]
+        ).astype(np.float32)
         batch = cal.calibrate(raw)
         few = np.concatenate([cal.calibrate(raw[i : i + 2]) for i in range(0, len(raw), 2)])
         assert few.dtype == np.float32 and np.array_equal(few.view(np.uint32), batch.view(np.uint32))

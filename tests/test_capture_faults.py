@@ -158,8 +158,22 @@ def test_backoff_doubles_with_jitter_up_to_max_and_resets_after_a_stream(caplog)
     assert len(set(waits)) == len(waits)  # jittered
     C, B, F, ST, STOP = S.CONNECTING, S.BACKOFF, S.FAILED, S.STREAMING, S.STOPPED
     assert changes(worker) == [
-        (C, B), (B, C), (C, B), (B, C), (C, F), (F, C), (C, F), (F, C),  # 3rd failure in a row: failed
-        (C, ST), (ST, B), (B, C), (C, B), (B, C), (C, B), (B, C), (C, STOP),
+        (C, B),
+        (B, C),
+        (C, B),
+        (B, C),
+        (C, F),
+        (F, C),
+        (C, F),
+        (F, C),  # 3rd failure in a row: failed
+        (C, ST),
+        (ST, B),
+        (B, C),
+        (C, B),
+        (B, C),
+        (C, B),
+        (B, C),
+        (C, STOP),
     ]
     items = drained(buf)
     assert [type(i) for i in items] == [VideoFrame] * 3 + [StreamEnd]  # only a real stream ends with a loss
@@ -174,7 +188,9 @@ def test_garbage_after_frames_does_not_reset_the_backoff():
     worker, buf, waits = scripted_worker([Session(frames=2, end="garbage")] * 3)
     run_to_end(worker)
     assert [(a, b) for a, b in changes(worker) if b in (S.BACKOFF, S.FAILED)] == [
-        (S.STREAMING, S.BACKOFF), (S.STREAMING, S.BACKOFF), (S.STREAMING, S.FAILED)
+        (S.STREAMING, S.BACKOFF),
+        (S.STREAMING, S.BACKOFF),
+        (S.STREAMING, S.FAILED),
     ]
     assert waits[2] > waits[0] / 2 * 2  # 0.5, 1, 2 nominal: it grew
     assert sum(isinstance(i, StreamEnd) for i in drained(buf)) == 3  # each lost stream still ends events
@@ -185,8 +201,12 @@ def test_garbage_after_frames_does_not_reset_the_backoff():
 def test_a_stall_after_frames_is_stalled_then_reconnects():
     worker, _, waits = scripted_worker([Session(frames=2, end="stall"), Session(end="stall"), Session(frames=1)])
     run_to_end(worker)
-    assert changes(worker)[:4] == [(S.CONNECTING, S.STREAMING), (S.STREAMING, S.STALLED),
-                                   (S.STALLED, S.BACKOFF), (S.BACKOFF, S.CONNECTING)]
+    assert changes(worker)[:4] == [
+        (S.CONNECTING, S.STREAMING),
+        (S.STREAMING, S.STALLED),
+        (S.STALLED, S.BACKOFF),
+        (S.BACKOFF, S.CONNECTING),
+    ]
     assert (S.CONNECTING, S.BACKOFF) in changes(worker)  # stalled before any frame: just a failed attempt
     assert worker.stats().stalls == 2
 
@@ -208,8 +228,12 @@ def test_a_crash_in_one_camera_is_contained_logged_and_counted(caplog):
 def test_unreachable_camera_reports_backoff_without_credentials(unused_tcp_port):
     stop, ready = threading.Event(), threading.Event()
     spec = SourceSpec("cam", f"rtsp://admin:s3cret@127.0.0.1:{unused_tcp_port}/x", backoff_initial_s=5)
-    worker = CaptureWorker(spec, lambda s: MediaReader(s, width=8, height=8, fps=5),
-                           BoundedBuffer(4, BufferPolicy.DROP_OLDEST, ready), stop)
+    worker = CaptureWorker(
+        spec,
+        lambda s: MediaReader(s, width=8, height=8, fps=5),
+        BoundedBuffer(4, BufferPolicy.DROP_OLDEST, ready),
+        stop,
+    )
     worker.start()
     try:
         deadline = time.monotonic() + 10
@@ -229,8 +253,12 @@ def test_unreachable_camera_reports_backoff_without_credentials(unused_tcp_port)
 
 def file_worker(path, cam="f"):
     stop, ready = threading.Event(), threading.Event()
-    worker = CaptureWorker(SourceSpec(cam, str(path)), lambda s: MediaReader(s, width=32, height=18, fps=5),
-                           BoundedBuffer(500, BufferPolicy.WAIT, ready), stop)
+    worker = CaptureWorker(
+        SourceSpec(cam, str(path)),
+        lambda s: MediaReader(s, width=32, height=18, fps=5),
+        BoundedBuffer(500, BufferPolicy.WAIT, ready),
+        stop,
+    )
     return worker
 
 
@@ -261,9 +289,12 @@ def test_runner_keeps_good_files_going_beside_broken_ones(tmp_path):
     junk = tmp_path / "junk.mkv"
     junk.write_bytes(good.read_bytes()[:700] + bytes(random.Random(1).randbytes(50_000)))
     events = []
-    runner = Runner([SourceSpec("good", str(good)), SourceSpec("junk", str(junk))], BrightLoudModel(),
-                    events.append, RunnerSettings(aggregator=AggregatorSettings(threshold=3.0, min_duration_s=0.4,
-                                                                                hold_s=1.0)))
+    runner = Runner(
+        [SourceSpec("good", str(good)), SourceSpec("junk", str(junk))],
+        BrightLoudModel(),
+        events.append,
+        RunnerSettings(aggregator=AggregatorSettings(threshold=3.0, min_duration_s=0.4, hold_s=1.0)),
+    )
     assert set(runner.open_sources()) <= {"junk"}
     runner.start()
     assert runner.wait(30)
@@ -285,9 +316,12 @@ def test_a_crashing_camera_never_stops_the_scoring_thread(tmp_path):
     good = write_stream(tmp_path / "good.mkv", seconds=4, bright=[(1.0, 2.0)], audio_codec=None)
     boom = SourceSpec("boom", LIVE_URL, backoff_initial_s=0.05, backoff_max_s=0.1)
     events = []
-    runner = CrashingRunner([SourceSpec("good", str(good), pace=True), boom], BrightLoudModel(), events.append,
-                            RunnerSettings(aggregator=AggregatorSettings(threshold=3.0, min_duration_s=0.4,
-                                                                         hold_s=1.0)))
+    runner = CrashingRunner(
+        [SourceSpec("good", str(good), pace=True), boom],
+        BrightLoudModel(),
+        events.append,
+        RunnerSettings(aggregator=AggregatorSettings(threshold=3.0, min_duration_s=0.4, hold_s=1.0)),
+    )
     assert runner.open_sources() == {}
     runner.start()
     deadline = time.monotonic() + 30
@@ -315,8 +349,9 @@ def wait_until(condition, timeout, what):
 
 
 def live_spec(cam, url, **kw):
-    defaults = dict(backoff_initial_s=0.2, backoff_max_s=1.0, stall_timeout_s=2.0, open_timeout_s=3.0,
-                    read_timeout_s=3.0)
+    defaults = dict(
+        backoff_initial_s=0.2, backoff_max_s=1.0, stall_timeout_s=2.0, open_timeout_s=3.0, read_timeout_s=3.0
+    )
     return SourceSpec(cam, url, **{**defaults, **kw})
 
 
@@ -326,11 +361,18 @@ def test_killed_camera_ends_its_event_and_resumes_while_the_others_go_on(rtsp_se
     clip = write_stream(tmp_path / "bright.mkv", seconds=2, bright=[(0.4, 1.9)], audio_codec=None)
     both = rtsp_server({"cam1": clip, "cam2": clip})
     alone = rtsp_server({"cam3": clip})
-    specs = [live_spec("cam1", both.url("cam1")), live_spec("cam2", both.url("cam2")),
-             live_spec("cam3", alone.url("cam3"))]
+    specs = [
+        live_spec("cam1", both.url("cam1")),
+        live_spec("cam2", both.url("cam2")),
+        live_spec("cam3", alone.url("cam3")),
+    ]
     events = []
-    runner = Runner(specs, BrightLoudModel(), events.append, RunnerSettings(
-        aggregator=AggregatorSettings(threshold=3.0, min_duration_s=0.4, hold_s=1.0)))
+    runner = Runner(
+        specs,
+        BrightLoudModel(),
+        events.append,
+        RunnerSettings(aggregator=AggregatorSettings(threshold=3.0, min_duration_s=0.4, hold_s=1.0)),
+    )
     assert runner.open_sources() == {}
     runner.start()
     w3 = runner.workers["cam3"]
@@ -383,13 +425,19 @@ def test_frozen_camera_is_stalled_within_the_timeout_then_reconnected(rtsp_serve
     # the watchdog fired within twice the stall timeout of the last item before it (plus decoding slack): with
     # PyAV 18.1 here the first stall after a freeze comes ~3.1 s after the last item for a 1.5 s timeout (FFmpeg's
     # socket read waited out a second timeout), the ones after it ~1.5 s
-    last_items = [max(i.monotonic_ns for i in items if not isinstance(i, StreamEnd) and i.monotonic_ns / 1e9 < t)
-                  for t in stalled_at]
-    assert all(t - last / 1e9 <= 2 * spec.stall_timeout_s + 1.0
-               for t, last in zip(stalled_at, last_items, strict=True))
+    last_items = [
+        max(i.monotonic_ns for i in items if not isinstance(i, StreamEnd) and i.monotonic_ns / 1e9 < t)
+        for t in stalled_at
+    ]
+    assert all(t - last / 1e9 <= 2 * spec.stall_timeout_s + 1.0 for t, last in zip(stalled_at, last_items, strict=True))
     path = [(a, b) for _, a, b in history]
-    assert path[:5] == [(S.CONNECTING, S.STREAMING), (S.STREAMING, S.STALLED), (S.STALLED, S.BACKOFF),
-                        (S.BACKOFF, S.CONNECTING), (S.CONNECTING, S.STREAMING)]
+    assert path[:5] == [
+        (S.CONNECTING, S.STREAMING),
+        (S.STREAMING, S.STALLED),
+        (S.STALLED, S.BACKOFF),
+        (S.BACKOFF, S.CONNECTING),
+        (S.CONNECTING, S.STREAMING),
+    ]
     assert "no video frame" in worker.last_error or "nothing received" in worker.last_error
 
 
@@ -399,8 +447,7 @@ def test_corrupt_camera_fails_while_two_others_keep_streaming(rtsp_server, tmp_p
     clip = write_stream(tmp_path / "c.mkv", seconds=2)
     server = rtsp_server({"cam1": clip, "cam2": clip, "bad": clip}, corrupt={"bad"})
     events = []
-    runner = Runner([live_spec(c, server.url(c)) for c in ("cam1", "cam2", "bad")], BrightLoudModel(),
-                    events.append)
+    runner = Runner([live_spec(c, server.url(c)) for c in ("cam1", "cam2", "bad")], BrightLoudModel(), events.append)
     runner.open_sources()
     runner.start()
     bad = runner.workers["bad"]

@@ -12,13 +12,13 @@ from edge.health import Snapshot, render_metrics
 
 
 def edge(*args: str, cwd, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_replay_a_clip_without_a_config(tmp_path):
-    proc = edge("replay", str(SAMPLES / "test_1.mkv"), "--json", "-q", "--outbox", str(tmp_path / "o.db"),
-                cwd=tmp_path)
+    proc = edge("replay", str(SAMPLES / "test_1.mkv"), "--json", "-q", "--outbox", str(tmp_path / "o.db"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["events_new"] >= 1 and summary["events_new"] == summary["events_end"]
@@ -51,12 +51,17 @@ def test_running_daemon_serves_health_and_metrics(tmp_path, unused_tcp_port):
     cfg = tmp_path / "site.yaml"
     cfg.write_text(f"""
 site: health
-outbox: {{path: {tmp_path / 'o.db'}}}
+outbox: {{path: {tmp_path / "o.db"}}}
 health: {{port: {unused_tcp_port}}}
-cameras: [{{id: door, url: "{SAMPLES / 'normal_eval.mkv'}", replay: realtime}}]
+cameras: [{{id: door, url: "{SAMPLES / "normal_eval.mkv"}", replay: realtime}}]
 """)
-    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "-c", str(cfg), "--duration", "8", "-q"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "-c", str(cfg), "--duration", "8", "-q"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 20
         health = metrics = None

@@ -12,8 +12,14 @@ from conftest import DEFAULT_MODEL, ROOT
 
 
 def edge(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
 
 
 def write_config(tmp_path: Path, body: str) -> Path:
@@ -31,10 +37,13 @@ def one_clear_line(proc: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_missing_file(tmp_path):
-    cfg = write_config(tmp_path, f"""
+    cfg = write_config(
+        tmp_path,
+        f"""
         model: {DEFAULT_MODEL}
         cameras: [{{id: cam1, url: nowhere.mkv, replay: fast}}]
-    """)
+    """,
+    )
     err = one_clear_line(edge("run", "-c", str(cfg), cwd=tmp_path))
     assert "cam1" in err and "nowhere.mkv" in err and "no such file" in err
     assert len(err.strip().splitlines()) == 1
@@ -42,23 +51,29 @@ def test_missing_file(tmp_path):
 
 def test_file_that_is_not_media(tmp_path):
     (tmp_path / "notes.mkv").write_text("shopping list: eggs, milk\n" * 50)
-    cfg = write_config(tmp_path, f"""
+    cfg = write_config(
+        tmp_path,
+        f"""
         model: {DEFAULT_MODEL}
         cameras: [{{id: cam1, url: notes.mkv, replay: fast}}]
-    """)
+    """,
+    )
     err = one_clear_line(edge("run", "-c", str(cfg), cwd=tmp_path))
     assert "notes.mkv" in err and "not a media file" in err
     assert len(err.strip().splitlines()) == 1
 
 
 def test_rtsp_where_nothing_listens_is_bounded_and_redacted(tmp_path, unused_tcp_port):
-    cfg = write_config(tmp_path, f"""
+    cfg = write_config(
+        tmp_path,
+        f"""
         model: {DEFAULT_MODEL}
         cameras:
           - id: door
             url: rtsp://admin:hunter2@127.0.0.1:{unused_tcp_port}/stream1
             open_timeout_s: 2
-    """)
+    """,
+    )
     proc = edge("run", "-c", str(cfg), cwd=tmp_path, timeout=30)
     err = one_clear_line(proc)
     assert "door" in err and "connection refused" in err
@@ -66,7 +81,9 @@ def test_rtsp_where_nothing_listens_is_bounded_and_redacted(tmp_path, unused_tcp
 
 
 def test_invalid_config_lists_every_problem_with_its_line(tmp_path):
-    cfg = write_config(tmp_path, """\
+    cfg = write_config(
+        tmp_path,
+        """\
         site: lobby
         cameras:
           - id: cam1
@@ -77,7 +94,8 @@ def test_invalid_config_lists_every_problem_with_its_line(tmp_path):
             open_timeout_s: soon
         events:
           threshold: 3
-    """)
+    """,
+    )
     proc = edge("run", "-c", str(cfg), cwd=tmp_path)
     err = one_clear_line(proc)
     assert proc.returncode == 2
@@ -86,11 +104,14 @@ def test_invalid_config_lists_every_problem_with_its_line(tmp_path):
 
 
 def test_a_camera_url_of_another_scheme_is_refused_without_its_password(tmp_path):
-    cfg = write_config(tmp_path, """\
+    cfg = write_config(
+        tmp_path,
+        """\
         cameras:
           - id: gate
             url: http://admin:hunter2@10.0.0.5/video.mjpg
-    """)
+    """,
+    )
     proc = edge("run", "-c", str(cfg), cwd=tmp_path)
     err = one_clear_line(proc)
     assert proc.returncode == 2 and "hunter2" not in err
@@ -105,10 +126,13 @@ def test_validate_config_accepts_the_shipped_configs():
 
 
 def test_missing_model_package(tmp_path):
-    cfg = write_config(tmp_path, """
+    cfg = write_config(
+        tmp_path,
+        """
         model: no-such-model
         cameras: [{id: cam1, url: x.mkv}]
-    """)
+    """,
+    )
     err = one_clear_line(edge("run", "-c", str(cfg), cwd=tmp_path))
     assert "model package not found" in err and "no-such-model" in err
 
@@ -120,19 +144,28 @@ def test_missing_config_file(tmp_path):
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"]])
 def test_help_does_not_import_torch(argv, tmp_path):
-    code = (f"import sys, runpy; sys.argv=['edge', *{argv!r}]\n"
-            "try:\n    runpy.run_module('edge.cli', run_name='__main__')\n"
-            "except SystemExit: pass\nassert 'torch' not in sys.modules, 'torch imported'\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    code = (
+        f"import sys, runpy; sys.argv=['edge', *{argv!r}]\n"
+        "try:\n    runpy.run_module('edge.cli', run_name='__main__')\n"
+        "except SystemExit: pass\nassert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr
 
 
 def test_train_where_the_package_cannot_be_written(tmp_path):
     pytest.importorskip("torch", reason="training needs the train extra (torch)")
     (tmp_path / "models").write_text("a file where the folder should be")
-    err = one_clear_line(edge("train", "--normal", str(ROOT / "samples" / "test_1.mkv"), "--out", "models/gate",
-                              cwd=tmp_path))
+    err = one_clear_line(
+        edge("train", "--normal", str(ROOT / "samples" / "test_1.mkv"), "--out", "models/gate", cwd=tmp_path)
+    )
     assert "models: a file, not a folder" in err and len(err.strip().splitlines()) == 1
 
 
@@ -143,12 +176,15 @@ def test_commands_that_read_recordings_refuse_a_live_camera_without_its_password
     assert "edge run" in err and "hunter2" not in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("argv", [
-    ["train", "--normal", "x.mkv", "--out", "m", "--minutes", "-1"],
-    ["train", "--normal", "x.mkv", "--out", "m", "--record-minutes", "0"],
-    ["score", "x.mkv", "--batch", "0"],
-    ["replay", "x.mkv", "--duration", "-5"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--normal", "x.mkv", "--out", "m", "--minutes", "-1"],
+        ["train", "--normal", "x.mkv", "--out", "m", "--record-minutes", "0"],
+        ["score", "x.mkv", "--batch", "0"],
+        ["replay", "x.mkv", "--duration", "-5"],
+    ],
+)
 def test_a_number_that_makes_no_sense_is_a_usage_error_naming_it(tmp_path, argv):
     proc = edge(*argv, cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -165,8 +201,9 @@ def test_a_truncated_file_is_one_clear_line_not_a_quiet_success(tmp_path):
 
 
 def test_a_whole_file_still_replays_cleanly(tmp_path):
-    proc = edge("replay", str(ROOT / "samples" / "tamper_moved.mkv"), "--outbox", str(tmp_path / "o.db"), "-q",
-                cwd=tmp_path)
+    proc = edge(
+        "replay", str(ROOT / "samples" / "tamper_moved.mkv"), "--outbox", str(tmp_path / "o.db"), "-q", cwd=tmp_path
+    )
     assert proc.returncode == 0 and "truncated" not in proc.stderr, proc.stderr
 
 
@@ -179,11 +216,14 @@ def test_a_config_that_is_not_utf8_is_one_clear_line(tmp_path):
 
 
 def test_a_port_out_of_range_is_a_config_error_with_its_line(tmp_path):
-    cfg = write_config(tmp_path, """\
+    cfg = write_config(
+        tmp_path,
+        """\
         cameras:
           - id: door
             url: rtsp://admin:hunter2@10.0.0.5:99999/stream1
-    """)
+    """,
+    )
     proc = edge("validate-config", str(cfg), cwd=tmp_path)
     err = one_clear_line(proc)
     assert proc.returncode == 2 and "hunter2" not in err
@@ -200,11 +240,19 @@ def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
     cfg.write_text("\n".join(rows) + "\n")
     assert len(cfg.read_bytes()) < 500
     # VmHWM: this process's peak RSS (ru_maxrss would count the pytest process it was forked from)
-    code = ("import re, sys\nfrom edge.cli import main\nrc = main(['validate-config', sys.argv[1]])\n"
-            "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
-            "print(int(hwm) // 1024, file=sys.stderr)\nsys.exit(rc)\n")
-    proc = subprocess.run([sys.executable, "-c", code, str(cfg)], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    code = (
+        "import re, sys\nfrom edge.cli import main\nrc = main(['validate-config', sys.argv[1]])\n"
+        "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+        "print(int(hwm) // 1024, file=sys.stderr)\nsys.exit(rc)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(cfg)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "alias bomb" in proc.stderr and "line 6" in proc.stderr  # where the expansion passes the bound
     assert int(proc.stderr.split()[-1]) < 200  # MB of peak RSS: it was never expanded

@@ -20,10 +20,25 @@ from edge.web.context import ConsoleContext
 from edge.web.guard import COOKIE, cookie_value
 
 LOCAL = "http://127.0.0.1"
-DETAIL = {"start_pts": 10.0, "end_pts": 30.0, "peak_pts": 12.0, "threshold": 3.0, "exit_threshold": 3.0,
-          "series": {"video": [[9.0, 1.0], [12.0, 6.0], [30.0, 0.5]], "fused": [[9.0, 1.0], [12.0, 5.0]]},
-          "heat": {"video": {"pts": 12.0, "grid": [[0.0, 4.0], [1.0, 0.0]], "width": 32, "height": 16, "patch": 16,
-                             "stride": 16, "discount": 0.0}}}
+DETAIL = {
+    "start_pts": 10.0,
+    "end_pts": 30.0,
+    "peak_pts": 12.0,
+    "threshold": 3.0,
+    "exit_threshold": 3.0,
+    "series": {"video": [[9.0, 1.0], [12.0, 6.0], [30.0, 0.5]], "fused": [[9.0, 1.0], [12.0, 5.0]]},
+    "heat": {
+        "video": {
+            "pts": 12.0,
+            "grid": [[0.0, 4.0], [1.0, 0.0]],
+            "width": 32,
+            "height": 16,
+            "patch": 16,
+            "stride": 16,
+            "discount": 0.0,
+        }
+    },
+}
 
 
 def jpeg(path: Path, w: int = 64, h: int = 32) -> Path:
@@ -42,8 +57,18 @@ def site(tmp_path: Path) -> ConsoleContext:
             box.put(msg.model_copy(update={"snapshot": "door/ev-a.jpg"}))
         for msg in lifecycle("ev-b", "yard", updates=0):
             box.put(msg)
-        box.put(EventMessage.camera_offline(event_id="out", camera_id="gate", site="s", since=T0, since_pts=0.0,
-                                            state="backoff", model=MODEL, decided_at=T0))
+        box.put(
+            EventMessage.camera_offline(
+                event_id="out",
+                camera_id="gate",
+                site="s",
+                since=T0,
+                since_pts=0.0,
+                state="backoff",
+                model=MODEL,
+                decided_at=T0,
+            )
+        )
     jpeg(media / "door" / "ev-a.jpg")
     ctx = ConsoleContext(store_path=tmp_path / "o.db", media_dir=media, site="test-site")
     from alerts.store import EventStore
@@ -110,7 +135,7 @@ def test_the_review_page_lists_events_and_shows_the_selected_one(client: TestCli
     assert page.text.count('class="event ') == 2 and 'data-event-id="ev-a"' in page.text
     assert 'class="timeline"' in page.text and page.text.count('<polyline class="series"') == 2
     assert 'id="snapshot"' in page.text and "/media/ev-a/heatmap.jpg" in page.text
-    assert "data-prev=\"/review?event=ev-b\"" in page.text
+    assert 'data-prev="/review?event=ev-b"' in page.text
     assert client.get("/review?camera=yard").text.count('class="event ') == 1
     assert client.get("/", follow_redirects=False).headers["location"] == "/review"
     assert client.get("/live").status_code == 200
@@ -163,8 +188,10 @@ def test_a_token_opens_the_console_by_header_or_by_a_cookie_set_once(site: Conso
         assert login.status_code == 303 and login.headers["location"] == "/review?camera=door"
         cookie = login.cookies[COOKIE]
         assert cookie == cookie_value("s3cr3t") and "s3cr3t" not in cookie
-        assert "httponly" in login.headers["set-cookie"].lower() and "samesite=strict" in login.headers[
-            "set-cookie"].lower()
+        assert (
+            "httponly" in login.headers["set-cookie"].lower()
+            and "samesite=strict" in login.headers["set-cookie"].lower()
+        )
         c.cookies.set(COOKIE, cookie)
         assert c.get("/review").status_code == 200
         ok = c.post("/api/events/ev-a/verdict", json={"verdict": "real"})
@@ -177,8 +204,12 @@ def test_health_and_metrics_stay_the_same_json_and_text(site: ConsoleContext) ->
     app = build_app(None, snapshot=lambda: snap)
     with TestClient(app, base_url=LOCAL) as c:
         body: dict[str, Any] = c.get("/healthz").json()
-        assert body == {"healthy": True, "cameras": {"door": {"state": "streaming", "frames": 3}},
-                        "outbox": {"pending": 0, "size_bytes": 9}, "publisher": None}
+        assert body == {
+            "healthy": True,
+            "cameras": {"door": {"state": "streaming", "frames": 3}},
+            "outbox": {"pending": 0, "size_bytes": 9},
+            "publisher": None,
+        }
         text = c.get("/metrics").text
         assert 'lepton_frames_captured_total{camera="door"} 3.0' in text and "lepton_outbox_bytes 9.0" in text
         assert c.get("/review").status_code == 404  # no console configured
@@ -191,8 +222,13 @@ def test_edge_console_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
     import sys
 
     def console(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "edge.cli", "console", *args], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "edge.cli", "console", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     missing = console()
     assert missing.returncode == 1 and "no events at .lepton/outbox.db" in missing.stderr

@@ -82,14 +82,20 @@ def stop(proc: subprocess.Popen[str]) -> int:
 
 @pytest.mark.timeout(300)
 def test_the_review_page_after_the_demo(browser: Any, tmp_path: Path) -> None:
-    run = subprocess.run([*EDGE, "run", "-c", str(ROOT / "configs" / "demo.yaml"), "-q"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=240)
+    run = subprocess.run(
+        [*EDGE, "run", "-c", str(ROOT / "configs" / "demo.yaml"), "-q"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert run.returncode == 0, run.stderr
     with EventStore(tmp_path / ".lepton" / "outbox.db", readonly=True) as store:
         n_events = len(store.events())
     assert n_events >= 10
-    console = subprocess.Popen([*EDGE, "console", "--port", "0"], cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    console = subprocess.Popen(
+        [*EDGE, "console", "--port", "0"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         url = first_line(console).split()[2]  # console on http://127.0.0.1:PORT/review  (...)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -137,24 +143,45 @@ def test_the_live_page_shows_camera_states_from_a_running_daemon(
 
     if problem := simulate.gstreamer_problem():
         pytest.fail(problem, pytrace=False)
-    sim = subprocess.Popen([*EDGE, "simulate", str(SAMPLES / "test_1.mkv"), "--path", "lobby", "--port", "0",
-                            "--mount", f"yard={SAMPLES / 'test_2.mkv'}"], cwd=tmp_path, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    sim = subprocess.Popen(
+        [
+            *EDGE,
+            "simulate",
+            str(SAMPLES / "test_1.mkv"),
+            "--path",
+            "lobby",
+            "--port",
+            "0",
+            "--mount",
+            f"yard={SAMPLES / 'test_2.mkv'}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     daemon = None
     try:
         urls = [first_line(sim).split()[-1] for _ in range(2)]
         cfg = tmp_path / "site.yaml"
-        cfg.write_text(textwrap.dedent(f"""\
+        cfg.write_text(
+            textwrap.dedent(f"""\
             site: rehearsal
-            outbox: {{path: {tmp_path / 'outbox.db'}}}
-            media: {{path: {tmp_path / 'media'}}}
+            outbox: {{path: {tmp_path / "outbox.db"}}}
+            media: {{path: {tmp_path / "media"}}}
             health: {{port: {unused_tcp_port}}}
             cameras:
               - {{id: lobby, url: "{urls[0]}", snapshots: {{enabled: true}}, backoff_max_s: 2}}
               - {{id: yard, url: "{urls[1]}", backoff_max_s: 2}}
-        """))
-        daemon = subprocess.Popen([*EDGE, "run", "-c", str(cfg), "-q"], cwd=tmp_path, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
+        """)
+        )
+        daemon = subprocess.Popen(
+            [*EDGE, "run", "-c", str(cfg), "-q"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         deadline = time.monotonic() + 60
         while True:
@@ -167,10 +194,13 @@ def test_the_live_page_shows_camera_states_from_a_running_daemon(
         for cam in ("lobby", "yard"):
             page.wait_for_function(
                 f"() => document.querySelector('.tile[data-camera=\"{cam}\"] .state').textContent === 'streaming'",
-                timeout=60_000)
-        page.wait_for_function("() => document.querySelector('.tile[data-camera=\"lobby\"] .frame img') && "
-                               "document.querySelector('.tile[data-camera=\"lobby\"] .frame img').naturalWidth > 0",
-                               timeout=20_000)
+                timeout=60_000,
+            )
+        page.wait_for_function(
+            "() => document.querySelector('.tile[data-camera=\"lobby\"] .frame img') && "
+            "document.querySelector('.tile[data-camera=\"lobby\"] .frame img').naturalWidth > 0",
+            timeout=20_000,
+        )
         width = page.evaluate("() => document.querySelector('.tile[data-camera=\"lobby\"] .frame img').naturalWidth")
         assert width == 256  # the model's input size: no extra decoding
         page.wait_for_function("() => /[0-9.]+ fps/.test(document.querySelector('.tile .fps').textContent)")
@@ -181,7 +211,8 @@ def test_the_live_page_shows_camera_states_from_a_running_daemon(
         sim.wait(10)
         page.wait_for_function(
             "() => document.querySelector('.tile[data-camera=\"yard\"] .state').textContent !== 'streaming'",
-            timeout=30_000)
+            timeout=30_000,
+        )
         state = page.locator('.tile[data-camera="yard"] .state').text_content()
         assert state in ("connecting", "backoff", "stalled", "failed")
     finally:

@@ -43,8 +43,7 @@ def test_h264_and_aac_are_copied_packet_for_packet(tmp_path: Path) -> None:
 
 
 def test_codecs_a_browser_cannot_play_from_mp4_are_encoded(tmp_path: Path) -> None:
-    clip = write_stream(tmp_path / "pcm.mkv", seconds=2, video_codec="mpeg4", audio_codec="pcm_s16le",
-                        audio_rate=16000)
+    clip = write_stream(tmp_path / "pcm.mkv", seconds=2, video_codec="mpeg4", audio_codec="pcm_s16le", audio_rate=16000)
     mp4 = remux_mp4_to(clip, tmp_path / "pcm.mp4")
     assert codecs(mp4) == ["h264", "aac"]
     with av.open(str(mp4)) as c:

@@ -33,9 +33,17 @@ def event(n: int) -> AnomalyEvent:
     t = T0 + timedelta(seconds=n)
     kind = EventType.NEW if n % 2 == 0 else EventType.END
     return AnomalyEvent(
-        event_id=f"ev{n // 2}", seq=n % 2, type=kind, camera_id="cam1", start_time=t, start_pts=float(n),
-        peak_score=5.0, peak_time=t, peak_pts=float(n),
-        end_time=t if kind is EventType.END else None, end_pts=float(n) if kind is EventType.END else None,
+        event_id=f"ev{n // 2}",
+        seq=n % 2,
+        type=kind,
+        camera_id="cam1",
+        start_time=t,
+        start_pts=float(n),
+        peak_score=5.0,
+        peak_time=t,
+        peak_pts=float(n),
+        end_time=t if kind is EventType.END else None,
+        end_pts=float(n) if kind is EventType.END else None,
         reason=EndReason.QUIET if kind is EventType.END else None,
     )
 

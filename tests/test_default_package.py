@@ -12,8 +12,7 @@ from pipeline.quality import evaluate
 
 
 def test_normal_clip_stays_below_threshold_and_anomalies_are_found() -> None:
-    report = evaluate([str(SAMPLES / "normal_eval.mkv"), str(SAMPLES / "test_1.mkv")],
-                      ModelPackage.load(DEFAULT_MODEL))
+    report = evaluate([str(SAMPLES / "normal_eval.mkv"), str(SAMPLES / "test_1.mkv")], ModelPackage.load(DEFAULT_MODEL))
     normal = report["clips"]["normal_eval.mkv"]
     for modality in ("video", "temporal", "audio", "fused"):
         assert normal[modality]["normal_rate_ge_3"] <= 0.01, (modality, normal[modality])
@@ -34,7 +33,8 @@ def test_the_default_package_learned_from_what_make_model_makes() -> None:
     normal = [c for c in generate.CLIPS if c.name.startswith("normal_train")] + list(generate.EXTRA_NORMAL_CLIPS)
     assert [s.name for s in sources] == [f"samples/{c.name}.mkv" for c in normal]
     assert len({c.seed for c in (*generate.CLIPS, *generate.EXTRA_NORMAL_CLIPS, *generate.TAMPER_CLIPS)}) == len(
-        generate.CLIPS) + len(generate.EXTRA_NORMAL_CLIPS) + len(generate.TAMPER_CLIPS)
+        generate.CLIPS
+    ) + len(generate.EXTRA_NORMAL_CLIPS) + len(generate.TAMPER_CLIPS)
     for s in sources[:2]:
         assert s.sha256 == source_sha256(str(SAMPLES / s.name.removeprefix("samples/")))
 
@@ -49,8 +49,16 @@ def test_a_sound_counts_in_the_newest_part_of_an_audio_window_only() -> None:
     audio = PackageScorer(ModelPackage.load(DEFAULT_MODEL)).audio
     assert audio is not None
     rate = audio.sample_rate
-    items = read_media(str(SAMPLES / "normal_eval.mkv"), width=64, height=36, fps=5.0, sample_rate=rate,
-                       audio_window_s=audio.spec.window_s, audio_hop_s=3.0, video=False)
+    items = read_media(
+        str(SAMPLES / "normal_eval.mkv"),
+        width=64,
+        height=36,
+        fps=5.0,
+        sample_rate=rate,
+        audio_window_s=audio.spec.window_s,
+        audio_hop_s=3.0,
+        video=False,
+    )
     normal = [w.samples for w in items if isinstance(w, AudioWindow)]
     assert len(normal) >= 10
     t = np.arange(int(0.3 * rate)) / rate

@@ -30,8 +30,11 @@ def ground_truth(clip: str) -> dict:
 
 def intervals(messages: list[EventMessage], camera: str) -> list[tuple[float, float]]:
     """(start_pts, end_pts) of each ended event of a camera."""
-    return [(m.start_pts, m.end_pts) for m in messages
-            if m.camera_id == camera and m.type == "end" and m.end_pts is not None]
+    return [
+        (m.start_pts, m.end_pts)
+        for m in messages
+        if m.camera_id == camera and m.type == "end" and m.end_pts is not None
+    ]
 
 
 def assert_every_anomaly_overlapped(events: list[tuple[float, float]], truth: dict, slack: float = 0.5) -> None:
@@ -41,8 +44,9 @@ def assert_every_anomaly_overlapped(events: list[tuple[float, float]], truth: di
 
 
 def edge_cli(*args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.timeout(240)
@@ -61,8 +65,9 @@ def test_demo_config_writes_the_expected_events_and_alerts_tail_prints_them(tmp_
         news = {m.event_id for m in messages if m.camera_id == cam and m.type == "new"}
         assert news == {m.event_id for m in messages if m.camera_id == cam and m.type == "end"}
 
-    tail = subprocess.run([sys.executable, "-m", "alerts.cli", "tail", "--json"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+    tail = subprocess.run(
+        [sys.executable, "-m", "alerts.cli", "tail", "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert tail.returncode == 0, tail.stderr
     printed = [EventMessage.model_validate_json(line) for line in tail.stdout.splitlines() if line.strip()]
     assert [(m.event_id, m.seq) for m in printed] == [(m.event_id, m.seq) for m in messages]
@@ -74,9 +79,15 @@ def consume_all(
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"e2e-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest",
-        enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=1000,
-        consumer_timeout_ms=int(idle_s * 1000), request_timeout_ms=30000,
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"e2e-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        consumer_timeout_ms=int(idle_s * 1000),
+        request_timeout_ms=30000,
     )
     got = []
     deadline = time.monotonic() + limit_s
@@ -96,15 +107,17 @@ def consume_all(
 def test_rtsp_cameras_to_kafka(tmp_path, rtsp_server, kafka_broker, kafka_topic):
     server = rtsp_server({"plaza": SAMPLES / "test_1.mkv", "quiet": SAMPLES / "normal_eval.mkv"})
     cfg = tmp_path / "site.yaml"
-    cfg.write_text(textwrap.dedent(f"""\
+    cfg.write_text(
+        textwrap.dedent(f"""\
         site: e2e
         model: {DEFAULT_MODEL}
-        outbox: {{path: {tmp_path / 'outbox.db'}}}
+        outbox: {{path: {tmp_path / "outbox.db"}}}
         kafka: {{bootstrap: "{kafka_broker.bootstrap}", topic: {kafka_topic}}}
         cameras:
-          - {{id: plaza, url: "{server.url('plaza')}"}}
-          - {{id: quiet, url: "{server.url('quiet')}"}}
-    """))
+          - {{id: plaza, url: "{server.url("plaza")}"}}
+          - {{id: quiet, url: "{server.url("quiet")}"}}
+    """)
+    )
     plaza = ground_truth("test_1")
     # run until the plaza clip has played once; the simulator then loops the file
     proc = edge_cli("run", "-c", str(cfg), "--duration", str(plaza["duration_s"] - 1.0), cwd=tmp_path, timeout=150)

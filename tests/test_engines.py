@@ -14,9 +14,7 @@ from pipeline.errors import EngineError
 from pipeline.models.package import ModelPackage
 from pipeline.scorer import AudioScorer, VideoScorer
 
-torch = pytest.importorskip(
-    "torch", reason="the parity checks need the torch reference backend (train extra)"
-)
+torch = pytest.importorskip("torch", reason="the parity checks need the torch reference backend (train extra)")
 
 
 @pytest.fixture(scope="module")
@@ -183,13 +181,29 @@ def test_both_video_decoders_export_and_match(decoder: str, shake_weight: float,
     from pipeline.models.video import VideoPredictor
 
     torch.manual_seed(0)
-    model = VideoPredictor(context=2, channels=4, patch=4, stride=2, height=32, width=48, embedding=1,
-                           copy_weight=0.15, decoder=decoder, shake_weight=shake_weight)
+    model = VideoPredictor(
+        context=2,
+        channels=4,
+        patch=4,
+        stride=2,
+        height=32,
+        width=48,
+        embedding=1,
+        copy_weight=0.15,
+        decoder=decoder,
+        shake_weight=shake_weight,
+    )
     with torch.no_grad():
         model.out.weight.normal_(0, 0.1)  # zero at init ("copy the newest frame"): make the decoder count
     model.eval()
-    graph = export_onnx(model, torch.zeros(2, 3, 32, 48, dtype=torch.uint8), tmp_path / "video.onnx",
-                        arch="video_predictor", input_name="frames", output_name=["patch_err", "embedding"])
+    graph = export_onnx(
+        model,
+        torch.zeros(2, 3, 32, 48, dtype=torch.uint8),
+        tmp_path / "video.onnx",
+        arch="video_predictor",
+        input_name="frames",
+        output_name=["patch_err", "embedding"],
+    )
     x = np.random.default_rng(1).integers(0, 256, (3, 3, 32, 48), dtype=np.uint8)
     with torch.no_grad():
         want = model(torch.from_numpy(x))[0].numpy()

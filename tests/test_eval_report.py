@@ -41,15 +41,17 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("eval")
     frames = scene_frames(60, fps=10.0, intruder_from=30, seed=3)
     folder = write_frames(root / "clip", frames)
-    (root / "clip.json").write_text(json.dumps({"anomalies": [
-        {"start": 3.0, "end": 6.0, "modalities": ["video"], "kind": "square"}]}))
+    (root / "clip.json").write_text(
+        json.dumps({"anomalies": [{"start": 3.0, "end": 6.0, "modalities": ["video"], "kind": "square"}]})
+    )
     same = write_frames(root / "clip_frames", frames)
     (root / "clip_frames.json").write_text(json.dumps({"frame_labels": [0] * 30 + [1] * 30}))
     return folder, same
 
 
-def test_eval_reports_baselines_and_the_normal_rate_at_the_threshold(labelled: tuple[Path, Path],
-                                                                     tmp_path: Path) -> None:
+def test_eval_reports_baselines_and_the_normal_rate_at_the_threshold(
+    labelled: tuple[Path, Path], tmp_path: Path
+) -> None:
     folder, _ = labelled
     package = ModelPackage.load(DEFAULT_MODEL)
     report = evaluate([str(folder)], package, input_fps=10.0, plots=tmp_path / "plots")
@@ -92,8 +94,9 @@ def test_audio_eval_reports_the_rms_baseline(tmp_path: Path) -> None:
     burst = slice(4 * 16000, int(4.6 * 16000))
     samples[burst] += 0.3 * rng.standard_normal(burst.stop - burst.start)
     wav = write_wav(tmp_path / "a.wav", samples)
-    (tmp_path / "a.json").write_text(json.dumps({"anomalies": [
-        {"start": 4.0, "end": 4.6, "modalities": ["audio"], "kind": "burst"}]}))
+    (tmp_path / "a.json").write_text(
+        json.dumps({"anomalies": [{"start": 4.0, "end": 4.6, "modalities": ["audio"], "kind": "burst"}]})
+    )
     report = evaluate([str(wav)], ModelPackage.load(DEFAULT_MODEL))
     audio = report["clips"]["a.wav"]["audio"]
     assert audio["anomalous"] > 0 and audio["baseline_auc"] > 0.9  # a loud burst: the level alone finds it

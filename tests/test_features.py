@@ -56,12 +56,17 @@ def test_overlap_log_mel_is_log_mel_on_consecutive_gapped_and_restarted_windows(
     a, b = _overlapping(rng, 12), _overlapping(rng, 12)
     mel = OverlapLogMel(cfg, 16000, 8000)
     batches = [
-        [a[0]], [a[1]], [a[2], b[0]], [b[1], a[3]],  # consecutive, two streams interleaved, any batch order
+        [a[0]],
+        [a[1]],
+        [a[2], b[0]],
+        [b[1], a[3]],  # consecutive, two streams interleaved, any batch order
         [a[5]],  # a gap: a[4] never came
         [a[6], a[7]],  # a window and its successor in one batch
-        [a[0]], [a[1]],  # the stream restarts from its beginning
+        [a[0]],
+        [a[1]],  # the stream restarts from its beginning
         [b[2] * 0.5],  # same start time as b's next window, other samples
-        [np.zeros(16000, np.float32)], [np.zeros(16000, np.float32)],  # silence repeats bit for bit
+        [np.zeros(16000, np.float32)],
+        [np.zeros(16000, np.float32)],  # silence repeats bit for bit
     ]
     for batch in batches:
         windows = np.stack(batch)

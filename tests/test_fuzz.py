@@ -78,11 +78,19 @@ def test_a_sample_of_corrupted_media_through_edge_score_and_replay(bases: list[P
     for i, (name, _, data) in enumerate(chosen):
         path = tmp_path / name
         path.write_bytes(data)
-        argv = (["score", str(path), "--out", str(tmp_path / "s.csv")] if i % 5 else
-                ["replay", str(path), "--outbox", str(tmp_path / "o.db"), "-q"])
-        proc = subprocess.run([sys.executable, "-c", _EDGE_WITH_PEAK_RSS, *argv, "--model", str(DEFAULT_MODEL)],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                              env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+        argv = (
+            ["score", str(path), "--out", str(tmp_path / "s.csv")]
+            if i % 5
+            else ["replay", str(path), "--outbox", str(tmp_path / "o.db"), "-q"]
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", _EDGE_WITH_PEAK_RSS, *argv, "--model", str(DEFAULT_MODEL)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        )
         codes[proc.returncode] += 1
         assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, (name, proc.stderr)
         peak_mb = int(proc.stderr.rsplit("peak-rss-kb ", 1)[1]) // 1024
@@ -117,12 +125,21 @@ VALID = {
     ],
 }
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
-                    st.text(max_size=30), st.sampled_from(["", "rtsp://", "http://a:b@h:99999/x", "-1", "1e9",
-                                                           "\x1b[2J", "ü", "~", "&a", "*a", "!!python/object"]))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                        st.dictionaries(st.text(max_size=10), inner, max_size=4)),
-                      max_leaves=12)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True),
+    st.text(max_size=30),
+    st.sampled_from(
+        ["", "rtsp://", "http://a:b@h:99999/x", "-1", "1e9", "\x1b[2J", "ü", "~", "&a", "*a", "!!python/object"]
+    ),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)),
+    max_leaves=12,
+)
 
 
 def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -206,8 +223,9 @@ def wire_values(draw: st.DrawFn) -> bytes | None:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(values=st.lists(wire_values(), min_size=1, max_size=12))
-def test_every_message_is_handed_over_or_dead_lettered_with_a_reason(values: list[bytes | None],
-                                                                     tmp_path: Path) -> None:
+def test_every_message_is_handed_over_or_dead_lettered_with_a_reason(
+    values: list[bytes | None], tmp_path: Path
+) -> None:
     path = tmp_path / "dead.jsonl"
     path.unlink(missing_ok=True)
     dead = DeadLetterFile(path)

@@ -59,9 +59,19 @@ def test_a_token_guards_every_path() -> None:
         assert get(server.port, "/healthz", token="s3cr3t-t0ken")[0] == 503  # answered: the camera is down
 
 
-@pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True),
-                                                 ("localhost", True), ("0.0.0.0", False), ("::", False),
-                                                 ("192.0.2.7", False), ("edge.example", False)])
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.0.2.7", False),
+        ("edge.example", False),
+    ],
+)
 def test_which_binds_are_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
 
@@ -83,12 +93,17 @@ def test_the_daemon_reads_its_token_from_the_file_the_config_names(tmp_path: Pat
 
     token = tmp_path / "health.token"
     token.write_text("s3cr3t-t0ken\n")
-    cfg = EdgeConfig.model_validate({"health": {"host": "0.0.0.0", "token_file": str(token)},  # noqa: S104
-                                     "cameras": [{"id": "a", "url": "a.mkv"}]})
+    cfg = EdgeConfig.model_validate(
+        {
+            "health": {"host": "0.0.0.0", "token_file": str(token)},  # noqa: S104
+            "cameras": [{"id": "a", "url": "a.mkv"}],
+        }
+    )
     assert cfg.health is not None and _health_token(cfg.health.token_file) == "s3cr3t-t0ken"
     with pytest.raises(ValueError, match="token_file"):
-        EdgeConfig.model_validate({"health": {"token_file": str(tmp_path / "absent")},
-                                   "cameras": [{"id": "a", "url": "a.mkv"}]})
+        EdgeConfig.model_validate(
+            {"health": {"token_file": str(tmp_path / "absent")}, "cameras": [{"id": "a", "url": "a.mkv"}]}
+        )
     token.write_text("two words\n")
     with pytest.raises(StartupError, match="one token"):
         _health_token(token)

@@ -53,8 +53,16 @@ def test_edge_init_refuses_to_overwrite_without_force(tmp_path, capsys):
 
 def _copy_tree(dst: Path) -> None:
     """The working tree as a clone would hold it: tracked and untracked-but-not-ignored files, links kept."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         src = ROOT / rel
         if not src.exists() and not src.is_symlink():  # deleted in the working tree
@@ -76,25 +84,45 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs_from_anywhere(tmp_path):
     src, dist, venv, work = (tmp_path / d for d in ("src", "dist", "venv", "work"))
     _copy_tree(src)
     # the build backend (setuptools) of the test's own venv: offline, and the same one `pip install .` would get
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(dist), str(src)], check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist), str(src)],
+        check=True,
+        timeout=300,
+    )
     (wheel,) = dist.glob("lepton_edge-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"pipeline/models/default/model.json", "pipeline/models/default/video.onnx", "edge/templates/site.yaml",
-            "alerts/event.schema.json"} <= names
+    assert {
+        "pipeline/models/default/model.json",
+        "pipeline/models/default/video.onnx",
+        "edge/templates/site.yaml",
+        "alerts/event.schema.json",
+    } <= names
     assert not any(n.startswith(("tests/", "samples/", "benchmarks/")) for n in names)
 
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(wheel)],
-                   check=True, timeout=480, env=_clean_env())
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(wheel)],
+        check=True,
+        timeout=480,
+        env=_clean_env(),
+    )
     work.mkdir()
 
     def run(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(venv / "bin" / argv[0]), *argv[1:]], cwd=work, capture_output=True, text=True,
-                              timeout=180, env=_clean_env())
+        return subprocess.run(
+            [str(venv / "bin" / argv[0]), *argv[1:]],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=_clean_env(),
+        )
 
-    where = run("python", "-c", "import edge, pipeline.models.default_package as d; print(edge.__file__); "
-                "print(d.default_package_dir())")
+    where = run(
+        "python",
+        "-c",
+        "import edge, pipeline.models.default_package as d; print(edge.__file__); print(d.default_package_dir())",
+    )
     assert where.returncode == 0, where.stderr
     assert all(line.startswith(str(venv)) for line in where.stdout.split()), where.stdout
 

@@ -69,8 +69,9 @@ def test_invalid_isolation_fails_with_its_line_and_process_with_media_is_accepte
     with pytest.raises(ConfigError) as err:
         load_config(write_config(tmp_path, "    isolation: fork\n"))
     assert "line 4: cameras.0.isolation: Input should be 'thread' or 'process'" in "\n".join(err.value.problems)
-    cfg = load_config(write_config(tmp_path, "    isolation: process\n    snapshots: {enabled: true}\n"
-                                             "    clips: {enabled: true}\n"))
+    cfg = load_config(
+        write_config(tmp_path, "    isolation: process\n    snapshots: {enabled: true}\n    clips: {enabled: true}\n")
+    )
     assert cfg.source_specs()[0].isolation == "process"
     assert cfg.cameras[0].snapshots.enabled and cfg.cameras[0].clips.enabled
 
@@ -95,7 +96,8 @@ def test_a_process_camera_feeds_the_packet_ring_in_the_daemon(tmp_path):
         rings[isolation] = ring
     thread, process = (rings[k].packets() for k in ("thread", "process"))
     assert thread and [(p.kind, p.data, p.pts, p.dts, p.duration, p.keyframe) for p in process] == [
-        (p.kind, p.data, p.pts, p.dts, p.duration, p.keyframe) for p in thread]
+        (p.kind, p.data, p.pts, p.dts, p.duration, p.keyframe) for p in thread
+    ]
     for kind, tpl in thread[0].session.templates.items():
         a, b = tpl.codec_context, process[0].session.templates[kind].codec_context
         fields = ("name", "extradata", "width", "height", "sample_rate", "channels")
@@ -123,13 +125,15 @@ def test_a_process_reader_yields_exactly_what_a_media_reader_yields(tmp_path):
     assert len(got) == len(expected) > 15
     for a, b in zip(got, expected, strict=True):
         assert type(a) is type(b) and a.seq == b.seq and a.pts == b.pts
-        assert np.array_equal(a.luma if isinstance(a, VideoFrame) else a.samples,
-                              b.luma if isinstance(b, VideoFrame) else b.samples)
+        assert np.array_equal(
+            a.luma if isinstance(a, VideoFrame) else a.samples, b.luma if isinstance(b, VideoFrame) else b.samples
+        )
 
 
 def test_errors_cross_as_their_class_without_credentials(tmp_path, unused_tcp_port):
-    reader = ProcessReader(SourceSpec("c", f"rtsp://admin:s3cret@127.0.0.1:{unused_tcp_port}/x"),
-                           width=8, height=8, fps=5)
+    reader = ProcessReader(
+        SourceSpec("c", f"rtsp://admin:s3cret@127.0.0.1:{unused_tcp_port}/x"), width=8, height=8, fps=5
+    )
     with pytest.raises(ConnectionError) as err:
         reader.open()
     assert "connection refused" in str(err.value) and "s3cret" not in str(err.value)
@@ -183,8 +187,9 @@ def test_children_die_with_the_daemon(tmp_path):
         """)
     (tmp_path / "daemon.py").write_text(script)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, str(tmp_path / "daemon.py"), str(clip)], stdout=subprocess.PIPE,
-                            env=env, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "daemon.py"), str(clip)], stdout=subprocess.PIPE, env=env, text=True
+    )
     try:
         child = int(proc.stdout.readline())
         assert not gone(child)
@@ -204,14 +209,16 @@ def daemon_events(tmp_path: Path, isolation: str) -> list[tuple[float, float]]:
     folder = tmp_path / isolation
     folder.mkdir()
     cfg = folder / "site.yaml"
-    cfg.write_text(textwrap.dedent(f"""\
-        outbox: {{path: {folder / 'outbox.db'}}}
+    cfg.write_text(
+        textwrap.dedent(f"""\
+        outbox: {{path: {folder / "outbox.db"}}}
         cameras:
           - id: plaza
-            url: {SAMPLES / 'test_1.mkv'}
+            url: {SAMPLES / "test_1.mkv"}
             replay: fast
             isolation: {isolation}
-        """))
+        """)
+    )
     Daemon(load_config(cfg)).run(install_signals=False)
     with Outbox(folder / "outbox.db", readonly=True) as outbox:
         messages = [row.message() for row in outbox.read(limit=10_000)]
@@ -240,8 +247,9 @@ def with_credentials(url: str) -> str:
 def start_three(rtsp_server, tmp_path, **spec_kw):
     clip = write_stream(tmp_path / "c.mkv", seconds=2)
     server = rtsp_server({c: clip for c in ("cam1", "cam2", "cam3")})
-    specs = [live_spec(c, with_credentials(server.url(c)), isolation="process", **spec_kw)
-             for c in ("cam1", "cam2", "cam3")]
+    specs = [
+        live_spec(c, with_credentials(server.url(c)), isolation="process", **spec_kw) for c in ("cam1", "cam2", "cam3")
+    ]
     video_pts: dict[str, list[float]] = {c: [] for c in ("cam1", "cam2", "cam3")}
 
     def tap(score):
@@ -257,8 +265,11 @@ def start_three(rtsp_server, tmp_path, **spec_kw):
 
 def others_rising(runner, before: dict[str, int]) -> dict[str, int]:
     """Each of these cameras scores a new frame within two seconds (they stream at 5 fps)."""
-    wait_until(lambda: all(runner.stats[c].frames_scored > n for c, n in before.items()), 2.0,
-               f"frames on {sorted(before)} beyond {before}")
+    wait_until(
+        lambda: all(runner.stats[c].frames_scored > n for c, n in before.items()),
+        2.0,
+        f"frames on {sorted(before)} beyond {before}",
+    )
     return {c: runner.stats[c].frames_scored for c in before}
 
 
@@ -276,8 +287,7 @@ def test_a_segfault_restarts_that_camera_only_and_its_pts_go_on(rtsp_server, tmp
         wait_until(lambda: w3.stats().crashes == 1, 10, "the crash to be noticed")
         others = others_rising(runner, others)
         frames_at_crash = len(video_pts["cam3"])
-        wait_until(lambda: w3.state is S.STREAMING and w3.capture_pid not in (None, crashed), 15,
-                   "cam3 restarted")
+        wait_until(lambda: w3.state is S.STREAMING and w3.capture_pid not in (None, crashed), 15, "cam3 restarted")
         others = others_rising(runner, others)
         wait_until(lambda: len(video_pts["cam3"]) >= frames_at_crash + 5, 10, "cam3 frames after the restart")
         others_rising(runner, others)
@@ -290,8 +300,11 @@ def test_a_segfault_restarts_that_camera_only_and_its_pts_go_on(rtsp_server, tmp
     assert time.monotonic() - stopping < 5.0  # children stop promptly (bounded, then killed)
     path = [(a, b) for _, a, b in w3.transitions()]
     assert (S.STREAMING, S.BACKOFF) in path
-    assert path[path.index((S.STREAMING, S.BACKOFF)):][:3] == [
-        (S.STREAMING, S.BACKOFF), (S.BACKOFF, S.CONNECTING), (S.CONNECTING, S.STREAMING)]
+    assert path[path.index((S.STREAMING, S.BACKOFF)) :][:3] == [
+        (S.STREAMING, S.BACKOFF),
+        (S.BACKOFF, S.CONNECTING),
+        (S.CONNECTING, S.STREAMING),
+    ]
     stats = w3.stats()
     assert stats.crashes == 1 and stats.reconnects == 1
     assert f"the capture process (pid {crashed}) was killed by SIGSEGV" in stats.last_error
@@ -326,8 +339,13 @@ def test_a_stopped_child_is_a_stall_killed_and_restarted(rtsp_server, tmp_path):
         runner.join()
     assert gone(frozen)
     path = [(a, b) for _, a, b in w2.transitions()]
-    assert path[:5] == [(S.CONNECTING, S.STREAMING), (S.STREAMING, S.STALLED), (S.STALLED, S.BACKOFF),
-                        (S.BACKOFF, S.CONNECTING), (S.CONNECTING, S.STREAMING)]
+    assert path[:5] == [
+        (S.CONNECTING, S.STREAMING),
+        (S.STREAMING, S.STALLED),
+        (S.STALLED, S.BACKOFF),
+        (S.BACKOFF, S.CONNECTING),
+        (S.CONNECTING, S.STREAMING),
+    ]
     assert f"the capture process (pid {frozen}) delivered nothing for 2.0 s; killed it" in w2.last_error
     assert "s3cret" not in w2.last_error and w2.stats().crashes == 0
     pts = video_pts["cam2"]

@@ -30,17 +30,25 @@ def score(pts: float, value: float, modality: Modality = Modality.VIDEO, cam: st
 
 
 def frame(pts: float, cam: str = "door") -> VideoFrame:
-    return VideoFrame(cam, int(pts * 5), pts, int(pts * 1e9), T0 + timedelta(seconds=pts),
-                      np.zeros((4, 6), np.uint8))
+    return VideoFrame(cam, int(pts * 5), pts, int(pts * 1e9), T0 + timedelta(seconds=pts), np.zeros((4, 6), np.uint8))
 
 
 def event(kind: EventType, peak_pts: float, seq: int = 0, modality: str = "video") -> AnomalyEvent:
     from pipeline.events import ModalityScore
 
-    return AnomalyEvent("ev", seq, kind, "door", T0 + timedelta(seconds=10), 10.0, 5.0,
-                        T0 + timedelta(seconds=peak_pts), peak_pts,
-                        {modality: ModalityScore(5.0, T0 + timedelta(seconds=peak_pts), peak_pts)},
-                        end_pts=13.0 if kind is EventType.END else None)
+    return AnomalyEvent(
+        "ev",
+        seq,
+        kind,
+        "door",
+        T0 + timedelta(seconds=10),
+        10.0,
+        5.0,
+        T0 + timedelta(seconds=peak_pts),
+        peak_pts,
+        {modality: ModalityScore(5.0, T0 + timedelta(seconds=peak_pts), peak_pts)},
+        end_pts=13.0 if kind is EventType.END else None,
+    )
 
 
 def test_live_view_fps_sparkline_and_recent_scores() -> None:
@@ -57,16 +65,26 @@ def test_live_view_fps_sparkline_and_recent_scores() -> None:
 
 
 def test_an_event_keeps_its_scores_from_before_its_start_and_the_patch_map_at_its_peak() -> None:
-    traces = EventTraces(LiveView(), heat={"video": HeatSource(PatchGeometry(32, 16, 16, 16), lambda raw: raw * 2)},
-                         pre_s=1.0)
+    traces = EventTraces(
+        LiveView(), heat={"video": HeatSource(PatchGeometry(32, 16, 16, 16), lambda raw: raw * 2)}, pre_s=1.0
+    )
     for pts in (8.0, 9.2, 9.6, 10.0):
         traces.score(score(pts, 1.0), 1.0, pts)
     traces.patches(frame(11.0), "video", np.array([[0.5, 2.0]], np.float32))
     traces.score(score(11.0, 5.0), 4.0, 11.0)
     new = traces.message(event(EventType.NEW, 11.0))  # its peak (11.0) came before it opened
     assert new["series"]["video"] == [[9.2, 1.0], [9.6, 1.0], [10.0, 1.0], [11.0, 5.0]]  # 1 s before the start
-    assert new["heat"] == {"video": {"pts": 11.0, "grid": [[1.0, 4.0]], "width": 32, "height": 16, "patch": 16,
-                                     "stride": 16, "discount": 0.0}}
+    assert new["heat"] == {
+        "video": {
+            "pts": 11.0,
+            "grid": [[1.0, 4.0]],
+            "width": 32,
+            "height": 16,
+            "patch": 16,
+            "stride": 16,
+            "discount": 0.0,
+        }
+    }
     traces.patches(frame(11.4), "video", np.array([[3.0, 0.0]], np.float32))
     traces.score(score(11.4, 4.0), 3.0, 11.4)  # below the peak: the map stays
     assert traces.message(event(EventType.UPDATE, 11.0, seq=1))["heat"]["video"]["pts"] == 11.0
@@ -114,8 +132,12 @@ def test_the_runner_gives_each_event_a_heat_map_where_its_box_is() -> None:
     live = LiveView()
     traces = EventTraces(live, heat=heat_sources(package, MaxFusion()))
     details: list[tuple[AnomalyEvent, dict]] = []
-    runner = Runner([SourceSpec("cam", str(SAMPLES / "test_1.mkv"), pace=False)], scorer,
-                    lambda ev: details.append((ev, traces.message(ev))), observer=traces)
+    runner = Runner(
+        [SourceSpec("cam", str(SAMPLES / "test_1.mkv"), pace=False)],
+        scorer,
+        lambda ev: details.append((ev, traces.message(ev))),
+        observer=traces,
+    )
     assert not runner.open_sources()
     runner.start()
     assert runner.wait(150)

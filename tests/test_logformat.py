@@ -18,9 +18,15 @@ def test_a_record_is_one_redacted_json_object() -> None:
     try:
         raise ConnectionError("rtsp://admin:hunter2@192.0.2.1/s refused")
     except ConnectionError:
-        record = logging.getLogger("edge.test").makeRecord("edge.test", logging.ERROR, __file__, 1,
-                                                            "camera %s: %s", ("door", "rtsp://admin:hunter2@h/x"),
-                                                            sys.exc_info())
+        record = logging.getLogger("edge.test").makeRecord(
+            "edge.test",
+            logging.ERROR,
+            __file__,
+            1,
+            "camera %s: %s",
+            ("door", "rtsp://admin:hunter2@h/x"),
+            sys.exc_info(),
+        )
     assert handler.filter(record)
     line = handler.format(record)
     assert "\n" not in line and "hunter2" not in line
@@ -31,10 +37,17 @@ def test_a_record_is_one_redacted_json_object() -> None:
 
 def test_the_daemon_logs_json_lines_and_fails_with_one(tmp_path) -> None:
     cfg = tmp_path / "site.yaml"
-    cfg.write_text("cameras: [{id: door, url: 'rtsp://admin:hunter2@127.0.0.1:9/s', open_timeout_s: 2}]\n"
-                   f"outbox: {{path: {tmp_path / 'o.db'}}}\n")
-    proc = subprocess.run([sys.executable, "-m", "edge.cli", "--log-format", "json", "-v", "run", "-c", str(cfg)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    cfg.write_text(
+        "cameras: [{id: door, url: 'rtsp://admin:hunter2@127.0.0.1:9/s', open_timeout_s: 2}]\n"
+        f"outbox: {{path: {tmp_path / 'o.db'}}}\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "--log-format", "json", "-v", "run", "-c", str(cfg)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     lines = [json.loads(line) for line in proc.stderr.splitlines()]
     assert lines and all({"time", "level", "logger", "message"} <= set(obj) for obj in lines)

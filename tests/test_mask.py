@@ -21,8 +21,10 @@ from pipeline.sources.spec import Region
 def test_worst_cell_leaves_masked_cells_out() -> None:
     err = np.zeros((2, 3, 4), dtype=np.float32)
     err[:, 0, 0], err[:, 2, 3] = 9.0, 4.0
-    masks = [((0.0, 0.0, 0.2, 0.2),),  # the worst cell of the first map (its centre: 1/8, 1/6 of the frame)
-             ((0.0, 0.0, 1.0, 1.0),)]  # all of the second
+    masks = [
+        ((0.0, 0.0, 0.2, 0.2),),  # the worst cell of the first map (its centre: 1/8, 1/6 of the frame)
+        ((0.0, 0.0, 1.0, 1.0),),
+    ]  # all of the second
     raw, boxes = worst_cell(err, 2, 2, 6, 8, masks)
     assert raw.tolist() == [4.0, 0.0]
     assert boxes == [(6 / 8, 4 / 6, 1.0, 1.0), None]
@@ -69,11 +71,17 @@ def test_the_default_model_does_not_score_a_masked_trespasser() -> None:
         raw, cal, boxes = scorer.score_video(stacks, masks=masks)
         assert open_cal.max() >= 3  # found as it crosses: 1 in 1000 normal frames score this high
         assert np.median(cal) < 2 and cal.max() < open_cal.max()
-        centre_in = [b is not None and region[0] <= (b[0] + b[2]) / 2 < region[2]
-                     and region[1] <= (b[1] + b[3]) / 2 < region[3] for b in boxes]
-        assert not any(centre_in) and sum(
-            b is not None and (b[0] + b[2]) / 2 >= region[0] and (b[1] + b[3]) / 2 >= region[1] for b in open_boxes
-        ) > len(stacks) // 2
+        centre_in = [
+            b is not None and region[0] <= (b[0] + b[2]) / 2 < region[2] and region[1] <= (b[1] + b[3]) / 2 < region[3]
+            for b in boxes
+        ]
+        assert (
+            not any(centre_in)
+            and sum(
+                b is not None and (b[0] + b[2]) / 2 >= region[0] and (b[1] + b[3]) / 2 >= region[1] for b in open_boxes
+            )
+            > len(stacks) // 2
+        )
         # temporal: windows of the last ``temporal_window`` embeddings
         assert open_emb is not None
         w = scorer.temporal_window
@@ -81,8 +89,9 @@ def test_the_default_model_does_not_score_a_masked_trespasser() -> None:
         _, t_open, t_boxes_open = scorer.score_temporal(windows)
         _, t_masked, t_boxes = scorer.score_temporal(windows, masks=[(region,)] * len(windows))
         assert t_masked.max() <= t_open.max()
-        assert all(b is None or not (region[0] <= (b[0] + b[2]) / 2 and region[1] <= (b[1] + b[3]) / 2)
-                   for b in t_boxes)
+        assert all(
+            b is None or not (region[0] <= (b[0] + b[2]) / 2 and region[1] <= (b[1] + b[3]) / 2) for b in t_boxes
+        )
         everything = [((0.0, 0.0, 1.0, 1.0),)] * len(windows)
         raw_all, cal_all, boxes_all = scorer.score_temporal(windows, masks=everything)
         assert cal_all.tolist() == [0.0] * len(windows) and boxes_all == [None] * len(windows)
@@ -132,8 +141,12 @@ def test_the_runner_passes_each_camera_its_own_mask(tmp_path) -> None:
     b = make_clip(tmp_path / "b.mkv", seconds=2, audio=False)
     region = (0.0, 0.5, 0.25, 1.0)
     model = RecordingModel()
-    runner = Runner([SourceSpec("a", str(a)), SourceSpec("b", str(b), mask=(region,))], model, lambda e: None,
-                    RunnerSettings(tamper=None))
+    runner = Runner(
+        [SourceSpec("a", str(a)), SourceSpec("b", str(b), mask=(region,))],
+        model,
+        lambda e: None,
+        RunnerSettings(tamper=None),
+    )
     assert runner.open_sources() == {}
     runner.start()
     assert runner.wait(60)
@@ -145,8 +158,9 @@ def test_the_runner_passes_each_camera_its_own_mask(tmp_path) -> None:
 def test_a_mask_in_the_config_reaches_the_source_spec(tmp_path) -> None:
     from edge.config import EdgeConfig
 
-    cfg = EdgeConfig(cameras=[{"id": "cam", "url": "a.mkv", "mask": [[0.0, 0.0, 0.3, 0.1]]},
-                              {"id": "other", "url": "b.mkv"}])
+    cfg = EdgeConfig(
+        cameras=[{"id": "cam", "url": "a.mkv", "mask": [[0.0, 0.0, 0.3, 0.1]]}, {"id": "other", "url": "b.mkv"}]
+    )
     specs = {s.camera_id: s for s in cfg.source_specs()}
     assert specs["cam"].mask == ((0.0, 0.0, 0.3, 0.1),) and specs["other"].mask == ()
 

@@ -79,10 +79,12 @@ def source_frame(pts: float) -> np.ndarray:
 def box_edges(box, w, h, inset=1):
     """Pixel rows/columns just inside each edge of the box."""
     x0, y0, x1, y1 = round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h)
-    return [(slice(y0 + inset, y0 + inset + 1), slice(x0 + 2, x1 - 2)),
-            (slice(y1 - 1 - inset, y1 - inset), slice(x0 + 2, x1 - 2)),
-            (slice(y0 + 2, y1 - 2), slice(x0 + inset, x0 + inset + 1)),
-            (slice(y0 + 2, y1 - 2), slice(x1 - 1 - inset, x1 - inset))]
+    return [
+        (slice(y0 + inset, y0 + inset + 1), slice(x0 + 2, x1 - 2)),
+        (slice(y1 - 1 - inset, y1 - inset), slice(x0 + 2, x1 - 2)),
+        (slice(y0 + 2, y1 - 2), slice(x0 + inset, x0 + inset + 1)),
+        (slice(y0 + 2, y1 - 2), slice(x1 - 1 - inset, x1 - inset)),
+    ]
 
 
 def test_every_event_has_a_snapshot_of_its_peak_with_its_box_drawn(run):
@@ -107,7 +109,7 @@ def test_every_event_has_a_snapshot_of_its_peak_with_its_box_drawn(run):
         # away from the box the picture is the source's frame at the peak (JPEG noise only)
         mask = np.ones(rgb.shape[:2], bool)
         x0, y0, x1, y1 = (round(v * s) for v, s in zip(ev.box, (640, 360, 640, 360), strict=True))
-        mask[max(0, y0 - 8):y1 + 8, max(0, x0 - 8):x1 + 8] = False
+        mask[max(0, y0 - 8) : y1 + 8, max(0, x0 - 8) : x1 + 8] = False
         assert np.abs(rgb.astype(int) - source)[mask].mean() < 4
 
 
@@ -126,12 +128,13 @@ def test_every_end_has_a_stream_copied_clip_covering_the_event_and_pre_roll(run)
             v = c.streams.video[0].codec_context
             assert (v.name, v.width, v.height, v.pix_fmt, v.extradata) == src_params
             assert c.streams.audio, "the camera's audio is in the clip"
-            packets = [(bytes(p), float(p.pts * p.time_base), p.is_keyframe) for p in c.demux(c.streams.video[0])
-                       if p.size]
+            packets = [
+                (bytes(p), float(p.pts * p.time_base), p.is_keyframe) for p in c.demux(c.streams.video[0]) if p.size
+            ]
         assert packets[0][2] and packets[0][1] == pytest.approx(0.0)  # starts decodable, at time 0
         # the very packets of the source, in order, from the keyframe at or before start - pre-roll
         first = next(i for i, (data, _) in enumerate(src) if data == packets[0][0])
-        assert [d for d, _, _ in packets] == [d for d, _ in src[first:first + len(packets)]]
+        assert [d for d, _, _ in packets] == [d for d, _ in src[first : first + len(packets)]]
         clip_start = src[first][1]
         clip_end = src[first + len(packets) - 1][1]
         assert clip_start <= max(0.0, ev.start_pts - PRE) + 1e-3
@@ -172,12 +175,14 @@ def test_an_unwritable_media_directory_delivers_every_event_with_null_references
     ended = [(e.start_pts, e.end_pts) for e in events if e.type is EventType.END]
     for a in truth:
         assert any(s <= a["end"] + 0.5 and e >= a["start"] - 0.5 for s, e in ended), a
-    assert {e.event_id for e in events if e.type is EventType.NEW} == {e.event_id for e in events
-                                                                       if e.type is EventType.END}
+    assert {e.event_id for e in events if e.type is EventType.NEW} == {
+        e.event_id for e in events if e.type is EventType.END
+    }
     assert all(e.snapshot is None and e.clip is None for e in events)
     assert recorder.stats.refused > 0 and not recorder.store.healthy
-    text = render_metrics(Snapshot(cameras={"cam1": {"media_buffer_bytes": recorder.ring("cam1").bytes}},
-                                   media=recorder.stats.as_dict()))
+    text = render_metrics(
+        Snapshot(cameras={"cam1": {"media_buffer_bytes": recorder.ring("cam1").bytes}}, media=recorder.stats.as_dict())
+    )
     assert f"lepton_media_refused_total {recorder.stats.refused}" in text
     assert 'lepton_media_buffer_bytes{camera="cam1"}' in text
 
@@ -260,10 +265,11 @@ def test_store_failures_turn_it_unhealthy_until_a_probe_succeeds(tmp_path):
 
 def test_the_daemon_keeps_snapshots_and_clips_of_the_cameras_that_ask(tmp_path):
     cfg_file = tmp_path / "site.yaml"
-    cfg_file.write_text(textwrap.dedent(f"""\
+    cfg_file.write_text(
+        textwrap.dedent(f"""\
         site: media-test
-        outbox: {{path: {tmp_path / 'outbox.db'}}}
-        media: {{path: {tmp_path / 'media'}, max_total_mb: 100, max_age_h: 24}}
+        outbox: {{path: {tmp_path / "outbox.db"}}}
+        media: {{path: {tmp_path / "media"}, max_total_mb: 100, max_age_h: 24}}
         cameras:
           - id: with-media
             url: {CLIP}
@@ -273,7 +279,8 @@ def test_the_daemon_keeps_snapshots_and_clips_of_the_cameras_that_ask(tmp_path):
           - id: without
             url: {CLIP}
             replay: fast
-        """))
+        """)
+    )
     summary = Daemon(load_config(cfg_file)).run(install_signals=False)
     assert summary.media is not None and summary.media["clips_written"] >= 3
     with Outbox(tmp_path / "outbox.db", readonly=True) as outbox:
@@ -295,14 +302,16 @@ def test_media_config_is_off_by_default_and_validated_with_lines(tmp_path):
     cfg = load_config(cfg_file)
     assert cfg.camera_media() == {}
     assert str(cfg.media.path) == ".lepton/media"
-    cfg_file.write_text(textwrap.dedent(f"""\
+    cfg_file.write_text(
+        textwrap.dedent(f"""\
         media: {{max_total_mb: 0}}
         cameras:
           - id: a
             url: {CLIP}
             snapshots: {{enabled: true, colour: red}}
             clips: {{enabled: true, pre_roll_s: 600}}
-        """))
+        """)
+    )
     with pytest.raises(ConfigError) as err:
         load_config(cfg_file)
     problems = "\n".join(err.value.problems)
@@ -337,14 +346,12 @@ def test_live_rtsp_camera_gets_snapshots_and_stream_copied_clips(rtsp_server, tm
     from pipeline.aggregator import AggregatorSettings
     from pipeline.runner import RunnerSettings
 
-    source = write_stream(tmp_path / "cam.mkv", seconds=6, size=(320, 180), bright=[(2.0, 3.5)],
-                          video_codec=encoder)
+    source = write_stream(tmp_path / "cam.mkv", seconds=6, size=(320, 180), bright=[(2.0, 3.5)], video_codec=encoder)
     server = rtsp_server({"cam": source})
     cam = CameraMedia(SnapshotSettings(enabled=True), ClipSettings(enabled=True, pre_roll_s=1.0, post_roll_s=0.5))
     recorder = MediaRecorder(MediaSettings(path=tmp_path / "media"), {"cam": cam})
     events: list[AnomalyEvent] = []
-    settings = RunnerSettings(aggregator=AggregatorSettings(threshold=3.0, min_duration_s=0.4, hold_s=1.0),
-                              tamper=None)
+    settings = RunnerSettings(aggregator=AggregatorSettings(threshold=3.0, min_duration_s=0.4, hold_s=1.0), tamper=None)
     runner = Runner([SourceSpec("cam", server.url("cam"))], BrightModel(), events.append, settings, media=recorder)
     assert runner.open_sources() == {}, server.log()
     runner.start()

@@ -40,8 +40,16 @@ def streams():
     container.close()
 
 
-def feed(ring: PacketRing, seconds: float, *, gop: int = 25, fps: int = 25, size: int = 1000, start: float = 0.0,
-         offset: float | None = 0.0) -> None:
+def feed(
+    ring: PacketRing,
+    seconds: float,
+    *,
+    gop: int = 25,
+    fps: int = 25,
+    size: int = 1000,
+    start: float = 0.0,
+    offset: float | None = 0.0,
+) -> None:
     """Video at ``fps`` with a keyframe every ``gop`` frames, and an audio packet after every video one."""
     for i in range(int(seconds * fps)):
         t = round((start + i / fps) * 1000)

@@ -48,7 +48,6 @@ SECONDS = 2.0
 DEVICES = {"lepton_mic48": (48000, 2), "lepton_mic16": (16000, 1)}
 
 
-
 def known_signal(rate: int, channels: int) -> np.ndarray:
     """2 s of int16 (frames x channels): 20 ms of noise as a marker, a 200 Hz -> 3 kHz chirp; 440 Hz right."""
     t = np.arange(int(rate * SECONDS)) / rate
@@ -155,7 +154,11 @@ def alsa_mics(tmp_path):
 def run_child(mode: str, workdir: Path, env: dict[str, str]) -> tuple[dict, dict]:
     proc = subprocess.run(
         [sys.executable, "-X", "faulthandler", __file__, mode, str(workdir)],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=30,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == 0, f"child {mode} failed:\n{proc.stdout}\n{proc.stderr}"
     result = json.loads((workdir / f"{mode}.json").read_text())
@@ -184,9 +187,7 @@ def test_48k_stereo_microphone_gives_exactly_what_the_file_decoder_gives_then_ti
     workdir, env = alsa_mics
     result, arrays = run_child("capture48", workdir, env)
     rate, channels = DEVICES["lepton_mic48"]
-    reference = decoded_like_a_file(
-        workdir, known_signal(rate, channels), rate, audio_window_s=0.25, audio_hop_s=0.25
-    )
+    reference = decoded_like_a_file(workdir, known_signal(rate, channels), rate, audio_window_s=0.25, audio_hop_s=0.25)
     captured = arrays["samples"]
     # windows tile the stream (hop == window): find the signal by content, then compare sample for sample
     assert start_of(captured.reshape(-1), reference.reshape(-1)) == 0
@@ -274,9 +275,7 @@ def _capture48(fds: dict[str, int]) -> tuple[dict, list]:
     result: dict = {}
     signal = known_signal(*DEVICES["lepton_mic48"]).tobytes()
     os.write(fds["lepton_mic48"], signal)
-    spec = MicrophoneSpec(
-        "cam1", device="lepton_mic48", capture_rate=48000, channels=2, read_timeout_s=0.5
-    )
+    spec = MicrophoneSpec("cam1", device="lepton_mic48", capture_rate=48000, channels=2, read_timeout_s=0.5)
     reader = MicrophoneReader(spec, audio_window_s=0.25, audio_hop_s=0.25)
     reader.open()
     result["queued_before_start"] = _queued(fds["lepton_mic48"])
@@ -351,8 +350,12 @@ def _devices(_fds: dict[str, int]) -> tuple[dict, list]:
 
     result: dict = {}
     index = next(d["index"] for d in sounddevice.query_devices() if d["name"] == "lepton_mic48")
-    for key, wanted in [("LEPTON_MIC48", "LEPTON_MIC48"), ("index", index), ("nope", "nope"),
-                        ("lepton_mic", "lepton_mic")]:
+    for key, wanted in [
+        ("LEPTON_MIC48", "LEPTON_MIC48"),
+        ("index", index),
+        ("nope", "nope"),
+        ("lepton_mic", "lepton_mic"),
+    ]:
         reader = MicrophoneReader(MicrophoneSpec("cam4", device=wanted))
         try:
             reader.open()
@@ -372,8 +375,10 @@ def _child(mode: str, workdir: Path) -> None:
     (workdir / f"{mode}.json").write_text(json.dumps(result))
     if windows:
         np.savez(
-            workdir / f"{mode}.npz", samples=np.stack([w.samples for w in windows]),
-            pts=np.array([w.pts for w in windows]), seq=np.array([w.seq for w in windows]),
+            workdir / f"{mode}.npz",
+            samples=np.stack([w.samples for w in windows]),
+            pts=np.array([w.pts for w in windows]),
+            seq=np.array([w.seq for w in windows]),
             monotonic_ns=np.array([w.monotonic_ns for w in windows]),
         )
 

@@ -37,14 +37,27 @@ class Clock:
 
 
 def stats(state: SourceState, age_s: float) -> CaptureStats:
-    return CaptureStats(camera_id="door", state=state, state_age_s=age_s, frames=0, audio_windows=0, reconnects=0,
-                        stalls=0, crashes=0, drops=0, decode_errors=0, discontinuities=0, last_error=None)
+    return CaptureStats(
+        camera_id="door",
+        state=state,
+        state_age_s=age_s,
+        frames=0,
+        audio_windows=0,
+        reconnects=0,
+        stalls=0,
+        crashes=0,
+        drops=0,
+        decode_errors=0,
+        discontinuities=0,
+        last_error=None,
+    )
 
 
 def monitor(clock: Clock, sent: list[EventMessage], after: float = 30.0) -> OfflineMonitor:
     ids = iter(f"outage{i}" for i in range(10))
-    return OfflineMonitor({"door": after}, sent.append, site="s", model=MODEL, clock=clock, wall=clock.wall,
-                          new_id=lambda: next(ids))
+    return OfflineMonitor(
+        {"door": after}, sent.append, site="s", model=MODEL, clock=clock, wall=clock.wall, new_id=lambda: next(ids)
+    )
 
 
 def test_offline_after_the_delay_dated_from_when_streaming_stopped_then_online_with_the_same_id() -> None:
@@ -87,8 +100,9 @@ def test_a_short_outage_sends_nothing_and_a_stopping_daemon_is_no_outage() -> No
 def test_an_outage_left_open_by_the_previous_run_gets_its_online() -> None:
     clock = Clock()
     sent: list[EventMessage] = []
-    left = EventMessage.camera_offline(event_id="old", camera_id="door", site="s", since=T0, since_pts=0.0,
-                                       state="failed", model=MODEL, decided_at=T0)
+    left = EventMessage.camera_offline(
+        event_id="old", camera_id="door", site="s", since=T0, since_pts=0.0, state="failed", model=MODEL, decided_at=T0
+    )
     mon = monitor(clock, sent, after=5.0)
     mon.restore([left])
     mon.check({"door": stats(SourceState.CONNECTING, 100.0)}, {})
@@ -98,14 +112,19 @@ def test_an_outage_left_open_by_the_previous_run_gets_its_online() -> None:
 
 
 def test_status_messages_keep_the_schema_rules() -> None:
-    msg = EventMessage.camera_offline(event_id="x", camera_id="door", site="s", since=T0, since_pts=1.0,
-                                      state="stalled", model=MODEL, decided_at=T0)
+    msg = EventMessage.camera_offline(
+        event_id="x", camera_id="door", site="s", since=T0, since_pts=1.0, state="stalled", model=MODEL, decided_at=T0
+    )
     assert EventMessage.from_json(msg.to_json()) == msg and msg.is_status
     back = msg.back_online(at=T0 + timedelta(seconds=40), decided_at=T0 + timedelta(seconds=40))
     assert back.end_time is not None and back.label is None
     data = json.loads(back.to_json())
-    for change, problem in (({"seq": 2}, "seq"), ({"end_time": None}, "end_time"), ({"peak_score": 1.0}, "scores"),
-                            ({"schema_version": "1.2"}, "1.3")):
+    for change, problem in (
+        ({"seq": 2}, "seq"),
+        ({"end_time": None}, "end_time"),
+        ({"peak_score": 1.0}, "scores"),
+        ({"schema_version": "1.2"}, "1.3"),
+    ):
         with pytest.raises(ValueError, match=problem):
             EventMessage.model_validate({**data, **change})
 
@@ -140,17 +159,24 @@ def test_a_killed_camera_is_reported_offline_then_online_through_kafka(
     server = rtsp_server({"door": SAMPLES / "normal_eval.mkv"})
     offline_after = 3.0
     cfg = tmp_path / "site.yaml"
-    cfg.write_text(textwrap.dedent(f"""\
+    cfg.write_text(
+        textwrap.dedent(f"""\
         site: drill
-        outbox: {{path: {tmp_path / 'outbox.db'}}}
+        outbox: {{path: {tmp_path / "outbox.db"}}}
         kafka: {{bootstrap: "{kafka_broker.bootstrap}", topic: {kafka_topic}}}
         health: {{port: {unused_tcp_port}}}
         cameras:
-          - {{id: door, url: "{server.url('door')}", offline_after_s: {offline_after}, backoff_initial_s: 0.2,
+          - {{id: door, url: "{server.url("door")}", offline_after_s: {offline_after}, backoff_initial_s: 0.2,
               backoff_max_s: 1.0, stall_timeout_s: 3}}
-    """))
-    daemon = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "-c", str(cfg), "-q"], cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """)
+    )
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "-c", str(cfg), "-q"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_state(unused_tcp_port, "streaming", 60)
         time.sleep(2.0)
@@ -173,8 +199,24 @@ def test_a_killed_camera_is_reported_offline_then_online_through_kafka(
     waited = offline.decided_at.timestamp() - offline.start_time.timestamp()
     assert offline_after - 0.3 <= waited <= offline_after + 1.0
     assert online.end_time is not None and abs(online.end_time.timestamp() - back) <= 1.5
-    tail = subprocess.run([sys.executable, "-m", "alerts.cli", "tail", "--bootstrap", kafka_broker.bootstrap,
-                           "--topic", kafka_topic, "--group", "tail-drill", "--from-beginning"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+    tail = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "alerts.cli",
+            "tail",
+            "--bootstrap",
+            kafka_broker.bootstrap,
+            "--topic",
+            kafka_topic,
+            "--group",
+            "tail-drill",
+            "--from-beginning",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     lines = [line for line in tail.stdout.splitlines() if " offline " in line or " online " in line]
     assert len(lines) == 2 and "state=" in lines[0] and "offline_for=" in lines[1], tail.stdout + tail.stderr

@@ -44,9 +44,7 @@ def test_put_is_durable_wal_full_sync_and_creates_the_folder(tmp_path: Path) -> 
         assert box._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
         # Committed: another connection sees it while the writer is still open.
         other = sqlite3.connect(path)
-        assert other.execute("SELECT id, event_id, seq, acked_at FROM outbox").fetchall() == [
-            (row_id, "ev-1", 0, None)
-        ]
+        assert other.execute("SELECT id, event_id, seq, acked_at FROM outbox").fetchall() == [(row_id, "ev-1", 0, None)]
         other.close()
 
 
@@ -105,9 +103,7 @@ def test_local_only_stores_rows_as_delivered(tmp_path: Path) -> None:
 def test_retention_prunes_only_delivered_rows_by_age_and_count(tmp_path: Path) -> None:
     wall = FakeClock(1_000_000.0)
     mono = FakeClock()
-    with Outbox(
-        tmp_path / "o.db", retention_s=3600, max_delivered_rows=3, clock=mono, wall_clock=wall
-    ) as box:
+    with Outbox(tmp_path / "o.db", retention_s=3600, max_delivered_rows=3, clock=mono, wall_clock=wall) as box:
         old = [box.put(message(f"old-{i}")) for i in range(2)]
         box.mark_acked(old)
         wall.now += 7200  # the old ones are past retention

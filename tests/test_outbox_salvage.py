@@ -33,7 +33,7 @@ def damage_pages(path: Path, pages: list[int]) -> None:
     data = bytearray(path.read_bytes())
     rng = random.Random(7)
     for p in pages:
-        data[p * PAGE:(p + 1) * PAGE] = rng.randbytes(PAGE)
+        data[p * PAGE : (p + 1) * PAGE] = rng.randbytes(PAGE)
     path.write_bytes(bytes(data))
 
 
@@ -88,8 +88,14 @@ def test_salvage_keeps_rows_still_in_the_wal(tmp_path: Path) -> None:
 
 
 def edge(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
 
 
 @pytest.fixture
@@ -99,8 +105,15 @@ def corrupt_site(tmp_path: Path) -> tuple[Path, Path, int]:
     ids = filled_outbox(outbox)
     damage_pages(outbox, [outbox.stat().st_size // PAGE // 2])
     cfg = tmp_path / "site.yaml"
-    cfg.write_text(json.dumps({"model": str(DEFAULT_MODEL), "outbox": {"path": str(outbox)},
-                               "cameras": [{"id": "m", "url": str(SAMPLES / "tamper_moved.mkv"), "replay": "fast"}]}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "model": str(DEFAULT_MODEL),
+                "outbox": {"path": str(outbox)},
+                "cameras": [{"id": "m", "url": str(SAMPLES / "tamper_moved.mkv"), "replay": "fast"}],
+            }
+        )
+    )
     return cfg, outbox, len(ids)
 
 

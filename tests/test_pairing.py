@@ -96,8 +96,9 @@ class FakeMicrophone:
                 return
             loud = self.script is not None and self.script[k]
             samples = np.full(16000, 0.5 if loud else 0.01, np.float32)
-            yield AudioWindow(self.spec.camera_id, k, k * self.hop, time.monotonic_ns(),
-                              datetime.now(timezone.utc), samples)
+            yield AudioWindow(
+                self.spec.camera_id, k, k * self.hop, time.monotonic_ns(), datetime.now(timezone.utc), samples
+            )
             k += 1
         raise SourceConnectionError(f"{self.spec.safe_url}: the audio stream stopped (device gone?)")
 
@@ -119,10 +120,16 @@ def test_microphone_windows_fuse_with_the_cameras_video_and_its_loss_ends_nothin
 
     mic = PairedMicrophone("cam", MicrophoneSpec(microphone_source_id("cam"), backoff_initial_s=0.1), 0.0)
     events, scores = [], []
-    settings = RunnerSettings(aggregator=AggregatorSettings(threshold=3.0, min_duration_s=0.4, hold_s=1.0),
-                              tamper=None)
-    runner = Runner([SourceSpec("cam", str(clip), pace=True)], BrightLoudModel(), events.append, settings,
-                    on_score=scores.append, microphones=[mic], microphone_reader=microphone)
+    settings = RunnerSettings(aggregator=AggregatorSettings(threshold=3.0, min_duration_s=0.4, hold_s=1.0), tamper=None)
+    runner = Runner(
+        [SourceSpec("cam", str(clip), pace=True)],
+        BrightLoudModel(),
+        events.append,
+        settings,
+        on_score=scores.append,
+        microphones=[mic],
+        microphone_reader=microphone,
+    )
     assert set(runner.workers) == {"cam", "cam/mic"}
     assert runner.open_sources() == {}
     runner.start()
@@ -160,8 +167,9 @@ def config(tmp_path: Path, camera: str) -> Path:
 
 
 def test_microphone_field_makes_a_paired_source(tmp_path):
-    cfg = load_config(config(tmp_path, "    microphone: {device: USB Audio, samplerate: 48000, channels: 2,"
-                                       " offset_s: 0.2}\n"))
+    cfg = load_config(
+        config(tmp_path, "    microphone: {device: USB Audio, samplerate: 48000, channels: 2, offset_s: 0.2}\n")
+    )
     (mic,) = cfg.microphones()
     assert (mic.camera_id, mic.offset_s) == ("dock", 0.2)
     assert mic.spec.camera_id == "dock/mic" and mic.spec.device == "USB Audio"
@@ -173,15 +181,18 @@ def test_microphone_field_makes_a_paired_source(tmp_path):
     assert load_config(config(tmp_path, "    microphone: {}\n")).microphones()[0].spec.device is None
 
 
-@pytest.mark.parametrize(("camera", "problem"), [
-    ("    microphone: {device: usb, rate: 48000}\n", "line 4: cameras.0.microphone.rate: Extra inputs"),
-    ("    microphone: {channels: 0}\n", "cameras.0.microphone.channels: Input should be greater than or equal"),
-    ("    microphone: {samplerate: 100}\n", "cameras.0.microphone.samplerate"),
-    ("    microphone: {device: true}\n", "cameras.0.microphone.device"),
-    ("    microphone: {latency: medium}\n", "cameras.0.microphone.latency"),
-    ("    audio: true\n    microphone: {device: usb}\n", "drop audio: true"),
-    ("    video: false\n    microphone: {device: usb}\n", "video must be scored"),
-])
+@pytest.mark.parametrize(
+    ("camera", "problem"),
+    [
+        ("    microphone: {device: usb, rate: 48000}\n", "line 4: cameras.0.microphone.rate: Extra inputs"),
+        ("    microphone: {channels: 0}\n", "cameras.0.microphone.channels: Input should be greater than or equal"),
+        ("    microphone: {samplerate: 100}\n", "cameras.0.microphone.samplerate"),
+        ("    microphone: {device: true}\n", "cameras.0.microphone.device"),
+        ("    microphone: {latency: medium}\n", "cameras.0.microphone.latency"),
+        ("    audio: true\n    microphone: {device: usb}\n", "drop audio: true"),
+        ("    video: false\n    microphone: {device: usb}\n", "video must be scored"),
+    ],
+)
 def test_invalid_microphone_fields_are_listed_with_their_line(tmp_path, camera, problem):
     with pytest.raises(ConfigError) as err:
         load_config(config(tmp_path, camera))
@@ -200,8 +211,12 @@ def test_a_missing_microphone_stops_the_start_and_one_that_fails_to_open_is_retr
     from pipeline.errors import SourceNotFoundError
 
     mic = PairedMicrophone("dock", MicrophoneSpec("dock/mic", device="usb"))
-    runner = Runner([SourceSpec("dock", "rtsp://127.0.0.1:9/x"), SourceSpec("gate", "rtsp://127.0.0.1:9/y")],
-                    BrightLoudModel(), lambda e: None, microphones=[mic])
+    runner = Runner(
+        [SourceSpec("dock", "rtsp://127.0.0.1:9/x"), SourceSpec("gate", "rtsp://127.0.0.1:9/y")],
+        BrightLoudModel(),
+        lambda e: None,
+        microphones=[mic],
+    )
     missing = SourceNotFoundError("mic:usb: no such input device; input devices: [0] default")
     assert _fatal_at_start(runner, {"dock/mic": missing})  # PortAudio lists devices once: retrying cannot help
     assert not _fatal_at_start(runner, {"dock/mic": SourceConnectionError("mic:usb: cannot open")})

@@ -129,10 +129,10 @@ def paired_camera(tmp_path, rtsp_server):
         site = tmp_path / "site.yaml"
         site.write_text(f"""\
 site: live-pairing
-outbox: {{path: {tmp_path / 'outbox.db'}}}
+outbox: {{path: {tmp_path / "outbox.db"}}}
 cameras:
   - id: dock
-    url: {server.url('dock')}
+    url: {server.url("dock")}
     microphone: {{device: lepton_mic, samplerate: {RATE}, channels: 1, read_timeout_s: 2}}
 """)
         path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
@@ -156,9 +156,15 @@ def play_after_streaming(mic: PacedMicrophone, streaming: threading.Event, proc:
 def test_the_cameras_events_carry_the_microphones_audio_at_the_right_camera_time(paired_camera, tmp_path):
     site, env, mic = paired_camera
     out = tmp_path / "runner.json"
-    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", __file__, str(site), str(out)], env=env,
-                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-X", "faulthandler", __file__, str(site), str(out)],
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     streaming = threading.Event()
     reader = threading.Thread(target=lambda: proc.stdout.readline() == "STREAMING\n" and streaming.set())
     reader.start()
@@ -198,8 +204,14 @@ def test_the_daemon_reports_the_microphone_as_its_own_source_and_delivers_its_au
 ):
     site, env, mic = paired_camera
     site.write_text(site.read_text() + f"health: {{port: {unused_tcp_port}}}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "-c", str(site), "-q"], env=env,
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "-c", str(site), "-q"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     streaming = threading.Event()
     seen: dict = {}
 
@@ -256,13 +268,17 @@ def _child(site: Path, out: Path) -> None:
     events: list[AnomalyEvent] = []
     scores: list[Score] = []
     settings = RunnerSettings(aggregator=cfg.events, tamper=cfg.tampering)
-    runner = Runner(cfg.source_specs(), scorer, events.append, settings, on_score=scores.append,
-                    microphones=cfg.microphones())
+    runner = Runner(
+        cfg.source_specs(), scorer, events.append, settings, on_score=scores.append, microphones=cfg.microphones()
+    )
     assert runner.open_sources() == {}
     runner.start()
     deadline = time.monotonic() + 30
-    while not (all(s.value == "streaming" for s in runner.states().values())
-               and runner.stats["dock/mic"].windows_scored and runner.stats["dock"].frames_scored):
+    while not (
+        all(s.value == "streaming" for s in runner.states().values())
+        and runner.stats["dock/mic"].windows_scored
+        and runner.stats["dock"].frames_scored
+    ):
         assert time.monotonic() < deadline, runner.states()
         time.sleep(0.1)
     print("STREAMING", flush=True)  # noqa: T201 - the parent waits for this line
@@ -270,9 +286,16 @@ def _child(site: Path, out: Path) -> None:
     runner.stop()
     runner.join(15)
     result = {
-        "events": [{"type": e.type.value, "start_pts": e.start_pts, "end_pts": e.end_pts,
-                    "reason": e.reason and e.reason.value,
-                    "modalities": {n: m.peak for n, m in e.modalities.items()}} for e in events],
+        "events": [
+            {
+                "type": e.type.value,
+                "start_pts": e.start_pts,
+                "end_pts": e.end_pts,
+                "reason": e.reason and e.reason.value,
+                "modalities": {n: m.peak for n, m in e.modalities.items()},
+            }
+            for e in events
+        ],
         "scores": [(s.modality.value, s.pts, s.calibrated, s.monotonic_ns) for s in scores],
         "stats": {src: vars(st) for src, st in runner.stats.items()},
         "states": {src: s.value for src, s in runner.states().items()},

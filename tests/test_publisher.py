@@ -48,9 +48,7 @@ def test_settings_accept_a_comma_string_and_build_an_idempotent_producer_config(
     assert cfg["allow_auto_create_topics"] is False
     for key in ("request_timeout_ms", "delivery_timeout_ms", "max_block_ms", "bootstrap_timeout_ms"):
         assert 0 < cfg[key] < 10 * 60 * 1000, key
-    assert (
-        "retries" not in cfg
-    )  # idempotence keeps kafka-python's infinite retries, bounded by delivery timeout
+    assert "retries" not in cfg  # idempotence keeps kafka-python's infinite retries, bounded by delivery timeout
 
 
 def test_settings_build_a_config_kafka_python_accepts() -> None:
@@ -145,9 +143,7 @@ class FakeProducer:
         self.cluster = cluster
         self.closed = False
 
-    def send(
-        self, topic: str, value: bytes | None = None, key: bytes | None = None, headers: Any = None
-    ) -> FakeFuture:
+    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None, headers: Any = None) -> FakeFuture:
         assert not self.closed
         future = FakeFuture()
         with self.cluster.lock:
@@ -181,9 +177,7 @@ def test_delivers_rows_in_id_order_with_key_headers_and_marks_them(outbox: Outbo
     acks: list[tuple[OutboxRow, int]] = []
     msgs = lifecycle("ev-1", "cam-1", updates=2) + lifecycle("ev-2", "cam-2")
     ids = [outbox.put(m, capture_monotonic_ns=time.monotonic_ns()) for m in msgs]
-    pub = KafkaPublisher(
-        outbox, settings(), producer_factory=cluster.factory, on_ack=lambda r, t: acks.append((r, t))
-    )
+    pub = KafkaPublisher(outbox, settings(), producer_factory=cluster.factory, on_ack=lambda r, t: acks.append((r, t)))
     pub.start()
     try:
         wait_until(lambda: outbox.stats().pending == 0, what="delivery")
@@ -374,9 +368,7 @@ def real_settings(bootstrap: str, topic: str) -> KafkaSettings:
 def test_real_broker_gets_every_event_with_key_headers_and_per_camera_order(
     kafka_broker: Any, kafka_topic: str, tmp_path: Path
 ) -> None:
-    msgs = [
-        m for i in range(4) for cam in ("cam-a", "cam-b", "cam-c") for m in lifecycle(f"{cam}-ev{i}", cam)
-    ]
+    msgs = [m for i in range(4) for cam in ("cam-a", "cam-b", "cam-c") for m in lifecycle(f"{cam}-ev{i}", cam)]
     with Outbox(tmp_path / "outbox.db") as outbox:
         acked: list[int] = []
         pub = KafkaPublisher(
@@ -441,9 +433,7 @@ def test_real_broker_outage_keeps_rows_pending_then_everything_arrives(
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_real_broker_down_when_the_publisher_starts(
-    kafka_broker: Any, kafka_topic: str, tmp_path: Path
-) -> None:
+def test_real_broker_down_when_the_publisher_starts(kafka_broker: Any, kafka_topic: str, tmp_path: Path) -> None:
     msgs = lifecycle("ev-1", "cam-a")
     with Outbox(tmp_path / "outbox.db") as outbox:
         kafka_broker.stop()
@@ -520,5 +510,8 @@ def test_tls_and_sasl_settings_are_options_kafka_python_knows(tmp_path: Path) ->
     # kafka-python takes SCRAM credentials in its sasl_plain_* options too
     assert (client["sasl_plain_username"], client["sasl_plain_password"]) == ("edge", "pw")
     assert (client["ssl_certfile"], client["ssl_keyfile"], client["ssl_password"]) == (
-        str(tmp_path / "client.pem"), str(tmp_path / "client.key"), "kpw")
+        str(tmp_path / "client.pem"),
+        str(tmp_path / "client.key"),
+        "kpw",
+    )
     assert client["ssl_check_hostname"] is False and client["security_protocol"] == "SASL_SSL"

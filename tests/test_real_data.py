@@ -85,11 +85,22 @@ def _make_data(root: Path) -> Path:
                 out.mux(p)
         for p in s.encode(None):
             out.mux(p)
-    _write_csv(root / "avenue_normal_segments.csv", [
-        {"segment": k + 1, "first_frame": a, "last_frame": b, "frames": b - a + 1, "start_s": a / 25,
-         "end_s": (b + 1) / 25, "source_first": f"f{a}.jpg", "source_last": f"f{b}.jpg"}
-        for k, (a, b) in enumerate([(0, 5), (6, 9), (10, 11)])
-    ])
+    _write_csv(
+        root / "avenue_normal_segments.csv",
+        [
+            {
+                "segment": k + 1,
+                "first_frame": a,
+                "last_frame": b,
+                "frames": b - a + 1,
+                "start_s": a / 25,
+                "end_s": (b + 1) / 25,
+                "source_first": f"f{a}.jpg",
+                "source_last": f"f{b}.jpg",
+            }
+            for k, (a, b) in enumerate([(0, 5), (6, 9), (10, 11)])
+        ],
+    )
     # sound: 3 + 2 ambient recordings of 3 slices of 2 s, one silent recording, 2 event classes of 3 slices
     us = root / "urbansound8k_dev"
     us.mkdir()
@@ -98,8 +109,9 @@ def _make_data(root: Path) -> Path:
 
     def add(name: str, cls: str, x: np.ndarray) -> None:
         _write_flac(us / name, x)
-        rows.append({"file": name, "class_id": 0, "class_name": cls, "seconds": f"{len(x) / SR:.4f}",
-                     "loop_trimmed": 0})
+        rows.append(
+            {"file": name, "class_id": 0, "class_name": cls, "seconds": f"{len(x) / SR:.4f}", "loop_trimmed": 0}
+        )
 
     for cls, ids in (("air_conditioner", (100, 101, 102)), ("engine_idling", (200, 201))):
         for fs in ids:
@@ -112,14 +124,20 @@ def _make_data(root: Path) -> Path:
             for k in range(2):
                 seed += 1
                 pad = np.zeros(round(0.3 * SR))  # trimmed off: 15 frames of 20 ms
-                add(f"{fs}-1-0-{k}.flac", cls,
-                    np.concatenate([pad, _tone(EVENT_HZ[cls], 0.6 + 0.2 * k, 0.3, seed), pad[: SR // 5]]))
+                add(
+                    f"{fs}-1-0-{k}.flac",
+                    cls,
+                    np.concatenate([pad, _tone(EVENT_HZ[cls], 0.6 + 0.2 * k, 0.3, seed), pad[: SR // 5]]),
+                )
     _write_csv(us / "labels.csv", rows)
     # bearing: 4 train clips (2 normal), 2 val (target), 2 test (source)
     bearing = root / "dcase2023_bearing"
     rows = []
-    for split, domain, labels in (("train", "source", ("normal", "anomaly", "normal", "anomaly")),
-                                  ("val", "target", ("normal", "anomaly")), ("test", "source", ("normal", "anomaly"))):
+    for split, domain, labels in (
+        ("train", "source", ("normal", "anomaly", "normal", "anomaly")),
+        ("val", "target", ("normal", "anomaly")),
+        ("test", "source", ("normal", "anomaly")),
+    ):
         (bearing / split).mkdir(parents=True, exist_ok=True)
         for k, label in enumerate(labels):
             name = f"{split}/section_00_{domain}_test_{label}_{k:04d}_pat_00.flac"
@@ -187,8 +205,10 @@ def test_local_speed_runs_only_its_columns_ahead_within_its_intervals(
     made = rd.build_local(source, tmp_path / "local.mkv")
     assert made["frames"] == 12
     with av.open(str(tmp_path / "local.mkv")) as c:
-        halves = [(float(g[:, :32].mean()), float(g[:, 32:].mean()))
-                  for g in (f.to_ndarray(format="gray") for f in c.decode(video=0))]
+        halves = [
+            (float(g[:, :32].mean()), float(g[:, 32:].mean()))
+            for g in (f.to_ndarray(format="gray") for f in c.decode(video=0))
+        ]
     ahead = {2: 0, 3: 2, 4: 4}  # (SPEED - 1) x frames into the interval
     for i, (left, right) in enumerate(halves):
         assert left == pytest.approx(levels[i], abs=3)
@@ -201,8 +221,10 @@ def test_local_speed_runs_only_its_columns_ahead_within_its_intervals(
 def test_training_and_test_ambience_come_from_different_recordings(small: ModuleType, tmp_path: Path) -> None:
     data = _make_data(tmp_path / "data")
     small.build(data, tmp_path / "out", ["audio"])
-    heard = {name: json.loads((tmp_path / "out" / "audio_scene" / f"{name}.json").read_text())["recordings"]
-             for name in ("train", "test", "normal")}
+    heard = {
+        name: json.loads((tmp_path / "out" / "audio_scene" / f"{name}.json").read_text())["recordings"]
+        for name in ("train", "test", "normal")
+    }
     assert heard["train"] and heard["test"]
     assert not set(heard["train"]) & (set(heard["test"]) | set(heard["normal"]))
     assert "999" not in set().union(*heard.values())  # the silent slice's recording
@@ -213,9 +235,12 @@ def test_training_and_test_ambience_come_from_different_recordings(small: Module
 
 
 def test_split_puts_every_class_on_both_sides() -> None:
-    slices = [rd.Slice(f"{fs}-0-0-{k}.flac", cls, str(fs), np.zeros(SR * (1 + fs % 3)))
-              for cls, ids in (("a", (1, 2, 3)), ("b", (4, 5, 6, 7, 8)), ("c", (9, 10)))
-              for fs in ids for k in range(2)]
+    slices = [
+        rd.Slice(f"{fs}-0-0-{k}.flac", cls, str(fs), np.zeros(SR * (1 + fs % 3)))
+        for cls, ids in (("a", (1, 2, 3)), ("b", (4, 5, 6, 7, 8)), ("c", (9, 10)))
+        for fs in ids
+        for k in range(2)
+    ]
     train, test = rd.split_recordings(slices)
     assert not train & test and train | test == {s.fsid for s in slices}
     for cls in ("a", "b", "c"):
@@ -276,8 +301,11 @@ def test_bearing_links_and_labels(small: ModuleType, tmp_path: Path) -> None:
         for c in clips:
             truth = json.loads(c.with_suffix(".json").read_text())
             assert truth["duration_s"] == 0.5
-            assert truth["anomalies"] == ([{"start": 0, "end": 0.5, "modalities": ["audio"], "kind": "bearing anomaly"}]
-                                          if "anomaly" in c.name else [])
+            assert truth["anomalies"] == (
+                [{"start": 0, "end": 0.5, "modalities": ["audio"], "kind": "bearing anomaly"}]
+                if "anomaly" in c.name
+                else []
+            )
 
 
 def test_dcase_clip_figures() -> None:

@@ -45,8 +45,13 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def ended(cwd: Path, outbox: str) -> list[EventMessage]:
-    tail = subprocess.run([sys.executable, "-m", "alerts.cli", "tail", "--json", "--outbox", outbox], cwd=cwd,
-                          capture_output=True, text=True, timeout=60)
+    tail = subprocess.run(
+        [sys.executable, "-m", "alerts.cli", "tail", "--json", "--outbox", outbox],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert tail.returncode == 0, tail.stderr
     return [m for m in map(EventMessage.from_json, tail.stdout.splitlines()) if m.type == "end"]
 
@@ -61,32 +66,39 @@ def test_the_parked_van_marked_normal_no_longer_opens_and_every_other_anomaly_st
     truth = json.loads((SAMPLES / "test_2.json").read_text())["anomalies"]
     van = next(a for a in truth if a["kind"] == "large_object")
     site = tmp_path / "site.yaml"
-    site.write_text(textwrap.dedent(f"""\
+    site.write_text(
+        textwrap.dedent(f"""\
         site: teach
         cameras:
-          - {{id: plaza-2, url: "{SAMPLES / 'test_2.mkv'}", replay: fast, snapshots: {{enabled: true}},
+          - {{id: plaza-2, url: "{SAMPLES / "test_2.mkv"}", replay: fast, snapshots: {{enabled: true}},
               clips: {{enabled: true}}}}
-    """))
+    """)
+    )
     run("run", "-c", str(site), "-q", cwd=tmp_path)
     first = ended(tmp_path, ".lepton/outbox.db")
     [van_event] = [m for m in first if overlaps(m, van["start"], van["end"])]
     assert van_event.clip is not None and {"video", "temporal"} <= set(van_event.modalities)
     run("feedback", van_event.event_id, "normal", "--note", "the van parks there", "-c", str(site), cwd=tmp_path)
-    report = json.loads(run("recalibrate", "--camera", "plaza-2", "-c", str(site), "--out", "models/plaza-2",
-                            "--json", cwd=tmp_path).stdout)
+    report = json.loads(
+        run(
+            "recalibrate", "--camera", "plaza-2", "-c", str(site), "--out", "models/plaza-2", "--json", cwd=tmp_path
+        ).stdout
+    )
     assert set(report["modalities"]) == {"video", "temporal"}  # what the van event named; audio untouched
     assert all(m["clip_max"][1] < 3.0 for m in report["modalities"].values())
     package = ModelPackage.load(tmp_path / "models" / "plaza-2")
     assert package.version == report["version_to"] != report["version_from"]
     assert any(van_event.event_id in s.name and "marked normal" in s.name for s in package.trained_on.sources)
     taught = tmp_path / "taught.yaml"
-    taught.write_text(textwrap.dedent(f"""\
+    taught.write_text(
+        textwrap.dedent(f"""\
         site: teach
         model: models/plaza-2
         outbox: {{path: .lepton/taught.db}}
         cameras:
-          - {{id: plaza-2, url: "{SAMPLES / 'test_2.mkv'}", replay: fast}}
-    """))
+          - {{id: plaza-2, url: "{SAMPLES / "test_2.mkv"}", replay: fast}}
+    """)
+    )
     run("run", "-c", str(taught), "-q", cwd=tmp_path)
     second = ended(tmp_path, ".lepton/taught.db")
     assert not [m for m in second if overlaps(m, van["start"], van["end"])], "the van opened an event again"
@@ -94,7 +106,22 @@ def test_the_parked_van_marked_normal_no_longer_opens_and_every_other_anomaly_st
         if a is not van:
             assert any(overlaps(m, a["start"] - 0.5, a["end"] + 0.5) for m in second), a["kind"]
     assert {m.model.version for m in second} == {package.version}  # events say which calibration decided them
-    again = subprocess.run([*EDGE, "recalibrate", "--camera", "plaza-2", "-c", str(taught), "--outbox",
-                            ".lepton/outbox.db", "--media", ".lepton/media"], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=120)
+    again = subprocess.run(
+        [
+            *EDGE,
+            "recalibrate",
+            "--camera",
+            "plaza-2",
+            "-c",
+            str(taught),
+            "--outbox",
+            ".lepton/outbox.db",
+            "--media",
+            ".lepton/media",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 1 and "not folded yet" in again.stderr  # the taught package has it: once only

@@ -15,8 +15,11 @@ FORMS = [
     ("rtsp://admin:secret@10.0.0.5:554/stream1", "secret", "rtsp://***@10.0.0.5:554/stream1"),
     ("rtsp://cam.local/s?user=admin&password=hunter2", "hunter2", "rtsp://cam.local/s?user=***&password=***"),
     ("rtsp://cam.local/s?user=admin&password=hunter2", "admin", "rtsp://cam.local/s?user=***&password=***"),
-    ("rtsp://10.0.0.5/cam/realmonitor?channel=1&pwd=hunter2", "hunter2",
-     "rtsp://10.0.0.5/cam/realmonitor?channel=***&pwd=***"),
+    (
+        "rtsp://10.0.0.5/cam/realmonitor?channel=1&pwd=hunter2",
+        "hunter2",
+        "rtsp://10.0.0.5/cam/realmonitor?channel=***&pwd=***",
+    ),
     ("rtsp://admin:pa#ss@cam/s", "pa#ss", "rtsp://***@cam/s"),
     ("rtsp://admin:pa/ss@cam:554/s", "ss@", "rtsp://***@cam:554/s"),
     ("rtsp://admin:p@ss@cam/s", "p@ss", "rtsp://***@cam/s"),
@@ -26,10 +29,16 @@ FORMS = [
     ("rtsp://admin:secret@cam:99999/s", "secret", "rtsp://***@cam:99999/s"),
     ("rtsp://admin:secret@cam:http/s", "secret", "rtsp://***@cam:http/s"),
     ("rtsp://cam/live/Zk3uQ0a9Lw1xY7bP2cR5", "Zk3uQ0a9Lw1xY7bP2cR5", "rtsp://cam/live/***"),
-    ("https://hooks.slack.com/services/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", "T0ken",
-     "https://hooks.slack.com/***"),
-    ("https://acme.webhook.office.com/webhookb2/1b2c@3d4e/IncomingWebhook/9f8e7d/4c5b", "9f8e7d",
-     "https://***@3d4e/***"),
+    (
+        "https://hooks.slack.com/services/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",
+        "T0ken",
+        "https://hooks.slack.com/***",
+    ),
+    (
+        "https://acme.webhook.office.com/webhookb2/1b2c@3d4e/IncomingWebhook/9f8e7d/4c5b",
+        "9f8e7d",
+        "https://***@3d4e/***",
+    ),
     ("https://discord.com/api/webhooks/1234/AbCdEf-token_value", "token_value", "https://discord.com/***"),
     ("http://127.0.0.1:8080/hook?token=s3cr3t", "s3cr3t", "http://127.0.0.1:8080/***?token=***"),
     ("https://user:secret@example.com/x", "secret", "https://***@example.com/***"),
@@ -59,8 +68,19 @@ def test_redaction_is_stable(url: str) -> None:
     assert redact_url(once) == once and redact_text(once) == once
 
 
-@pytest.mark.parametrize("junk", ["rtsp://", "rtsp://@", "rtsp://:@:/?#", "http://[::1", "rtsp://a:b@[zz]:-1/x",
-                                  "x" * 10_000, "rtsp://" + "@" * 1000, "\udcff://a:b@c"])
+@pytest.mark.parametrize(
+    "junk",
+    [
+        "rtsp://",
+        "rtsp://@",
+        "rtsp://:@:/?#",
+        "http://[::1",
+        "rtsp://a:b@[zz]:-1/x",
+        "x" * 10_000,
+        "rtsp://" + "@" * 1000,
+        "\udcff://a:b@c",
+    ],
+)
 def test_never_raises(junk: str) -> None:
     redact_url(junk)
     redact_text(junk)

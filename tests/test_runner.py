@@ -50,8 +50,15 @@ class SlowFirstBatchModel(BrightLoudModel):
 def run(sources, model, settings=None):
     """Run the sources to their end; by default the fakes' step scores decide events unsmoothed, at exact times."""
     events = []
-    runner = Runner(sources, model, events.append, settings or RunnerSettings(
-        aggregator=AggregatorSettings(threshold=3.0, min_duration_s=0.4, hold_s=1.0, smoothing_s=0.0)))
+    runner = Runner(
+        sources,
+        model,
+        events.append,
+        settings
+        or RunnerSettings(
+            aggregator=AggregatorSettings(threshold=3.0, min_duration_s=0.4, hold_s=1.0, smoothing_s=0.0)
+        ),
+    )
     assert runner.open_sources() == {}
     runner.start()
     assert runner.wait(60)
@@ -90,9 +97,11 @@ def test_max_wait_fills_batches_across_live_paced_cameras(tmp_path):
     found = {}
     for wait in (0.0, 0.45):
         model = BrightLoudModel()
-        settings = RunnerSettings(max_batch=4, max_wait_s=wait,
-                                  aggregator=AggregatorSettings(threshold=3.0, min_duration_s=0.4, hold_s=0.5,
-                                                                smoothing_s=0.0))
+        settings = RunnerSettings(
+            max_batch=4,
+            max_wait_s=wait,
+            aggregator=AggregatorSettings(threshold=3.0, min_duration_s=0.4, hold_s=0.5, smoothing_s=0.0),
+        )
         _, events = run([SourceSpec("a", str(a), pace=True), SourceSpec("b", str(b), pace=True)], model, settings)
         found[wait] = (model.video_batches, [(e.camera_id, e.type, e.start_pts) for e in events])
     (alone, events_alone), (batched, events_batched) = found[0.0], found[0.45]
@@ -109,10 +118,12 @@ def test_the_aggregator_sees_each_cameras_scores_in_arrival_order_whatever_the_b
     seen = {}
     for batch in (1, 32):
         scores = []
-        settings = RunnerSettings(max_batch=batch, aggregator=AggregatorSettings(threshold=3.0, hold_s=0.5,
-                                                                                      smoothing_s=0.0))
-        runner = Runner([SourceSpec("cam", str(clip))], BrightLoudModel(), lambda e: None, settings,
-                        on_score=scores.append)
+        settings = RunnerSettings(
+            max_batch=batch, aggregator=AggregatorSettings(threshold=3.0, hold_s=0.5, smoothing_s=0.0)
+        )
+        runner = Runner(
+            [SourceSpec("cam", str(clip))], BrightLoudModel(), lambda e: None, settings, on_score=scores.append
+        )
         assert runner.open_sources() == {}
         runner.start()
         assert runner.wait(60)

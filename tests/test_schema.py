@@ -137,9 +137,7 @@ def test_updates_name_their_reason_and_only_updates_do() -> None:
 
 def test_continues_and_the_restart_reason_are_on_the_wire() -> None:
     ev = anomaly("ev-2", 0)
-    msg = EventMessage.from_anomaly(
-        replace(ev, continues="ev-1"), site="s", model=MODEL, decided_at=T0
-    )
+    msg = EventMessage.from_anomaly(replace(ev, continues="ev-1"), site="s", model=MODEL, decided_at=T0)
     assert json.loads(msg.to_json())["continues"] == "ev-1"
     end = msg.ended(reason="restart", end_time=T0 + timedelta(seconds=30), end_pts=40.0, decided_at=T0)
     assert (end.type, end.seq, end.reason, end.continues, end.event_id) == ("end", 1, "restart", "ev-1", "ev-2")
@@ -189,8 +187,7 @@ def test_every_aggregator_message_becomes_a_valid_wire_message() -> None:
 
 
 def test_a_label_is_on_the_wire_and_a_version_1_1_message_is_still_read() -> None:
-    msg = EventMessage.from_anomaly(replace(anomaly("ev-3", 0), label="covered"), site="s", model=MODEL,
-                                    decided_at=T0)
+    msg = EventMessage.from_anomaly(replace(anomaly("ev-3", 0), label="covered"), site="s", model=MODEL, decided_at=T0)
     wire = json.loads(msg.to_json())
     assert (wire["schema_version"], wire["label"]) == ("1.3", "covered")
     end = msg.ended(reason="quiet", end_time=T0 + timedelta(seconds=5), end_pts=9.0, decided_at=T0)
@@ -204,6 +201,7 @@ def test_a_label_is_on_the_wire_and_a_version_1_1_message_is_still_read() -> Non
 
 
 # -- text from the network: printable, and media references that stay in the media directory ----------------
+
 
 @pytest.mark.parametrize(
     ("field", "value"),

@@ -193,8 +193,7 @@ def test_a_folder_of_frames_and_a_pattern_train_and_score_video_only(tmp_path: P
     np.testing.assert_allclose(by_folder.video, by_pattern.video, equal_nan=True)
 
     csv_path = tmp_path / "v.csv"
-    assert run_cli("score", "--model", str(out), str(folder / "%03d.png"), "--fps", "10", "--out",
-                   str(csv_path)) == 0
+    assert run_cli("score", "--model", str(out), str(folder / "%03d.png"), "--fps", "10", "--out", str(csv_path)) == 0
     rows = read_csv(csv_path)
     assert len(rows) == 200 and all(r["audio"] == "" for r in rows) and rows[-1]["video"]  # every image a row
     assert [r["frame"] for r in rows] == [str(i) for i in range(200)]
@@ -241,7 +240,8 @@ def test_a_folder_of_recordings_trains_on_each_of_them(tmp_path: Path, torch_ava
     for name in ("02.avi", "01.avi", "mic.wav", "labels.json"):
         (clips / name).touch()
     assert expand_folders([str(clips), "x.mkv"]) == [str(clips / n) for n in ("01.avi", "02.avi", "mic.wav")] + [
-        "x.mkv"]
+        "x.mkv"
+    ]
     report = train_package([str(data)], tmp_path / "m", minutes=0.02, progress=False, threads=1, input_fps=10.0)
     assert report["inputs"]["video"] == [str(data / "Train001"), str(data / "Train002")]
     assert report["threads"] == 1  # as asked; without it, the usable cores (at most 8)
@@ -284,8 +284,9 @@ def test_edge_score_scores_what_the_daemon_scores(tmp_path: Path) -> None:
     try:
         offline = score_media(str(clip), scorer)
         scores: list[Score] = []
-        runner = Runner([SourceSpec("cam", str(clip))], scorer, lambda e: None, RunnerSettings(max_batch=3),
-                        on_score=scores.append)
+        runner = Runner(
+            [SourceSpec("cam", str(clip))], scorer, lambda e: None, RunnerSettings(max_batch=3), on_score=scores.append
+        )
         assert runner.open_sources() == {}
         runner.start()
         assert runner.wait(60)

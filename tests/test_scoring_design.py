@@ -47,8 +47,16 @@ def test_both_audio_heads_export_and_match(head: str, tmp_path: Path) -> None:
     from pipeline.models.export import export_onnx
 
     model = _audio(head)
-    graph = export_onnx(model, torch.zeros(2, 30, 8), tmp_path / "audio.onnx", arch="audio_predictor",
-                        input_name="mel", output_name="frame_err", dynamic_axes=(0, 1), output_dynamic_axes=(0, 1))
+    graph = export_onnx(
+        model,
+        torch.zeros(2, 30, 8),
+        tmp_path / "audio.onnx",
+        arch="audio_predictor",
+        input_name="mel",
+        output_name="frame_err",
+        dynamic_axes=(0, 1),
+        output_dynamic_axes=(0, 1),
+    )
     x = np.random.default_rng(1).normal(0, 1, (3, 40, 8)).astype(np.float32)
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
@@ -140,10 +148,14 @@ def _inputs(n: int, seconds: float = 5.0, seed: int = 0) -> list[Any]:
     from pipeline.models.train import SAMPLE_RATE, NormalInput
 
     rng = np.random.default_rng(seed)
-    return [NormalInput(SourceInfo(name=f"in{k}.wav", sha256="0" * 64, duration_s=seconds),
-                        np.zeros((0, 1, 1), np.uint8),
-                        (0.05 * rng.standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32))
-            for k in range(n)]
+    return [
+        NormalInput(
+            SourceInfo(name=f"in{k}.wav", sha256="0" * 64, duration_s=seconds),
+            np.zeros((0, 1, 1), np.uint8),
+            (0.05 * rng.standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32),
+        )
+        for k in range(n)
+    ]
 
 
 def test_many_inputs_hold_out_whole_ones_and_few_their_tails() -> None:
@@ -175,8 +187,9 @@ def test_training_on_many_inputs_calibrates_on_whole_held_out_ones(tmp_path: Pat
     from pipeline.models.package import ModelPackage
     from pipeline.models.train import train_from_inputs
 
-    report = train_from_inputs(_inputs(8, seconds=4.5), tmp_path / "m", minutes=0.02, progress=False, video=False,
-                               threads=1)
+    report = train_from_inputs(
+        _inputs(8, seconds=4.5), tmp_path / "m", minutes=0.02, progress=False, video=False, threads=1
+    )
     assert report["heldout"] == {"audio": "whole inputs: in2.wav, in7.wav"}  # one in five, from the 3rd
     assert report["heldout_s"] == {"audio": 9.0}
     assert report["audio"]["calibration"]["margin"] == 1.0

@@ -42,17 +42,25 @@ def test_a_failing_run_leaks_no_credential_anywhere(tmp_path: Path, unused_tcp_p
     health = _free_port()
     url = f"rtsp://admin:hunter2#x/@127.0.0.1:{unused_tcp_port}/s?user=qs-admin&password=S3cretQ"
     cfg = conf / "site.yaml"
-    cfg.write_text(json.dumps({
-        "model": str(DEFAULT_MODEL),
-        "health": {"port": health},
-        "cameras": [
-            {"id": "door", "url": url, "open_timeout_s": 1, "backoff_initial_s": 0.2, "backoff_max_s": 0.5},
-            {"id": "lobby", "url": str(SAMPLES / "test_1.mkv")},  # keeps the daemon running, in real time
-        ],
-    }))
-    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "-vv", "run", "-c", str(cfg), "--duration", "6"],
-                            cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    cfg.write_text(
+        json.dumps(
+            {
+                "model": str(DEFAULT_MODEL),
+                "health": {"port": health},
+                "cameras": [
+                    {"id": "door", "url": url, "open_timeout_s": 1, "backoff_initial_s": 0.2, "backoff_max_s": 0.5},
+                    {"id": "lobby", "url": str(SAMPLES / "test_1.mkv")},  # keeps the daemon running, in real time
+                ],
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "-vv", "run", "-c", str(cfg), "--duration", "6"],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     healthz = metrics = b""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None and not metrics:

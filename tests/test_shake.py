@@ -88,8 +88,9 @@ def test_temporal_global_term_discounts_every_cell_moving_at_once(global_weight:
     from pipeline.models.temporal import TemporalPredictor
 
     torch.manual_seed(0)
-    model = TemporalPredictor(4, 3, 4, hidden=8, window=6, score_steps=2, copy_weight=0.5,
-                              global_weight=global_weight).eval()
+    model = TemporalPredictor(
+        4, 3, 4, hidden=8, window=6, score_steps=2, copy_weight=0.5, global_weight=global_weight
+    ).eval()
     g = torch.Generator().manual_seed(2)
     still = 0.05 * torch.randn(1, 6, 4, 3, 4, generator=g)
     jolt = torch.randn(1, 3, 4, 3, 4, generator=g)

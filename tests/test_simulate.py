@@ -60,11 +60,16 @@ def test_serves_looping_cameras_until_sigterm(tmp_path):
         pytest.fail(problem)
     clip = write_stream(tmp_path / "c.mkv", seconds=1)
     other = write_stream(tmp_path / "d.mkv", seconds=1, audio_codec=None)
-    entry = ("import argparse, sys; from edge.simulate import add_parser; p = argparse.ArgumentParser(); "
-             "add_parser(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
+    entry = (
+        "import argparse, sys; from edge.simulate import add_parser; p = argparse.ArgumentParser(); "
+        "add_parser(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
+    )
     proc = subprocess.Popen(
         [sys.executable, "-c", entry, "simulate", str(clip), "--port", "0", "--mount", f"yard={other}"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         urls = [proc.stdout.readline().split()[-1] for _ in range(2)]
@@ -93,12 +98,28 @@ def test_substream_serves_each_clip_again_at_the_detect_resolution(tmp_path):
     if (problem := gstreamer_problem()) is not None:
         pytest.fail(problem)
     clip = write_stream(tmp_path / "c.mkv", seconds=1, size=(320, 180))
-    entry = ("import argparse, sys; from edge.simulate import add_parser; p = argparse.ArgumentParser(); "
-             "add_parser(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
+    entry = (
+        "import argparse, sys; from edge.simulate import add_parser; p = argparse.ArgumentParser(); "
+        "add_parser(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-c", entry, "simulate", str(clip), "--port", "0", "--substream", "160x90",
-         "--substream-dir", str(tmp_path / "subs")],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            entry,
+            "simulate",
+            str(clip),
+            "--port",
+            "0",
+            "--substream",
+            "160x90",
+            "--substream-dir",
+            str(tmp_path / "subs"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         urls = [proc.stdout.readline().split()[-1] for _ in range(2)]

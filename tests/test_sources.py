@@ -169,8 +169,7 @@ def test_deblocking_key_frames_only_changes_the_model_input_by_a_fraction_of_a_l
     clip = str(SAMPLES / "normal_eval.mkv")  # H.264, a key frame every 2 s: most frames are P-frames
 
     def luma(mode: str) -> np.ndarray:
-        reader = MediaReader(SourceSpec("cam", clip, skip_loop_filter=mode), width=256, height=144, fps=5,
-                             audio=False)
+        reader = MediaReader(SourceSpec("cam", clip, skip_loop_filter=mode), width=256, height=144, fps=5, audio=False)
         reader.open()
         try:
             return np.stack([f.luma for f in reader.items() if isinstance(f, VideoFrame)][:40]).astype(np.float32)

@@ -35,8 +35,11 @@ def test_events_newest_first_with_their_latest_message_and_filters(tmp_path: Pat
         fill(box)
         with EventStore(box.path) as store:
             got = store.events()
-            assert [(e.message.event_id, e.message.type) for e in got] == [("ev-c", "new"), ("ev-b", "end"),
-                                                                           ("ev-a", "end")]
+            assert [(e.message.event_id, e.message.type) for e in got] == [
+                ("ev-c", "new"),
+                ("ev-b", "end"),
+                ("ev-a", "end"),
+            ]
             assert [e.message.event_id for e in store.events(EventQuery(camera_id="door"))] == ["ev-c", "ev-a"]
             assert [e.message.event_id for e in store.events(EventQuery(state="open"))] == ["ev-c"]
             assert store.events(EventQuery(modality="temporal")) == []
@@ -88,8 +91,16 @@ def test_details_and_verdicts_go_with_the_last_row_of_their_event(tmp_path: Path
 def test_cameras_and_open_outages(tmp_path: Path) -> None:
     with Outbox(tmp_path / "o.db", local_only=True) as box:
         fill(box)
-        down = EventMessage.camera_offline(event_id="out-1", camera_id="gate", site="s", since=T0, since_pts=0.0,
-                                           state="backoff", model=MODEL, decided_at=T0)
+        down = EventMessage.camera_offline(
+            event_id="out-1",
+            camera_id="gate",
+            site="s",
+            since=T0,
+            since_pts=0.0,
+            state="backoff",
+            model=MODEL,
+            decided_at=T0,
+        )
         box.put(down)
         with EventStore(box.path) as store:
             assert [m.event_id for m in store.open_outages()] == ["out-1"]
@@ -120,8 +131,12 @@ def test_alerts_tail_since_reads_the_history(tmp_path: Path) -> None:
         box.put(message("recent", 0, "door"))
 
     def tail(*args: str) -> list[str]:
-        proc = subprocess.run([sys.executable, "-m", "alerts.cli", "tail", "--outbox", str(tmp_path / "o.db"),
-                               *args], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "alerts.cli", "tail", "--outbox", str(tmp_path / "o.db"), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.splitlines()
 
@@ -129,6 +144,7 @@ def test_alerts_tail_since_reads_the_history(tmp_path: Path) -> None:
     assert [line.split()[3] for line in tail("--since", "1h")] == ["recent#0"]
     assert len(tail("--since", "4h")) == 2
     assert tail("--since", "2999-01-01T00:00:00") == []
-    proc = subprocess.run([sys.executable, "-m", "alerts.cli", "tail", "--since", "yesterday"], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "alerts.cli", "tail", "--since", "yesterday"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2 and "neither a duration" in proc.stderr

@@ -68,8 +68,7 @@ def test_timeline_new_session_continues_after_the_outage():
 
 def test_resolution_change_mid_stream_keeps_every_frame(tmp_path):
     small = write_stream(tmp_path / "a.ts", container="mpegts", size=(160, 96), seconds=2, level=30)
-    large = write_stream(tmp_path / "b.ts", container="mpegts", size=(320, 192), seconds=2, level=200,
-                         start_s=2.0)
+    large = write_stream(tmp_path / "b.ts", container="mpegts", size=(320, 192), seconds=2, level=200, start_s=2.0)
     video, audio = decode(concatenate(tmp_path / "ab.ts", [small, large]))
     assert len(video) == 20
     assert all(f.luma.shape == (H, W) for f in video)
@@ -127,8 +126,14 @@ def test_audio_sample_rate_change_mid_stream(tmp_path):
     ],
 )
 def test_codecs(tmp_path, video_codec, audio_codec, container, suffix):
-    clip = write_stream(tmp_path / f"c.{suffix}", video_codec=video_codec, audio_codec=audio_codec,
-                        container=container, seconds=2, bright=[(1.0, 2.0)])
+    clip = write_stream(
+        tmp_path / f"c.{suffix}",
+        video_codec=video_codec,
+        audio_codec=audio_codec,
+        container=container,
+        seconds=2,
+        bright=[(1.0, 2.0)],
+    )
     video, audio = decode(clip)
     assert len(video) == 10
     assert [int(f.luma.mean() > 100) for f in video] == [0] * 5 + [1] * 5
@@ -235,8 +240,9 @@ def test_rtsp_cameras_of_every_kind(rtsp_server, tmp_path):
 @pytest.mark.timeout(60)
 def test_rtsp_resolution_changes_within_one_session(rtsp_server, tmp_path):
     small = write_stream(tmp_path / "s.ts", container="mpegts", size=(160, 96), level=30, audio_codec=None)
-    large = write_stream(tmp_path / "l.ts", container="mpegts", size=(320, 192), level=200, audio_codec=None,
-                         start_s=2.0)
+    large = write_stream(
+        tmp_path / "l.ts", container="mpegts", size=(320, 192), level=200, audio_codec=None, start_s=2.0
+    )
     server = rtsp_server({"cam": remux_video(tmp_path / "both.mkv", [small, large])})
     video, _, reader = read_live(server.url("cam"), 4.5)  # 160x96, 320x192, then 160x96 again (looping)
     bright = [int(f.luma.mean() > 100) for f in video]

@@ -27,8 +27,17 @@ def _ours() -> list[type[pydantic.BaseModel]]:
 def test_the_config_package_and_message_models_all_derive_from_the_strict_base():
     models = _ours()
     names = {m.__name__ for m in models}
-    assert {"EdgeConfig", "CameraConfig", "AggregatorSettings", "OrtEngineConfig", "KafkaSettings", "TamperSettings",
-            "ClipSettings", "EventMessage", "ModelPackage"} <= names
+    assert {
+        "EdgeConfig",
+        "CameraConfig",
+        "AggregatorSettings",
+        "OrtEngineConfig",
+        "KafkaSettings",
+        "TamperSettings",
+        "ClipSettings",
+        "EventMessage",
+        "ModelPackage",
+    } <= names
     loose = [m.__qualname__ for m in models if m is not StrictModel and not issubclass(m, StrictModel)]
     assert loose == []
 

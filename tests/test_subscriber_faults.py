@@ -72,7 +72,7 @@ class FakeConsumer:
             if gap > self.config["max_poll_interval_ms"] / 1000:
                 self.evicted = True
         self.polled_at = self.clock()
-        batch = self.log[self.position:self.position + self.config["max_poll_records"]]
+        batch = self.log[self.position : self.position + self.config["max_poll_records"]]
         self.position += len(batch)
         return {self.tp: batch} if batch else {}
 
@@ -124,8 +124,7 @@ def future(version: str = "1.4") -> bytes:
 def test_poison_goes_to_the_dead_letter_with_its_reason_and_bytes(tmp_path: Path) -> None:
     good = lifecycle("ev-1", "cam-1")
     huge = b"{" + b" " * (1 << 20) + b"}"
-    values = [good[0].to_json(), b"\xff\xfe not json", None, huge, good[1].to_json(), b'{"seq": 1}',
-              good[2].to_json()]
+    values = [good[0].to_json(), b"\xff\xfe not json", None, huge, good[1].to_json(), b'{"seq": 1}', good[2].to_json()]
     dead = DeadLetterFile(tmp_path / "dead.jsonl")
     sub, consumer = subscribe(values, dead_letter=dead)
     got = list(sub.messages(idle_timeout_s=0))
@@ -154,8 +153,9 @@ def test_a_newer_schema_stops_the_consumer_loudly_and_uncommitted_by_default() -
 
 def test_a_newer_schema_can_be_dead_lettered_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     dead = DeadLetterFile(tmp_path / "dead.jsonl")
-    sub, consumer = subscribe([future("2.0"), message("ev-2").to_json()], dead_letter=dead,
-                              on_future_schema="dead-letter")
+    sub, consumer = subscribe(
+        [future("2.0"), message("ev-2").to_json()], dead_letter=dead, on_future_schema="dead-letter"
+    )
     got = list(sub.messages(idle_timeout_s=0))
     dead.close()
     assert [m.event_id for m in got] == ["ev-2"] and consumer.committed == 2

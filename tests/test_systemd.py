@@ -50,8 +50,11 @@ def test_notifier_sends_each_state_as_one_datagram(notify_socket):
     assert n.enabled and n.watchdog_interval_s == 2.0
     assert n.ready("scoring 1 camera(s)") and n.watchdog() and n.stopping()
     assert not n.stopping()  # once
-    assert received(sock) == ["READY=1\nSTATUS=scoring 1 camera(s)", "WATCHDOG=1",
-                              "STOPPING=1\nSTATUS=stopping: draining cameras and the outbox"]
+    assert received(sock) == [
+        "READY=1\nSTATUS=scoring 1 camera(s)",
+        "WATCHDOG=1",
+        "STOPPING=1\nSTATUS=stopping: draining cameras and the outbox",
+    ]
 
 
 def test_notifier_without_a_socket_or_for_another_process_does_nothing():
@@ -70,8 +73,14 @@ def test_a_socket_nobody_listens_on_is_counted_not_raised(tmp_path):
 def edge_run(tmp_path: Path, config: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     cfg = tmp_path / "site.yaml"
     cfg.write_text(config)
-    return subprocess.run([sys.executable, "-m", "edge.cli", "run", "-c", str(cfg), "--duration", "3", "--quiet"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli", "run", "-c", str(cfg), "--duration", "3", "--quiet"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
 
 
 @pytest.mark.timeout(180)

@@ -126,7 +126,9 @@ def test_a_covered_lens_is_its_own_event_through_the_runner(tmp_path):
     assert runner.wait(60)
     runner.join()
     assert [(e.type, set(e.modalities)) for e in events] == [
-        (EventType.NEW, {"tampering"}), (EventType.END, {"tampering"})]
+        (EventType.NEW, {"tampering"}),
+        (EventType.END, {"tampering"}),
+    ]
     assert 6.0 <= events[0].start_pts <= 6.5 and 9.8 <= events[1].end_pts <= 10.5
 
 
@@ -143,8 +145,9 @@ def test_a_tampering_event_is_labelled_with_the_kind_seen_most_while_it_held():
     kinds = [None] * 10 + ["moved"] + ["covered"] * 15 + ["moved"] + [None] * 20
     events = []
     for i, kind in enumerate(kinds):
-        events += agg.push(Score("door", Modality.TAMPERING, i * 0.2, i, t0, 0.0, TAMPERED if kind else 0.0,
-                                 label=kind))
+        events += agg.push(
+            Score("door", Modality.TAMPERING, i * 0.2, i, t0, 0.0, TAMPERED if kind else 0.0, label=kind)
+        )
     assert [(e.type, e.label) for e in events] == [(EventType.NEW, "covered"), (EventType.END, "covered")]
 
 

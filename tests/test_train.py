@@ -40,9 +40,7 @@ def test_train_package_from_a_clip(tmp_path: Path, caplog: pytest.LogCaptureFixt
     assert "give 2.5 min or more of footage" in caplog.text
     pkg = ModelPackage.load(out)
     assert pkg.package_id == "site" and report["version"] == pkg.version
-    assert len(pkg.trained_on.sources) == 1 and pkg.trained_on.sources[0].duration_s == pytest.approx(
-        10.0, abs=0.2
-    )
+    assert len(pkg.trained_on.sources) == 1 and pkg.trained_on.sources[0].duration_s == pytest.approx(10.0, abs=0.2)
     assert report["video"]["epoch_losses"] and report["audio"]["epoch_losses"]
     assert not list(out.parent.glob(".*tmp*")), "no temporary directory is left behind"
     video, audio = _scorers(pkg)
@@ -146,8 +144,11 @@ def test_training_on_long_footage_names_each_input_once(tmp_path: Path, monkeypa
     monkeypatch.setattr(footage, "PIECE_S", 15.0)
     out = tmp_path / "long"
     report = train.train_package([str(clip)], out, minutes=0.02, progress=False, threads=1, temporal=False)
-    assert report["footage"] == {"found_s": pytest.approx(60.0, abs=0.2), "video_fps": train.FPS,
-                                 "kept_fraction": pytest.approx(0.5, abs=0.01)}
+    assert report["footage"] == {
+        "found_s": pytest.approx(60.0, abs=0.2),
+        "video_fps": train.FPS,
+        "kept_fraction": pytest.approx(0.5, abs=0.01),
+    }
     assert report["inputs"] == {"video": [str(clip)], "audio": [str(clip)]}
     pkg = ModelPackage.load(out)
     assert [s.name for s in pkg.trained_on.sources] == [str(clip)]
@@ -181,12 +182,15 @@ def test_audio_only_footage_is_bounded_apart_from_video(tmp_path: Path, monkeypa
     monkeypatch.setattr(footage, "MAX_FOOTAGE_S", 30.0)
     monkeypatch.setattr(footage, "PIECE_S", 15.0)
     out = tmp_path / "mixed"
-    report = train.train_package([str(clip), str(mic)], out, minutes=0.02, progress=False, threads=1,
-                                 temporal=False)
+    report = train.train_package([str(clip), str(mic)], out, minutes=0.02, progress=False, threads=1, temporal=False)
     # the clip's 10 s are all kept, at 25 fps: the microphone's minute does not count against the video's bound
-    assert report["footage"] == {"found_s": pytest.approx(10.0, abs=0.2), "video_fps": train.FPS * train.OVERSAMPLE,
-                                 "kept_fraction": 1.0, "audio_only_s": pytest.approx(60.0, abs=0.2),
-                                 "audio_only_kept_fraction": pytest.approx(0.5, abs=0.01)}
+    assert report["footage"] == {
+        "found_s": pytest.approx(10.0, abs=0.2),
+        "video_fps": train.FPS * train.OVERSAMPLE,
+        "kept_fraction": 1.0,
+        "audio_only_s": pytest.approx(60.0, abs=0.2),
+        "audio_only_kept_fraction": pytest.approx(0.5, abs=0.01),
+    }
     assert report["inputs"] == {"video": [str(clip)], "audio": [str(clip), str(mic)]}
 
 

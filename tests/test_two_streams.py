@@ -39,8 +39,11 @@ def write_mover(path: Path) -> Path:
     audio too); a keyframe per second, no B-frames, one slice per frame."""
     w, h = MAIN
     with av.open(str(path), "w", format="matroska") as out:
-        vs = out.add_stream("libx264", rate=FPS, options={"g": str(FPS), "bf": "0", "preset": "ultrafast",
-                                                           "x264-params": "sliced-threads=0"})
+        vs = out.add_stream(
+            "libx264",
+            rate=FPS,
+            options={"g": str(FPS), "bf": "0", "preset": "ultrafast", "x264-params": "sliced-threads=0"},
+        )
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
         vs.time_base = Fraction(1, 1000)
         audio = out.add_stream("aac", rate=16000, layout="mono")
@@ -49,7 +52,7 @@ def write_mover(path: Path) -> Path:
             img = np.full((h, w, 3), 30, np.uint8)
             x = square_x(t)
             if x is not None:
-                img[h // 2 - SIDE // 2:h // 2 + SIDE // 2, x:x + SIDE] = 235
+                img[h // 2 - SIDE // 2 : h // 2 + SIDE // 2, x : x + SIDE] = 235
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts, frame.time_base = round(t * 1000), vs.time_base
             out.mux(vs.encode(frame))
@@ -150,13 +153,14 @@ def test_the_substream_is_scored_and_the_main_stream_snapshotted_and_clipped(rts
     picture = rgb(tmp_path / "media" / end.snapshot)
     assert picture.shape == (MAIN[1], MAIN[0], 3)  # the main stream's resolution, not the substream's
     # the square at the peak's moment of the main stream lies inside the box found on the substream
-    white = (picture.min(axis=2) > 180)
+    white = picture.min(axis=2) > 180
     ys, xs = np.nonzero(white)
     x0, y0, x1, y1 = (v * s for v, s in zip(end.box, (*MAIN, *MAIN), strict=True))
     assert len(xs) > SIDE * SIDE // 2, "the square is in the snapshot"
     assert x0 - 2 <= xs.min() and xs.max() <= x1 + 2 and y0 - 2 <= ys.min() and ys.max() <= y1 + 2, (
-        f"square x {xs.min()}-{xs.max()}, y {ys.min()}-{ys.max()}; box {x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f}")
-    edge = picture[round(y0) + 2:round(y1) - 2, round(x0) + 1].astype(int)
+        f"square x {xs.min()}-{xs.max()}, y {ys.min()}-{ys.max()}; box {x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f}"
+    )
+    edge = picture[round(y0) + 2 : round(y1) - 2, round(x0) + 1].astype(int)
     assert (edge[:, 0] - edge[:, 1]).mean() > 120, "the box drawn in red on its left edge"
     with av.open(str(tmp_path / "media" / end.clip)) as c:
         v = c.streams.video[0].codec_context
@@ -172,8 +176,19 @@ def test_main_stream_down_detection_goes_on_and_events_carry_no_media(rtsp_serve
     main, sub = clips
     main_server, sub_server = rtsp_server({"cam": main}), rtsp_server({"cam-sub": sub})
     events: list[AnomalyEvent] = []
-    runner = start([SourceSpec("cam", sub_server.url("cam-sub"), main_url=main_server.url("cam"),
-                               backoff_initial_s=0.2, backoff_max_s=0.5)], tmp_path, events)
+    runner = start(
+        [
+            SourceSpec(
+                "cam",
+                sub_server.url("cam-sub"),
+                main_url=main_server.url("cam"),
+                backoff_initial_s=0.2,
+                backoff_max_s=0.5,
+            )
+        ],
+        tmp_path,
+        events,
+    )
     main_worker = runner.workers["cam/main"]
     try:
         wait_until(lambda: any(e.snapshot for e in of(events, EventType.NEW)), 30, "an event with a snapshot")
@@ -201,8 +216,7 @@ def test_substream_down_is_the_cameras_loss_and_ends_its_event(rtsp_server, tmp_
     main, sub = clips
     main_server, sub_server = rtsp_server({"cam": main}), rtsp_server({"cam-sub": sub})
     events: list[AnomalyEvent] = []
-    runner = start([SourceSpec("cam", sub_server.url("cam-sub"), main_url=main_server.url("cam"))], tmp_path,
-                   events)
+    runner = start([SourceSpec("cam", sub_server.url("cam-sub"), main_url=main_server.url("cam"))], tmp_path, events)
     try:
         wait_until(lambda: of(events, EventType.NEW), 30, "an event")
         sub_server.stop(kill=True)  # while the square crosses: the event is open
@@ -225,9 +239,10 @@ def test_the_daemon_reports_the_main_stream_as_a_source_of_its_own(rtsp_server, 
     server = rtsp_server({"cam": main, "cam-sub": sub})
     with_password = lambda url: url.replace("rtsp://", "rtsp://viewer:s3cret@")  # noqa: E731 - the server ignores it
     cfg_file = tmp_path / "site.yaml"
-    cfg_file.write_text(textwrap.dedent(f"""\
-        outbox: {{path: {tmp_path / 'outbox.db'}}}
-        media: {{path: {tmp_path / 'media'}}}
+    cfg_file.write_text(
+        textwrap.dedent(f"""\
+        outbox: {{path: {tmp_path / "outbox.db"}}}
+        media: {{path: {tmp_path / "media"}}}
         tampering: {{enabled: false}}
         cameras:
           - id: dock
@@ -235,7 +250,8 @@ def test_the_daemon_reports_the_main_stream_as_a_source_of_its_own(rtsp_server, 
             detect_url: {with_password(server.url("cam-sub"))}
             snapshots: {{enabled: true}}
             clips: {{enabled: true}}
-        """))
+        """)
+    )
     daemon = Daemon(load_config(cfg_file), duration_s=20)
     thread = threading.Thread(target=daemon.run, kwargs={"install_signals": False}, daemon=True)
     thread.start()
@@ -246,8 +262,11 @@ def test_the_daemon_reports_the_main_stream_as_a_source_of_its_own(rtsp_server, 
     finally:
         daemon.request_stop()
         thread.join(30)
-    streaming = [line for line in metrics.splitlines() if line.startswith('lepton_source_state{camera="dock/main"')
-                 and 'state="streaming"' in line]
+    streaming = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith('lepton_source_state{camera="dock/main"') and 'state="streaming"' in line
+    ]
     assert len(streaming) == 1 and float(streaming[0].rsplit(" ", 1)[1]) == 1.0, metrics
     assert "s3cret" not in metrics
 
@@ -258,8 +277,9 @@ T0 = datetime(2026, 12, 7, tzinfo=timezone.utc)
 
 def detect_frame(pts: float, arrival: float, wall: float | None) -> VideoFrame:
     clock = WallClock.RTCP if wall is not None else WallClock.RECEIVE
-    return VideoFrame("cam", 0, pts, int(arrival * 1e9), T0 + timedelta(seconds=wall or 0.0),
-                      np.zeros((2, 2), np.uint8), clock)
+    return VideoFrame(
+        "cam", 0, pts, int(arrival * 1e9), T0 + timedelta(seconds=wall or 0.0), np.zeros((2, 2), np.uint8), clock
+    )
 
 
 def test_the_tie_uses_the_sender_reports_when_they_agree_with_arrival():
@@ -298,14 +318,16 @@ def test_the_tie_waits_for_the_detect_stream():
 # -- configuration -------------------------------------------------------------------------------------------------
 def test_detect_url_becomes_the_scored_url_and_url_the_main_stream(tmp_path):
     cfg_file = tmp_path / "site.yaml"
-    cfg_file.write_text(textwrap.dedent("""\
+    cfg_file.write_text(
+        textwrap.dedent("""\
         cameras:
           - id: dock
             url: rtsp://viewer:s3cret@192.0.2.10:554/Streaming/Channels/101
             detect_url: rtsp://viewer:s3cret@192.0.2.10:554/Streaming/Channels/102
           - id: yard
             url: rtsp://192.0.2.11/stream1
-        """))
+        """)
+    )
     dock, yard = load_config(cfg_file).source_specs()
     assert dock.url.endswith("/102") and dock.main_url is not None and dock.main_url.endswith("/101")
     assert yard.main_url is None
@@ -314,7 +336,8 @@ def test_detect_url_becomes_the_scored_url_and_url_the_main_stream(tmp_path):
 
 def test_detect_url_problems_are_listed_with_their_lines(tmp_path):
     cfg_file = tmp_path / "site.yaml"
-    cfg_file.write_text(textwrap.dedent("""\
+    cfg_file.write_text(
+        textwrap.dedent("""\
         cameras:
           - id: a
             url: rtsp://u:s3cret@192.0.2.10/main
@@ -328,7 +351,8 @@ def test_detect_url_problems_are_listed_with_their_lines(tmp_path):
           - id: d
             url: rtsp://192.0.2.10/main
             detect_url: rtsp://192.0.2.10:99999/sub
-        """))
+        """)
+    )
     with pytest.raises(ConfigError) as err:
         load_config(cfg_file)
     problems = err.value.problems
@@ -338,8 +362,10 @@ def test_detect_url_problems_are_listed_with_their_lines(tmp_path):
     assert not any("s3cret" in p for p in problems)
 
 
-@pytest.mark.parametrize(("text", "ok"), [("640x360", (640, 360)), ("320X180", (320, 180)), ("641x360", None),
-                                          ("640", None), ("8x8", None), ("axb", None)])
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [("640x360", (640, 360)), ("320X180", (320, 180)), ("641x360", None), ("640", None), ("8x8", None), ("axb", None)],
+)
 def test_substream_sizes(text, ok):
     import argparse
 
@@ -366,6 +392,10 @@ def test_a_substream_keeps_the_frame_times_and_keyframes_and_copies_the_audio(cl
 
 def test_nothing_but_a_ring_is_needed_to_open_a_main_stream():
     """A camera that keeps no snapshots or clips never opens its main stream: no source, no cost."""
-    runner = Runner([SourceSpec("cam", "rtsp://127.0.0.1:1/sub", main_url="rtsp://127.0.0.1:1/main")], TrackModel(),
-                    lambda e: None, SETTINGS)
+    runner = Runner(
+        [SourceSpec("cam", "rtsp://127.0.0.1:1/sub", main_url="rtsp://127.0.0.1:1/main")],
+        TrackModel(),
+        lambda e: None,
+        SETTINGS,
+    )
     assert set(runner.workers) == {"cam"}

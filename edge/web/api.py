@@ -64,10 +64,16 @@ def parse_query(params: dict[str, str]) -> EventQuery:
         limit = int(params.get("limit") or 200)
     except ValueError:
         raise ValueError("limit is a number") from None
-    return EventQuery(camera_id=params.get("camera") or None, since=_time(params, "since"),
-                      until=_time(params, "until"), modality=params.get("modality") or None,
-                      state=state, verdict=verdict, limit=limit,  # type: ignore[arg-type]
-                      before=params.get("before") or None)
+    return EventQuery(
+        camera_id=params.get("camera") or None,
+        since=_time(params, "since"),
+        until=_time(params, "until"),
+        modality=params.get("modality") or None,
+        state=state,  # type: ignore[arg-type]
+        verdict=verdict,  # type: ignore[arg-type]
+        limit=limit,
+        before=params.get("before") or None,
+    )
 
 
 def _time(params: dict[str, str], name: str) -> datetime | None:
@@ -141,9 +147,13 @@ def cameras_json(console: Console) -> list[dict[str, Any]]:
         record = known.get(cam)
         status = record.last_status if record is not None else None
         item: dict[str, Any] = {
-            "camera_id": cam, "state": state.get("state"), "state_age_s": state.get("state_age_s"),
-            "state_since": _since(state.get("state_age_s")), "frames": state.get("frames"),
-            "drops": state.get("drops"), "fps": view.fps(cam) if view is not None else None,
+            "camera_id": cam,
+            "state": state.get("state"),
+            "state_age_s": state.get("state_age_s"),
+            "state_since": _since(state.get("state_age_s")),
+            "frames": state.get("frames"),
+            "drops": state.get("drops"),
+            "fps": view.fps(cam) if view is not None else None,
             "last_error": redact_text(state["last_error"]) if state.get("last_error") else None,
             "offline_since": _offline_since(status),
             "sparkline": view.sparkline(cam) if view is not None else [],
@@ -170,5 +180,9 @@ def _offline_since(status: EventMessage | None) -> str | None:
 def _brief(msg: EventMessage | None) -> dict[str, Any] | None:
     if msg is None:
         return None
-    return {"event_id": msg.event_id, "type": msg.type, "start_time": msg.start_time.isoformat(),
-            "peak_score": msg.peak_score}
+    return {
+        "event_id": msg.event_id,
+        "type": msg.type,
+        "start_time": msg.start_time.isoformat(),
+        "peak_score": msg.peak_score,
+    }

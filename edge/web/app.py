@@ -29,8 +29,14 @@ from edge.web.guard import Guard
 log = logging.getLogger(__name__)
 
 
-def build_app(console: ConsoleContext | None, *, snapshot: Callable[[], Snapshot] | None = None,
-              collectors: Sequence[Collector] = (), token: str | None = None, loopback: bool = True) -> Guard:
+def build_app(
+    console: ConsoleContext | None,
+    *,
+    snapshot: Callable[[], Snapshot] | None = None,
+    collectors: Sequence[Collector] = (),
+    token: str | None = None,
+    loopback: bool = True,
+) -> Guard:
     """The app (see the module docstring). ``collectors``: more metrics for ``/metrics`` (histograms, process).
     Its ``close()`` releases the console's store and cache once the server stopped."""
     routes: list[BaseRoute] = []
@@ -96,10 +102,13 @@ def _endpoint(handler: Callable[..., Any], console: Console) -> Callable[[Reques
     """``handler(console, request)`` as a Starlette endpoint: coroutines stay coroutines, plain functions go to
     the thread pool (Starlette decides by the function's kind, so the wrapper keeps it)."""
     if inspect.iscoroutinefunction(handler):
+
         async def run_async(request: Request) -> Any:
             return await handler(console, request)
+
         return run_async
 
     def run(request: Request) -> Any:
         return handler(console, request)
+
     return run

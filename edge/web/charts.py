@@ -9,8 +9,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-COLOURS = {"fused": "#111111", "video": "#1f77b4", "temporal": "#2ca02c", "audio": "#ff7f0e",
-           "tampering": "#9467bd"}
+COLOURS = {"fused": "#111111", "video": "#1f77b4", "temporal": "#2ca02c", "audio": "#ff7f0e", "tampering": "#9467bd"}
 _ORDER = ("video", "temporal", "audio", "tampering", "fused")
 
 
@@ -45,35 +44,42 @@ def timeline_svg(detail: dict[str, Any], *, threshold: float, width: int = 760, 
     top = max(threshold * 1.6, max(p[1] for p in points) * 1.1)
     f = _Frame(x0, x1, top, width, height)
     end_x = f.x(float(end)) if end is not None else f.x(x1)
-    parts = [f'<svg class="timeline" viewBox="0 0 {width} {height}" role="img" aria-label="score timeline">',
-             f'<rect class="event-span" x="{f.x(start):.1f}" y="{f.pad}" width="{max(1.0, end_x - f.x(start)):.1f}"'
-             f' height="{height - 2 * f.pad}" fill="#f6d8d8"/>']
+    parts = [
+        f'<svg class="timeline" viewBox="0 0 {width} {height}" role="img" aria-label="score timeline">',
+        f'<rect class="event-span" x="{f.x(start):.1f}" y="{f.pad}" width="{max(1.0, end_x - f.x(start)):.1f}"'
+        f' height="{height - 2 * f.pad}" fill="#f6d8d8"/>',
+    ]
     parts += _axes(f)
     ty = f.y(threshold)
-    parts.append(f'<line class="threshold" x1="{f.pad}" x2="{width - f.pad}" y1="{ty:.1f}" y2="{ty:.1f}" '
-                 f'stroke="#c00" stroke-dasharray="6 4"/><text x="{width - f.pad}" y="{ty - 4:.1f}" '
-                 f'text-anchor="end" class="axis">threshold {threshold:g}</text>')
+    parts.append(
+        f'<line class="threshold" x1="{f.pad}" x2="{width - f.pad}" y1="{ty:.1f}" y2="{ty:.1f}" '
+        f'stroke="#c00" stroke-dasharray="6 4"/><text x="{width - f.pad}" y="{ty - 4:.1f}" '
+        f'text-anchor="end" class="axis">threshold {threshold:g}</text>'
+    )
     legend_x = f.pad
     for name in sorted(series, key=lambda n: _ORDER.index(n) if n in _ORDER else len(_ORDER)):
         pts = series[name]
         colour = COLOURS.get(name, "#777")
         coords = " ".join(f"{f.x(p[0]):.1f},{f.y(p[1]):.1f}" for p in pts)
         stroke = 2.2 if name == "fused" else 1.3
-        parts.append(f'<polyline class="series" data-series="{escape(name)}" fill="none" stroke="{colour}" '
-                     f'stroke-width="{stroke}" points="{coords}"/>')
+        parts.append(
+            f'<polyline class="series" data-series="{escape(name)}" fill="none" stroke="{colour}" '
+            f'stroke-width="{stroke}" points="{coords}"/>'
+        )
         parts.append(f'<text x="{legend_x}" y="14" fill="{colour}" class="legend">{escape(name)}</text>')
         legend_x += 12 + 8 * len(name)
     peak = detail.get("peak_pts")
     if peak is not None:
-        parts.append(f'<line x1="{f.x(float(peak)):.1f}" x2="{f.x(float(peak)):.1f}" y1="{f.pad}" '
-                     f'y2="{height - f.pad}" stroke="#555" stroke-dasharray="2 3"/>')
+        parts.append(
+            f'<line x1="{f.x(float(peak)):.1f}" x2="{f.x(float(peak)):.1f}" y1="{f.pad}" '
+            f'y2="{height - f.pad}" stroke="#555" stroke-dasharray="2 3"/>'
+        )
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - numbers and escaped series names only
 
 
 def _axes(f: _Frame) -> list[str]:
-    out = [f'<line x1="{f.pad}" x2="{f.width - f.pad}" y1="{f.height - f.pad}" y2="{f.height - f.pad}" '
-           'stroke="#999"/>']
+    out = [f'<line x1="{f.pad}" x2="{f.width - f.pad}" y1="{f.height - f.pad}" y2="{f.height - f.pad}" stroke="#999"/>']
     step = _nice_step(f.x1 - f.x0)
     t = (int(f.x0 / step) + 1) * step if step else f.x0
     while step and t <= f.x1:
@@ -91,8 +97,9 @@ def _nice_step(span: float) -> float:
     return span / 8
 
 
-def sparkline_svg(points: Sequence[tuple[float, float]], *, threshold: float, width: int = 220,
-                  height: int = 40) -> Markup:
+def sparkline_svg(
+    points: Sequence[tuple[float, float]], *, threshold: float, width: int = 220, height: int = 40
+) -> Markup:
     """A camera's recent fused score (one point per second), the threshold as a faint line."""
     if len(points) < 2:
         return Markup(f'<svg class="sparkline" viewBox="0 0 {width} {height}"></svg>')  # noqa: S704 - numbers
@@ -104,7 +111,9 @@ def sparkline_svg(points: Sequence[tuple[float, float]], *, threshold: float, wi
         return height - 2 - min(v, top) / top * (height - 4)
 
     coords = " ".join(f"{(t - t0) / span * width:.1f},{y(v):.1f}" for t, v in points)
-    svg = (f'<svg class="sparkline" viewBox="0 0 {width} {height}"><line x1="0" x2="{width}" '
-           f'y1="{y(threshold):.1f}" y2="{y(threshold):.1f}" stroke="#e99" stroke-dasharray="3 3"/>'
-           f'<polyline fill="none" stroke="#111" stroke-width="1.2" points="{coords}"/></svg>')
+    svg = (
+        f'<svg class="sparkline" viewBox="0 0 {width} {height}"><line x1="0" x2="{width}" '
+        f'y1="{y(threshold):.1f}" y2="{y(threshold):.1f}" stroke="#e99" stroke-dasharray="3 3"/>'
+        f'<polyline fill="none" stroke="#111" stroke-width="1.2" points="{coords}"/></svg>'
+    )
     return Markup(svg)  # noqa: S704 - numbers only

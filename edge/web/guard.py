@@ -61,8 +61,11 @@ class Guard:
         path = request.url.path
         if self.token is not None:
             given = request.query_params.get("token")
-            if given is not None and request.method == "GET" and hmac.compare_digest(given.encode(),
-                                                                                      self.token.encode()):
+            if (
+                given is not None
+                and request.method == "GET"
+                and hmac.compare_digest(given.encode(), self.token.encode())
+            ):
                 return self._login(request.url)
             if not self._authorised(request):
                 refusal = PlainTextResponse("bearer token required\n", 401)
@@ -73,8 +76,9 @@ class Guard:
             if _host_name(request.headers.get("host") or "").lower() not in _LOOPBACK_NAMES:
                 return PlainTextResponse("this server answers to localhost names only\n", 403)
         elif not path.startswith(_OPEN_PATHS):
-            return PlainTextResponse("the console needs a token when it is reachable from the network "
-                                     "(health.token_file)\n", 403)
+            return PlainTextResponse(
+                "the console needs a token when it is reachable from the network (health.token_file)\n", 403
+            )
         if request.method not in ("GET", "HEAD"):
             return _write_refusal(request.headers)
         return None

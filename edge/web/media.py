@@ -43,7 +43,7 @@ def heat_values(heat: dict[str, Any]) -> np.ndarray:
     out = np.zeros((height, width), dtype=np.float32)
     for i, j in zip(*np.nonzero(grid > 0), strict=True):
         y, x = int(i) * stride, int(j) * stride
-        np.maximum(out[y:y + patch, x:x + patch], grid[i, j], out=out[y:y + patch, x:x + patch])
+        np.maximum(out[y : y + patch, x : x + patch], grid[i, j], out=out[y : y + patch, x : x + patch])
     return out
 
 
@@ -60,8 +60,12 @@ def combined_heat(heat: dict[str, dict[str, Any]], width: int, height: int) -> n
     return out
 
 
-def heatmap_jpeg(snapshot: bytes, heat: dict[str, dict[str, Any]] | None,
-                 box: tuple[float, float, float, float] | None, threshold: float) -> bytes:
+def heatmap_jpeg(
+    snapshot: bytes,
+    heat: dict[str, dict[str, Any]] | None,
+    box: tuple[float, float, float, float] | None,
+    threshold: float,
+) -> bytes:
     """The snapshot with the heat-map blended over it and ``box`` drawn (see the module docstring)."""
     import cv2  # only the console draws: the daemon's scoring never imports OpenCV
 
@@ -77,8 +81,9 @@ def heatmap_jpeg(snapshot: bytes, heat: dict[str, dict[str, Any]] | None,
         picture = (picture * (1 - alpha) + colour * alpha).astype(np.uint8)
     if box is not None:
         x0, y0, x1, y1 = box
-        cv2.rectangle(picture, (int(x0 * w), int(y0 * h)), (int(x1 * w) - 1, int(y1 * h) - 1), _BOX_BGR,
-                      max(2, w // 320))
+        cv2.rectangle(
+            picture, (int(x0 * w), int(y0 * h)), (int(x1 * w) - 1, int(y1 * h) - 1), _BOX_BGR, max(2, w // 320)
+        )
     ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 88])
     if not ok:
         raise MediaUnavailableError("the heat-map could not be encoded")

@@ -29,8 +29,9 @@ _FILTERS = ("camera", "since", "until", "modality", "state", "verdict")
 MODALITIES = ("video", "temporal", "audio", "tampering")
 _DEFAULT_THRESHOLD = 3.0
 
-_env = Environment(loader=PackageLoader("edge.web", "templates"), autoescape=select_autoescape(["html"]),
-                   auto_reload=False)
+_env = Environment(
+    loader=PackageLoader("edge.web", "templates"), autoescape=select_autoescape(["html"]), auto_reload=False
+)
 
 
 def _when(iso: str | None, short: bool = False) -> str:
@@ -63,10 +64,19 @@ def review(console: Console, request: Request) -> Response:
     def link(event_id: str | None) -> str | None:
         return None if event_id is None else "/review?" + urlencode({**params, "event": event_id})
 
-    return _page("review.html", events=events, selected=selected, filters=params, site=console.ctx.site,
-                 cameras=[c.camera_id for c in console.store.cameras()], modalities=MODALITIES,
-                 link=link, prev=link(ids[at - 1]) if at > 0 else None,
-                 next=link(ids[at + 1]) if 0 <= at < len(ids) - 1 else None, live=console.live)
+    return _page(
+        "review.html",
+        events=events,
+        selected=selected,
+        filters=params,
+        site=console.ctx.site,
+        cameras=[c.camera_id for c in console.store.cameras()],
+        modalities=MODALITIES,
+        link=link,
+        prev=link(ids[at - 1]) if at > 0 else None,
+        next=link(ids[at + 1]) if 0 <= at < len(ids) - 1 else None,
+        live=console.live,
+    )
 
 
 def _selected(console: Console, event_id: str) -> dict[str, Any] | None:
@@ -76,12 +86,15 @@ def _selected(console: Console, event_id: str) -> dict[str, Any] | None:
     stored, messages = found
     detail = console.store.detail(event_id)
     threshold = float(detail.get("threshold", _DEFAULT_THRESHOLD)) if detail else _DEFAULT_THRESHOLD
-    return {**event_json(stored), "messages": messages, "threshold": threshold,
-            "timeline": timeline_svg(detail, threshold=threshold) if detail else None,
-            "has_heat": bool(detail and detail.get("heat")),
-
-            "snapshot_file": console.media_file(stored.message.snapshot) is not None,
-            "clip_file": console.media_file(stored.message.clip) is not None}
+    return {
+        **event_json(stored),
+        "messages": messages,
+        "threshold": threshold,
+        "timeline": timeline_svg(detail, threshold=threshold) if detail else None,
+        "has_heat": bool(detail and detail.get("heat")),
+        "snapshot_file": console.media_file(stored.message.snapshot) is not None,
+        "clip_file": console.media_file(stored.message.clip) is not None,
+    }
 
 
 def live(console: Console, request: Request) -> HTMLResponse:
@@ -111,8 +124,9 @@ async def heatmap(console: Console, request: Request) -> Response:
     if data is None:
         threshold = float(detail.get("threshold", _DEFAULT_THRESHOLD))
         try:
-            data = await run_in_threadpool(heatmap_jpeg, path.read_bytes(), detail.get("heat"),
-                                           found[0].message.box, threshold)
+            data = await run_in_threadpool(
+                heatmap_jpeg, path.read_bytes(), detail.get("heat"), found[0].message.box, threshold
+            )
         except MediaUnavailableError as exc:
             return PlainTextResponse(f"{exc}\n", 404)
         console.keep_heat(key, data)

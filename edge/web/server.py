@@ -34,8 +34,15 @@ class WebServer:
         except OSError:
             self._sock.close()
             raise
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_keep_alive=5,
-                                timeout_graceful_shutdown=int(_STOP_TIMEOUT_S) - 2, server_header=False)
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=int(_STOP_TIMEOUT_S) - 2,
+            server_header=False,
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
 

@@ -59,9 +59,7 @@ class TorchEngineConfig(_Config):
 
     type: Literal["torch"] = "torch"
     num_threads: int = Field(1, ge=1, le=64, description="torch intra-op threads (CPU)")
-    device: str = Field(
-        "auto", description="auto: cuda when available, else cpu; or a torch device such as cuda:1"
-    )
+    device: str = Field("auto", description="auto: cuda when available, else cpu; or a torch device such as cuda:1")
     precision: Literal["auto", "fp32", "fp16"] = Field(
         "auto", description="auto: fp16 (autocast) on CUDA, fp32 on CPU; fp16 needs CUDA"
     )
@@ -84,9 +82,7 @@ class TorchEngineConfig(_Config):
     @field_validator("device")
     @classmethod
     def _device(cls, device: str) -> str:
-        if device not in ("auto", "cpu", "cuda") and not (
-            device.startswith("cuda:") and device[5:].isdigit()
-        ):
+        if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
             raise ValueError("device must be auto, cpu, cuda or cuda:N")
         return device
 
@@ -111,9 +107,7 @@ class TensorRTEngineConfig(_Config):
     fallback_threads: int = Field(1, ge=1, le=64, description="ONNX Runtime threads while the engine builds")
 
 
-EngineConfig = Annotated[
-    OrtEngineConfig | TorchEngineConfig | TensorRTEngineConfig, Field(discriminator="type")
-]
+EngineConfig = Annotated[OrtEngineConfig | TorchEngineConfig | TensorRTEngineConfig, Field(discriminator="type")]
 _ADAPTER: TypeAdapter[OrtEngineConfig | TorchEngineConfig | TensorRTEngineConfig] = TypeAdapter(EngineConfig)
 
 AnyEngineConfig = OrtEngineConfig | TorchEngineConfig | TensorRTEngineConfig

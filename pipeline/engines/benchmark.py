@@ -36,8 +36,9 @@ class BenchRow:
     calls: int
 
 
-def random_inputs(graph: str | Path, batch: int, *, time_steps: int = DEFAULT_TIME_STEPS, seed: int = 0
-                  ) -> dict[str, np.ndarray]:
+def random_inputs(
+    graph: str | Path, batch: int, *, time_steps: int = DEFAULT_TIME_STEPS, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Random inputs of ``graph``'s declared shapes (batch ``batch``) and dtypes."""
     import onnxruntime as ort
 
@@ -55,8 +56,14 @@ def random_inputs(graph: str | Path, batch: int, *, time_steps: int = DEFAULT_TI
     return out
 
 
-def measure(engine: Engine, inputs: Mapping[str, np.ndarray], *, seconds: float = 1.0, warmup: int = 3,
-            clock: Callable[[], float] = time.perf_counter) -> tuple[float, float, int]:
+def measure(
+    engine: Engine,
+    inputs: Mapping[str, np.ndarray],
+    *,
+    seconds: float = 1.0,
+    warmup: int = 3,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[float, float, int]:
     """(median ms, p90 ms, calls) of ``engine.infer(inputs)``."""
     for _ in range(warmup):
         engine.infer(inputs)
@@ -89,8 +96,18 @@ def bench(
                     if progress is not None:
                         progress(f"{gname} {ename} batch {b}")
                     med, p90, n = measure(engine, random_inputs(path, b), seconds=seconds)
-                    rows.append(BenchRow(gname, ename, b, round(med, 3), round(p90, 3), round(med / b, 3),
-                                         round(1000.0 * b / med, 1), n))
+                    rows.append(
+                        BenchRow(
+                            gname,
+                            ename,
+                            b,
+                            round(med, 3),
+                            round(p90, 3),
+                            round(med / b, 3),
+                            round(1000.0 * b / med, 1),
+                            n,
+                        )
+                    )
             finally:
                 engine.close()
     return rows
@@ -104,8 +121,10 @@ def table(rows: Sequence[BenchRow], baseline: str | None = None) -> str:
         head += f" {'vs ' + baseline:>16}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        line = (f"{r.graph:<8} {r.engine:<34} {r.batch:>5} {r.ms_per_batch:>9.3f} {r.p90_ms:>8.3f} "
-                f"{r.ms_per_item:>8.3f} {r.items_per_s:>9.1f}")
+        line = (
+            f"{r.graph:<8} {r.engine:<34} {r.batch:>5} {r.ms_per_batch:>9.3f} {r.p90_ms:>8.3f} "
+            f"{r.ms_per_item:>8.3f} {r.items_per_s:>9.1f}"
+        )
         if baseline:
             ref = base.get((r.graph, r.batch))
             line += f" {ref / r.ms_per_batch:>15.2f}x" if ref else f" {'-':>16}"

@@ -33,9 +33,7 @@ def default_cache_dir() -> Path:
 def batch_profile(shapes: dict[str, tuple[int, ...]], max_batch: int) -> Profile:
     """Profile for batch 1..max_batch (optimised for max_batch: the runner fills batches across cameras) with
     the other dimensions fixed as in ``shapes`` (one sample's shape per input, batch dimension included)."""
-    return {
-        name: ((1, *shape[1:]), (max_batch, *shape[1:]), (max_batch, *shape[1:])) for name, shape in shapes.items()
-    }
+    return {name: ((1, *shape[1:]), (max_batch, *shape[1:]), (max_batch, *shape[1:])) for name, shape in shapes.items()}
 
 
 @dataclass(frozen=True)

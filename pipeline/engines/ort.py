@@ -38,9 +38,7 @@ class OrtEngine(Engine):
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         opts.log_severity_level = 3
         try:
-            session = ort.InferenceSession(
-                str(graph_path), sess_options=opts, providers=["CPUExecutionProvider"]
-            )
+            session = ort.InferenceSession(str(graph_path), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - ORT raises its own untyped errors; re-raised as EngineError
             raise EngineError(f"onnxruntime cannot load {graph_path}: {e}") from e
         self._session = session
@@ -52,9 +50,7 @@ class OrtEngine(Engine):
         """Each input's shape as the graph declares it; None where a dimension is dynamic (batch, time)."""
         if self._session is None:
             return {}
-        return {
-            i.name: [d if isinstance(d, int) else None for d in i.shape] for i in self._session.get_inputs()
-        }
+        return {i.name: [d if isinstance(d, int) else None for d in i.shape] for i in self._session.get_inputs()}
 
     @property
     def input_names(self) -> list[str]:

@@ -207,8 +207,12 @@ class TensorRTEngine(Engine):
         with _BUILD_LOCK:
             data = self.cache.get(key)  # another engine of this process may have built it meanwhile
             if data is None:
-                log.info("building TensorRT engine for %s (%s, batch 1..%d); ONNX Runtime serves meanwhile",
-                         self._graph.name, key.precision, key.max_batch)
+                log.info(
+                    "building TensorRT engine for %s (%s, batch 1..%d); ONNX Runtime serves meanwhile",
+                    self._graph.name,
+                    key.precision,
+                    key.max_batch,
+                )
                 t = time.monotonic()
                 self.cache.directory.mkdir(parents=True, exist_ok=True)
                 timing = self.cache.timing_cache_path(key.tensorrt_version, key.gpu_name, key.compute_capability)
@@ -249,8 +253,7 @@ class TensorRTEngine(Engine):
         if n <= self.max_batch:
             return runner.infer(inputs)
         parts = [
-            runner.infer({k: v[s : s + self.max_batch] for k, v in inputs.items()})
-            for s in range(0, n, self.max_batch)
+            runner.infer({k: v[s : s + self.max_batch] for k, v in inputs.items()}) for s in range(0, n, self.max_batch)
         ]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 

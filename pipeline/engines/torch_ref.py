@@ -152,9 +152,7 @@ class TorchEngine(Engine):
         meta = {p.key: p.value for p in graph.metadata_props}
         missing = {"lepton.arch", "lepton.arch_config", "lepton.reference_weights"} - set(meta)
         if missing:
-            raise EngineError(
-                f"torch engine: {path} has no reference metadata ({', '.join(sorted(missing))})"
-            )
+            raise EngineError(f"torch engine: {path} has no reference metadata ({', '.join(sorted(missing))})")
         weights = path.parent / meta["lepton.reference_weights"]
         if not weights.is_file():
             raise EngineError(f"torch engine: reference weights {weights} are missing")

@@ -12,6 +12,15 @@ from pipeline.media.settings import ClipSettings, MediaSettings, SnapshotSetting
 from pipeline.media.store import MediaStore
 
 __all__ = [
-    "CameraMedia", "ClipSettings", "MediaRecorder", "MediaSettings", "MediaStats", "MediaStore", "PacketRing",
-    "RingPacket", "SnapshotSettings", "StreamSession", "media_ref",
+    "CameraMedia",
+    "ClipSettings",
+    "MediaRecorder",
+    "MediaSettings",
+    "MediaStats",
+    "MediaStore",
+    "PacketRing",
+    "RingPacket",
+    "SnapshotSettings",
+    "StreamSession",
+    "media_ref",
 ]

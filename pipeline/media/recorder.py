@@ -120,9 +120,12 @@ class MediaRecorder:
     ) -> None:
         self.settings = settings
         self.cameras = {cam: m for cam, m in cameras.items() if m.enabled}
-        self.store = MediaStore(settings.path, max_total_bytes=int(settings.max_total_mb * 1e6),
-                                max_age_s=settings.max_age_h * 3600 if settings.max_age_h is not None else None,
-                                clock=clock)
+        self.store = MediaStore(
+            settings.path,
+            max_total_bytes=int(settings.max_total_mb * 1e6),
+            max_age_s=settings.max_age_h * 3600 if settings.max_age_h is not None else None,
+            clock=clock,
+        )
         self.stats = MediaStats()
         self._clock = clock
         self.rings: dict[str, PacketRing] = {}
@@ -158,8 +161,11 @@ class MediaRecorder:
         if self._thread.is_alive():
             self._thread.join(timeout)
             if self._thread.is_alive():
-                log.warning("media writer did not finish within %.0f s; %d snapshot(s)/clip(s) not written",
-                            timeout, len(self._jobs) + len(self._waiting))
+                log.warning(
+                    "media writer did not finish within %.0f s; %d snapshot(s)/clip(s) not written",
+                    timeout,
+                    len(self._jobs) + len(self._waiting),
+                )
         self.stats.write_failures = self.store.write_failures
         self.stats.deleted = self.store.deleted
 

@@ -75,10 +75,10 @@ def draw_box(rgb: np.ndarray, box: Box, *, thickness: int | None = None) -> np.n
     y0 = int(np.clip(round(box[1] * h), 0, h - 1))
     y1 = int(np.clip(round(box[3] * h), y0 + 1, h))
     colour = np.array(_BOX_RGB, dtype=np.uint8)
-    rgb[y0:min(y0 + t, y1), x0:x1] = colour
-    rgb[max(y1 - t, y0):y1, x0:x1] = colour
-    rgb[y0:y1, x0:min(x0 + t, x1)] = colour
-    rgb[y0:y1, max(x1 - t, x0):x1] = colour
+    rgb[y0 : min(y0 + t, y1), x0:x1] = colour
+    rgb[max(y1 - t, y0) : y1, x0:x1] = colour
+    rgb[y0:y1, x0 : min(x0 + t, x1)] = colour
+    rgb[y0:y1, max(x1 - t, x0) : x1] = colour
     return rgb
 
 
@@ -118,8 +118,11 @@ def write_clip(packets: Sequence[RingPacket], out: str | Path | BinaryIO) -> flo
     base = packets[0].pts
     container = av.open(out, "w", format="matroska")
     try:
-        streams = {kind: container.add_stream_from_template(t) for kind, t in session.templates.items()
-                   if any(p.kind == kind for p in packets)}
+        streams = {
+            kind: container.add_stream_from_template(t)
+            for kind, t in session.templates.items()
+            if any(p.kind == kind for p in packets)
+        }
         for s in streams.values():
             s.time_base = _OUT_TIME_BASE
         end = 0.0

@@ -162,8 +162,7 @@ class PacketRing:
             if self._need_key and not raw.keyframe:
                 return  # no keyframe before it in this session: it could never be decoded
             self._need_key = False
-        pkt = RingPacket(raw.kind, raw.data, raw.pts + offset, raw.dts + offset, raw.duration, raw.keyframe,
-                         session)
+        pkt = RingPacket(raw.kind, raw.data, raw.pts + offset, raw.dts + offset, raw.duration, raw.keyframe, session)
         self._packets.append(pkt)
         if start_point:
             self._keys.append(pkt)

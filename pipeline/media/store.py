@@ -91,8 +91,12 @@ class MediaStore:
             self.write_failures += 1
         if not self._logged_failure:
             self._logged_failure = True
-            log.error("%s (%s): events go out without snapshots and clips until it is; retried every %.0f s",
-                      what, exc.strerror or exc, self.recheck_s)
+            log.error(
+                "%s (%s): events go out without snapshots and clips until it is; retried every %.0f s",
+                what,
+                exc.strerror or exc,
+                self.recheck_s,
+            )
         else:
             log.debug("%s: %s", what, exc)
 

@@ -35,8 +35,10 @@ FEW_HELDOUT_S = 30.0
 
 def heldout_seconds(video: Sequence[NormalInput], audio: Sequence[NormalInput]) -> dict[str, float]:
     """Seconds of normal footage held out to calibrate on, per kind that will be trained (video, audio)."""
-    held = {"video": sum((len(x.frames) - heldout_start(x, len(x.frames))) / (FPS * x.step) for x in video),
-            "audio": sum(len(x.audio) - heldout_start(x, len(x.audio)) for x in audio) / SAMPLE_RATE}
+    held = {
+        "video": sum((len(x.frames) - heldout_start(x, len(x.frames))) / (FPS * x.step) for x in video),
+        "audio": sum(len(x.audio) - heldout_start(x, len(x.audio)) for x in audio) / SAMPLE_RATE,
+    }
     return {kind: round(s, 1) for kind, s in held.items() if s > 0}
 
 
@@ -115,8 +117,11 @@ def calibrate_audio(spec: AudioModelSpec, graph: Path, inputs: Sequence[NormalIn
         held = min(len(h) for h in (_split_audio(x)[1] for x in inputs) if len(h))
         finer = round(spec.hop_s * spec.sample_rate / 4)
         hop = max(spec.features.hop_length, min(finer, (held - spec.n_samples) // 40))
-        cal, report["calibration"] = _calibrate(scorer.score, heldout_audio(inputs, spec.n_samples, hop),
-                                                margin_from(inputs, lambda n: seen_audio(inputs, spec.n_samples, n)))
+        cal, report["calibration"] = _calibrate(
+            scorer.score,
+            heldout_audio(inputs, spec.n_samples, hop),
+            margin_from(inputs, lambda n: seen_audio(inputs, spec.n_samples, n)),
+        )
     finally:
         engine.close()
     return spec.model_copy(update={"calibration": cal})

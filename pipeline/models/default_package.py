@@ -18,6 +18,8 @@ def default_package_dir() -> Path:
     root = resources.files("pipeline.models") / "default"
     # a wheel installs as plain files; a zipped install would need extracting, which the runtime does not do
     if not isinstance(root, Path):
-        raise ModelPackageError(f"the bundled model package is not a directory on disk ({root}): install "
-                                "lepton-edge unzipped (pip install does)")
+        raise ModelPackageError(
+            f"the bundled model package is not a directory on disk ({root}): install "
+            "lepton-edge unzipped (pip install does)"
+        )
     return root

@@ -155,8 +155,7 @@ def _reexport_graph(
     graph = onnx.load(str(root / spec.graph), load_external_data=False)
     meta = {p.key: p.value for p in graph.metadata_props}
     module = build_module(meta["lepton.arch"], json.loads(meta["lepton.arch_config"]))
-    module.load_state_dict(torch.load(root / spec.reference_weights, map_location="cpu",
-                                      weights_only=True))
+    module.load_state_dict(torch.load(root / spec.reference_weights, map_location="cpu", weights_only=True))
     if modality == "video":
         example = torch.zeros(2, *spec.input.shape[1:], dtype=torch.uint8)
         sample = rng.integers(0, 256, (3, *spec.input.shape[1:]), dtype=np.uint8)
@@ -172,8 +171,16 @@ def _reexport_graph(
         axes = (0, 1)
     target = tmp / spec.graph
     outputs = [o.name for o in graph.graph.output]
-    export_onnx(module, example, target, arch=meta["lepton.arch"], input_name=spec.input.name,
-                output_name=outputs, dynamic_axes=axes, output_dynamic_axes=axes)
+    export_onnx(
+        module,
+        example,
+        target,
+        arch=meta["lepton.arch"],
+        input_name=spec.input.name,
+        output_name=outputs,
+        dynamic_axes=axes,
+        output_dynamic_axes=axes,
+    )
     diffs = []
     for path in (root / spec.graph, target):
         e = OrtEngine()

@@ -95,8 +95,10 @@ class FootagePlan:
     def describe(self) -> str:
         what = f"{_span(self.total_s)} of normal {'footage' if self.kind == 'video' else 'audio-only footage'}"
         if self.keep < 1:
-            return (f"{what}: training on {_span(MAX_FOOTAGE_S)} of it, {PIECE_S:g} s pieces spread evenly over "
-                    f"every input" + (f", video at {FPS:g} fps" if self.kind == "video" else ""))
+            return (
+                f"{what}: training on {_span(MAX_FOOTAGE_S)} of it, {PIECE_S:g} s pieces spread evenly over "
+                f"every input" + (f", video at {FPS:g} fps" if self.kind == "video" else "")
+            )
         if self.reduced:
             return f"{what}: video kept at the model's {FPS:g} fps (not {FPS * OVERSAMPLE:g}) to bound memory"
         return f"{what}, all of it used"
@@ -114,9 +116,7 @@ def plan_footage(durations: Sequence[float | None], kind: str = "video") -> Foot
     return FootagePlan(FPS, min(1.0, MAX_FOOTAGE_S / total), total, kind)
 
 
-def probe_input(
-    path: str, input_fps: float | None = None, record_s: float | None = None
-) -> tuple[float | None, bool]:
+def probe_input(path: str, input_fps: float | None = None, record_s: float | None = None) -> tuple[float | None, bool]:
     """(the length of a normal input in seconds, whether it has video), from its container (or its frame count for
     an image sequence) without decoding it; the length is None where the container does not say. A live camera
     lasts ``record_s`` (None: refused). A file that cannot be opened, or frames that cannot be read in order, raise
@@ -167,8 +167,10 @@ def read_footage(
     probes = [probe_input(p, input_fps, record_s) for p in paths]
     # video footage and audio-only footage (a day of a microphone beside a few clips) are each kept to the bound
     kinds = ["video" if video and has_video else "audio" for _, has_video in probes]
-    plans = {k: plan_footage([n for (n, _), kind in zip(probes, kinds, strict=True) if kind == k], k)
-             for k in ("video", "audio")}
+    plans = {
+        k: plan_footage([n for (n, _), kind in zip(probes, kinds, strict=True) if kind == k], k)
+        for k in ("video", "audio")
+    }
     for plan in plans.values():
         if plan.reduced:
             log.warning("%s", plan.describe())
@@ -176,16 +178,30 @@ def read_footage(
     # frames: the most either bound keeps, a guard for inputs whose length could not be read
     budget = round(max(FULL_RATE_MAX_S * FPS * OVERSAMPLE, MAX_FOOTAGE_S * FPS) * 1.05)
     first_piece = {"video": 0, "audio": 0}
-    for p, (length, _), kind in zip(tqdm(paths, desc="decode", unit="input", disable=not progress or len(paths) < 2,
-                                         file=sys.stderr, leave=False), probes, kinds, strict=True):
+    for p, (length, _), kind in zip(
+        tqdm(paths, desc="decode", unit="input", disable=not progress or len(paths) < 2, file=sys.stderr, leave=False),
+        probes,
+        kinds,
+        strict=True,
+    ):
         plan, first = plans[kind], first_piece[kind]
         count = max(1, round((length or 0) / PIECE_S))
         first_piece[kind] += count
         if length is not None and not any(_kept(first + k, plan.keep) for k in range(count)):
             continue  # none of it is kept: not even decoded
-        stretches = decode_pieces(p, video=video, audio=audio, input_fps=input_fps, fps=plans["video"].fps,
-                                  keep=plan.keep, first_piece=first, pieces=count, max_frames=max(0, budget),
-                                  record_s=record_s, progress=progress)
+        stretches = decode_pieces(
+            p,
+            video=video,
+            audio=audio,
+            input_fps=input_fps,
+            fps=plans["video"].fps,
+            keep=plan.keep,
+            first_piece=first,
+            pieces=count,
+            max_frames=max(0, budget),
+            record_s=record_s,
+            progress=progress,
+        )
         budget -= sum(len(x.frames) for x in stretches)
         inputs += stretches
     return inputs, plans
@@ -248,9 +264,19 @@ def decode_pieces(
         audio=audio,
         on_video_frame=seen,
     )
-    stretches, last_pts = _read_stretches(items, path, live=live, video=video, audio=audio, keep=keep,
-                                          first_piece=first_piece, pieces=pieces, max_frames=max_frames,
-                                          record_s=record_s, progress=progress)
+    stretches, last_pts = _read_stretches(
+        items,
+        path,
+        live=live,
+        video=video,
+        audio=audio,
+        keep=keep,
+        first_piece=first_piece,
+        pieces=pieces,
+        max_frames=max_frames,
+        record_s=record_s,
+        progress=progress,
+    )
     vid_all = sum(len(f) for f, _, _ in stretches.values())
     aud_all = sum(sum(len(c) for c in a) for _, _, a in stretches.values())
     duration = max(last_pts, vid_all / fps, aud_all / SAMPLE_RATE)
@@ -258,7 +284,11 @@ def decode_pieces(
     if vid_all:  # the input's own frame rate: the given one for frames, else from its frames' times
         count, t_first, t_last = timed
         rate = input_fps if image else round((count - 1) / (t_last - t_first), 3) if t_last > t_first else None
-    source = _source_info(path, stretches, live=live, duration=duration, rate=rate)
+    return _inputs_of(_source_info(path, stretches, live=live, duration=duration, rate=rate), stretches, fps)
+
+
+def _inputs_of(source: SourceInfo, stretches: Stretches, fps: float) -> list[NormalInput]:
+    """One ``NormalInput`` per stretch, in order (one empty one when nothing was read)."""
     out = [
         NormalInput(
             source,
@@ -294,8 +324,14 @@ def _read_stretches(
     first: float | None = None
     last_pts = 0.0
     kept_frames = 0
-    recording = tqdm(total=round(record_s), desc=f"recording {redact_url(path)}", unit="s",
-                     disable=not (live and progress), file=sys.stderr, leave=False)
+    recording = tqdm(
+        total=round(record_s),
+        desc=f"recording {redact_url(path)}",
+        unit="s",
+        disable=not (live and progress),
+        file=sys.stderr,
+        leave=False,
+    )
     try:
         for item in items:
             if not (video if isinstance(item, VideoFrame) else audio):
@@ -307,8 +343,12 @@ def _read_stretches(
                 recording.update(int(item.pts - first) - recording.n)
             last_pts = max(last_pts, item.pts + item.duration if isinstance(item, AudioWindow) else item.pts)
             if isinstance(item, VideoFrame) and max_frames is not None and kept_frames >= max_frames:
-                log.warning("%s: stopped reading at %.0f min: training keeps at most %d frames of normal video",
-                            path, (item.pts - first) / 60, kept_frames)
+                log.warning(
+                    "%s: stopped reading at %.0f min: training keeps at most %d frames of normal video",
+                    path,
+                    (item.pts - first) / 60,
+                    kept_frames,
+                )
                 break
             if _keep_item(item, first, first_piece, pieces, keep, stretches) and isinstance(item, VideoFrame):
                 kept_frames += 1
@@ -318,17 +358,19 @@ def _read_stretches(
         log.warning("%s; training on the %.0f s recorded before it", exc, last_pts - (first or 0.0))
     else:
         if live and last_pts - (first or 0.0) < record_s - 1.0:  # a killed server just ends the stream
-            log.warning("%s: the stream ended after %.0f s of the %.0f s asked for; training on that",
-                        redact_url(path), last_pts - (first or 0.0), record_s)
+            log.warning(
+                "%s: the stream ended after %.0f s of the %.0f s asked for; training on that",
+                redact_url(path),
+                last_pts - (first or 0.0),
+                record_s,
+            )
     finally:
         items.close()
         recording.close()
     return stretches, last_pts
 
 
-def _source_info(
-    path: str, stretches: Stretches, *, live: bool, duration: float, rate: float | None
-) -> SourceInfo:
+def _source_info(path: str, stretches: Stretches, *, live: bool, duration: float, rate: float | None) -> SourceInfo:
     """What the package records of an input: a live camera by its URL without the password and the sha256 of
     what was recorded, a file by its path and its own sha256."""
     from pipeline.redact import redact_url
@@ -348,7 +390,11 @@ Stretches = dict[int, tuple[list[np.ndarray], list[float], list[np.ndarray]]]  #
 
 
 def _keep_item(
-    item: VideoFrame | AudioWindow, first: float, first_piece: int, pieces: int | None, keep: float,
+    item: VideoFrame | AudioWindow,
+    first: float,
+    first_piece: int,
+    pieces: int | None,
+    keep: float,
     stretches: Stretches,
 ) -> bool:
     """Add ``item`` to its stretch if its piece is kept (True), else not (False)."""

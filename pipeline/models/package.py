@@ -94,15 +94,17 @@ class VideoModelSpec(_GraphSpec):
     width: int = Field(ge=16, le=4096, description="luma width the graph takes")
     height: int = Field(ge=16, le=4096, description="luma height the graph takes")
     context: int = Field(ge=1, le=32, description="past frames needed before the frame being scored")
-    fps: float = Field(
-        gt=0, le=60, description="frame rate the model was trained at; sample the camera to it"
-    )
+    fps: float = Field(gt=0, le=60, description="frame rate the model was trained at; sample the camera to it")
     patch: int = Field(ge=1, description="side of an error patch, in input pixels")
     patch_stride: int = Field(ge=1, description="step between error patches, in input pixels")
     score: Literal["max_patch_mse"] = "max_patch_mse"
     pool_fraction: float = Field(
-        0.0, ge=0.0, lt=1.0, description="raw score = mean of this fraction of the patches, the worst ones (at least "
-        "one); 0: the worst patch alone (packages before it)")
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="raw score = mean of this fraction of the patches, the worst ones (at least "
+        "one); 0: the worst patch alone (packages before it)",
+    )
     embedding: TensorSpec | None = Field(
         None, description="second output: the bottleneck embedding the temporal model follows"
     )
@@ -120,8 +122,11 @@ class TemporalModelSpec(_GraphSpec):
     window: int = Field(ge=2, le=64, description="embeddings (video frames at the video model's fps) per window")
     score_steps: int = Field(ge=1, description="last prediction steps averaged into the score")
     score_every: int = Field(
-        default=1, ge=1, le=16, description="score every n-th window of a camera (each window still holds "
-        "consecutive embeddings): motion over seconds needs no score per frame; packages before it: every one"
+        default=1,
+        ge=1,
+        le=16,
+        description="score every n-th window of a camera (each window still holds "
+        "consecutive embeddings): motion over seconds needs no score per frame; packages before it: every one",
     )
     score: Literal["max_cell_mse"] = "max_cell_mse"
 
@@ -169,7 +174,8 @@ class AudioModelSpec(_GraphSpec):
     score: Literal["topk_mean_frame_mse", "span_mean_excess"] = Field(
         default="topk_mean_frame_mse",
         description="how a window's frame values become its raw score: the mean of the top_k (packages before the "
-        "gauss head) or the mean over the scored span (the frames after skip_frames)")
+        "gauss head) or the mean over the scored span (the frames after skip_frames)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> AudioModelSpec:
@@ -181,9 +187,7 @@ class AudioModelSpec(_GraphSpec):
             raise ValueError("features disagree with n_mels / sample_rate")
         n_frames = self.features.config().n_frames(self.n_samples)
         if n_frames - 1 <= self.skip_frames:
-            raise ValueError(
-                f"a window of {self.window_s} s has too few frames for skip_frames={self.skip_frames}"
-            )
+            raise ValueError(f"a window of {self.window_s} s has too few frames for skip_frames={self.skip_frames}")
         return self
 
     @property
@@ -201,8 +205,10 @@ class SourceInfo(_Strict):
     sha256: str
     duration_s: float = Field(ge=0)
     fps: float | None = Field(
-        default=None, gt=0, description="frame rate of its video (frame times; --fps for image sequences); "
-        "null: no video, or a package from before it was recorded"
+        default=None,
+        gt=0,
+        description="frame rate of its video (frame times; --fps for image sequences); "
+        "null: no video, or a package from before it was recorded",
     )
 
 
@@ -217,9 +223,7 @@ class ModelPackage(_Strict):
 
     format: Literal["lepton-edge-model/1"] = FORMAT
     package_id: str = Field(min_length=1, max_length=128)
-    version: str = Field(
-        min_length=1, max_length=64, description="content version: changes whenever retrained"
-    )
+    version: str = Field(min_length=1, max_length=64, description="content version: changes whenever retrained")
     created: str = Field(description="UTC ISO-8601 time of training")
     video: VideoModelSpec | None = None
     audio: AudioModelSpec | None = None

@@ -83,8 +83,11 @@ def check_writable(out: Path) -> None:
         raise OSError(exc.errno, f"cannot write the model package in {out.parent}: {exc.strerror or exc}") from exc
     free = shutil.disk_usage(out.parent).free
     if free < MIN_FREE_BYTES:
-        raise OSError(errno.ENOSPC, f"cannot write the model package in {out.parent}: {free / 2**20:.1f} MB free, "
-                      f"{MIN_FREE_BYTES / 2**20:.0f} MB needed")
+        raise OSError(
+            errno.ENOSPC,
+            f"cannot write the model package in {out.parent}: {free / 2**20:.1f} MB free, "
+            f"{MIN_FREE_BYTES / 2**20:.0f} MB needed",
+        )
 
 
 def _versions() -> dict[str, str | int]:
@@ -135,8 +138,9 @@ def _export_video(
     engine = OrtEngine()
     engine.load(graph)
     scorer = VideoScorer(_scratch_package(spec, None), engine)
-    cal, report["calibration"] = _calibrate(lambda b: scorer.score(b)[0], heldout_video(inputs),
-                                            margin_from(inputs, lambda n: seen_video(inputs, n)))
+    cal, report["calibration"] = _calibrate(
+        lambda b: scorer.score(b)[0], heldout_video(inputs), margin_from(inputs, lambda n: seen_video(inputs, n))
+    )
     engine.close()
     timings["calibrate_video"] = round(time.monotonic() - t, 1)
     return spec.model_copy(update={"calibration": cal})
@@ -177,8 +181,11 @@ def _export_temporal(
     engine = OrtEngine()
     engine.load(graph)
     scorer = TemporalScorer(_scratch_package(video, None, spec), engine)
-    cal, report["calibration"] = _calibrate(lambda b: scorer.score(b)[0], heldout_temporal(inputs, embeddings),
-                                            margin_from(inputs, lambda n: seen_temporal(inputs, embeddings, n)))
+    cal, report["calibration"] = _calibrate(
+        lambda b: scorer.score(b)[0],
+        heldout_temporal(inputs, embeddings),
+        margin_from(inputs, lambda n: seen_temporal(inputs, embeddings, n)),
+    )
     engine.close()
     timings["calibrate_temporal"] = round(time.monotonic() - t, 1)
     return spec.model_copy(update={"calibration": cal})

@@ -143,8 +143,9 @@ def train_package(
         raise ValueError("nothing to train: both video and audio are off")
     t0 = time.monotonic()
     check_writable(Path(out))  # before minutes of decoding and training, not after
-    inputs, plans = read_footage(normal, video=video, audio=audio, input_fps=input_fps, record_s=record_s,
-                                 progress=progress)
+    inputs, plans = read_footage(
+        normal, video=video, audio=audio, input_fps=input_fps, record_s=record_s, progress=progress
+    )
     decode_s = time.monotonic() - t0
     report = train_from_inputs(
         inputs,
@@ -158,11 +159,15 @@ def train_package(
         threads=threads,
         temporal=temporal,
     )
-    report["footage"] = {"found_s": round(plans["video"].total_s, 1), "video_fps": plans["video"].fps,
-                         "kept_fraction": round(plans["video"].keep, 4)}
+    report["footage"] = {
+        "found_s": round(plans["video"].total_s, 1),
+        "video_fps": plans["video"].fps,
+        "kept_fraction": round(plans["video"].keep, 4),
+    }
     if plans["audio"].total_s:
-        report["footage"].update(audio_only_s=round(plans["audio"].total_s, 1),
-                                 audio_only_kept_fraction=round(plans["audio"].keep, 4))
+        report["footage"].update(
+            audio_only_s=round(plans["audio"].total_s, 1), audio_only_kept_fraction=round(plans["audio"].keep, 4)
+        )
     report["timings_s"]["decode"] = round(decode_s, 1)
     report["timings_s"]["total"] = round(time.monotonic() - t0, 1)
     return report
@@ -193,15 +198,25 @@ def train_from_inputs(
     v_inputs, a_inputs = _usable_inputs(inputs, video=video, audio=audio)
     do_video, do_audio = bool(v_inputs), bool(a_inputs)
     report["heldout_s"] = held = heldout_seconds(v_inputs, a_inputs)
-    report["heldout"] = {kind: ("whole inputs: " + ", ".join(x.source.name for x in xs if x.role == "heldout")
-                                if whole_inputs_held(xs) else f"the last {100 * HOLDOUT:.0f} % of each input")
-                         for kind, xs in (("video", v_inputs), ("audio", a_inputs)) if xs}
+    report["heldout"] = {
+        kind: (
+            "whole inputs: " + ", ".join(x.source.name for x in xs if x.role == "heldout")
+            if whole_inputs_held(xs)
+            else f"the last {100 * HOLDOUT:.0f} % of each input"
+        )
+        for kind, xs in (("video", v_inputs), ("audio", a_inputs))
+        if xs
+    }
     few = {kind: s for kind, s in held.items() if s < FEW_HELDOUT_S}
     if few:
-        log.warning("calibrating on %s of held-out normal footage (%s): a calibrated 3 (1 in 1000 normal frames) "
-                    "is extrapolated from few scores, and normal footage reaches it more often; give %.1f min or more "
-                    "of footage", " and ".join(f"{s:.0f} s of {k}" for k, s in few.items()),
-                    "; ".join(report["heldout"][k] for k in few), FEW_HELDOUT_S / HOLDOUT / 60)
+        log.warning(
+            "calibrating on %s of held-out normal footage (%s): a calibrated 3 (1 in 1000 normal frames) "
+            "is extrapolated from few scores, and normal footage reaches it more often; give %.1f min or more "
+            "of footage",
+            " and ".join(f"{s:.0f} s of {k}" for k, s in few.items()),
+            "; ".join(report["heldout"][k] for k in few),
+            FEW_HELDOUT_S / HOLDOUT / 60,
+        )
     report["inputs"] = {  # an input kept in pieces (see FootagePlan) is named once
         "video": list(dict.fromkeys(x.source.name for x in v_inputs)),
         "audio": list(dict.fromkeys(x.source.name for x in a_inputs)),
@@ -216,8 +231,9 @@ def train_from_inputs(
     try:
         video_spec = audio_spec = temporal_spec = None
         if do_video:
-            video_spec, temporal_spec = _video_models(v_inputs, video_s, tmp, report, temporal=temporal, seed=seed,
-                                                      progress=progress)
+            video_spec, temporal_spec = _video_models(
+                v_inputs, video_s, tmp, report, temporal=temporal, seed=seed, progress=progress
+            )
         if do_audio:
             t = time.monotonic()
             amodel, mean, std, report["audio"] = train_audio(a_inputs, audio_s, seed=seed, progress=progress)
@@ -243,19 +259,31 @@ def _usable_inputs(
         ("video", video, v_inputs, [len(x.frames) > 0 for x in inputs]),
         ("audio", audio, a_inputs, [len(x.audio) > 0 for x in inputs]),
     ):
-        short = list(dict.fromkeys(
-            x.source.name for x, h in zip(inputs, has, strict=True) if h and all(x is not u for u in used)
-        ))
+        short = list(
+            dict.fromkeys(
+                x.source.name for x, h in zip(inputs, has, strict=True) if h and all(x is not u for u in used)
+            )
+        )
         if wanted and short:
-            log.warning("%s of %s too short to learn from (needs %.0f s)", kind, ", ".join(short),
-                        (CONTEXT / FPS + 0.2) / HOLDOUT if kind == "video" else WINDOW_S / HOLDOUT)
+            log.warning(
+                "%s of %s too short to learn from (needs %.0f s)",
+                kind,
+                ", ".join(short),
+                (CONTEXT / FPS + 0.2) / HOLDOUT if kind == "video" else WINDOW_S / HOLDOUT,
+            )
     # many inputs: whole ones held out for the calibration; few: each one's tail (recipe.split_roles)
     v_inputs, a_inputs = split_roles(v_inputs), split_roles(a_inputs)
-    held_stacks = sum(len(_stack_indices(len(x.frames), heldout_start(x, len(x.frames)), len(x.frames), x.step))
-                      for x in v_inputs)
+    held_stacks = sum(
+        len(_stack_indices(len(x.frames), heldout_start(x, len(x.frames)), len(x.frames), x.step)) for x in v_inputs
+    )
     if v_inputs and held_stacks < MIN_CALIBRATION:
-        log.warning("not training a video model: the held-out %.0f%% of the video gives %d sequences to calibrate "
-                    "on, %d needed (give more footage)", 100 * HOLDOUT, held_stacks, MIN_CALIBRATION)
+        log.warning(
+            "not training a video model: the held-out %.0f%% of the video gives %d sequences to calibrate "
+            "on, %d needed (give more footage)",
+            100 * HOLDOUT,
+            held_stacks,
+            MIN_CALIBRATION,
+        )
         v_inputs = []
     if not (v_inputs or a_inputs):
         raise ValueError(
@@ -268,19 +296,30 @@ def _usable_inputs(
 
 
 def _video_models(
-    inputs: Sequence[NormalInput], video_s: float, tmp: Path, report: dict[str, Any], *, temporal: bool, seed: int,
+    inputs: Sequence[NormalInput],
+    video_s: float,
+    tmp: Path,
+    report: dict[str, Any],
+    *,
+    temporal: bool,
+    seed: int,
     progress: bool,
 ) -> tuple[VideoModelSpec, TemporalModelSpec | None]:
     """The video model trained, exported into ``tmp`` and calibrated within ``video_s``, then the temporal model on
     its embeddings within its share (unless off, or the held-out video is too short to calibrate it)."""
     timings = report["timings_s"]
     t = time.monotonic()
-    held_windows = sum(len(_window_indices(len(x.frames), heldout_start(x, len(x.frames)), len(x.frames),
-                                           x.step)) for x in inputs)
+    held_windows = sum(
+        len(_window_indices(len(x.frames), heldout_start(x, len(x.frames)), len(x.frames), x.step)) for x in inputs
+    )
     if temporal and held_windows < MIN_CALIBRATION:
-        log.warning("not training a temporal model: the held-out video gives %d windows of %.0f s to "
-                    "calibrate on, %d needed (give more footage)", held_windows, TEMPORAL_WINDOW / FPS,
-                    MIN_CALIBRATION)
+        log.warning(
+            "not training a temporal model: the held-out video gives %d windows of %.0f s to "
+            "calibrate on, %d needed (give more footage)",
+            held_windows,
+            TEMPORAL_WINDOW / FPS,
+            MIN_CALIBRATION,
+        )
         temporal = False
     temporal_s = video_s * TEMPORAL_SHARE if temporal else 0.0
     vmodel, report["video"], embeddings = train_video(inputs, video_s - temporal_s, seed=seed, progress=progress)

@@ -54,9 +54,7 @@ def train_audio(
     start = time.monotonic()
     steps = 0
     per_epoch = max(20, int(sum(len(m) for m in norm) / (batch * crop)))
-    bar = tqdm(
-        total=round(seconds), desc="audio", unit="s", disable=not progress, file=sys.stderr, leave=False
-    )
+    bar = tqdm(total=round(seconds), desc="audio", unit="s", disable=not progress, file=sys.stderr, leave=False)
     while time.monotonic() - start < seconds:
         epoch_loss = 0.0
         for _ in range(per_epoch):

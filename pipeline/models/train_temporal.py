@@ -48,6 +48,26 @@ def _windows(emb: np.ndarray, idx: np.ndarray, step: int) -> np.ndarray:
     return emb[idx[:, None] + offsets[None, :]]  # (B, W, C, eh, ew)
 
 
+def _new_model(inputs: Sequence[NormalInput], embeddings: Sequence[np.ndarray]) -> TemporalPredictor:
+    """An untrained temporal model for ``embeddings``, its input normalised by their trained-on part."""
+    _, c, eh, ew = embeddings[0].shape
+    model = TemporalPredictor(
+        c,
+        eh,
+        ew,
+        hidden=32,
+        window=TEMPORAL_WINDOW,
+        score_steps=TEMPORAL_SCORE_STEPS,
+        copy_weight=TEMPORAL_COPY_WEIGHT,
+        global_weight=TEMPORAL_GLOBAL_WEIGHT,
+        relative=TEMPORAL_RELATIVE,
+    )
+    used = np.concatenate([e[CONTEXT * x.step : train_end(x, len(e))] for e, x in zip(embeddings, inputs, strict=True)])
+    model.mean.copy_(torch.from_numpy(used.mean(axis=(0, 2, 3))).view(1, 1, c, 1, 1))
+    model.std.copy_(torch.from_numpy(np.maximum(used.std(axis=(0, 2, 3)), 1e-4)).view(1, 1, c, 1, 1))
+    return model
+
+
 def train_temporal(
     inputs: Sequence[NormalInput],
     embeddings: Sequence[np.ndarray],
@@ -59,20 +79,11 @@ def train_temporal(
 ) -> tuple[TemporalPredictor, dict[str, Any]]:
     rng = np.random.default_rng(seed + 2)
     torch.manual_seed(seed + 2)
-    train_idx = [
-        _window_indices(len(x.frames), 0, train_end(x, len(x.frames)), x.step) for x in inputs
-    ]
+    train_idx = [_window_indices(len(x.frames), 0, train_end(x, len(x.frames)), x.step) for x in inputs]
     pool = [(i, j) for i, idx in enumerate(train_idx) for j in idx.tolist()]
     if len(pool) < batch:
         raise ValueError(f"too little normal video to train the temporal model ({len(pool)} windows)")
-    _, c, eh, ew = embeddings[0].shape
-    model = TemporalPredictor(c, eh, ew, hidden=32, window=TEMPORAL_WINDOW, score_steps=TEMPORAL_SCORE_STEPS,
-                              copy_weight=TEMPORAL_COPY_WEIGHT, global_weight=TEMPORAL_GLOBAL_WEIGHT,
-                              relative=TEMPORAL_RELATIVE)
-    used = np.concatenate([e[CONTEXT * x.step : train_end(x, len(e))] for e, x in zip(embeddings, inputs,
-                                                                                           strict=True)])
-    model.mean.copy_(torch.from_numpy(used.mean(axis=(0, 2, 3))).view(1, 1, c, 1, 1))
-    model.std.copy_(torch.from_numpy(np.maximum(used.std(axis=(0, 2, 3)), 1e-4)).view(1, 1, c, 1, 1))
+    model = _new_model(inputs, embeddings)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
     losses: list[float] = []
@@ -91,8 +102,9 @@ def train_temporal(
             for g in opt.param_groups:
                 g["lr"] = _lr_at(frac, 3e-3)
             picks = rng.integers(0, len(pool), batch)
-            xb = np.stack([_windows(embeddings[pool[p][0]], np.array([pool[p][1]]), inputs[pool[p][0]].step)[0]
-                           for p in picks])
+            xb = np.stack(
+                [_windows(embeddings[pool[p][0]], np.array([pool[p][1]]), inputs[pool[p][0]].step)[0] for p in picks]
+            )
             loss = model.step_errors(torch.from_numpy(xb))[:, 2:].mean()  # after a short warm-up of the GRU
             opt.zero_grad()
             loss.backward()
@@ -112,8 +124,9 @@ def train_temporal(
         for i, idx in enumerate(train_idx):
             sub = idx[::2]
             for k in range(0, len(sub), 64):
-                errs.append(model.cell_errors(torch.from_numpy(_windows(embeddings[i], sub[k : k + 64],
-                                                                        inputs[i].step))))
+                errs.append(
+                    model.cell_errors(torch.from_numpy(_windows(embeddings[i], sub[k : k + 64], inputs[i].step)))
+                )
     model.fit_scale(torch.cat(errs))
     return model, {
         "epoch_losses": [round(v, 6) for v in losses],

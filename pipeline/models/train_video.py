@@ -82,8 +82,16 @@ def train_video(
     if len(pool) < batch:
         raise ValueError(f"too little normal video to train on ({len(pool)} sequences)")
     model = VideoPredictor(
-        CONTEXT, channels=16, patch=PATCH, stride=PATCH_STRIDE, height=HEIGHT, width=WIDTH, embedding=1,
-        copy_weight=COPY_WEIGHT, decoder=DECODER, shake_weight=SHAKE_WEIGHT,
+        CONTEXT,
+        channels=16,
+        patch=PATCH,
+        stride=PATCH_STRIDE,
+        height=HEIGHT,
+        width=WIDTH,
+        embedding=1,
+        copy_weight=COPY_WEIGHT,
+        decoder=DECODER,
+        shake_weight=SHAKE_WEIGHT,
     )
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     model.train()
@@ -91,9 +99,7 @@ def train_video(
     start = time.monotonic()
     steps = 0
     max_steps = max(1, round(MAX_VIDEO_EPOCHS * len(pool) / batch))
-    bar = tqdm(
-        total=round(seconds), desc="video", unit="s", disable=not progress, file=sys.stderr, leave=False
-    )
+    bar = tqdm(total=round(seconds), desc="video", unit="s", disable=not progress, file=sys.stderr, leave=False)
     done = False
     while not done:
         order = rng.permutation(len(pool))
@@ -106,8 +112,9 @@ def train_video(
             for g in opt.param_groups:
                 g["lr"] = _lr_at(frac, 2e-3)
             picks = order[k : k + batch]
-            sample = np.stack([_gather(frames[pool[p][0]], np.array([pool[p][1]]), steps_of[pool[p][0]])[0]
-                               for p in picks])
+            sample = np.stack(
+                [_gather(frames[pool[p][0]], np.array([pool[p][1]]), steps_of[pool[p][0]])[0] for p in picks]
+            )
             xb = _augment_video(torch.from_numpy(sample).float(), gen)
             loss = model.error_map(xb).mean()
             opt.zero_grad()
@@ -125,15 +132,19 @@ def train_video(
     model.eval()
     t = time.monotonic()
     embeddings = _patch_statistics(model, inputs, progress=progress)
-    return model, {
-        "epoch_losses": [round(v, 6) for v in losses],
-        "steps": steps,
-        "epochs": round(steps * batch / len(pool), 2),
-        "stopped_by": "epochs" if steps >= max_steps else "time",
-        "patch_scale_s": round(time.monotonic() - t, 1),
-        "sequences": len(pool),
-        "seconds": round(time.monotonic() - start, 1),
-    }, embeddings
+    return (
+        model,
+        {
+            "epoch_losses": [round(v, 6) for v in losses],
+            "steps": steps,
+            "epochs": round(steps * batch / len(pool), 2),
+            "stopped_by": "epochs" if steps >= max_steps else "time",
+            "patch_scale_s": round(time.monotonic() - t, 1),
+            "sequences": len(pool),
+            "seconds": round(time.monotonic() - start, 1),
+        },
+        embeddings,
+    )
 
 
 def _patch_statistics(model: VideoPredictor, inputs: Sequence[NormalInput], *, progress: bool) -> list[np.ndarray]:
@@ -142,13 +153,20 @@ def _patch_statistics(model: VideoPredictor, inputs: Sequence[NormalInput], *, p
     context is complete)."""
     errs = []
     embeddings: list[np.ndarray] = []
-    bar = tqdm(total=sum(len(x.frames) for x in inputs), desc="patch statistics", unit="frame",
-               disable=not progress, file=sys.stderr, leave=False)  # (a minute or two on long footage)
+    bar = tqdm(
+        total=sum(len(x.frames) for x in inputs),
+        desc="patch statistics",
+        unit="frame",
+        disable=not progress,
+        file=sys.stderr,
+        leave=False,
+    )  # (a minute or two on long footage)
     with torch.inference_mode():
         for x in inputs:
             idx = _stack_indices(len(x.frames), 0, len(x.frames), x.step)
-            emb = np.zeros((len(x.frames), *model.embed(torch.zeros(1, CONTEXT + 1, HEIGHT, WIDTH)).shape[1:]),
-                           np.float32)
+            emb = np.zeros(
+                (len(x.frames), *model.embed(torch.zeros(1, CONTEXT + 1, HEIGHT, WIDTH)).shape[1:]), np.float32
+            )
             cut = train_end(x, len(x.frames))
             for k in range(0, len(idx), 64):
                 sub = idx[k : k + 64]

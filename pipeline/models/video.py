@@ -149,8 +149,10 @@ class VideoPredictor(nn.Module):
         else:  # "light": the same stages, cheaper convolutions (see DECODERS)
             self.dec2 = nn.Sequential(nn.Conv2d(4 * c, 2 * c, 1), nn.ReLU(inplace=True), _conv(2 * c, c))
             self.dec1 = nn.Sequential(
-                nn.Conv2d(2 * c, c, 1), nn.ReLU(inplace=True),
-                nn.Conv2d(c, c, 3, padding=1, groups=c), nn.ReLU(inplace=True),
+                nn.Conv2d(2 * c, c, 1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c, c, 3, padding=1, groups=c),
+                nn.ReLU(inplace=True),
             )
             self.out = nn.Conv2d(c, 1, 1)
         nn.init.zeros_(self.out.weight)  # start as "copy the newest frame": the frame-difference baseline
@@ -214,7 +216,11 @@ class VideoPredictor(nn.Module):
 
     @torch.no_grad()
     def fit_patch_scale(
-        self, errors: torch.Tensor, quantile: float = 0.997, row_floor: float = 0.5, floor: float = 0.05,
+        self,
+        errors: torch.Tensor,
+        quantile: float = 0.997,
+        row_floor: float = 0.5,
+        floor: float = 0.05,
         uniform: bool = False,
     ) -> None:
         """Set ``patch_scale`` from unscaled patch errors of normal training footage, (N, gh, gw).

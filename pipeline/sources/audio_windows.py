@@ -68,7 +68,13 @@ class AudioWindower:
         for pts, window in self.cut(samples):
             out.append(
                 AudioWindow(
-                    self.camera_id, self.seq, pts, monotonic_ns, wall_time, window, self.sample_rate,
+                    self.camera_id,
+                    self.seq,
+                    pts,
+                    monotonic_ns,
+                    wall_time,
+                    window,
+                    self.sample_rate,
                     WallClock.RECEIVE,
                 )
             )

@@ -337,8 +337,7 @@ class CaptureWorker(Generic[SpecT]):
         with self._history_lock:
             self._history.append((now, old, state))
         if reason:
-            log.log(_LOG_LEVEL[state], "camera %s: %s -> %s (%s)", self.spec.camera_id, old.value, state.value,
-                    reason)
+            log.log(_LOG_LEVEL[state], "camera %s: %s -> %s (%s)", self.spec.camera_id, old.value, state.value, reason)
         else:
             log.log(_LOG_LEVEL[state], "camera %s: %s -> %s", self.spec.camera_id, old.value, state.value)
 

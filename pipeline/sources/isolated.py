@@ -112,8 +112,12 @@ class ProcessReader:
     def open(self) -> None:
         parent, child = _CTX.Pipe(duplex=True)
         level = logging.getLogger("pipeline").getEffectiveLevel()
-        proc = _CTX.Process(target=_child_main, args=(child, self.spec, self._options, level, self._ring is not None),
-                            name=f"capture-{self.spec.camera_id}", daemon=True)
+        proc = _CTX.Process(
+            target=_child_main,
+            args=(child, self.spec, self._options, level, self._ring is not None),
+            name=f"capture-{self.spec.camera_id}",
+            daemon=True,
+        )
         proc.start()
         child.close()
         self._proc, self._conn = proc, parent
@@ -176,8 +180,12 @@ class ProcessReader:
         if proc is not None:
             proc.join(_POLL_S)
             if proc.exitcode is None:
-                log.warning("camera %s: capture process %s did not stop in %.0f s; killed", self.spec.camera_id,
-                            proc.pid, STOP_TIMEOUT_S)
+                log.warning(
+                    "camera %s: capture process %s did not stop in %.0f s; killed",
+                    self.spec.camera_id,
+                    proc.pid,
+                    STOP_TIMEOUT_S,
+                )
                 proc.kill()
                 proc.join(STOP_TIMEOUT_S)
             proc.close()
@@ -204,8 +212,9 @@ class ProcessReader:
                 pid = self.pid
                 self._proc.kill()
                 self._proc.join(STOP_TIMEOUT_S)
-                raise SourceStalledError(f"{self.spec.safe_url}: the capture process (pid {pid}) {silent} for "
-                                         f"{limit_s:.1f} s; killed it")
+                raise SourceStalledError(
+                    f"{self.spec.safe_url}: the capture process (pid {pid}) {silent} for {limit_s:.1f} s; killed it"
+                )
             try:
                 if not conn.poll(min(_POLL_S, left)):
                     continue
@@ -343,16 +352,18 @@ class _PipeSink:
     def add(self, packet: Any, kind: str, offset: float | None) -> None:
         if packet.size == 0 or packet.time_base is None:
             return  # a demuxer's flush packet: the ring would skip it too
-        plain = PlainPacket(bytes(packet), packet.pts, packet.dts, packet.duration, Fraction(packet.time_base),
-                            bool(packet.is_keyframe))
+        plain = PlainPacket(
+            bytes(packet), packet.pts, packet.dts, packet.duration, Fraction(packet.time_base), bool(packet.is_keyframe)
+        )
         self._send(("ring_packet", kind, plain, offset))
 
     def end_session(self) -> None:
         self._send(("ring_end",))
 
 
-def _child_main(conn: Connection, spec: SourceSpec, options: dict[str, Any], log_level: int,
-                ring: bool = False) -> None:
+def _child_main(
+    conn: Connection, spec: SourceSpec, options: dict[str, Any], log_level: int, ring: bool = False
+) -> None:
     """The child's side of the pipe. It sends, child → parent::
 
         ("opened",)                                         the source is open

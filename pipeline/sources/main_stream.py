@@ -43,8 +43,9 @@ def main_source_id(camera_id: str) -> str:
 class MainStreamReader:
     """Opens ``spec.url`` (a live RTSP main stream) and hands its packets to ``ring``, placed by ``tie``."""
 
-    def __init__(self, spec: SourceSpec, ring: PacketRing, tie: StreamTie, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, spec: SourceSpec, ring: PacketRing, tie: StreamTie, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.spec = spec
         self.ring = ring
         self.tie = tie
@@ -70,8 +71,9 @@ class MainStreamReader:
                 log.debug("closing %s failed", self.spec.safe_url, exc_info=True)
             self.container = None
 
-    def items(self, stop: threading.Event | None = None, *,
-              timeline: StreamTimeline | None = None) -> Generator[Demuxed, None, None]:
+    def items(
+        self, stop: threading.Event | None = None, *, timeline: StreamTimeline | None = None
+    ) -> Generator[Demuxed, None, None]:
         """Demux until the stream ends, ``stop`` is set or a ``SourceError`` is raised; a ``Demuxed`` per video
         packet. (``timeline`` is not used: the main stream's packets go on the detect stream's time line.)"""
         if self.container is None:
@@ -96,8 +98,9 @@ class MainStreamReader:
                 video = packet.stream.type == "video" and packet.size > 0
                 if video and offset is None and packet.pts is not None and packet.time_base is not None:
                     rtcp_us = self.container.start_time_realtime
-                    offset = self.tie.main_offset(float(packet.pts * packet.time_base), now,
-                                                  rtcp_us / 1e6 if rtcp_us is not None else None)
+                    offset = self.tie.main_offset(
+                        float(packet.pts * packet.time_base), now, rtcp_us / 1e6 if rtcp_us is not None else None
+                    )
                 self.ring.add(packet, packet.stream.type, offset)
                 if video:
                     last_video = now

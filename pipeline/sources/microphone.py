@@ -156,8 +156,14 @@ class MicrophoneReader:
         self._frames = 0
         try:
             stream = sd.InputStream(
-                device=index, samplerate=rate, channels=spec.channels, dtype="int16", blocksize=blocksize,
-                latency=spec.latency, callback=self._callback, finished_callback=self._finished.set,
+                device=index,
+                samplerate=rate,
+                channels=spec.channels,
+                dtype="int16",
+                blocksize=blocksize,
+                latency=spec.latency,
+                callback=self._callback,
+                finished_callback=self._finished.set,
             )
         except (sd.PortAudioError, ValueError) as exc:
             raise SourceConnectionError(f"{where}: cannot open {info['name']!r}: {exc}") from exc
@@ -166,7 +172,13 @@ class MicrophoneReader:
         self.device_name = str(info["name"])
         log.info(
             "%s: opened %r (device %d) at %d Hz x %d, %d-frame blocks, latency %.3f s",
-            where, self.device_name, index, rate, spec.channels, blocksize, stream.latency,
+            where,
+            self.device_name,
+            index,
+            rate,
+            spec.channels,
+            blocksize,
+            stream.latency,
         )
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
@@ -194,9 +206,7 @@ class MicrophoneReader:
         if stream is None:
             return
         where = self.spec.safe_url
-        closer = threading.Thread(
-            target=_close_stream, args=(stream, where), name=f"close-{where}", daemon=True
-        )
+        closer = threading.Thread(target=_close_stream, args=(stream, where), name=f"close-{where}", daemon=True)
         closer.start()
         closer.join(_CLOSE_TIMEOUT_S)
         if closer.is_alive():
@@ -219,8 +229,9 @@ class MicrophoneReader:
         With a ``timeline`` (the capture worker's), window pts continue across reopenings of the device."""
         for window in self._windows(stop):
             if timeline is not None:
-                pts = timeline.map("audio", window.pts, gap_s=self.hop / self.sample_rate,
-                                   now=window.monotonic_ns / 1e9)
+                pts = timeline.map(
+                    "audio", window.pts, gap_s=self.hop / self.sample_rate, now=window.monotonic_ns / 1e9
+                )
                 window = dataclasses.replace(window, pts=pts)
             yield window
 
@@ -234,9 +245,7 @@ class MicrophoneReader:
         except self._sd.PortAudioError as exc:
             raise SourceConnectionError(f"{where}: cannot start capture: {exc}") from exc
         resampler = self._resampler()
-        windower = AudioWindower(
-            spec.camera_id, window=self.window, hop=self.hop, sample_rate=self.sample_rate
-        )
+        windower = AudioWindower(spec.camera_id, window=self.window, hop=self.hop, sample_rate=self.sample_rate)
         expected = 0
         last_data = time.monotonic()
         poll = min(_POLL_S, spec.read_timeout_s)
@@ -284,9 +293,7 @@ def _import_sounddevice() -> Any:
     try:
         import sounddevice  # type: ignore[import-untyped]  # no type information shipped
     except ImportError as exc:
-        raise SourceError(
-            "microphone capture needs the sounddevice package: pip install 'sounddevice>=0.4'"
-        ) from exc
+        raise SourceError("microphone capture needs the sounddevice package: pip install 'sounddevice>=0.4'") from exc
     except OSError as exc:
         raise SourceError(
             f"microphone capture needs the PortAudio library ({exc}): apt-get install libportaudio2"
@@ -314,9 +321,7 @@ def _find_device(sd: Any, wanted: str | int | None, where: str) -> tuple[int, di
         raise SourceNotFoundError(f"{where}: no such input device; input devices: {listing}")
     if len(matches) > 1:
         names = "; ".join(f"[{d['index']}] {d['name']}" for d in matches)
-        raise SourceNotFoundError(
-            f"{where}: several input devices match ({names}); give a longer name or the index"
-        )
+        raise SourceNotFoundError(f"{where}: several input devices match ({names}); give a longer name or the index")
     return int(matches[0]["index"]), matches[0]
 
 

@@ -80,6 +80,8 @@ def set_decoder_threads(stream: Any, threads: int = 0, skip_loop_filter: str = "
         stream.thread_count = DECODER_THREADS
     if skip_loop_filter != "none":
         stream.codec_context.options = {**stream.codec_context.options, "skip_loop_filter": skip_loop_filter}
+
+
 # An RTCP wall clock this far from ours is worth one warning: the camera's clock is probably not set.
 _RTCP_SKEW_WARN_S = 60.0
 
@@ -237,8 +239,9 @@ class MediaReader:
         kind = spec.kind
         try:
             if kind is SourceKind.RTSP:
-                self.container = av.open(spec.url, options=spec.rtsp_options(),
-                                         timeout=(spec.open_timeout_s, spec.read_s))
+                self.container = av.open(
+                    spec.url, options=spec.rtsp_options(), timeout=(spec.open_timeout_s, spec.read_s)
+                )
             elif kind is SourceKind.IMAGES:
                 self.container = self._open_images()
             else:
@@ -264,8 +267,9 @@ class MediaReader:
             inside = expand_folders([spec.url]) if os.path.isdir(spec.url) else [spec.url]
             if inside != [spec.url]:  # a data set's folder of clips or of frame folders: one input at a time here
                 names = ", ".join(os.path.basename(x) for x in inside[:3]) + (", ..." if len(inside) > 3 else "")
-                raise SourceNotFoundError(f"{spec.url}: holds recordings or frame folders ({names}), not frames: "
-                                          "give one of them")
+                raise SourceNotFoundError(
+                    f"{spec.url}: holds recordings or frame folders ({names}), not frames: give one of them"
+                )
             raise SourceNotFoundError(f"{spec.url}: no image matches")
         options = {"framerate": str(spec.input_fps or self.fps)}
         if seq.glob:
@@ -429,15 +433,19 @@ class MediaReader:
             if not self._pace(s, pts + self.window / self.sample_rate):
                 return False
             wt, wclock = self._wall(s, "audio", pts)
-            yield AudioWindow(self.spec.camera_id, s.tl.audio_seq, pts, time.monotonic_ns(), wt, window,
-                              self.sample_rate, wclock)
+            yield AudioWindow(
+                self.spec.camera_id, s.tl.audio_seq, pts, time.monotonic_ns(), wt, window, self.sample_rate, wclock
+            )
             s.tl.audio_seq += 1
         return True
 
     def _resampled(self, s: _Session, frame: Any) -> list[np.ndarray]:
         """``frame``'s samples as float32 mono at ``sample_rate``."""
-        if (frame.sample_rate == self.sample_rate and frame.layout.nb_channels == 1
-                and frame.format.name in _FLOAT_FORMATS):
+        if (
+            frame.sample_rate == self.sample_rate
+            and frame.layout.nb_channels == 1
+            and frame.format.name in _FLOAT_FORMATS
+        ):
             # already float mono at our rate (AAC, Opus decode to fltp): its one plane is the samples, bit for bit
             # what the resampler gives, without its filter graph (12 us per frame holding the GIL, and a pool of
             # threads woken for each frame)
@@ -466,8 +474,11 @@ class MediaReader:
         stamp = datetime.fromtimestamp(rtcp_us / 1e6 + s.tl.raw(kind, out), tz=timezone.utc)
         if not self._skew_warned and abs((stamp - utc_now()).total_seconds()) > _RTCP_SKEW_WARN_S:
             self._skew_warned = True
-            log.warning("camera %s: its RTCP clock is %.0f s off ours; wall times follow the camera",
-                        self.spec.camera_id, (stamp - utc_now()).total_seconds())
+            log.warning(
+                "camera %s: its RTCP clock is %.0f s off ours; wall times follow the camera",
+                self.spec.camera_id,
+                (stamp - utc_now()).total_seconds(),
+            )
         return stamp, WallClock.RTCP
 
     def _pace(self, s: _Session, out: float) -> bool:
@@ -496,8 +507,9 @@ def _check_complete(container: Any, last_packet: Any, spec: SourceSpec) -> None:
     declared = declared_us / 1e6
     reached = float(last_packet.pts * last_packet.time_base) - start_us / 1e6
     if declared - reached > _TRUNCATED_S + _TRUNCATED_FRACTION * declared:
-        raise SourceFormatError(f"{spec.safe_url}: truncated: its data ends at {reached:.1f} s of the "
-                                f"{declared:.1f} s its header declares")
+        raise SourceFormatError(
+            f"{spec.safe_url}: truncated: its data ends at {reached:.1f} s of the {declared:.1f} s its header declares"
+        )
 
 
 _FLOAT_FORMATS = frozenset({"flt", "fltp"})  # 32-bit float samples, packed or planar (the same for mono)
@@ -564,8 +576,15 @@ def read_media(
     ``MediaReader``."""
     reader = MediaReader(
         SourceSpec(camera_id=camera_id, url=url, input_fps=input_fps),
-        width=width, height=height, fps=fps, audio_window_s=audio_window_s, audio_hop_s=audio_hop_s,
-        sample_rate=sample_rate, video=video, audio=audio, on_video_frame=on_video_frame,
+        width=width,
+        height=height,
+        fps=fps,
+        audio_window_s=audio_window_s,
+        audio_hop_s=audio_hop_s,
+        sample_rate=sample_rate,
+        video=video,
+        audio=audio,
+        on_video_frame=on_video_frame,
     )
     reader.open()
     try:

@@ -137,8 +137,25 @@ class ImageSequence:
 _NUMBERED = re.compile(r"(.*?)(\d+)(\.[^.]+)")
 
 # Files a folder of recordings holds (``expand_folders``); anything else in it (notes, labels) is passed over.
-_MEDIA_EXT = (".mkv", ".mp4", ".m4v", ".mov", ".avi", ".webm", ".ts", ".flv", ".mpg", ".mpeg", ".wav", ".flac",
-              ".ogg", ".oga", ".mp3", ".m4a", ".aac")
+_MEDIA_EXT = (
+    ".mkv",
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".avi",
+    ".webm",
+    ".ts",
+    ".flv",
+    ".mpg",
+    ".mpeg",
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".mp3",
+    ".m4a",
+    ".aac",
+)
 
 
 def _entries(folder: Path) -> list[Path]:
@@ -163,7 +180,8 @@ def expand_folders(paths: list[str]) -> list[str]:
             out.append(url)
             continue
         found = [
-            str(e) for e in _entries(folder)
+            str(e)
+            for e in _entries(folder)
             if (e.is_file() and e.name.lower().endswith(_MEDIA_EXT)) or (e.is_dir() and _image_names(e))
         ]
         out.extend(found or [url])  # nothing usable: the reader says why
@@ -215,8 +233,11 @@ def image_sequence(url: str) -> ImageSequence:
         pattern = str(folder / f"{prefix.replace('%', '%%')}%0{width}d{ext.replace('%', '%%')}")
         return ImageSequence(pattern, files, start_number=order[0])
     if padded and len({len(d) for d in numbers.values()}) == 1:  # gaps, but name order is number order
-        return ImageSequence(str(Path(glob.escape(str(folder))) / f"{glob.escape(prefix)}*{glob.escape(ext)}"),
-                             files, glob=True)
+        return ImageSequence(
+            str(Path(glob.escape(str(folder))) / f"{glob.escape(prefix)}*{glob.escape(ext)}"), files, glob=True
+        )
     gap = next(a for a, b in itertools.pairwise(order) if b != a + 1)
-    raise SourceFormatError(f"{where} are numbered without zero padding and with a gap after {gap}: "
-                            "image2 cannot read them in order; rename them with zero-padded numbers")
+    raise SourceFormatError(
+        f"{where} are numbered without zero padding and with a gap after {gap}: "
+        "image2 cannot read them in order; rename them with zero-padded numbers"
+    )

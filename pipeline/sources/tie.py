@@ -44,8 +44,15 @@ RTCP_WAIT_S = 3.0  # of main-stream time: how long a tie by arrival waits for bo
 class StreamTie:
     """The main stream's offset onto the detect stream's source time line (see the module docstring)."""
 
-    def __init__(self, camera_id: str, *, history: int = 25, samples: int = TIE_SAMPLES,
-                 rtcp_wait_s: float = RTCP_WAIT_S, max_disagreement_s: float = MAX_DISAGREEMENT_S) -> None:
+    def __init__(
+        self,
+        camera_id: str,
+        *,
+        history: int = 25,
+        samples: int = TIE_SAMPLES,
+        rtcp_wait_s: float = RTCP_WAIT_S,
+        max_disagreement_s: float = MAX_DISAGREEMENT_S,
+    ) -> None:
         self.camera_id = camera_id
         self.samples = max(1, samples)
         self.rtcp_wait_s = rtcp_wait_s
@@ -105,8 +112,12 @@ class StreamTie:
                     return self._fix(by_rtcp, "rtcp")
                 if not self._warned:
                     self._warned = True
-                    log.warning("camera %s: the main and detect streams' sender reports disagree with their arrival "
-                                "by %.2f s; tying them by arrival", self.camera_id, self.disagreement_s)
+                    log.warning(
+                        "camera %s: the main and detect streams' sender reports disagree with their arrival "
+                        "by %.2f s; tying them by arrival",
+                        self.camera_id,
+                        self.disagreement_s,
+                    )
                 return self._fix(by_arrival, "arrival")
             if raw - self._first_raw < self.rtcp_wait_s:
                 return None  # sender reports usually come within a second or two: wait for them
@@ -114,6 +125,7 @@ class StreamTie:
 
     def _fix(self, offset: float, method: str) -> float:
         self.offset, self.method = offset, method
-        log.info("camera %s: main stream tied to the detect stream by %s (offset %.3f s)", self.camera_id, method,
-                 offset)
+        log.info(
+            "camera %s: main stream tied to the detect stream by %s (offset %.3f s)", self.camera_id, method, offset
+        )
         return offset

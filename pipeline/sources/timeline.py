@@ -62,8 +62,13 @@ class StreamTimeline:
                     self._start_segment(raw, gap_s)
                     self.discontinuities += 1
                     segment = len(self._offsets) - 1
-                    log.info("%s pts jumped from %.3f to %.3f s: new segment at %.3f s", kind, last, raw,
-                             raw + self._offsets[segment])
+                    log.info(
+                        "%s pts jumped from %.3f to %.3f s: new segment at %.3f s",
+                        kind,
+                        last,
+                        raw,
+                        raw + self._offsets[segment],
+                    )
         self._streams[kind] = (segment, raw)
         out = raw + self._offsets[segment]
         if self.latest is None or out > self.latest:

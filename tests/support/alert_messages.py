@@ -8,14 +8,10 @@ from alerts.schema import EventMessage, ModelProvenance
 from pipeline.events import AnomalyEvent, EndReason, EventType, ModalityScore, UpdateReason
 
 T0 = datetime(2026, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
-MODEL = ModelProvenance(
-    package_id="default-ae", version="0.1.0", engine="onnxruntime-cpu", calibration="cal-1"
-)
+MODEL = ModelProvenance(package_id="default-ae", version="0.1.0", engine="onnxruntime-cpu", calibration="cal-1")
 
 
-def anomaly(
-    event_id: str = "ev-1", seq: int = 0, camera_id: str = "cam-1", *, end: bool = False
-) -> AnomalyEvent:
+def anomaly(event_id: str = "ev-1", seq: int = 0, camera_id: str = "cam-1", *, end: bool = False) -> AnomalyEvent:
     start = T0 + timedelta(seconds=10)
     peak = start + timedelta(seconds=1 + seq)
     kind = EventType.END if end else (EventType.NEW if seq == 0 else EventType.UPDATE)
@@ -42,9 +38,7 @@ def anomaly(
     )
 
 
-def message(
-    event_id: str = "ev-1", seq: int = 0, camera_id: str = "cam-1", *, end: bool = False
-) -> EventMessage:
+def message(event_id: str = "ev-1", seq: int = 0, camera_id: str = "cam-1", *, end: bool = False) -> EventMessage:
     return EventMessage.from_anomaly(
         anomaly(event_id, seq, camera_id, end=end),
         site="test-site",

@@ -21,8 +21,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
-KINDS = ("truncate", "bitflip", "zero-range", "swap-header", "wrong-extension", "zero-length", "huge-size",
-         "random-tail")
+KINDS = (
+    "truncate",
+    "bitflip",
+    "zero-range",
+    "swap-header",
+    "wrong-extension",
+    "zero-length",
+    "huge-size",
+    "random-tail",
+)
 _MKV_IDS = (b"\x18\x53\x80\x67", b"\x1f\x43\xb6\x75", b"\x16\x54\xae\x6b", b"\x1a\x45\xdf\xa3")  # Segment, Cluster,
 # Tracks, EBML header
 _MP4_BOXES = (b"moov", b"trak", b"mdat", b"stsz", b"stco", b"mdhd", b"avcC")
@@ -37,8 +45,9 @@ def base_clips(folder: Path, seconds: float = 2.0) -> list[Path]:
         for fmt, ext in (("matroska", "mkv"), ("mp4", "mp4")):
             dst = folder / f"{Path(sample).stem}.{ext}"
             with av.open(str(SAMPLES / sample)) as src, av.open(str(dst), "w", format=fmt) as sink:
-                streams = {s.index: sink.add_stream_from_template(s) for s in src.streams if s.type in ("video",
-                                                                                                     "audio")}
+                streams = {
+                    s.index: sink.add_stream_from_template(s) for s in src.streams if s.type in ("video", "audio")
+                }
                 for packet in src.demux():
                     if packet.dts is None or packet.stream.index not in streams:
                         continue
@@ -66,8 +75,9 @@ def corruptions(bases: list[Path], n: int, seed: int = 21) -> Iterator[tuple[str
                 raw[pos] ^= 1 << rng.randrange(8)
         elif kind == "zero-range":
             start = rng.randrange(len(raw))
-            raw[start:start + rng.choice((4, 64, 1024, 8192))] = bytes(min(8192, len(raw) - start))[
-                : len(raw[start:start + 8192])]
+            raw[start : start + rng.choice((4, 64, 1024, 8192))] = bytes(min(8192, len(raw) - start))[
+                : len(raw[start : start + 8192])
+            ]
         elif kind == "swap-header":
             other = data[bases[rng.randrange(len(bases))]]
             cut = rng.randrange(16, 4096)
@@ -94,14 +104,18 @@ def _huge_size(raw: bytearray, ext: str, rng: random.Random) -> bytearray:
             at = rng.choice(spots)
             width = _vint_width(raw[at])
             # the largest size of that width that is not "unknown" (all ones)
-            raw[at:at + width] = bytes([(0x80 >> (width - 1)) | ((0xFF >> width) & 0xFF)] + [0xFF] * (width - 2)
-                                       + [0xFE] if width > 1 else [0xFE])
+            raw[at : at + width] = bytes(
+                [(0x80 >> (width - 1)) | ((0xFF >> width) & 0xFF)] + [0xFF] * (width - 2) + [0xFE]
+                if width > 1
+                else [0xFE]
+            )
         return raw
     spots = [m.start() - 4 for tag in _MP4_BOXES for m in re.finditer(re.escape(tag), raw) if m.start() >= 4]
     if spots:
         at = rng.choice(spots)
-        raw[at:at + 4] = rng.choice((b"\xff\xff\xff\xf0", b"\x7f\xff\xff\xff", b"\x00\x00\x00\x01",
-                                     b"\x00\x00\x00\x00"))
+        raw[at : at + 4] = rng.choice(
+            (b"\xff\xff\xff\xf0", b"\x7f\xff\xff\xff", b"\x00\x00\x00\x01", b"\x00\x00\x00\x00")
+        )
     return raw
 
 
@@ -127,7 +141,7 @@ def read_outcome(path: Path) -> str:
     except SourceError as exc:
         text = str(exc)
         assert "\n" not in text and "Traceback" not in text and text.startswith(str(path)), text
-        m = _DETAIL.search(text[len(str(path)):])
+        m = _DETAIL.search(text[len(str(path)) :])
         return m.group(1).strip() if m else "other error"
     return "clean"
 

@@ -179,9 +179,13 @@ class KafkaBroker:
         scram: list[str] = []
         if self.secure:
             keystore, store_password = self._make_certificates()
-            overrides = _SECURE_PROPERTIES.format(port=self.port, controller_port=self.controller_port,
-                                                  secure_port=self.secure_port, keystore=keystore,
-                                                  store_password=store_password)
+            overrides = _SECURE_PROPERTIES.format(
+                port=self.port,
+                controller_port=self.controller_port,
+                secure_port=self.secure_port,
+                keystore=keystore,
+                store_password=store_password,
+            )
             keys = {line.split("=", 1)[0] for line in overrides.splitlines()}
             props = "".join(line + "\n" for line in props.splitlines() if line.split("=", 1)[0] not in keys)
             props += overrides
@@ -214,17 +218,73 @@ class KafkaBroker:
                 raise RuntimeError(f"keytool {args[0]} failed:\n{out.stdout}\n{out.stderr}")
 
         store = ["-storetype", "PKCS12", "-storepass", password]
-        run("-genkeypair", "-alias", "ca", "-keyalg", "RSA", "-keysize", "2048", "-dname", "CN=lepton-test-ca",
-            "-ext", "bc:c", "-validity", "2", "-keystore", str(ca), *store)
+        run(
+            "-genkeypair",
+            "-alias",
+            "ca",
+            "-keyalg",
+            "RSA",
+            "-keysize",
+            "2048",
+            "-dname",
+            "CN=lepton-test-ca",
+            "-ext",
+            "bc:c",
+            "-validity",
+            "2",
+            "-keystore",
+            str(ca),
+            *store,
+        )
         run("-exportcert", "-rfc", "-alias", "ca", "-keystore", str(ca), "-file", str(self.ca_file), *store)
-        run("-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048", "-dname", "CN=127.0.0.1",
-            "-ext", san, "-validity", "2", "-keystore", str(broker), *store)
+        run(
+            "-genkeypair",
+            "-alias",
+            "broker",
+            "-keyalg",
+            "RSA",
+            "-keysize",
+            "2048",
+            "-dname",
+            "CN=127.0.0.1",
+            "-ext",
+            san,
+            "-validity",
+            "2",
+            "-keystore",
+            str(broker),
+            *store,
+        )
         run("-certreq", "-alias", "broker", "-keystore", str(broker), "-file", str(tls / "broker.csr"), *store)
-        run("-gencert", "-alias", "ca", "-keystore", str(ca), "-infile", str(tls / "broker.csr"), "-outfile",
-            str(tls / "broker.pem"), "-rfc", "-ext", san, "-validity", "2", *store)
+        run(
+            "-gencert",
+            "-alias",
+            "ca",
+            "-keystore",
+            str(ca),
+            "-infile",
+            str(tls / "broker.csr"),
+            "-outfile",
+            str(tls / "broker.pem"),
+            "-rfc",
+            "-ext",
+            san,
+            "-validity",
+            "2",
+            *store,
+        )
         run("-importcert", "-noprompt", "-alias", "ca", "-file", str(self.ca_file), "-keystore", str(broker), *store)
-        run("-importcert", "-noprompt", "-alias", "broker", "-file", str(tls / "broker.pem"), "-keystore",
-            str(broker), *store)
+        run(
+            "-importcert",
+            "-noprompt",
+            "-alias",
+            "broker",
+            "-file",
+            str(tls / "broker.pem"),
+            "-keystore",
+            str(broker),
+            *store,
+        )
         return broker, password
 
     def start(self, timeout_s: float = 90.0) -> None:
@@ -331,8 +391,11 @@ def broker_or_reason(workdir: Path, *, secure: bool = False) -> tuple[KafkaBroke
     java = shutil.which("java")
     if java is None:
         return None, "`java` not found on PATH: the Kafka broker needs a Java 17+ runtime"
-    if secure and shutil.which("keytool", path=str(Path(java).resolve().parent)) is None and not shutil.which(
-            "keytool"):
+    if (
+        secure
+        and shutil.which("keytool", path=str(Path(java).resolve().parent)) is None
+        and not shutil.which("keytool")
+    ):
         return None, "`keytool` not found: the TLS listener's certificates need the JDK's keytool"
     broker = KafkaBroker(libs=libs, workdir=workdir, java=java, secure=secure)
     broker.format()

@@ -61,7 +61,7 @@ class WebhookServer:
                     answer = f"HTTP/1.1 {status} OK\r\nContent-Length: 2\r\n\r\n{{}}".encode()
                     try:
                         for i in range(len(answer)):
-                            self.wfile.write(answer[i:i + 1])
+                            self.wfile.write(answer[i : i + 1])
                             self.wfile.flush()
                             time.sleep(owner.drip_s)
                     except OSError:
