@@ -9,7 +9,6 @@ from the package, never from here.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -95,12 +94,6 @@ def heldout_start(x: Any, n: int) -> int:
 
 def _lr_at(frac: float, base: float) -> float:
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
-
-
-def _progress(start: float, seconds: float, steps: int, max_steps: int) -> float:
-    """How far a training run is, 0..1 and beyond: the time budget or the passes (MAX_*_EPOCHS), whichever ends
-    first. The learning rate anneals over it and the run ends at 1."""
-    return max((time.monotonic() - start) / seconds, steps / max_steps)
 
 
 def _spread(idx: Sequence[np.ndarray], n: int) -> list[np.ndarray]:

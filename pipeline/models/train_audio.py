@@ -5,19 +5,17 @@ normal sound; ``heldout_audio`` / ``seen_audio`` give the windows its calibratio
 from __future__ import annotations
 
 import math
-import sys
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from pipeline.features import LogMelConfig, log_mel
 from pipeline.models.audio import AudioPredictor
+from pipeline.models.budget import BudgetedSteps
 from pipeline.models.footage import NormalInput
-from pipeline.models.recipe import AUDIO_HEAD, SAMPLE_RATE, WARMUP_FRAMES, _lr_at, heldout_start, train_end
+from pipeline.models.recipe import AUDIO_HEAD, SAMPLE_RATE, WARMUP_FRAMES, heldout_start, train_end
 
 
 def _split_audio(x: NormalInput) -> tuple[np.ndarray, np.ndarray]:
@@ -51,16 +49,13 @@ def train_audio(
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
     losses: list[float] = []
-    start = time.monotonic()
-    steps = 0
     per_epoch = max(20, int(sum(len(m) for m in norm) / (batch * crop)))
-    bar = tqdm(total=round(seconds), desc="audio", unit="s", disable=not progress, file=sys.stderr, leave=False)
-    while time.monotonic() - start < seconds:
+    # time alone ends the run, at the end of a pass (``per_epoch`` batches)
+    run = BudgetedSteps(opt, 3e-3, seconds, max_steps=None, desc="audio", progress=progress, clip=1.0)
+    while run.fraction() < 1.0:
         epoch_loss = 0.0
         for _ in range(per_epoch):
-            elapsed = time.monotonic() - start
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(elapsed / seconds, 3e-3)
+            run.next()
             src = rng.choice(len(norm), size=batch, p=weights)
             xs = []
             for s in src:
@@ -69,17 +64,10 @@ def train_audio(
             xb = torch.from_numpy(np.stack(xs))
             # level changes of +-3 dB: an offset in the log domain
             xb = xb + (torch.rand(batch, 1, 1) - 0.5) * (2 * math.log(10**0.3)) / torch.from_numpy(std)
-            loss = model.loss(xb)[:, WARMUP_FRAMES:].mean()
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            epoch_loss += loss.item()
-            steps += 1
-            bar.update(round(time.monotonic() - start) - bar.n)
+            epoch_loss += run.step(model, model.loss(xb)[:, WARMUP_FRAMES:].mean())
         losses.append(epoch_loss / per_epoch)
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", epoch=len(losses))
-    bar.close()
+        run.note(loss=f"{losses[-1]:.4f}", epoch=len(losses))
+    run.close()
     model.eval()
     return (
         model,
@@ -87,9 +75,9 @@ def train_audio(
         std,
         {
             "epoch_losses": [round(v, 6) for v in losses],
-            "steps": steps,
+            "steps": run.steps,
             "frames": int(sum(len(m) for m in norm)),
-            "seconds": round(time.monotonic() - start, 1),
+            "seconds": run.elapsed_s,
         },
     )
 

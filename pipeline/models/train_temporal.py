@@ -4,15 +4,13 @@ windows its calibration scores (``pipeline.models.calibrate``)."""
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from pipeline.models.budget import BudgetedSteps
 from pipeline.models.footage import NormalInput
 from pipeline.models.recipe import (
     CONTEXT,
@@ -22,8 +20,6 @@ from pipeline.models.recipe import (
     TEMPORAL_SCORE_STEPS,
     TEMPORAL_WINDOW,
     _in_batches,
-    _lr_at,
-    _progress,
     _spread,
     heldout_start,
     train_end,
@@ -87,37 +83,33 @@ def train_temporal(
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
     losses: list[float] = []
-    start = time.monotonic()
-    steps = 0
-    max_steps = max(1, round(MAX_TEMPORAL_EPOCHS * len(pool) / batch))
-    bar = tqdm(total=round(seconds), desc="temporal", unit="s", disable=not progress, file=sys.stderr, leave=False)
+    run = BudgetedSteps(
+        opt,
+        3e-3,
+        seconds,
+        max_steps=max(1, round(MAX_TEMPORAL_EPOCHS * len(pool) / batch)),
+        desc="temporal",
+        progress=progress,
+        clip=1.0,
+    )
     done = False
     while not done:
         epoch_loss, n = 0.0, 0
         for _ in range(50):
-            frac = _progress(start, seconds, steps, max_steps)
-            if frac >= 1.0:
+            if not run.next():
                 done = True
                 break
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(frac, 3e-3)
             picks = rng.integers(0, len(pool), batch)
             xb = np.stack(
                 [_windows(embeddings[pool[p][0]], np.array([pool[p][1]]), inputs[pool[p][0]].step)[0] for p in picks]
             )
             loss = model.step_errors(torch.from_numpy(xb))[:, 2:].mean()  # after a short warm-up of the GRU
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            epoch_loss += loss.item()
+            epoch_loss += run.step(model, loss)
             n += 1
-            steps += 1
-            bar.update(round(time.monotonic() - start) - bar.n)
         if n:
             losses.append(epoch_loss / n)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-    bar.close()
+            run.note(loss=f"{losses[-1]:.4f}")
+    run.close()
     model.eval()
     errs = []
     with torch.inference_mode():
@@ -130,11 +122,11 @@ def train_temporal(
     model.fit_scale(torch.cat(errs))
     return model, {
         "epoch_losses": [round(v, 6) for v in losses],
-        "steps": steps,
-        "epochs": round(steps * batch / len(pool), 2),
-        "stopped_by": "epochs" if steps >= max_steps else "time",
+        "steps": run.steps,
+        "epochs": round(run.steps * batch / len(pool), 2),
+        "stopped_by": run.stopped_by,
         "windows": len(pool),
-        "seconds": round(time.monotonic() - start, 1),
+        "seconds": run.elapsed_s,
     }
 
 

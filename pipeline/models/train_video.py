@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from pipeline.models.budget import BudgetedSteps
 from pipeline.models.footage import NormalInput
 from pipeline.models.recipe import (
     CONTEXT,
@@ -27,8 +28,6 @@ from pipeline.models.recipe import (
     UNIFORM_SCALE,
     WIDTH,
     _in_batches,
-    _lr_at,
-    _progress,
     _spread,
     heldout_start,
     train_end,
@@ -96,39 +95,34 @@ def train_video(
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     model.train()
     losses: list[float] = []
-    start = time.monotonic()
-    steps = 0
-    max_steps = max(1, round(MAX_VIDEO_EPOCHS * len(pool) / batch))
-    bar = tqdm(total=round(seconds), desc="video", unit="s", disable=not progress, file=sys.stderr, leave=False)
+    run = BudgetedSteps(
+        opt,
+        2e-3,
+        seconds,
+        max_steps=max(1, round(MAX_VIDEO_EPOCHS * len(pool) / batch)),
+        desc="video",
+        progress=progress,
+    )
     done = False
     while not done:
         order = rng.permutation(len(pool))
         epoch_loss, n = 0.0, 0
         for k in range(0, len(order) - batch + 1, batch):
-            frac = _progress(start, seconds, steps, max_steps)
-            if frac >= 1.0:
+            if not run.next():
                 done = True
                 break
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(frac, 2e-3)
             picks = order[k : k + batch]
             sample = np.stack(
                 [_gather(frames[pool[p][0]], np.array([pool[p][1]]), steps_of[pool[p][0]])[0] for p in picks]
             )
             xb = _augment_video(torch.from_numpy(sample).float(), gen)
-            loss = model.error_map(xb).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            epoch_loss += loss.item()
+            epoch_loss += run.step(model, model.error_map(xb).mean())
             n += 1
-            steps += 1
-            bar.update(round(time.monotonic() - start) - bar.n)
-            if steps % 20 == 0:
-                bar.set_postfix(loss=f"{epoch_loss / n:.4f}", epoch=len(losses) + 1)
+            if run.steps % 20 == 0:
+                run.note(loss=f"{epoch_loss / n:.4f}", epoch=len(losses) + 1)
         if n:
             losses.append(epoch_loss / n)
-    bar.close()
+    run.close()
     model.eval()
     t = time.monotonic()
     embeddings = _patch_statistics(model, inputs, progress=progress)
@@ -136,12 +130,12 @@ def train_video(
         model,
         {
             "epoch_losses": [round(v, 6) for v in losses],
-            "steps": steps,
-            "epochs": round(steps * batch / len(pool), 2),
-            "stopped_by": "epochs" if steps >= max_steps else "time",
+            "steps": run.steps,
+            "epochs": round(run.steps * batch / len(pool), 2),
+            "stopped_by": run.stopped_by,
             "patch_scale_s": round(time.monotonic() - t, 1),
             "sequences": len(pool),
-            "seconds": round(time.monotonic() - start, 1),
+            "seconds": run.elapsed_s,
         },
         embeddings,
     )
