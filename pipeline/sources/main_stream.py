@@ -26,6 +26,7 @@ import av.error
 from pipeline.errors import SourceError, SourceFormatError
 from pipeline.media.ring import PacketRing
 from pipeline.sources.capture import DEMUXED, Demuxed
+from pipeline.sources.container import close_container, open_rtsp
 from pipeline.sources.reader import SourceStalledError, _read_error, open_error
 from pipeline.sources.spec import SourceSpec
 from pipeline.sources.tie import StreamTie
@@ -56,7 +57,7 @@ class MainStreamReader:
     def open(self) -> None:
         spec = self.spec
         try:
-            self.container = av.open(spec.url, options=spec.rtsp_options(), timeout=(spec.open_timeout_s, spec.read_s))
+            self.container = open_rtsp(spec)
         except Exception as exc:  # noqa: BLE001 - PyAV raises a zoo of errors; each becomes one clear SourceError
             raise open_error(exc, spec) from exc
         if not self.container.streams.video:
@@ -64,12 +65,8 @@ class MainStreamReader:
             raise SourceFormatError(f"{spec.safe_url}: no video stream to record")
 
     def close(self) -> None:
-        if self.container is not None:
-            try:
-                self.container.close()
-            except Exception:  # noqa: BLE001 - closing a broken stream must not hide the original error
-                log.debug("closing %s failed", self.spec.safe_url, exc_info=True)
-            self.container = None
+        close_container(self.container, self.spec.safe_url)
+        self.container = None
 
     def items(
         self, stop: threading.Event | None = None, *, timeline: StreamTimeline | None = None

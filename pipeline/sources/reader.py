@@ -45,6 +45,7 @@ from pipeline.errors import SourceConnectionError, SourceError, SourceFormatErro
 from pipeline.frames import AudioWindow, VideoFrame, WallClock, utc_now
 from pipeline.redact import redact_text
 from pipeline.sources.audio_windows import AudioWindower
+from pipeline.sources.container import close_container, open_rtsp
 from pipeline.sources.spec import SourceKind, SourceSpec, expand_folders, image_sequence
 from pipeline.sources.timeline import StreamTimeline
 
@@ -239,9 +240,7 @@ class MediaReader:
         kind = spec.kind
         try:
             if kind is SourceKind.RTSP:
-                self.container = av.open(
-                    spec.url, options=spec.rtsp_options(), timeout=(spec.open_timeout_s, spec.read_s)
-                )
+                self.container = open_rtsp(spec)
             elif kind is SourceKind.IMAGES:
                 self.container = self._open_images()
             else:
@@ -298,12 +297,8 @@ class MediaReader:
         return bool(self.want_audio and self.container is not None and self.container.streams.audio)
 
     def close(self) -> None:
-        if self.container is not None:
-            try:
-                self.container.close()
-            except Exception:  # noqa: BLE001 - closing a broken stream must not hide the original error
-                log.debug("closing %s failed", self.spec.safe_url, exc_info=True)
-            self.container = None
+        close_container(self.container, self.spec.safe_url)
+        self.container = None
 
     # -- reading ---------------------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[VideoFrame | AudioWindow]:
