@@ -11,9 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # footage imports this module
+    from pipeline.models.footage import NormalInput
 
 # Model input: 256x144 luma keeps 16:9 (the samples and most cameras) with sides divisible by 16 (three stride-2
 # stages and the 2x2-pooled embedding); a person 30 m away in a 720p frame is still ~4x5 px here. 5 fps with 4 past
@@ -68,8 +71,8 @@ def trained_part(n: int) -> int:
 WHOLE_INPUTS_MIN, HOLDOUT_EVERY = 8, 5
 
 
-def split_roles(inputs: Sequence[Any]) -> list[Any]:
-    """``inputs`` (NormalInput) with their ``role`` set for one model: with ``WHOLE_INPUTS_MIN`` or more, one in
+def split_roles(inputs: Sequence[NormalInput]) -> list[NormalInput]:
+    """``inputs`` with their ``role`` set for one model: with ``WHOLE_INPUTS_MIN`` or more, one in
     ``HOLDOUT_EVERY`` held out whole and the others trained on whole; else each split at its tail."""
     if len(inputs) < WHOLE_INPUTS_MIN:
         return [replace(x, role="tail") for x in inputs]
@@ -77,17 +80,17 @@ def split_roles(inputs: Sequence[Any]) -> list[Any]:
     return [replace(x, role="heldout" if i % HOLDOUT_EVERY == mid else "train") for i, x in enumerate(inputs)]
 
 
-def whole_inputs_held(inputs: Sequence[Any]) -> bool:
+def whole_inputs_held(inputs: Sequence[NormalInput]) -> bool:
     """Whether ``inputs`` (after ``split_roles``) hold out whole inputs rather than tails."""
     return any(x.role == "heldout" for x in inputs)
 
 
-def train_end(x: Any, n: int) -> int:
+def train_end(x: NormalInput, n: int) -> int:
     """How many of input ``x``'s first ``n`` items (frames, samples, embeddings) training learns from."""
     return 0 if x.role == "heldout" else n if x.role == "train" else trained_part(n)
 
 
-def heldout_start(x: Any, n: int) -> int:
+def heldout_start(x: NormalInput, n: int) -> int:
     """Where the held-out part of input ``x``'s ``n`` items starts (``n``: none held out)."""
     return 0 if x.role == "heldout" else n if x.role == "train" else int(n * (1 - HOLDOUT))
 
