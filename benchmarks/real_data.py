@@ -2,7 +2,7 @@
 """Evaluation sets made from the real development data in ``../shared/data`` (see its README), and the figures of
 ``edge train`` / ``edge eval`` on them: quality on footage and sound the generator never made.
 
-    .venv/bin/python benchmarks/real_data.py build [--data DIR] [--out DIR] [--sets video,audio,bearing]
+    .venv/bin/python benchmarks/real_data.py build [--data DIR] [--out DIR] [--sets video,audio,audio_level,bearing]
     .venv/bin/python benchmarks/real_data.py run [--minutes 5] [--seed 0] [--packages DIR] [--sets ...] [--json]
 
 ``build`` is deterministic (fixed seeds, bit-exact encoding and muxing: two builds give the same bytes) and writes
@@ -12,6 +12,7 @@ under ``--out`` (default ``<repo>/.lepton/realdata``, git-ignored); no data is c
   ``speed.mkv`` (five 1 s intervals at 3x pace) and ``local.mkv`` (the right half at 3x pace in seven intervals).
 - **audio** (``audio_scene/``): UrbanSound8K city ambience split by recording (``train.wav``, ``test.wav`` with 50
   real events at 0-10 dB SNR, ``normal.wav`` without), each recording at a random level in +-8 dB.
+- **audio_level** (``audio_levelled/``): the same scene with every recording at one level (no random gains).
 - **bearing** (``bearing/``): DCASE 2023 Task 2 bearing as the task gives it, clip-level AUC and pAUC per domain.
 
 How each set is made, and why: docs/measurements.md, **The real evaluation sets**.
@@ -47,8 +48,10 @@ from pipeline.evaluation import _intervals, _window_labels, roc_auc  # noqa: E40
 
 log = logging.getLogger(__name__)
 
-SETS = ("video", "audio", "bearing")
-FOLDERS = {"video": "avenue", "audio": "audio_scene", "bearing": "bearing"}
+SETS = ("video", "audio", "audio_level", "bearing")
+FOLDERS = {"video": "avenue", "audio": "audio_scene", "audio_level": "audio_levelled", "bearing": "bearing"}
+# the audio sets: each ambient recording's gain is uniform in +-this many dB (audio_level: every recording at one level)
+AUDIO_GAIN_DB = {"audio": 8.0, "audio_level": 0.0}
 
 # ------------------------------------------------------------------------------------------------ video (a)
 FPS = 25
@@ -72,7 +75,6 @@ EVENTS = ("car_horn", "dog_bark", "drilling", "gun_shot", "jackhammer", "siren")
 TRAIN_SHARE = 0.4  # of each ambient class's sound, by whole recordings
 SILENT_DBFS = -55.0  # slices quieter than this are left out
 LEVEL_DBFS = -30.0  # each ambient recording's median slice RMS before its random gain
-GAIN_DB = 8.0  # per recording and file: uniform in +-GAIN_DB
 CROSSFADE_S = 0.05
 SECONDS = {"train": 240.0, "test": 300.0, "normal": 120.0}
 SEEDS = {"train": 1, "test": 2, "normal": 3, "events": 4, "mix": 5}
@@ -269,9 +271,11 @@ class Placed:
     snr_db: float
 
 
-def build_audio(data: Path, out: Path) -> dict[str, Any]:
-    """``audio_scene/{train,test,normal}.wav`` with their JSON, and the window-RMS baseline AUC on ``test.wav``."""
-    folder = out / FOLDERS["audio"]
+def build_audio(data: Path, out: Path, name: str = "audio") -> dict[str, Any]:
+    """``<folder>/{train,test,normal}.wav`` with their JSON, and the window-RMS baseline AUC on ``test.wav``; ``name``
+    (``audio`` or ``audio_level``) picks the folder and the recordings' gain spread (``AUDIO_GAIN_DB``)."""
+    folder = out / FOLDERS[name]
+    gain_db = AUDIO_GAIN_DB[name]
     folder.mkdir(parents=True, exist_ok=True)
     slices = load_slices(data / "urbansound8k_dev")
     ambient = [s for s in slices if s.cls in AMBIENT and s.dbfs >= SILENT_DBFS]
@@ -281,11 +285,13 @@ def build_audio(data: Path, out: Path) -> dict[str, Any]:
     test_pool = [s for s in ambient if s.fsid in test_ids]
     levels = recording_levels(ambient)
 
-    train, train_gains, _ = ambience(train_pool, SECONDS["train"], levels, np.random.default_rng(SEEDS["train"]))
-    test_bed, test_gains, used = ambience(test_pool, SECONDS["test"], levels, np.random.default_rng(SEEDS["test"]))
+    train, train_gains, _ = ambience(train_pool, SECONDS["train"], levels, np.random.default_rng(SEEDS["train"]),
+                                     gain_db=gain_db)
+    test_bed, test_gains, used = ambience(test_pool, SECONDS["test"], levels, np.random.default_rng(SEEDS["test"]),
+                                          gain_db=gain_db)
     unused = [s for s in test_pool if s.name not in used]
     normal, normal_gains, _ = ambience(test_pool, SECONDS["normal"], levels, np.random.default_rng(SEEDS["normal"]),
-                                       first=unused)
+                                       first=unused, gain_db=gain_db)
     events = pick_events([s for s in slices if s.cls in EVENTS], N_EVENTS, np.random.default_rng(SEEDS["events"]))
     test, placed = mix_events(test_bed, events, np.random.default_rng(SEEDS["mix"]))
 
@@ -380,17 +386,19 @@ def ambience(
     rng: np.random.Generator,
     *,
     first: Sequence[Slice] = (),
+    gain_db: float = AUDIO_GAIN_DB["audio"],
 ) -> tuple[np.ndarray, dict[str, tuple[str, float]], set[str]]:
     """``seconds`` of ambience: slices of ``pool`` in a seeded order (``first`` before the others), each recording
-    levelled to ``LEVEL_DBFS`` and given one gain in +-``GAIN_DB`` (drawn in fsID order), crossfaded; the pool is
-    gone through again, in another order, if it is shorter. Returns the signal, {fsid: (class, gain dB)} of the
+    levelled to ``LEVEL_DBFS`` and given one gain in +-``gain_db`` (drawn in fsID order, the same draws whatever
+    ``gain_db``: a scene differs from its levelled twin in its gains alone), crossfaded; the pool is gone through
+    again, in another order, if it is shorter. Returns the signal, {fsid: (class, gain dB)} of the
     recordings heard and the names of the slices used."""
     fade = round(CROSSFADE_S * SR)
     pool = [s for s in pool if len(s.samples) > 2 * fade]
     if not pool:
         raise ValueError("no ambient slices on this side of the split")
     ids = sorted({s.fsid for s in pool}, key=lambda x: (int(x) if x.isdigit() else 0, x))
-    gain = {x: round(float(rng.uniform(-GAIN_DB, GAIN_DB)), 2) for x in ids}
+    gain = {x: round(float(rng.uniform(-gain_db, gain_db)), 2) for x in ids}
     target = round(seconds * SR)
     chosen: list[Slice] = []
     total = 0
@@ -553,7 +561,8 @@ def run_sets(out: Path, sets: Sequence[str], packages: Path | None, minutes: flo
     result: dict[str, Any] = {"minutes": minutes, "seed": seed, "sets": {}, "rows": []}
     for name in sets:
         folder = out / FOLDERS[name]
-        inputs = {"video": [folder / "train.mkv"], "audio": [folder / "train.wav"], "bearing": [folder / "train"]}
+        inputs = {"video": [folder / "train.mkv"], "audio": [folder / "train.wav"],
+                  "audio_level": [folder / "train.wav"], "bearing": [folder / "train"]}
         if not all(p.exists() for p in inputs[name]):
             raise FileNotFoundError(f"{folder}: not built (run `{Path(__file__).name} build` first)")
         if packages is None:
@@ -563,7 +572,10 @@ def run_sets(out: Path, sets: Sequence[str], packages: Path | None, minutes: flo
                            str(minutes), "--seed", str(seed), "--json"])
         else:
             package, train = packages / name, None
-        figures = {"video": _run_video, "audio": _run_audio, "bearing": _run_bearing}[name](folder, package)
+        if name in AUDIO_GAIN_DB:
+            figures = _run_audio(folder, package, name)
+        else:
+            figures = {"video": _run_video, "bearing": _run_bearing}[name](folder, package)
         result["rows"] += figures.pop("rows")
         result["sets"][name] = {"package": str(package), "train": train, **figures}
     result["dcase2023_ae_bearing"] = {"figures": DCASE2023_AE_BEARING or None, "source": DCASE2023_AE_SOURCE or None}
@@ -584,7 +596,7 @@ def _run_video(folder: Path, package: Path) -> dict[str, Any]:
     return {"eval": reports, "rows": rows}
 
 
-def _run_audio(folder: Path, package: Path) -> dict[str, Any]:
+def _run_audio(folder: Path, package: Path, name: str = "audio") -> dict[str, Any]:
     rows, reports = [], {}
     own = rms_baseline_auc(folder / "test.wav")  # whole windows; edge eval's baseline is the scored span's level
     for clip in ("test", "normal"):
@@ -593,7 +605,7 @@ def _run_audio(folder: Path, package: Path) -> dict[str, Any]:
         reports[clip] = report
         for mod in ("audio", "fused"):
             note = f"window RMS here {own:.3f}" if clip == "test" and mod == "audio" else ""
-            rows.append(_row("audio", path.name, mod, report.get(f"{mod}_auc"),
+            rows.append(_row(name, path.name, mod, report.get(f"{mod}_auc"),
                              report.get("audio_baseline_auc") if mod == "audio" else None,
                              _normal_rate(report, mod), note, report.get(f"{mod}_normal_scored")))
     return {"eval": reports, "window_rms_auc": own, "rows": rows}
@@ -684,13 +696,13 @@ def _row(set_: str, input_: str, modality: str, auc: Any, baseline: Any, rate: A
 
 def table(rows: Iterable[dict[str, Any]]) -> list[str]:
     """The human table: set x (modality, model AUC, baseline AUC, normal >= 3 rate)."""
-    head = f"{'set':<8} {'input':<22} {'modality':<9} {'AUC':>6} {'base':>6} {'normal >= 3':>17}  note"
+    head = f"{'set':<11} {'input':<22} {'modality':<9} {'AUC':>6} {'base':>6} {'normal >= 3':>17}  note"
     lines = [head, "-" * len(head)]
     for r in rows:
         rate = "-" if r["normal_rate_ge_3"] is None else f"{100 * r['normal_rate_ge_3']:.2f}%"
         if r.get("normal_scored") is not None and r["normal_rate_ge_3"] is not None:
             rate += f" of {r['normal_scored']}"
-        lines.append(f"{r['set']:<8} {r['input']:<22} {r['modality']:<9} {_f(r['auc']):>6} "
+        lines.append(f"{r['set']:<11} {r['input']:<22} {r['modality']:<9} {_f(r['auc']):>6} "
                      f"{_f(r['baseline_auc']):>6} {rate:>17}  {r['note']}".rstrip())
     return lines
 
@@ -781,9 +793,10 @@ def build(data: Path, out: Path, sets: Sequence[str]) -> dict[str, Any]:
     if "video" in sets:
         log.info("video: re-encoding the three Avenue segments (about a minute)")
         made["video"] = build_video(data, out)
-    if "audio" in sets:
-        log.info("audio: mixing the UrbanSound8K scene")
-        made["audio"] = build_audio(data, out)
+    for name in ("audio", "audio_level"):
+        if name in sets:
+            log.info("%s: mixing the UrbanSound8K scene (recording gains +-%g dB)", name, AUDIO_GAIN_DB[name])
+            made[name] = build_audio(data, out, name)
     if "bearing" in sets:
         made["bearing"] = build_bearing(data, out)
     return made
@@ -793,8 +806,7 @@ def _build_lines(made: dict[str, Any]) -> list[str]:
     lines = []
     for f in made.get("video", []):
         lines.append(f"{f['file']}: {f['frames']} frames, {f['duration_s']:.2f} s")
-    if "audio" in made:
-        a = made["audio"]
+    for a in (made[name] for name in ("audio", "audio_level") if name in made):
         for f in a["files"]:
             lines.append(f"{f['file']}: {f['duration_s']:.1f} s, {f['events']} events")
         split = a["split"]
@@ -814,7 +826,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         s = sub.add_parser(name, help=help_)
         s.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the shared real data")
         s.add_argument("--out", type=Path, default=ROOT / ".lepton" / "realdata", help="where the sets are")
-        s.add_argument("--sets", type=_sets, default=list(SETS), help="comma-separated: video,audio,bearing")
+        s.add_argument("--sets", type=_sets, default=list(SETS), help=f"comma-separated: {','.join(SETS)}")
         s.add_argument("--json", action="store_true", help="one JSON object on stdout")
         s.add_argument("-v", "--verbose", action="store_true")
     r = sub.choices["run"]

@@ -231,7 +231,22 @@ def test_training_and_test_ambience_come_from_different_recordings(small: Module
     for cls in AMBIENT_HZ:  # both classes have >= 2 recordings: each on both sides
         assert cls in {r["class"] for r in heard["train"].values()}
         assert cls in {r["class"] for r in heard["test"].values()}
-    assert all(abs(r["gain_db"]) <= small.GAIN_DB for h in heard.values() for r in h.values())
+    assert all(abs(r["gain_db"]) <= small.AUDIO_GAIN_DB["audio"] for h in heard.values() for r in h.values())
+
+
+def test_levelled_scene_is_the_same_scene_without_the_gains(small: ModuleType, tmp_path: Path) -> None:
+    """``audio_level``: the same recordings, slices and events as ``audio``, every recording at gain 0."""
+    data = _make_data(tmp_path / "data")
+    small.build(data, tmp_path / "out", ["audio", "audio_level"])
+    for name in ("train", "test", "normal"):
+        varied = json.loads((tmp_path / "out" / "audio_scene" / f"{name}.json").read_text())
+        level = json.loads((tmp_path / "out" / "audio_levelled" / f"{name}.json").read_text())
+        assert level["recordings"].keys() == varied["recordings"].keys()
+        assert {r["gain_db"] for r in level["recordings"].values()} == {0.0}
+        assert any(r["gain_db"] != 0 for r in varied["recordings"].values())
+        assert [(e["start"], e["end"], e["source"]) for e in level["anomalies"]] == [
+            (e["start"], e["end"], e["source"]) for e in varied["anomalies"]
+        ]
 
 
 def test_split_puts_every_class_on_both_sides() -> None:
