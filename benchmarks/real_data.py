@@ -36,6 +36,7 @@ import wave
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ SETS = ("video", "audio", "audio_level", "bearing")
 FOLDERS = {"video": "avenue", "audio": "audio_scene", "audio_level": "audio_levelled", "bearing": "bearing"}
 # the audio sets: each ambient recording's gain is uniform in +-this many dB (audio_level: every recording at one level)
 AUDIO_GAIN_DB = {"audio": 8.0, "audio_level": 0.0}
+TRAIN_INPUT = {"video": "train.mkv", "audio": "train.wav", "audio_level": "train.wav", "bearing": "train"}
 
 # ------------------------------------------------------------------------------------------------ video (a)
 FPS = 25
@@ -271,13 +273,13 @@ class Placed:
     snr_db: float
 
 
-def build_audio(data: Path, out: Path, name: str = "audio") -> dict[str, Any]:
-    """``<folder>/{train,test,normal}.wav`` with their JSON, and the window-RMS baseline AUC on ``test.wav``; ``name``
-    (``audio`` or ``audio_level``) picks the folder and the recordings' gain spread (``AUDIO_GAIN_DB``)."""
+def build_audio(slices: Sequence[Slice], out: Path, name: str = "audio") -> dict[str, Any]:
+    """``<folder>/{train,test,normal}.wav`` with their JSON, and the window-RMS baseline AUC on ``test.wav``, from
+    UrbanSound8K's ``slices`` (``load_slices``); ``name`` (``audio`` or ``audio_level``) picks the folder and the
+    recordings' gain spread (``AUDIO_GAIN_DB``)."""
     folder = out / FOLDERS[name]
     gain_db = AUDIO_GAIN_DB[name]
     folder.mkdir(parents=True, exist_ok=True)
-    slices = load_slices(data / "urbansound8k_dev")
     ambient = [s for s in slices if s.cls in AMBIENT and s.dbfs >= SILENT_DBFS]
     skipped = sorted(s.name for s in slices if s.cls in AMBIENT and s.dbfs < SILENT_DBFS)
     train_ids, test_ids = split_recordings(ambient)
@@ -299,10 +301,10 @@ def build_audio(data: Path, out: Path, name: str = "audio") -> dict[str, Any]:
     files = {"train": (train, train_gains, []), "test": (test, test_gains, placed),
              "normal": (normal, normal_gains, [])}
     made = []
-    for name, (signal, gains, events_in) in files.items():
-        path = folder / f"{name}.wav"
+    for part, (signal, gains, events_in) in files.items():
+        path = folder / f"{part}.wav"
         write_wav(path, signal * scale)
-        _write_json(path.with_suffix(".json"), _scene_truth(name, len(signal) / SR, gains, events_in, scale))
+        _write_json(path.with_suffix(".json"), _scene_truth(part, len(signal) / SR, gains, events_in, scale))
         made.append({"file": str(path), "duration_s": len(signal) / SR, "events": len(events_in)})
     baseline = rms_baseline_auc(folder / "test.wav")
     return {
@@ -561,21 +563,19 @@ def run_sets(out: Path, sets: Sequence[str], packages: Path | None, minutes: flo
     result: dict[str, Any] = {"minutes": minutes, "seed": seed, "sets": {}, "rows": []}
     for name in sets:
         folder = out / FOLDERS[name]
-        inputs = {"video": [folder / "train.mkv"], "audio": [folder / "train.wav"],
-                  "audio_level": [folder / "train.wav"], "bearing": [folder / "train"]}
-        if not all(p.exists() for p in inputs[name]):
+        train_input = folder / TRAIN_INPUT[name]
+        if not train_input.exists():
             raise FileNotFoundError(f"{folder}: not built (run `{Path(__file__).name} build` first)")
         if packages is None:
             package = out / "packages" / name
             log.info("%s: edge train --minutes %g", name, minutes)
-            train = _edge(["train", "--normal", *map(str, inputs[name]), "--out", str(package), "--minutes",
+            train = _edge(["train", "--normal", str(train_input), "--out", str(package), "--minutes",
                            str(minutes), "--seed", str(seed), "--json"])
         else:
             package, train = packages / name, None
-        if name in AUDIO_GAIN_DB:
-            figures = _run_audio(folder, package, name)
-        else:
-            figures = {"video": _run_video, "bearing": _run_bearing}[name](folder, package)
+        run = {"video": _run_video, "audio": _run_audio, "audio_level": partial(_run_audio, name="audio_level"),
+               "bearing": _run_bearing}[name]
+        figures = run(folder, package)
         result["rows"] += figures.pop("rows")
         result["sets"][name] = {"package": str(package), "train": train, **figures}
     result["dcase2023_ae_bearing"] = {"figures": DCASE2023_AE_BEARING or None, "source": DCASE2023_AE_SOURCE or None}
@@ -793,10 +793,11 @@ def build(data: Path, out: Path, sets: Sequence[str]) -> dict[str, Any]:
     if "video" in sets:
         log.info("video: re-encoding the three Avenue segments (about a minute)")
         made["video"] = build_video(data, out)
-    for name in ("audio", "audio_level"):
-        if name in sets:
-            log.info("%s: mixing the UrbanSound8K scene (recording gains +-%g dB)", name, AUDIO_GAIN_DB[name])
-            made[name] = build_audio(data, out, name)
+    audio_sets = [name for name in AUDIO_GAIN_DB if name in sets]
+    slices = load_slices(data / "urbansound8k_dev") if audio_sets else []
+    for name in audio_sets:
+        log.info("%s: mixing the UrbanSound8K scene (recording gains +-%g dB)", name, AUDIO_GAIN_DB[name])
+        made[name] = build_audio(slices, out, name)
     if "bearing" in sets:
         made["bearing"] = build_bearing(data, out)
     return made
