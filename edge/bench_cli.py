@@ -249,7 +249,8 @@ def _format_sweep(sweep: dict[str, Any]) -> list[str]:
         detail = (
             f"worst camera: {w.get('scored_fps')} fps scored, {w.get('audio_windows_per_s')} audio win/s, "
             f"{w.get('dropped')} dropped, p95 {w.get('latency_p95_ms')} ms; CPU {s.get('cpu_utilisation')} "
-            f"cores + simulator {s.get('simulator_cpu_utilisation')}; RSS {s.get('rss_mb_per_camera')} MB/camera"
+            f"cores ({_roles(s.get('thread_cores', {}))}) + simulator {s.get('simulator_cpu_utilisation')}; "
+            f"RSS {s.get('rss_mb_per_camera')} MB/camera"
             if w
             else ""
         )
@@ -262,6 +263,11 @@ def _format_sweep(sweep: dict[str, Any]) -> list[str]:
         f"{sweep['elapsed_s']} s)"
     )
     return out
+
+
+def _roles(cores: dict[str, float]) -> str:
+    """``capture 0.61, scoring 0.52``: the cores of the capture and scoring threads, in that order."""
+    return ", ".join(f"{role} {cores[role]}" for role in ("capture", "scoring") if role in cores)
 
 
 def _rounds(values: list[float]) -> str:

@@ -115,6 +115,11 @@ def _step(bench: Bench, n: int, seconds: float, need: dict[str, float], sub: Any
         "worst_camera": {k: _r(v) for k, v in worst.items()},
         "cpu_utilisation": _r(side.cpu_s / side.seconds, 2) if side.seconds else None,
         "simulator_cpu_utilisation": _r(side.server_cpu_s / side.seconds, 2) if side.seconds else None,
+        # the one scoring thread beside the capture threads: a scoring thread near the cores it can get while the
+        # cameras fall behind is the serial limit, capture threads using far more than decoding costs a contention
+        "thread_cores": {role: _r(cpu / side.seconds, 2) for role, cpu in sorted(side.threads.items())}
+        if side.seconds
+        else {},
         "rss_mb_per_camera": _r(max(0.0, rss.peak - bench.baseline_rss_mb) / n, 1),
         # the rings grow to their bound (pre-roll + max_s + post-roll of packets, at most buffer_mb) over minutes;
         # a step of seconds holds only that much of them

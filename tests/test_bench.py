@@ -137,6 +137,11 @@ def test_bench_sweep_with_substreams_reports_max_realtime_cameras(
     assert sweep["steps"] and sweep["steps"][0]["cameras"] == 1
     first = sweep["steps"][0]
     assert first["worst_camera"]["main_packets_per_s"] > 0, first  # the main stream was demuxed
+    # the capture threads (substream and main stream) and the scoring thread both worked, and account for no more
+    # than the process used
+    cores = first["thread_cores"]
+    assert cores["capture"] > 0 and cores["scoring"] > 0, cores
+    assert cores["capture"] + cores["scoring"] <= first["cpu_utilisation"] + 0.02, first
     assert report["max_realtime_cameras"] == sweep["max_realtime_cameras"]
     assert report["max_realtime_cameras"] == max([s["cameras"] for s in sweep["steps"] if s["realtime"]], default=0)
 
