@@ -92,7 +92,7 @@ class DecodeOnly:
                     "analyzeduration": "500000",
                     "probesize": "500000",
                 },
-                timeout=(5, None),
+                timeout=(5, 5),
             )
         return av.open(self.url, timeout=(5, 5))
 

@@ -14,14 +14,9 @@ log = logging.getLogger(__name__)
 
 
 def open_rtsp(spec: SourceSpec) -> Any:
-    """An RTSP stream's container, opened with the spec's transport options and its open timeout (PyAV's errors
-    pass through: callers map them with ``open_error``).
-
-    Reads are bounded by FFmpeg's own socket timeout (``timeout`` in ``rtsp_options``), not by PyAV's read timeout:
-    PyAV checks that one in an interrupt callback that takes the GIL on every socket read FFmpeg makes, a few per
-    RTP packet, and with a few dozen cameras the capture threads then spend more CPU handing the GIL around than
-    decoding (``docs/decisions/0003``)."""
-    return av.open(spec.url, options=spec.rtsp_options(), timeout=(spec.open_timeout_s, None))
+    """An RTSP stream's container, opened with the spec's transport options and its open / read timeouts (PyAV's
+    errors pass through: callers map them with ``open_error``)."""
+    return av.open(spec.url, options=spec.rtsp_options(), timeout=(spec.open_timeout_s, spec.read_s))
 
 
 def close_container(container: Any, safe_url: str) -> None:

@@ -103,7 +103,7 @@ class _Watchdog:
     """Ends a session whose stream stops decoding: garbage (at least ``_GARBAGE_FRACTION`` of a stream's last
     ``_GARBAGE_WINDOW`` packets undecodable), or a live source whose packets keep coming without a frame of its main
     stream (video if any, else audio) for ``stall_timeout_s``; a camera that sends nothing at all ends the socket
-    read instead (FFmpeg's socket ``timeout``, ``SourceSpec.rtsp_options``)."""
+    read instead (PyAV's per-read ``timeout``)."""
 
     def __init__(self, spec: SourceSpec, kinds: Sequence[str], main_kind: str, now: float) -> None:
         self.spec = spec
