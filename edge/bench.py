@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.bench_media import BenchError, Clip, SimulatedCameras, _status
-from edge.bench_probes import RssSampler, _loadavg, cores_available, rss_mb, thread_cpu
+from edge.bench_probes import RssSampler, _loadavg, cores_available, process_cpu_seconds, rss_mb, thread_cpu
 
 if TYPE_CHECKING:
     from pipeline.frames import Score
@@ -189,7 +189,14 @@ class _ScoreTap:
 # ------------------------------------------------------------------------------------------------- the bench
 class Bench:
     def __init__(
-        self, clip: Clip, *, model_dir: Path, intra_op_threads: int, max_batch: int, skip_loop_filter: str = "nokey"
+        self,
+        clip: Clip,
+        *,
+        model_dir: Path,
+        intra_op_threads: int,
+        max_batch: int,
+        skip_loop_filter: str = "nokey",
+        isolation: str = "thread",
     ) -> None:
         from pipeline.engines.base import OrtEngineConfig
         from pipeline.models.package import ModelPackage
@@ -201,6 +208,7 @@ class Bench:
         self.intra_op_threads = intra_op_threads
         self.max_batch = max_batch
         self.skip_loop_filter = skip_loop_filter
+        self.isolation = isolation  # each camera's capture: a thread, or a child process (its CPU and RSS counted)
         self.scorer: PackageScorer = PackageScorer(
             ModelPackage.load(model_dir), OrtEngineConfig(intra_op_num_threads=intra_op_threads)
         )
@@ -290,7 +298,13 @@ class Bench:
 
         mains = main_urls or {}
         specs = [
-            SourceSpec(camera_id=cam, url=url, skip_loop_filter=self.skip_loop_filter, main_url=mains.get(cam))
+            SourceSpec(
+                camera_id=cam,
+                url=url,
+                skip_loop_filter=self.skip_loop_filter,
+                main_url=mains.get(cam),
+                isolation=self.isolation,
+            )
             for cam, url in urls.items()
         ]
         keep = CameraMedia(SnapshotSettings(enabled=True), ClipSettings(enabled=True))
@@ -314,24 +328,35 @@ class Bench:
         server: SimulatedCameras | None,
         rss: RssSampler,
     ) -> None:
+        def children() -> list[int]:  # the capture processes (isolation: process)
+            return [pid for w in runner.workers.values() if (pid := w.capture_pid) is not None]
+
         runner.start()
+        rss.children = children
         try:
             time.sleep(self._warmup_s(live))
             s0 = self._snapshot(runner, tap)
             tap.recording = True
             th0, cpu0, srv0, t0 = thread_cpu(), time.process_time(), _server_cpu(server), time.monotonic()
+            kids0 = process_cpu_seconds(children())
             time.sleep(seconds)
             t1, cpu1, srv1, th1 = time.monotonic(), time.process_time(), _server_cpu(server), thread_cpu()
+            kids1 = process_cpu_seconds(children())
             tap.recording = False
             s1 = self._snapshot(runner, tap)
-            rss.peak = max(rss.peak, rss_mb())
+            rss.sample()
         finally:
+            rss.children = None
             runner.stop()
             runner.join(10)
+        # a capture process's CPU is the camera's capture: counted with the capture threads (one started during the
+        # phase, after a reconnection, from its start; one that ended during it, up to its last reading)
+        kids_s = sum(cpu - kids0.get(pid, 0.0) for pid, cpu in kids1.items())
         into.seconds += t1 - t0
-        into.cpu_s += cpu1 - cpu0
+        into.cpu_s += cpu1 - cpu0 + kids_s
         into.server_cpu_s += srv1 - srv0
         into.add_threads(th0, th1)
+        into.threads["capture"] = into.threads.get("capture", 0.0) + kids_s
         for cam in urls:
             side = into.cameras.setdefault(cam, CameraSide())
             a, b = s0[cam], s1[cam]
@@ -474,6 +499,7 @@ class Bench:
             "rss_mb": {
                 "baseline": _r(self.baseline_rss_mb, 1),
                 "peak": _r(rss.peak, 1),
+                "capture_processes_peak": _r(rss.children_peak, 1),  # their sum, included in peak
                 "per_camera": _r(rss_delta / n, 1),
             },
             "per_camera": per_camera,
@@ -505,6 +531,8 @@ class Bench:
                 "pipeline_skip_loop_filter": self.skip_loop_filter,
                 "decode_only_skip_loop_filter": self.skip_loop_filter,
                 "full_decode_skip_loop_filter": "none",
+                # where the pipeline's cameras are captured (decode-only is always threads)
+                "pipeline_isolation": self.isolation,
             },
             "targets": {"ratio": TARGET_RATIO, "rss_mb_per_camera": TARGET_RSS_MB},
         }

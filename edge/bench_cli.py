@@ -77,6 +77,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--max-batch", type=positive_int, default=8, help="scoring micro-batch (default 8)")
     p.add_argument(
+        "--isolation",
+        choices=("thread", "process"),
+        default="thread",
+        help="each camera's capture on a thread or in a child process, as a camera's isolation (default thread); "
+        "the processes' CPU and memory count as the pipeline's (a main stream stays on a thread)",
+    )
+    p.add_argument(
         "--skip-loop-filter",
         choices=("nokey", "none"),
         default="nokey",
@@ -107,6 +114,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             intra_op_threads=args.intra_op_threads,
             max_batch=args.max_batch,
             skip_loop_filter=args.skip_loop_filter,
+            isolation=args.isolation,
         )
         if args.sweep:
             report = sweep(bench, args.seconds, args.sweep_budget, args.detect_size)
@@ -136,7 +144,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"{v.get('kbps')} kbit/s{audio}; model {Path(model['path']).name}: video scored at "
         f"{model['video_fps']} fps, audio windows {model['audio_window_s']} s every {model['audio_hop_s']} s; "
         f"onnxruntime {model['intra_op_threads']} thread(s), batch <= {model['max_batch']}; pipeline and "
-        f"decode-only deblocking: skip_loop_filter={deblock} (full decode deblocks every frame)"
+        f"decode-only deblocking: skip_loop_filter={deblock} (full decode deblocks every frame); pipeline capture "
+        f"on {'child processes' if report.get('decoder', {}).get('pipeline_isolation') == 'process' else 'threads'}"
     )
     load = report["machine"]
     lines.append(

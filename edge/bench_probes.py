@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterable
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -23,11 +24,15 @@ def _proc_cpu_seconds(stat_path: str) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+def rss_mb(pid: int | None = None) -> float:
+    """VmRSS in MB of this process, or of ``pid`` (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid if pid is not None else 'self'}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return 0.0
 
 
@@ -49,11 +54,24 @@ def thread_cpu() -> dict[str, float]:
     return roles
 
 
+def process_cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
+    """CPU seconds (user + system) of each of ``pids`` that is still there."""
+    out = {}
+    for pid in pids:
+        path = f"/proc/{pid}/stat"
+        if os.path.exists(path):
+            out[pid] = _proc_cpu_seconds(path)
+    return out
+
+
 class RssSampler:
-    """Peak VmRSS while running, sampled every 0.1 s (a thread)."""
+    """Peak VmRSS while running, sampled every 0.1 s (a thread): this process's, plus that of the processes
+    ``children`` names when it is set (the capture processes of ``isolation: process``)."""
 
     def __init__(self) -> None:
+        self.children: Callable[[], Iterable[int]] | None = None
         self.peak = rss_mb()
+        self.children_peak = 0.0  # of the children's sum alone
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-rss", daemon=True)
 
@@ -61,14 +79,20 @@ class RssSampler:
         self._thread.start()
         return self
 
+    def sample(self) -> None:
+        children = self.children
+        kids = sum(rss_mb(pid) for pid in children()) if children is not None else 0.0
+        self.children_peak = max(self.children_peak, kids)
+        self.peak = max(self.peak, rss_mb() + kids)
+
     def _run(self) -> None:
         while not self._stop.wait(0.1):
-            self.peak = max(self.peak, rss_mb())
+            self.sample()
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, rss_mb())
+        self.sample()
 
 
 _BURN = "import time\nt=time.monotonic()+{s}\nwhile time.monotonic()<t: pass\nprint(time.process_time())"

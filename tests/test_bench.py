@@ -75,6 +75,7 @@ def test_bench_files_prints_the_figures(capsys: pytest.CaptureFixture[str], cach
         "pipeline_skip_loop_filter": "nokey",
         "decode_only_skip_loop_filter": "nokey",
         "full_decode_skip_loop_filter": "none",
+        "pipeline_isolation": "thread",
     }
     assert "machine load" in report["note"]
     video = report["clip"]["video"]
@@ -89,6 +90,24 @@ def test_bench_files_prints_the_figures(capsys: pytest.CaptureFixture[str], cach
     expected = (1 / package.audio.hop_s) / package.video.fps
     cam = report["modes"]["file"]["per_camera"]["cam1"]
     assert cam["audio_windows_per_s"] / cam["scored_fps"] == pytest.approx(expected, rel=0.2)
+
+
+@pytest.mark.slow
+def test_bench_with_capture_processes_counts_their_cpu_and_memory(
+    capsys: pytest.CaptureFixture[str], cache_dir: Path
+) -> None:
+    """``--isolation process``: each camera decoded in a child process, whose CPU and memory are the pipeline's
+    (left out, the pipeline would look nearly free: its own threads only read the pipe)."""
+    report = _bench(capsys, cache_dir, "--isolation", "process")
+    assert report["decoder"]["pipeline_isolation"] == "process"
+    result = report["modes"]["file"]
+    _check_mode(result)
+    capture = result["cpu_ms_by_thread"]["pipeline"]["capture"]
+    assert capture >= 0.5 * result["cpu_ms_per_media_s"]["decode_only"], result
+    # the capture process's memory (its own Python, numpy, PyAV and decoder) is in the pipeline's
+    rss = result["rss_mb"]
+    assert rss["capture_processes_peak"] > 20, rss
+    assert rss["peak"] >= rss["baseline"] + 0.9 * rss["capture_processes_peak"], rss
 
 
 @pytest.mark.slow
