@@ -163,7 +163,7 @@ class CameraConfig(StrictModel):
     )
     isolation: Literal["thread", "process"] = Field(
         "thread",
-        description="Where this camera is decoded: a thread of the daemon (cheapest), or a child process "
+        description="Where this camera is decoded: a thread of the daemon (least memory), or a child process "
         "of its own, so that a segfault or a hang inside FFmpeg restarts this camera after back-off instead of "
         "killing or blocking the daemon. Process: snapshots and clips add pipe traffic of ~the stream's bit rate",
     )

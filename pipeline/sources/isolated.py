@@ -3,11 +3,12 @@ one camera's session, never the daemon or the other cameras.
 
 ``ProcessReader`` offers ``CaptureReader``'s interface, so ``CaptureWorker`` runs it exactly as it runs a
 ``MediaReader`` — same states, watchdog, back-off with jitter, bounded buffers and stats; only demuxing and
-decoding move out. Each session (connection) is one child process started with ``spawn`` (never ``fork`` in a
-threaded daemon). One duplex pipe carries the child's items, logs, end or error to the parent and the parent's
-start and stop to the child (the messages: ``_child_main``); every message is redacted at its source, so
-credentials never cross. The ``StreamTimeline`` is the parent's: the child maps pts with a copy whose counters come
-back with every item, so pts keep increasing across a crash just as across a reconnection.
+decoding move out. Each session (connection) is one child process, forked from multiprocessing's fork server
+(never ``fork`` of the threaded daemon itself; ``_CTX``). One duplex pipe carries the child's items, logs, end or
+error to the parent and the parent's start and stop to the child (the messages: ``_child_main``); every message is
+redacted at its source, so credentials never cross. The ``StreamTimeline`` is the parent's: the child maps pts
+with a copy whose counters come back with every item, so pts keep increasing across a crash just as across a
+reconnection.
 
 The parent watches the child. It waits for "opened" at most ``open_timeout_s + SPAWN_ALLOWANCE_S`` and for each
 item at most ``stall_timeout_s + STALL_GRACE_S`` (files: at least two sampling periods): the child's own
@@ -56,13 +57,19 @@ from pipeline.sources.timeline import StreamTimeline
 
 log = logging.getLogger(__name__)
 
-# Starting Python + numpy + PyAV in the child: ~0.15 s on an idle machine, far more on a loaded one.
+# A child's start: a fork of the fork server, whose first start (Python + numpy + PyAV) takes ~0.15 s on an idle
+# machine, far more on a loaded one.
 SPAWN_ALLOWANCE_S = 10.0
 # Past the stall timeout, how long the parent leaves the child's own watchdog to report before killing it.
 STALL_GRACE_S = 0.5
 STOP_TIMEOUT_S = 2.0
 _POLL_S = 0.1
-_CTX = multiprocessing.get_context("spawn")
+# Children are forked from multiprocessing's fork server: one single-threaded process, a fresh interpreter (never a
+# fork of the threaded daemon), that imported this module (PyAV, numpy) once. A child then costs a fork instead of
+# an interpreter's start and those imports, which on 2 cores made a dozen cameras connecting at once overrun
+# their open timeouts.
+_CTX = multiprocessing.get_context("forkserver")
+_CTX.set_forkserver_preload([__name__])
 # The SourceErrors a child may report, rebuilt by name (never unpickled: the parent decides what it raises).
 _ERRORS: dict[str, type[SourceError]] = {
     cls.__name__: cls
@@ -96,7 +103,7 @@ class ProcessReader:
         self._options = options
         self.container: object | None = None
         self.decode_errors = 0
-        self._proc: Any = None  # multiprocessing's SpawnProcess
+        self._proc: Any = None  # multiprocessing's ForkServerProcess
         self._conn: Connection | None = None
         fps = float(options.get("fps", 1.0))
         self._stall_limit = spec.stall_timeout_s + STALL_GRACE_S
