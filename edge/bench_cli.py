@@ -81,7 +81,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         choices=("thread", "process"),
         default="thread",
         help="each camera's capture on a thread or in a child process, as a camera's isolation (default thread); "
-        "the processes' CPU and memory count as the pipeline's (a main stream stays on a thread)",
+        "the processes' CPU and memory count as the pipeline's (a camera's main stream too, with --detect-size)",
     )
     p.add_argument(
         "--skip-loop-filter",

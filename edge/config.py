@@ -165,7 +165,8 @@ class CameraConfig(StrictModel):
         "thread",
         description="Where this camera is decoded: a thread of the daemon (least memory), or a child process "
         "of its own, so that a segfault or a hang inside FFmpeg restarts this camera after back-off instead of "
-        "killing or blocking the daemon. Process: snapshots and clips add pipe traffic of ~the stream's bit rate",
+        "killing or blocking the daemon (with a detect_url, each of its two streams in a process of its own). "
+        "Process: snapshots and clips add pipe traffic of ~the stream's bit rate",
     )
 
     @field_validator("url", "detect_url")

@@ -197,13 +197,17 @@ class Runner:
                 camera_id=main_source_id(spec.camera_id),
                 url=spec.main_url,
                 main_url=None,
-                isolation="thread",
+                isolation=spec.isolation,  # a main stream is demuxed where its camera is decoded
                 mask=(),
             )
             tie = self._ties[spec.camera_id] = StreamTie(spec.camera_id)
             ring.tied = True
             buf = BoundedBuffer(self.settings.live_buffer, BufferPolicy.DROP_OLDEST, self._ready)
-            reader = functools.partial(MainStreamReader, ring=ring, tie=tie)
+            reader: Callable[[SourceSpec], CaptureReader] = (
+                functools.partial(ProcessReader, packet_sink=ring, tie=tie)
+                if spec.isolation == "process"
+                else functools.partial(MainStreamReader, ring=ring, tie=tie)
+            )
             self.workers[main.camera_id] = CaptureWorker(main, reader, buf, self.stop_event)
             self.stats[main.camera_id] = CameraStats()
             self._main_sources.add(main.camera_id)

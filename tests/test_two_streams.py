@@ -136,16 +136,22 @@ def rgb(path: Path) -> np.ndarray:
 # -- live, against the real RTSP server ---------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.timeout(90)
-def test_the_substream_is_scored_and_the_main_stream_snapshotted_and_clipped(rtsp_server, tmp_path, clips):
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_the_substream_is_scored_and_the_main_stream_snapshotted_and_clipped(rtsp_server, tmp_path, clips, isolation):
+    """On threads, and with both streams in processes of their own (the main stream's packets placed on the
+    detect stream's time line by the camera's tie, in the daemon)."""
     main, sub = clips
     server = rtsp_server({"cam": main, "cam-sub": sub})
     events: list[AnomalyEvent] = []
-    runner = start([SourceSpec("cam", server.url("cam-sub"), main_url=server.url("cam"))], tmp_path, events)
+    spec = SourceSpec("cam", server.url("cam-sub"), main_url=server.url("cam"), isolation=isolation)
+    runner = start([spec], tmp_path, events)
     try:
         wait_until(lambda: any(e.reason is EndReason.QUIET for e in of(events, EventType.END)), 30, "an event")
+        in_process = {cam: w.capture_pid is not None for cam, w in runner.workers.items()}
     finally:
         runner.stop()
         runner.join(30)
+    assert in_process == {"cam": isolation == "process", "cam/main": isolation == "process"}
     assert runner.workers["cam"].spec.url == server.url("cam-sub")  # decoded and scored
     assert runner.workers["cam/main"].stats().frames > 0  # its video packets, demuxed
     end = next(e for e in of(events, EventType.END) if e.reason is EndReason.QUIET)

@@ -21,7 +21,10 @@ daemon died, however), and children are daemonic (multiprocessing ends them at a
 
 Snapshots and clips: when the camera has a ``PacketRing``, the child's reader feeds a ``_PipeSink`` that sends its
 packets on the same pipe, so a frame's packet is in the parent's ring before the frame reaches the scorer, as in
-thread mode. Extra pipe traffic: the stream's bit rate.
+thread mode. Extra pipe traffic: the stream's bit rate. A camera's main stream (``detect_url`` set) runs in a
+child of its own the same way: a ``MainStreamReader`` there, its packets sent to the camera's ring with what the
+child measured of their arrival, which the camera's ``StreamTie`` (the parent's) turns into their place on the
+detect stream's time line.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from pipeline.errors import (
 )
 from pipeline.frames import AudioWindow, VideoFrame
 from pipeline.redact import redact_text
+from pipeline.sources.main_stream import MainStreamReader
 from pipeline.sources.reader import MediaReader, SourceStalledError
 from pipeline.sources.spec import SourceSpec
 from pipeline.sources.timeline import StreamTimeline
@@ -88,7 +92,10 @@ def _apply_timeline(tl: StreamTimeline, state: _TimelineState) -> None:
 
 
 class ProcessReader:
-    """``MediaReader(spec, **options)`` run in a child process, one per session; see the module docstring.
+    """``MediaReader(spec, **options)`` run in a child process, one per session; see the module docstring. With
+    ``tie`` (a camera's ``StreamTie``) the child runs a ``MainStreamReader`` instead: the camera's main stream,
+    demuxed into ``packet_sink`` (its ``PacketRing``), its packets placed on the detect stream's time line here,
+    by the tie, from the arrival times the child measures.
 
     ``container`` is not None once the child opened the source (the worker's "already open" test); ``pid`` is the
     child's while it runs.
@@ -97,8 +104,12 @@ class ProcessReader:
     def __init__(self, spec: SourceSpec, **options: Any) -> None:
         options = dict(options)
         self._ring: Any = options.pop("packet_sink", None)  # the camera's PacketRing, fed from the child's packets
+        self._tie: Any = options.pop("tie", None)  # a main stream's StreamTie
+        self._offset: float | None = None  # a main stream's offset onto the detect stream, once the tie has it
         if "clock" in options:
             raise ValueError("a ProcessReader's child keeps time with time.monotonic")
+        if self._tie is not None and self._ring is None:
+            raise ValueError("a main stream in a process needs the camera's packet ring")
         self.spec = spec
         self._options = options
         self.container: object | None = None
@@ -121,7 +132,7 @@ class ProcessReader:
         level = logging.getLogger("pipeline").getEffectiveLevel()
         proc = _CTX.Process(
             target=_child_main,
-            args=(child, self.spec, self._options, level, self._ring is not None),
+            args=(child, self.spec, self._options, level, self._ring is not None, self._tie is not None),
             name=f"capture-{self.spec.camera_id}",
             daemon=True,
         )
@@ -143,6 +154,9 @@ class ProcessReader:
         if self._conn is None:
             self.open()
         tl = timeline if timeline is not None else StreamTimeline()
+        if self._tie is not None:  # a new connection of the main stream: its offset is measured again
+            self._tie.main_session()
+            self._offset = None
         self._send(("start", tl))
         try:
             yield from self._items(stop, tl)
@@ -242,7 +256,12 @@ class ProcessReader:
         if ring is None:
             return
         if msg[0] == "ring_packet":
-            ring.add(msg[2], msg[1], msg[3])
+            offset, sample = msg[3], msg[4]
+            if self._tie is not None:  # a main stream: placed here, by the camera's tie
+                if sample is not None and self._offset is None:
+                    self._offset = self._tie.main_offset(*sample)
+                offset = self._offset
+            ring.add(msg[2], msg[1], offset)
         elif msg[0] == "ring_begin":
             with av.open(io.BytesIO(msg[1]), "r", format="nut") as header:
                 ring.begin_session([s for s in header.streams if s.type in ("video", "audio")])
@@ -347,11 +366,28 @@ def stream_header(streams: Sequence[Any]) -> bytes:
     return buf.getvalue()
 
 
-class _PipeSink:
-    """In the child: the reader's packet sink, sent to the parent's ``PacketRing`` as plain data."""
+class _PipeTie:
+    """In the child of a main stream: takes the place of the camera's ``StreamTie``, which is the parent's. It
+    records what ``MainStreamReader`` measures of a video packet (raw pts, arrival, RTCP start) for ``_PipeSink``
+    to send with that packet; the parent's tie computes the offset (the child's offset stays None)."""
 
-    def __init__(self, send: Callable[[tuple[Any, ...]], None]) -> None:
+    def __init__(self) -> None:
+        self.sample: tuple[float, float, float | None] | None = None
+
+    def main_session(self) -> None:
+        self.sample = None
+
+    def main_offset(self, raw: float, arrival_s: float, rtcp_s: float | None) -> None:
+        self.sample = (raw, arrival_s, rtcp_s)  # CLOCK_MONOTONIC: the same clock in every process
+
+
+class _PipeSink:
+    """In the child: the reader's packet sink, sent to the parent's ``PacketRing`` as plain data (with a main
+    stream's ``_PipeTie`` sample of the packet, when it took one)."""
+
+    def __init__(self, send: Callable[[tuple[Any, ...]], None], tie: _PipeTie | None = None) -> None:
         self._send = send
+        self._tie = tie
 
     def begin_session(self, streams: Sequence[Any]) -> None:
         self._send(("ring_begin", stream_header(streams)))
@@ -362,14 +398,17 @@ class _PipeSink:
         plain = PlainPacket(
             bytes(packet), packet.pts, packet.dts, packet.duration, Fraction(packet.time_base), bool(packet.is_keyframe)
         )
-        self._send(("ring_packet", kind, plain, offset))
+        sample = None
+        if self._tie is not None:
+            sample, self._tie.sample = self._tie.sample, None
+        self._send(("ring_packet", kind, plain, offset, sample))
 
     def end_session(self) -> None:
         self._send(("ring_end",))
 
 
 def _child_main(
-    conn: Connection, spec: SourceSpec, options: dict[str, Any], log_level: int, ring: bool = False
+    conn: Connection, spec: SourceSpec, options: dict[str, Any], log_level: int, ring: bool = False, main: bool = False
 ) -> None:
     """The child's side of the pipe. It sends, child → parent::
 
@@ -383,8 +422,10 @@ def _child_main(
 
     and receives ``("start", timeline)`` once the worker began the session on its time line, ``("stop",)`` to
     finish. With ``ring``, ``_PipeSink`` adds ``("ring_begin", header)`` (a header-only NUT file holding the
-    session's codec parameters, extradata verbatim), ``("ring_packet", kind, PlainPacket, offset)`` and
-    ``("ring_end",)``, which the parent applies to the camera's ring as it reads the pipe.
+    session's codec parameters, extradata verbatim), ``("ring_packet", kind, PlainPacket, offset, sample)``
+    (``sample``: a main stream's ``_PipeTie`` sample, else None) and ``("ring_end",)``, which the parent applies
+    to the camera's ring as it reads the pipe. A main stream's items are ``Demuxed`` markers, one per video
+    packet.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the parent decides
     lock = threading.Lock()
@@ -397,9 +438,13 @@ def _child_main(
     root.addHandler(_PipeLogHandler(send))
     root.setLevel(log_level)
     stop = threading.Event()
-    reader: MediaReader | None = None
+    reader: MediaReader | MainStreamReader | None = None
     try:
-        reader = MediaReader(spec, **options, packet_sink=_PipeSink(send) if ring else None)
+        if main:  # a camera's main stream: demuxed into the parent's ring, one Demuxed item per video packet
+            tie = _PipeTie()
+            reader = MainStreamReader(spec, ring=_PipeSink(send, tie), tie=tie)  # type: ignore[arg-type]
+        else:
+            reader = MediaReader(spec, **options, packet_sink=_PipeSink(send) if ring else None)
         try:
             reader.open()
         except SourceError as exc:
