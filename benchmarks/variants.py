@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from edge.bench import Bench, DecodeOnly, SideTotals  # noqa: E402
-from edge.bench_media import DEFAULT_CACHE, ensure_clip  # noqa: E402
+from edge.bench import Bench, SideTotals  # noqa: E402
+from edge.bench_media import DEFAULT_CACHE, DecodeOnly, ensure_clip  # noqa: E402
 from edge.bench_probes import RssSampler  # noqa: E402
 from pipeline.models.default_package import default_package_dir  # noqa: E402
 from pipeline.sources.reader import MediaReader  # noqa: E402

@@ -1,7 +1,7 @@
 """What ``edge bench`` measures on: the 720p25 benchmark clip (``ensure_clip``: made once from
 samples/normal_eval.mkv, scaled up with mild sensor noise, cached with the concat list that loops it) and the
-simulated live cameras that serve it over RTSP (``SimulatedCameras``). ``BenchError``: the benchmark could not be
-set up or run.
+simulated live cameras that serve it over RTSP (``SimulatedCameras``), and the decode-only side that reads them
+(``DecodeOnly``). ``BenchError``: the benchmark could not be set up or run.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,3 +267,80 @@ class SimulatedCameras:
         if exc and exc[0] is None:
             with contextlib.suppress(OSError):
                 os.unlink(self._log.name)
+
+
+# ------------------------------------------------------------------------------------------------- decode-only
+class DecodeOnly:
+    """Demux and decode every video and audio frame of one source on a thread; count, keep nothing."""
+
+    def __init__(self, cam: str, url: str, live: bool, stop: threading.Event, skip_loop_filter: str = "none") -> None:
+        self.cam = cam
+        self.skip_loop_filter = skip_loop_filter
+        self.url = url
+        self.live = live
+        self.video_frames = 0
+        self.audio_frames = 0
+        self.error: str | None = None
+        self.one_thread = False  # set by decode_phase with the runner's rule
+        self._stop = stop
+        self._thread = threading.Thread(target=self._run, name=f"bench-decode-{cam}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def configure_video(self, stream: Any) -> None:
+        """The reader's thread rule and deblocking (``pipeline/sources/reader.py``); "none": every frame deblocked."""
+        from pipeline.sources.reader import set_decoder_threads
+
+        set_decoder_threads(stream, 1 if self.one_thread else 0, self.skip_loop_filter)
+
+    def _open(self) -> Any:
+        import av
+
+        if self.live:  # the reader's options (pipeline/sources/reader.py), so both sides connect alike
+            return av.open(
+                self.url,
+                options={
+                    "rtsp_transport": "tcp",
+                    "timeout": "5000000",
+                    "analyzeduration": "500000",
+                    "probesize": "500000",
+                },
+                timeout=(5, 5),
+            )
+        return av.open(self.url, timeout=(5, 5))
+
+    def _run(self) -> None:
+        import av.error
+
+        try:
+            while not self._stop.is_set():
+                container = self._open()
+                try:
+                    streams = []
+                    if container.streams.video:
+                        v = container.streams.video[0]
+                        self.configure_video(v)
+                        streams.append(v)
+                    streams += list(container.streams.audio[:1])
+                    for packet in container.demux(streams):
+                        if self._stop.is_set():
+                            return
+                        try:
+                            frames = packet.decode()
+                        except (av.error.InvalidDataError, ValueError):
+                            continue
+                        if packet.stream.type == "video":
+                            self.video_frames += len(frames)
+                        else:
+                            self.audio_frames += len(frames)
+                finally:
+                    container.close()
+                if self.live:
+                    self.error = "the camera ended the stream"
+                    return
+        except Exception as exc:  # noqa: BLE001 - reported in the results, never hidden
+            self.error = f"{type(exc).__name__}: {exc}"

@@ -7,8 +7,7 @@ decoding move out. Each session (connection) is one child process, forked from m
 (never ``fork`` of the threaded daemon itself; ``_CTX``). One duplex pipe carries the child's items, logs, end or
 error to the parent and the parent's start and stop to the child (the messages: ``_child_main``); every message is
 redacted at its source, so credentials never cross. The ``StreamTimeline`` is the parent's: the child maps pts
-with a copy whose counters come back with every item, so pts keep increasing across a crash just as across a
-reconnection.
+with a copy whose counters come back with every item, so pts keep increasing across a crash as across a reconnect.
 
 The parent watches the child. It waits for "opened" at most ``open_timeout_s + SPAWN_ALLOWANCE_S`` and for each
 item at most ``stall_timeout_s + STALL_GRACE_S`` (files: at least two sampling periods): the child's own
@@ -21,10 +20,7 @@ daemon died, however), and children are daemonic (multiprocessing ends them at a
 
 Snapshots and clips: when the camera has a ``PacketRing``, the child's reader feeds a ``_PipeSink`` that sends its
 packets on the same pipe, so a frame's packet is in the parent's ring before the frame reaches the scorer, as in
-thread mode. Extra pipe traffic: the stream's bit rate. A camera's main stream (``detect_url`` set) runs in a
-child of its own the same way: a ``MainStreamReader`` there, its packets sent to the camera's ring with what the
-child measured of their arrival, which the camera's ``StreamTie`` (the parent's) turns into their place on the
-detect stream's time line.
+thread mode. Extra pipe traffic: the stream's bit rate. A camera's main stream runs the same way (``tie``).
 """
 
 from __future__ import annotations
