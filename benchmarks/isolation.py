@@ -4,9 +4,10 @@ N cameras replay the benchmark clip (720p25 H.264 ~3 Mbit/s + AAC, see ``edge/be
 through the real ``Runner`` (``CaptureWorker`` → ``MediaReader`` on a thread, or ``ProcessReader`` → a forked
 child) into a scorer that does nothing, so that what is measured is capture and what crosses the boundary:
 demux + decode, sampled luma at the default model's size and rate, audio windows, and in process mode the
-pickling, the pipe and a child's start. CPU is the process's and that of every process below it (``_cpu``: the
-capture processes are the fork server's children; each run ends with them joined and reaped). Rounds alternate
-the modes and the median is reported, so a busy neighbour weighs on both alike.
+pickling, the pipe and a child's start. CPU is the process's and that of every process below it
+(``edge.bench_probes.tree_cpu_seconds``: the capture processes are the fork server's children; each run ends with
+them joined and reaped). Rounds alternate the modes and the median is reported, so a busy neighbour weighs on
+both alike.
 
     python benchmarks/isolation.py [--cameras 2] [--rounds 3] [--json]
 """
@@ -15,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import statistics
 import sys
 import time
@@ -28,6 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from edge.bench_probes import tree_cpu_seconds  # noqa: E402
 
 if TYPE_CHECKING:
     from pipeline.models.package import ModelPackage
@@ -62,38 +63,18 @@ class NullModel:
         return np.zeros(len(windows)), np.zeros(len(windows))
 
 
-def _cpu() -> float:
-    """CPU seconds of this process and of every process below it: the capture processes are children of
-    multiprocessing's fork server, itself a child of this one, which reaps them (their CPU is then in its
-    ``cutime``/``cstime``)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    total = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-    me, tick = os.getpid(), os.sysconf("SC_CLK_TCK")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == me:  # a live child (the fork server): itself and the children it reaped
-            total += sum(int(x) for x in fields[11:15]) / tick
-    return total
-
-
 def run_once(clip: Path, cameras: int, isolation: str, model: NullModel) -> dict[str, float]:
     from pipeline.runner import Runner, RunnerSettings
     from pipeline.sources import SourceSpec
 
     specs = [SourceSpec(f"cam{i}", str(clip), isolation=isolation) for i in range(cameras)]
     runner = Runner(specs, model, lambda e: None, RunnerSettings(tamper=None))
-    cpu0, wall0 = _cpu(), time.monotonic()
+    cpu0, wall0 = tree_cpu_seconds(), time.monotonic()
     assert runner.open_sources() == {}
     runner.start()
     assert runner.wait(600)
     runner.join()
-    cpu, wall = _cpu() - cpu0, time.monotonic() - wall0
+    cpu, wall = tree_cpu_seconds() - cpu0, time.monotonic() - wall0
     media_s = sum(w.timeline.latest or 0.0 for w in runner.workers.values())
     frames = sum(w.stats().frames for w in runner.workers.values())
     return {"cpu_ms_per_camera_s": 1000 * cpu / media_s, "wall_s": wall, "frames": frames}
@@ -104,12 +85,13 @@ def start_cost(clip: Path, model: NullModel, times: int = 5) -> dict[str, float]
     from pipeline.sources import SourceSpec
     from pipeline.sources.isolated import ProcessReader
 
-    cpu0, wall0 = _cpu(), time.monotonic()
+    cpu0, wall0 = tree_cpu_seconds(), time.monotonic()
     for _ in range(times):
         reader = ProcessReader(SourceSpec("cam", str(clip)), width=model.width, height=model.height, fps=model.fps)
         reader.open()
         reader.close()
-    return {"cpu_ms": 1000 * (_cpu() - cpu0) / times, "wall_ms": 1000 * (time.monotonic() - wall0) / times}
+    cpu_ms = 1000 * (tree_cpu_seconds() - cpu0) / times
+    return {"cpu_ms": cpu_ms, "wall_ms": 1000 * (time.monotonic() - wall0) / times}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,13 +15,35 @@ from collections.abc import Callable, Iterable
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _proc_cpu_seconds(stat_path: str) -> float:
+def _stat_fields(stat_path: str) -> list[str] | None:
+    """The fields of a ``/proc/.../stat`` after the command name (``[0]`` is the state, ``[1]`` the parent's pid,
+    ``[11:15]`` utime, stime, cutime, cstime in ticks); None once the process or thread is gone."""
     try:
         with open(stat_path) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+            return f.read().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+        return None
+
+
+def _proc_cpu_seconds(stat_path: str) -> float:
+    fields = _stat_fields(stat_path)
+    return (int(fields[11]) + int(fields[12])) / _TICK if fields else 0.0  # utime + stime
+
+
+def tree_cpu_seconds() -> float:
+    """CPU seconds of this process and of every process below it that has ended or is a live child: its reaped
+    children's (``RUSAGE_CHILDREN``), and each live child's own with what that child reaped (``cutime`` /
+    ``cstime``: multiprocessing's fork server reaps the capture processes it forked)."""
+    import resource
+
+    own, reaped = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        fields = _stat_fields(f"/proc/{entry}/stat") if entry.isdigit() else None
+        if fields is not None and int(fields[1]) == me:
+            total += sum(int(x) for x in fields[11:15]) / _TICK
+    return total
 
 
 def rss_mb(pid: int | None = None) -> float:
@@ -58,9 +80,9 @@ def process_cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
     """CPU seconds (user + system) of each of ``pids`` that is still there."""
     out = {}
     for pid in pids:
-        path = f"/proc/{pid}/stat"
-        if os.path.exists(path):
-            out[pid] = _proc_cpu_seconds(path)
+        fields = _stat_fields(f"/proc/{pid}/stat")
+        if fields is not None:
+            out[pid] = (int(fields[11]) + int(fields[12])) / _TICK
     return out
 
 
