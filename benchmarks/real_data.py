@@ -181,11 +181,20 @@ def _encode(path: Path, frames: Sequence[np.ndarray], cc: Any) -> None:
     tmp.replace(path)
 
 
+def step_label(a: float, b: float, duration: float) -> dict[str, float]:
+    """The labelled span of an interval ``[a, b)`` (seconds of the output) whose frames are made abnormally: the
+    frames reached by an abnormal step. A frame shows the change since the frame before it, so the one at ``a``
+    (reached at the scene's own pace) is normal and the one at ``b`` (reached by the interval's last step) is not:
+    the label runs from half a frame after ``a`` to half a frame after ``b``."""
+    return {"start": a + 0.5 / FPS, "end": min(b + 0.5 / FPS, duration)}
+
+
 def build_local(source: Path, path: Path) -> dict[str, Any]:
     """``local.mkv``: the unseen segment at its own pace, except that during ``LOCAL_INTERVALS`` the columns
     ``LOCAL_COLUMNS`` run ``SPEED`` times as fast (the people there move like cyclists among walkers: a local
     anomaly, which a whole-picture change measure sees diluted) and at each interval's end snap back to the rest of
-    the picture's time (a jump, inside the label). Labelled by those intervals plus the frame of the snap."""
+    the picture's time (a jump, inside the label). Labelled by ``step_label``: from the first frame shown ahead to
+    the frame of the snap."""
     frames, cc = _decode_yuv(source)
     h = frames[0].shape[0] * 2 // 3  # yuv420p rows: luma, then the two chroma planes (each h/4 rows of full width)
     w = frames[0].shape[1]
@@ -208,7 +217,7 @@ def build_local(source: Path, path: Path) -> dict[str, Any]:
         out_frames.append(mixed)
     _encode(path, out_frames, cc)
     duration = len(out_frames) / FPS
-    truth = {"anomalies": [{"start": a, "end": min(b + 1 / FPS, duration), "modalities": ["video"],
+    truth = {"anomalies": [{**step_label(a, b, duration), "modalities": ["video"],
                             "kind": f"{SPEED}x pace in columns {LOCAL_COLUMNS[0]:.2f}-{LOCAL_COLUMNS[1]:.2f}"}
                            for a, b in LOCAL_INTERVALS if a < duration],
              "duration_s": duration,
@@ -220,7 +229,7 @@ def build_local(source: Path, path: Path) -> dict[str, Any]:
 def build_speed(source: Path, path: Path) -> dict[str, Any]:
     """``speed.mkv``: the unseen segment played back with ``SPEED_INTERVALS`` at ``SPEED`` times the pace (every
     person in them moves as fast as a jogger or a cyclist: the pedestrian-walkway benchmarks' anomaly), the rest at
-    its own pace; a playback position that only moves forward, so nothing jumps. Labelled by those intervals."""
+    its own pace; a playback position that only moves forward, so nothing jumps. Labelled by ``step_label``."""
     frames, cc = _decode_yuv(source)
     out_frames, pos, i = [], 0, 0
     while pos < len(frames):
@@ -230,7 +239,7 @@ def build_speed(source: Path, path: Path) -> dict[str, Any]:
         i += 1
     _encode(path, out_frames, cc)
     duration = len(out_frames) / FPS
-    truth = {"anomalies": [{"start": a, "end": min(b, duration), "modalities": ["video"], "kind": f"{SPEED}x pace"}
+    truth = {"anomalies": [{**step_label(a, b, duration), "modalities": ["video"], "kind": f"{SPEED}x pace"}
                            for a, b in SPEED_INTERVALS if a < duration],
              "duration_s": duration, "source": f"{source.name} with {SPEED}x playback in the labelled intervals"}
     _write_json(path.with_suffix(".json"), truth)

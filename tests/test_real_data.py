@@ -16,6 +16,8 @@ import av
 import numpy as np
 import pytest
 
+from pipeline.evaluation import _frame_labels
+
 ROOT = Path(__file__).resolve().parent.parent
 SR = 16000
 AMBIENT_HZ = {"air_conditioner": 220.0, "engine_idling": 330.0}  # ambience below SPLIT_HZ, events above
@@ -182,6 +184,42 @@ def test_two_builds_give_the_same_bytes(small: ModuleType, tmp_path: Path) -> No
         assert len(_read_wav(tmp_path / "a" / "audio_scene" / f"{name}.wav")) == round(seconds * SR)
 
 
+def _graded_source(path: Path, frames: int) -> list[float]:
+    """A lossless clip whose frame i is one flat grey level, rising with i; returns the decoded levels."""
+    with av.open(str(path), "w", format="matroska") as out:
+        s = out.add_stream("libx264", rate=rd.FPS)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.options = {"crf": "0"}
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 16 + 18 * i, dtype=np.uint8), format="rgb24")
+            frame.pts = i
+            for p in s.encode(frame):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+    with av.open(str(path)) as c:
+        return [float(f.to_ndarray(format="gray").mean()) for f in c.decode(video=0)]
+
+
+def test_speed_labels_exactly_the_frames_reached_by_a_fast_step(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``speed.mkv``: inside an interval the playback steps SPEED source frames at a time; a frame is labelled
+    when the step that reached it was one of those (what any detector can see), and no other frame is."""
+    monkeypatch.setattr(rd, "SPEED_INTERVALS", ((2 / rd.FPS, 4 / rd.FPS),))  # steps out of frames 2 and 3
+    levels = _graded_source(tmp_path / "source.mkv", 12)
+    made = rd.build_speed(tmp_path / "source.mkv", tmp_path / "speed.mkv")
+    with av.open(str(tmp_path / "speed.mkv")) as c:
+        shown = [float(f.to_ndarray(format="gray").mean()) for f in c.decode(video=0)]
+    source_index = [int(np.argmin([abs(x - lv) for lv in levels])) for x in shown]
+    assert made["frames"] == len(shown) and source_index == [0, 1, 2, 5, 8, 9, 10, 11]
+    fast = [i > 0 and source_index[i] - source_index[i - 1] > 1 for i in range(len(shown))]
+    truth = json.loads((tmp_path / "speed.json").read_text())
+    intervals = [(a["start"], a["end"], a["kind"]) for a in truth["anomalies"]]
+    labelled = _frame_labels(np.arange(len(shown)) / rd.FPS, intervals)
+    assert labelled.tolist() == fast
+
+
 def test_local_speed_runs_only_its_columns_ahead_within_its_intervals(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -189,19 +227,7 @@ def test_local_speed_runs_only_its_columns_ahead_within_its_intervals(
     ahead, the left half its own frame; outside, the picture is the source's."""
     monkeypatch.setattr(rd, "LOCAL_INTERVALS", ((2 / rd.FPS, 5 / rd.FPS),))  # frames 2, 3, 4
     source = tmp_path / "source.mkv"
-    with av.open(str(source), "w", format="matroska") as out:
-        s = out.add_stream("libx264", rate=rd.FPS)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        s.options = {"crf": "0"}
-        for i in range(12):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 16 + 18 * i, dtype=np.uint8), format="rgb24")
-            frame.pts = i
-            for p in s.encode(frame):
-                out.mux(p)
-        for p in s.encode(None):
-            out.mux(p)
-    with av.open(str(source)) as c:
-        levels = [float(f.to_ndarray(format="gray").mean()) for f in c.decode(video=0)]
+    levels = _graded_source(source, 12)
     made = rd.build_local(source, tmp_path / "local.mkv")
     assert made["frames"] == 12
     with av.open(str(tmp_path / "local.mkv")) as c:
@@ -215,7 +241,8 @@ def test_local_speed_runs_only_its_columns_ahead_within_its_intervals(
         assert right == pytest.approx(levels[i + ahead.get(i, 0)], abs=3)
     truth = json.loads((tmp_path / "local.json").read_text())
     [label] = truth["anomalies"]
-    assert (label["start"], label["end"]) == pytest.approx((2 / rd.FPS, 6 / rd.FPS))  # + the frame of the snap back
+    # frames 3 and 4 (shown ahead) and 5 (the snap back); frame 2 is the source's own, reached at its own pace
+    assert (label["start"], label["end"]) == pytest.approx((2.5 / rd.FPS, 5.5 / rd.FPS))
 
 
 def test_training_and_test_ambience_come_from_different_recordings(small: ModuleType, tmp_path: Path) -> None:
