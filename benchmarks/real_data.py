@@ -601,7 +601,8 @@ def _run_video(folder: Path, package: Path) -> dict[str, Any]:
             if any(k.startswith(f"{mod}_") for k in report):
                 rows.append(_row("video", path.name, mod, report.get(f"{mod}_auc"),
                                  report.get("video_baseline_auc") if mod == "video" else None,
-                                 _normal_rate(report, mod), normal=report.get(f"{mod}_normal_scored")))
+                                 _normal_rate(report, mod), _events_note(report) if mod == "fused" else "",
+                                 report.get(f"{mod}_normal_scored")))
     return {"eval": reports, "rows": rows}
 
 
@@ -614,6 +615,7 @@ def _run_audio(folder: Path, package: Path, name: str = "audio") -> dict[str, An
         reports[clip] = report
         for mod in ("audio", "fused"):
             note = f"window RMS here {own:.3f}" if clip == "test" and mod == "audio" else ""
+            note = _events_note(report) if mod == "fused" else note
             rows.append(_row(name, path.name, mod, report.get(f"{mod}_auc"),
                              report.get("audio_baseline_auc") if mod == "audio" else None,
                              _normal_rate(report, mod), note, report.get(f"{mod}_normal_scored")))
@@ -719,6 +721,14 @@ def table(rows: Iterable[dict[str, Any]]) -> list[str]:
 def _eval(package: Path, clips: Sequence[Path]) -> dict[str, Any]:
     report: dict[str, Any] = _edge(["eval", "--model", str(package), *map(str, clips), "--json"])
     return report
+
+
+def _events_note(report: dict[str, Any]) -> str:
+    """What the aggregator made of an input's fused score (``edge eval``'s events): how many labelled anomalies
+    opened an event, and how many events opened where nothing was labelled."""
+    anomalies, recall = int(report.get("anomalies") or 0), report.get("event_recall")
+    opened = round(recall * anomalies) if anomalies and recall is not None and math.isfinite(recall) else 0
+    return f"events: {opened} of {anomalies} anomalies, {int(report.get('false_alarms') or 0)} false alarms"
 
 
 def _edge(args: list[str], *, parse: bool = True) -> Any:

@@ -365,3 +365,12 @@ def test_dcase_clip_figures() -> None:
     assert m["source"]["auc"] == 1.0  # source normals against both anomalies, as the DCASE evaluator does
     assert m["target"]["auc"] == 0.0
     assert m["all"]["auc"] == 0.5 and m["all"]["rms_auc"] == 0.0
+
+
+def test_events_note_counts_the_anomalies_that_opened_an_event() -> None:
+    report = {"anomalies": 5, "event_recall": 0.4, "false_alarms": 1}
+    assert rd._events_note(report) == "events: 2 of 5 anomalies, 1 false alarms"
+    # an all-normal input: edge eval's recall is NaN, nothing was there to open
+    assert rd._events_note({"anomalies": 0, "event_recall": float("nan"), "false_alarms": 0}) == (
+        "events: 0 of 0 anomalies, 0 false alarms"
+    )
