@@ -10,8 +10,8 @@ duration then), then the new score applies. Each evaluation (the settings: ``pip
    ``stale_s`` (a modality whose stream stopped cannot keep an event open);
 2. **fusion** of the fresh modalities into one score (``fusion.type``: ``max`` less each modality's discount,
    ``weighted``, ``any_of``, ``all_of``);
-3. **smoothing**: an exponential moving average over stream time with time constant ``smoothing_s`` (causal;
-   irregular sampling handled by ``1 - exp(-dt / tau)``; 0 turns it off);
+3. **smoothing**: an exponential moving average over stream time, time constant ``smoothing_s`` or the lead
+   modality's ``smoothing_by_lead`` (causal; irregular sampling: ``1 - exp(-dt / tau)``; 0 turns it off);
 4. **hysteresis**: a candidate at or above ``enter_threshold`` opens (``new``) once it spans ``min_duration_s``
    (bursts closer than ``merge_gap_s`` count as one) and no ``cooldown_s`` runs; an open event stays open at or
    above ``exit_threshold``, is closing after ``hold_s`` below it, and ends (``end``, reason ``quiet``, ``end_pts``
@@ -254,7 +254,7 @@ class CameraAggregator:
         now = self._now
         st = self.settings
         ev_ = self._fuse(now.pts)
-        level = self._smooth(now.pts, ev_.fused)
+        level = self._smooth(now.pts, ev_.fused, st.smoothing_for(_name(ev_.lead) if ev_.lead is not None else None))
         self._level = level if ev_.fused is not None else None
         # nothing to fuse (every modality stale, or one of all_of missing) is never anomalous
         self._hot = hot = ev_.fused is not None and level >= st.enter
@@ -375,21 +375,18 @@ class CameraAggregator:
             value = _counted(lead, discount)
         return _Eval(value, lead, tuple(sorted(scores, key=_name)), discount)
 
-    def _smooth(self, now: float, fused: float | None) -> float:
-        """Exponential moving average over stream time; nothing to fuse counts as 0."""
-        tau = self.settings.smoothing_s
+    def _smooth(self, now: float, fused: float | None, tau: float) -> float:
+        """Exponential moving average over stream time with time constant ``tau``; nothing to fuse counts as 0."""
         x = fused if fused is not None else 0.0
-        if tau <= 0:
+        if now > self._ema_pts + _EPS and self._ema is not None:
+            self._ema_base = (self._ema_pts, self._ema)
+        if tau <= 0 or self._ema_base is None:
             level = x
         else:
-            if now > self._ema_pts + _EPS and self._ema is not None:
-                self._ema_base = (self._ema_pts, self._ema)
-            if self._ema_base is None:
-                level = x
-            else:
-                base_pts, base = self._ema_base
-                level = x + (base - x) * math.exp(-(now - base_pts) / tau)
-            self._ema, self._ema_pts = level, now
+            base_pts, base = self._ema_base
+            level = x + (base - x) * math.exp(-(now - base_pts) / tau)
+        # kept with tau 0 too: the modality that leads next smooths on from here
+        self._ema, self._ema_pts = level, now
         return level
 
     def _message(

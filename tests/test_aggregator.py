@@ -7,6 +7,7 @@ state *when* each message is decided as well as what it says. Between scores the
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from datetime import datetime, timedelta, timezone
 
@@ -133,6 +134,8 @@ def test_threshold_is_the_shorthand_for_both_and_overridable():
         ({"fusion": {"type": "max", "discount": {"temporl": 1}}}, "unknown modality 'temporl'"),
         ({"fusion": {"type": "max", "discount": {"temporal": -1}}}, "greater than or equal to 0"),
         ({"min_duration_s": 5, "max_duration_s": 2}, "max_duration_s must be longer"),
+        ({"smoothing_by_lead": {"audoi": 0}}, "unknown modality 'audoi'"),
+        ({"smoothing_by_lead": {"audio": -1}}, "greater than or equal to 0"),
         ({"update_interval_s": 0}, "greater than 0"),
         ({"hold": 2}, "Extra inputs"),
     ],
@@ -300,6 +303,37 @@ def test_by_default_a_lone_frame_at_10_opens_nothing_and_a_short_run_of_them_doe
     assert run(agg, frames(0, 2, 1.0) + [(2.0, 10.0)] + frames(2.2, 5, 1.0)) == []
     decided = run(agg, frames(5, 5.8, 10.0) + frames(5.8, 9, 1.0))
     assert [e.type for e in decided] == [NEW, END] and decided[0].start_pts == pytest.approx(5.0)
+
+
+def test_by_default_a_short_sound_opens_an_event_where_the_same_run_of_video_frames_does_not():
+    # 0.6 s at 5 (three scores 0.2 s apart) among zeros. An audio window's score is already a mean over its newest
+    # 0.4 s: unsmoothed while audio leads, it is hot for 0.6 s and opens an event. As video frames the default
+    # smoothing gives 1.97, 3.16, 3.88, 2.35: hot for 0.4 s, under the minimum duration.
+    default = AggregatorSettings()
+    burst = frames(0, 1, 0.0) + frames(1, 1.6, 5.0) + frames(1.6, 4, 0.0)
+
+    def fresh(**kw):
+        return make(smoothing_s=default.smoothing_s, min_duration_s=default.min_duration_s, hold_s=0.0, **kw)
+
+    assert run(fresh(), burst, VIDEO) == []
+    decided = run(fresh(), burst, AUDIO)
+    assert [e.type for e in decided] == [NEW, END] and decided[0].start_pts == pytest.approx(1.0)
+    # smoothing_by_lead {} smooths audio like the rest
+    assert run(fresh(smoothing_by_lead={}), burst, AUDIO) == []
+
+
+def test_the_lead_modality_picks_the_smoothing_at_each_evaluation():
+    # video at 1 smoothed with 1 s; audio at 6 leads at 2.0 and counts as it is; when it stops (stale), video
+    # leads again and the level falls back from 6 towards 1 with video's time constant, not at once
+    agg = make(smoothing_s=1.0, stale_s=0.3, threshold=3.0, min_duration_s=0.0, hold_s=0.0)
+    levels = {}
+    seq = [(t, 1.0, VIDEO) for t, _ in frames(0, 4, 0.0)] + [(2.0, 6.0, AUDIO)]
+    for pts, value, modality in sorted(seq, key=lambda r: (r[0], r[2] is VIDEO)):
+        agg.push(score(pts, value, modality))
+        levels[pts] = agg.level
+    assert levels[2.0] == pytest.approx(6.0)
+    assert levels[2.2] == pytest.approx(6.0)  # audio's score holds until it goes stale after 2.3
+    assert levels[2.4] == pytest.approx(1.0 + 5.0 * math.exp(-0.2))  # 0.2 s of video's 1 s time constant
 
 
 def test_smoothing_is_causal_and_the_same_for_any_sample_spacing_of_a_constant():
