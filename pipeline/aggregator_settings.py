@@ -42,10 +42,8 @@ DEFAULT_DISCOUNT: dict[str, float] = {"temporal": 1.0}
 DEFAULT_SMOOTHING_S = 0.4
 
 # The smoothing while a modality leads the fused score, where it differs from smoothing_s. An audio window's score
-# is already the mean over its newest 0.4 s, and windows overlap: averaging it again held a bark, a shot or a horn
-# under the threshold. On real city sound (docs/measurements.md) audio-led events without it: 8 of 50 real events
-# against 5, 18 against 16 where every recording had one level, and no false alarm in 22 min of normal ambience either
-# way.
+# is already the mean over its newest 0.4 s, and windows overlap: averaged again, a shot or a bark that crossed the
+# threshold for a window or two stays under it. The measurement behind it: docs/decisions/0002.
 DEFAULT_SMOOTHING_BY_LEAD: dict[str, float] = {"audio": 0.0}
 
 # How long the smoothed score must stay at or above enter_threshold before an event opens unless configured: 0.6 s,
