@@ -25,9 +25,14 @@ def _stat_fields(stat_path: str) -> list[str] | None:
         return None
 
 
+def _own_cpu_seconds(fields: list[str]) -> float:
+    """utime + stime of ``_stat_fields``, in seconds."""
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
 def _proc_cpu_seconds(stat_path: str) -> float:
     fields = _stat_fields(stat_path)
-    return (int(fields[11]) + int(fields[12])) / _TICK if fields else 0.0  # utime + stime
+    return _own_cpu_seconds(fields) if fields else 0.0
 
 
 def tree_cpu_seconds() -> float:
@@ -82,7 +87,7 @@ def process_cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
     for pid in pids:
         fields = _stat_fields(f"/proc/{pid}/stat")
         if fields is not None:
-            out[pid] = (int(fields[11]) + int(fields[12])) / _TICK
+            out[pid] = _own_cpu_seconds(fields)
     return out
 
 
