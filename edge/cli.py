@@ -185,6 +185,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             audio=not args.no_audio,
             threads=args.threads,
             record_s=args.record_minutes * 60.0,
+            record_dir=Path(args.record_to) if args.record_to else None,
         )
     except (PipelineError, ValueError) as exc:
         return _fail(str(exc))
@@ -194,6 +195,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(json.dumps(report, default=str))
     else:
         print(f"model package written to {args.out}")
+        for camera, path in report.get("recordings", {}).items():
+            print(f"   recorded {camera} to {path} (train or evaluate with it again)")
         for key in ("footage", "video", "temporal", "audio"):
             part = report.get(key)
             if isinstance(part, dict):
@@ -247,6 +250,38 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return _run_daemon(cfg, args)
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    """Record a live camera into a Matroska file (stream copy), to train or evaluate on."""
+    from pipeline.errors import PipelineError
+    from pipeline.sources.record import record_camera, recording_name
+
+    out = Path(args.out) if args.out else Path(recording_name(args.url))
+    try:
+        rec = record_camera(args.url, out, args.minutes * 60.0, progress=not args.quiet)
+    except FileExistsError:
+        return _fail(f"{out} exists: not overwritten", EXIT_USAGE)
+    except (PipelineError, ValueError) as exc:
+        return _fail(str(exc))
+    except OSError as exc:  # the file cannot be written (a full disk, a read-only folder)
+        return _fail(f"{exc.filename or out}: {exc.strerror or exc}")
+    print(
+        f"recorded {rec.seconds:.0f} s to {rec.path}"
+        + (f" (stopped early: {rec.stopped_early})" if rec.stopped_early else "")
+    )
+    return EXIT_OK
+
+
+def _add_record_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    record = sub.add_parser("record", help="record a live camera (stream copy) into a file to train or evaluate on")
+    record.add_argument("url", help="the camera's stream (rtsp://...)")
+    record.add_argument("--minutes", type=positive_float, default=5.0, help="how long to record (default 5)")
+    record.add_argument(
+        "--out", default=None, help="the Matroska file to write (default: <host>_<path>_<UTC time>.mkv here)"
+    )
+    record.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    record.set_defaults(func=cmd_record)
+
+
 def _add_train_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train = sub.add_parser("train", help="learn a camera's normal picture and sound into a model package")
     train.add_argument(
@@ -273,6 +308,11 @@ def _add_train_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=positive_float,
         default=5.0,
         help="how much of a live camera (rtsp://...) to record and learn from (default 5)",
+    )
+    train.add_argument(
+        "--record-to",
+        default=None,
+        help="folder the live cameras' recordings are kept in (default: <out>-recordings beside the package)",
     )
     train.add_argument("--no-video", action="store_true", help="train the audio model only")
     train.add_argument("--no-audio", action="store_true", help="train the video model only")
@@ -324,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.set_defaults(func=cmd_validate)
 
     _add_train_parser(sub)
+    _add_record_parser(sub)
 
     from edge import bench_cli, console_cli, doctor, models_cli, simulate
 

@@ -36,6 +36,6 @@ def live_camera_refusal(url: str, command: str) -> str | None:
         return None
     return (
         f"{redact_url(url)} is a live camera: edge {command} reads recordings. Watch a camera with edge run -c "
-        "site.yaml (configs/site.yaml shows one), or record some of it first (for instance: ffmpeg "
-        "-rtsp_transport tcp -i <url> -t 300 -c copy clip.mkv)"
+        "site.yaml (configs/site.yaml shows one), or record some of it first (edge record <url> --minutes 5 "
+        "--out clip.mkv)"
     )

@@ -13,7 +13,8 @@ the model's rate up to 1 h, evenly spaced pieces beyond.
 Inputs may be clips, audio files (WAV, FLAC, OGG...: audio-only packages), image-sequence patterns or folders of
 frames (``input_fps``, default ``DEFAULT_IMAGE_FPS``, says the rate they were taken at: video-only packages). Each
 input's frame rate is recorded in the package (``SourceInfo.fps``): ``edge score`` assumes it for an image sequence
-given without ``--fps``. A live camera (RTSP) is recorded for a while first.
+given without ``--fps``. A live camera (RTSP) is recorded to a file first (``pipeline.sources.record``), which
+is then read like any other input and stays to evaluate or retrain with.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from pipeline.engines.cache import file_sha256
 from pipeline.frames import AudioWindow, VideoFrame
 from pipeline.models.package import SourceInfo
 from pipeline.models.recipe import FPS, HEIGHT, OVERSAMPLE, SAMPLE_RATE, WIDTH
-from pipeline.sources.spec import expand_folders
+from pipeline.sources.spec import SourceSpec, expand_folders
 
 log = logging.getLogger(__name__)
 
@@ -116,28 +117,35 @@ def plan_footage(durations: Sequence[float | None], kind: str = "video") -> Foot
     return FootagePlan(FPS, min(1.0, MAX_FOOTAGE_S / total), total, kind)
 
 
-def probe_input(path: str, input_fps: float | None = None, record_s: float | None = None) -> tuple[float | None, bool]:
+def is_live(path: str) -> bool:
+    """Whether a normal input is a live camera (RTSP), recorded before training learns from it."""
+    return SourceSpec(camera_id="file", url=path).live
+
+
+def _live_refusal(path: str) -> ValueError:
+    from pipeline.redact import redact_url
+
+    return ValueError(
+        f"{redact_url(path)} is a live camera: training learns from recorded footage. Record a few minutes of it "
+        "first (edge record <url> --minutes 5 --out normal.mkv), then train on the file"
+    )
+
+
+def probe_input(path: str, input_fps: float | None = None) -> tuple[float | None, bool]:
     """(the length of a normal input in seconds, whether it has video), from its container (or its frame count for
-    an image sequence) without decoding it; the length is None where the container does not say. A live camera
-    lasts ``record_s`` (None: refused). A file that cannot be opened, or frames that cannot be read in order, raise
-    their clear error here, before hours of other inputs are decoded."""
+    an image sequence) without decoding it; the length is None where the container does not say. A live camera is
+    refused (``read_footage`` records it first). A file that cannot be opened, or frames that cannot be read in
+    order, raise their clear error here, before hours of other inputs are decoded."""
     import av
 
     from pipeline.evaluation import DEFAULT_IMAGE_FPS, is_image_source
-    from pipeline.redact import redact_url
     from pipeline.sources.reader import open_error
-    from pipeline.sources.spec import SourceSpec, image_sequence
+    from pipeline.sources.spec import image_sequence
 
     if is_image_source(path):
         return len(image_sequence(path).files) / (input_fps or DEFAULT_IMAGE_FPS), True
-    if SourceSpec(camera_id="file", url=path).live:
-        if record_s is not None:
-            return record_s, True
-        raise ValueError(
-            f"{redact_url(path)} is a live camera: training learns from recorded footage. Record a few minutes of "
-            "it first (for instance: ffmpeg -rtsp_transport tcp -i <url> -t 300 -c copy normal.mkv), then train on "
-            "the file"
-        )
+    if is_live(path):
+        raise _live_refusal(path)
     if not os.path.isfile(path):
         return None, True  # decoding says what it is not
     try:
@@ -159,12 +167,31 @@ def read_footage(
     input_fps: float | None,
     record_s: float,
     progress: bool,
+    record_dir: Path | None = None,
+    recordings: dict[str, str] | None = None,
 ) -> tuple[list[NormalInput], dict[str, FootagePlan]]:
     """The normal inputs (files, image sequences, folders of them, live cameras) as the stretches training keeps of
-    them, and the plan of each kind ("video", "audio": audio-only inputs). Every input is probed before any is
-    decoded, so that one that is not media fails at once; an input none of whose pieces is kept is not decoded."""
+    them, and the plan of each kind ("video", "audio": audio-only inputs). Every file is probed before any camera
+    is recorded or any input decoded, so that one that is not media fails at once; a live camera is recorded for
+    ``record_s`` into ``record_dir`` (``pipeline.sources.record``) and learnt from that file, which stays there to
+    evaluate or retrain with (``recordings`` lists them, camera URL without its password -> file); an input none
+    of whose pieces is kept is not decoded."""
+    from pipeline.redact import redact_url
+    from pipeline.sources.record import record_camera, recording_name
+
     paths = expand_folders(list(normal))
-    probes = [probe_input(p, input_fps, record_s) for p in paths]
+    probed = {p: probe_input(p, input_fps) for p in paths if not is_live(p)}
+    recorded: dict[str, str] = {}
+    for p in dict.fromkeys(p for p in paths if is_live(p)):
+        if record_dir is None:
+            raise ValueError(f"{redact_url(p)} is a live camera: say where to record it (record_dir)")
+        recorded[p] = str(record_camera(p, record_dir / recording_name(p), record_s, progress=progress).path)
+        log.info("%s recorded to %s", redact_url(p), recorded[p])
+        probed[recorded[p]] = probe_input(recorded[p], input_fps)
+    if recordings is not None:
+        recordings.update({redact_url(p): f for p, f in recorded.items()})
+    paths = [recorded.get(p, p) for p in paths]
+    probes = [probed[p] for p in paths]
     # video footage and audio-only footage (a day of a microphone beside a few clips) are each kept to the bound
     kinds = ["video" if video and has_video else "audio" for _, has_video in probes]
     plans = {
@@ -199,8 +226,6 @@ def read_footage(
             first_piece=first,
             pieces=count,
             max_frames=max(0, budget),
-            record_s=record_s,
-            progress=progress,
         )
         budget -= sum(len(x.frames) for x in stretches)
         inputs += stretches
@@ -223,23 +248,19 @@ def decode_pieces(
     first_piece: int = 0,
     pieces: int | None = None,
     max_frames: int | None = None,
-    record_s: float = 300.0,
-    progress: bool = False,
 ) -> list[NormalInput]:
     """One normal input as the contiguous stretches training keeps of it: all of it (``keep`` 1), or the pieces of
     ``PIECE_S`` that spread ``keep`` of all inputs evenly (pieces are counted over all inputs, this one's from
     ``first_piece``, so that of many short clips every few is kept; ``pieces``: how many this input counts, a shorter
     last part joining the one before; each run of kept pieces is its own stretch: no training sequence spans a
     gap). Video at ``fps``; at most ``max_frames`` frames (the rest is not read: a guard for an input whose length
-    was unknown). Every stretch carries the whole input's ``SourceInfo``.
-
-    A live camera (RTSP) is recorded for ``record_s`` seconds of its stream, with the reader's timeouts; if it drops
-    out after something was recorded, training goes on with that (and says so). Its name in the package is its
-    URL without the password; its sha256 that of what was recorded."""
+    was unknown). Every stretch carries the whole input's ``SourceInfo``. A live camera is refused: it is recorded
+    first (``read_footage``)."""
     from pipeline.evaluation import DEFAULT_IMAGE_FPS, is_image_source
     from pipeline.sources import read_media
-    from pipeline.sources.spec import SourceSpec
 
+    if is_live(path):
+        raise _live_refusal(path)
     image = is_image_source(path)
     if input_fps is None and image:
         input_fps = DEFAULT_IMAGE_FPS
@@ -250,7 +271,6 @@ def decode_pieces(
             timed[0] += 1
             timed[1], timed[2] = min(timed[1], t), max(timed[2], t)
 
-    live = SourceSpec(camera_id="file", url=path).live
     items = read_media(
         path,
         width=WIDTH,
@@ -267,15 +287,12 @@ def decode_pieces(
     stretches, last_pts = _read_stretches(
         items,
         path,
-        live=live,
         video=video,
         audio=audio,
         keep=keep,
         first_piece=first_piece,
         pieces=pieces,
         max_frames=max_frames,
-        record_s=record_s,
-        progress=progress,
     )
     vid_all = sum(len(f) for f, _, _ in stretches.values())
     aud_all = sum(sum(len(c) for c in a) for _, _, a in stretches.values())
@@ -284,7 +301,8 @@ def decode_pieces(
     if vid_all:  # the input's own frame rate: the given one for frames, else from its frames' times
         count, t_first, t_last = timed
         rate = input_fps if image else round((count - 1) / (t_last - t_first), 3) if t_last > t_first else None
-    return _inputs_of(_source_info(path, stretches, live=live, duration=duration, rate=rate), stretches, fps)
+    source = SourceInfo(name=path, sha256=source_sha256(path), duration_s=round(duration, 3), fps=rate)
+    return _inputs_of(source, stretches, fps)
 
 
 def _inputs_of(source: SourceInfo, stretches: Stretches, fps: float) -> list[NormalInput]:
@@ -305,42 +323,24 @@ def _read_stretches(
     items: Generator[VideoFrame | AudioWindow, None, None],
     path: str,
     *,
-    live: bool,
     video: bool,
     audio: bool,
     keep: float,
     first_piece: int,
     pieces: int | None,
     max_frames: int | None,
-    record_s: float,
-    progress: bool,
 ) -> tuple[Stretches, float]:
     """The items of one input that training keeps, by stretch (see ``decode_pieces``), and the source time its
-    media reached; ``items`` is read to its end (a live camera for ``record_s``) and closed."""
-    from pipeline.errors import SourceError
-    from pipeline.redact import redact_url
-
+    media reached; ``items`` is read to its end and closed."""
     stretches: Stretches = {}
     first: float | None = None
     last_pts = 0.0
     kept_frames = 0
-    recording = tqdm(
-        total=round(record_s),
-        desc=f"recording {redact_url(path)}",
-        unit="s",
-        disable=not (live and progress),
-        file=sys.stderr,
-        leave=False,
-    )
     try:
         for item in items:
             if not (video if isinstance(item, VideoFrame) else audio):
                 continue
             first = item.pts if first is None else first
-            if live:
-                if item.pts - first >= record_s:
-                    break
-                recording.update(int(item.pts - first) - recording.n)
             last_pts = max(last_pts, item.pts + item.duration if isinstance(item, AudioWindow) else item.pts)
             if isinstance(item, VideoFrame) and max_frames is not None and kept_frames >= max_frames:
                 log.warning(
@@ -352,38 +352,9 @@ def _read_stretches(
                 break
             if _keep_item(item, first, first_piece, pieces, keep, stretches) and isinstance(item, VideoFrame):
                 kept_frames += 1
-    except SourceError as exc:
-        if not (live and stretches):
-            raise
-        log.warning("%s; training on the %.0f s recorded before it", exc, last_pts - (first or 0.0))
-    else:
-        if live and last_pts - (first or 0.0) < record_s - 1.0:  # a killed server just ends the stream
-            log.warning(
-                "%s: the stream ended after %.0f s of the %.0f s asked for; training on that",
-                redact_url(path),
-                last_pts - (first or 0.0),
-                record_s,
-            )
     finally:
         items.close()
-        recording.close()
     return stretches, last_pts
-
-
-def _source_info(path: str, stretches: Stretches, *, live: bool, duration: float, rate: float | None) -> SourceInfo:
-    """What the package records of an input: a live camera by its URL without the password and the sha256 of
-    what was recorded, a file by its path and its own sha256."""
-    from pipeline.redact import redact_url
-
-    if live:
-        digest = hashlib.sha256()
-        for frames, _, chunks in stretches.values():
-            for a in (*frames, *chunks):
-                digest.update(a.tobytes())
-        name, sha = redact_url(path), digest.hexdigest()
-    else:
-        name, sha = path, source_sha256(path)
-    return SourceInfo(name=name, sha256=sha, duration_s=round(duration, 3), fps=rate)
 
 
 Stretches = dict[int, tuple[list[np.ndarray], list[float], list[np.ndarray]]]  # by first piece: frames, times, audio

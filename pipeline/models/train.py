@@ -133,18 +133,28 @@ def train_package(
     input_fps: float | None = None,
     temporal: bool = True,
     record_s: float = 300.0,
+    record_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Train, export, calibrate and write a package to ``out``; returns a report (losses, calibration,
     timings). ``input_fps``: the rate image-sequence inputs were taken at (default ``DEFAULT_IMAGE_FPS``);
-    ``record_s``: how much of a live camera's stream to record and learn from."""
+    ``record_s``: how much of a live camera's stream to record and learn from, into ``record_dir`` (default:
+    ``<out>-recordings`` beside the package; ``report["recordings"]``: camera URL without password -> file)."""
     if not normal:
         raise ValueError("no normal inputs given")
     if not (video or audio):
         raise ValueError("nothing to train: both video and audio are off")
     t0 = time.monotonic()
-    check_writable(Path(out))  # before minutes of decoding and training, not after
+    check_writable(Path(out))  # before minutes of recording, decoding and training, not after
+    recordings: dict[str, str] = {}
     inputs, plans = read_footage(
-        normal, video=video, audio=audio, input_fps=input_fps, record_s=record_s, progress=progress
+        normal,
+        video=video,
+        audio=audio,
+        input_fps=input_fps,
+        record_s=record_s,
+        progress=progress,
+        record_dir=Path(out).with_name(Path(out).name + "-recordings") if record_dir is None else Path(record_dir),
+        recordings=recordings,
     )
     decode_s = time.monotonic() - t0
     report = train_from_inputs(
@@ -168,6 +178,8 @@ def train_package(
         report["footage"].update(
             audio_only_s=round(plans["audio"].total_s, 1), audio_only_kept_fraction=round(plans["audio"].keep, 4)
         )
+    if recordings:
+        report["recordings"] = recordings
     report["timings_s"]["decode"] = round(decode_s, 1)
     report["timings_s"]["total"] = round(time.monotonic() - t0, 1)
     return report
