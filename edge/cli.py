@@ -174,8 +174,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ImportError as exc:
         return _fail(f"training needs torch ({exc}): pip install 'lepton-edge[train]'")
     try:
+        normal = [*args.normal, *_camera_streams(args.config, args.camera)]
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    if not normal:
+        return _fail("nothing to learn from: give --normal footage or -c site.yaml --camera ID", EXIT_USAGE)
+    try:
         report = train_package(
-            args.normal,
+            normal,
             Path(args.out),
             minutes=args.minutes,
             seed=args.seed,
@@ -250,14 +256,42 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return _run_daemon(cfg, args)
 
 
+def _camera_streams(config: str | None, ids: Sequence[str]) -> list[str]:
+    """The stream each camera of ``config`` named in ``ids`` is scored on (its ``detect_url``, else its ``url``), so
+    that a password stays in the config file, out of command lines and shell history. Raises ``ValueError``."""
+    from edge.config import load_config
+    from edge.errors import ConfigError
+
+    if not ids:
+        return []
+    if config is None:
+        raise ValueError("--camera names a camera of a config file: give it with -c site.yaml")
+    try:
+        cameras = {c.id: c for c in load_config(config).cameras}
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    unknown = [i for i in ids if i not in cameras]
+    if unknown:
+        raise ValueError(f"{config} has no camera {', '.join(unknown)} (its cameras: {', '.join(cameras)})")
+    return [cameras[i].detect_url or cameras[i].url for i in ids]
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     """Record a live camera into a Matroska file (stream copy), to train or evaluate on."""
     from pipeline.errors import PipelineError
     from pipeline.sources.record import record_camera, recording_name
 
-    out = Path(args.out) if args.out else Path(recording_name(args.url))
+    if (args.url is None) == (args.camera is None):
+        return _fail("give a camera's URL or -c site.yaml --camera ID (one of them)", EXIT_USAGE)
     try:
-        rec = record_camera(args.url, out, args.minutes * 60.0, progress=not args.quiet)
+        url = args.url or _camera_streams(args.config, [args.camera])[0]
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    out = Path(args.out) if args.out else Path(recording_name(url))
+    if out.exists():  # before connecting to the camera
+        return _fail(f"{out} exists: not overwritten", EXIT_USAGE)
+    try:
+        rec = record_camera(url, out, args.minutes * 60.0, progress=not args.quiet)
     except FileExistsError:
         return _fail(f"{out} exists: not overwritten", EXIT_USAGE)
     except (PipelineError, ValueError) as exc:
@@ -273,7 +307,9 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def _add_record_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     record = sub.add_parser("record", help="record a live camera (stream copy) into a file to train or evaluate on")
-    record.add_argument("url", help="the camera's stream (rtsp://...)")
+    record.add_argument("url", nargs="?", help="the camera's stream (rtsp://...)")
+    record.add_argument("-c", "--config", help="a site config whose --camera to record")
+    record.add_argument("--camera", help="the id of a camera of -c: its scored stream (detect_url, else url)")
     record.add_argument("--minutes", type=positive_float, default=5.0, help="how long to record (default 5)")
     record.add_argument(
         "--out", default=None, help="the Matroska file to write (default: <host>_<path>_<UTC time>.mkv here)"
@@ -287,9 +323,17 @@ def _add_train_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     train.add_argument(
         "--normal",
         nargs="+",
-        required=True,
+        default=[],
         help="normal footage: clips, image-sequence patterns (frames/%%03d.jpg), folders of frames, or "
         "folders of clips / of frame folders (each one an input)",
+    )
+    train.add_argument("-c", "--config", help="a site config whose --camera to record and learn")
+    train.add_argument(
+        "--camera",
+        action="append",
+        default=[],
+        help="the id of a camera of -c (repeatable): its scored stream (detect_url, else url) is recorded "
+        "(--record-minutes) and learnt, its password never on the command line",
     )
     train.add_argument("--out", required=True, help="model package directory to write")
     train.add_argument("--minutes", type=positive_float, default=5.0, help="training time budget (default 5)")

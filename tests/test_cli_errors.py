@@ -262,3 +262,17 @@ def test_replay_of_a_camera_with_credentials_in_its_query_string_hides_them(tmp_
     err = one_clear_line(edge("replay", "rtsp://10.0.0.5/s?user=admin&password=hunter2", cwd=tmp_path))
     assert "rtsp://10.0.0.5/s?user=***&password=*** is a live camera" in err
     assert "hunter2" not in err and "admin" not in err
+
+
+def test_cameras_named_from_a_config_need_the_config_and_must_exist(tmp_path):
+    cfg = write_config(tmp_path, 'cameras: [{id: gate, url: "rtsp://admin:hunter2@10.0.0.5/stream1"}]\n')
+    for argv, expected in [
+        (["train", "--out", "m"], "nothing to learn from: give --normal footage or -c site.yaml --camera ID"),
+        (["train", "--camera", "gate", "--out", "m"], "--camera names a camera of a config file"),
+        (["train", "-c", str(cfg), "--camera", "door", "--out", "m"], "has no camera door (its cameras: gate)"),
+        (["record", "-c", str(cfg), "--camera", "door"], "has no camera door (its cameras: gate)"),
+        (["record", "rtsp://10.0.0.5/s", "-c", str(cfg), "--camera", "gate"], "give a camera's URL or -c"),
+    ]:
+        proc = edge(*argv, cwd=tmp_path)
+        err = one_clear_line(proc)
+        assert proc.returncode == 2 and expected in err and "hunter2" not in err, (argv, err)

@@ -105,11 +105,17 @@ def test_edge_record_writes_the_file_and_prints_no_password(tmp_path: Path, rtsp
     assert proc.returncode == 0, proc.stderr
     assert "recorded 3 s to clip.mkv" in proc.stdout and "hunter2" not in proc.stdout + proc.stderr
     assert 2.5 * 25 <= _frames(tmp_path / "clip.mkv") <= 3.5 * 25
-    again = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "record", url, "--out", "clip.mkv", "-q"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert again.returncode == 2 and "clip.mkv exists: not overwritten" in again.stderr
+    # the camera of a site config, its password never on the command line
+    (tmp_path / "site.yaml").write_text(f'cameras: [{{id: gate, url: "{url}"}}]\n')
+    for out, code in (("clip2.mkv", 0), ("clip.mkv", 2)):
+        proc = subprocess.run(
+            [sys.executable, "-m", "edge.cli", "record", "-c", "site.yaml", "--camera", "gate", "--minutes", "0.05"]
+            + ["--out", out, "-q"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == code and "hunter2" not in proc.stdout + proc.stderr, proc.stderr
+    assert 2.5 * 25 <= _frames(tmp_path / "clip2.mkv") <= 3.5 * 25
+    assert "clip.mkv exists: not overwritten" in proc.stderr
