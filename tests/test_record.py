@@ -39,13 +39,19 @@ def test_nothing_listening_is_a_clear_error_that_leaves_no_file(tmp_path: Path) 
 
 
 @pytest.mark.slow
-def test_a_recording_is_a_playable_stream_copy_that_never_overwrites_one(tmp_path: Path, rtsp_server: Any) -> None:
-    server = rtsp_server({"gate": make_clip(tmp_path / "gate.mkv", seconds=6.0)})  # looped: a camera that runs on
+@pytest.mark.parametrize(("encoder", "codec"), [("libx264", "h264"), ("libx265", "hevc")])
+def test_a_recording_is_a_playable_stream_copy_that_never_overwrites_one(
+    tmp_path: Path, rtsp_server: Any, encoder: str, codec: str
+) -> None:
+    from fixtures.streams import write_stream
+
+    source = write_stream(tmp_path / "gate.mkv", seconds=6, size=(320, 180), video_codec=encoder)
+    server = rtsp_server({"gate": source})  # looped: a camera that runs on
     dest = tmp_path / "rec" / "gate.mkv"
     rec = record_camera(server.url("gate"), dest, 8.0)
     assert rec.path == dest and rec.seconds == pytest.approx(8.0, abs=0.1) and rec.stopped_early is None
     with av.open(str(dest)) as container:
-        assert [(s.type, s.codec_context.name) for s in container.streams] == [("video", "h264"), ("audio", "aac")]
+        assert [(s.type, s.codec_context.name) for s in container.streams] == [("video", codec), ("audio", "aac")]
         assert (container.duration or 0) / av.time_base == pytest.approx(8.0, abs=0.3)  # from 0, at a keyframe
     assert 7.5 * 25 <= _frames(dest) <= 8.5 * 25
     with pytest.raises(FileExistsError):
