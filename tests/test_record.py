@@ -26,8 +26,11 @@ def _frames(path: Path) -> int:
 
 def test_a_recording_is_named_by_host_path_and_time_never_by_its_credentials() -> None:
     when = datetime(2026, 12, 7, 20, 15, tzinfo=timezone.utc)
-    name = recording_name("rtsp://admin:hunter2@10.0.0.7:554/Streaming/Channels/101?tcp", when)
+    name = recording_name("rtsp://admin:hunter2@10.0.0.7:554/Streaming/Channels/101", when)
     assert name == "10.0.0.7_Streaming_Channels_101_20261207T201500Z.mkv"
+    # an NVR's channels differ only in the query, two servers on one host in the port
+    name = recording_name("rtsp://admin:hunter2@10.0.0.7:8554/cam/realmonitor?channel=2&subtype=1", when)
+    assert name == "10.0.0.7-8554_cam_realmonitor_channel-2-subtype-1_20261207T201500Z.mkv"
 
 
 def test_nothing_listening_is_a_clear_error_that_leaves_no_file(tmp_path: Path) -> None:

@@ -41,10 +41,13 @@ class Recording:
 
 
 def recording_name(url: str, now: datetime | None = None) -> str:
-    """A file name for a recording of ``url``: host, path and UTC time, never the credentials
-    (``10.0.0.7_stream1_20261207T201500Z.mkv``)."""
+    """A file name for a recording of ``url``: host (and port, unless RTSP's 554), path, query (an NVR's channels
+    differ only there) and UTC time, never the credentials (``10.0.0.7_stream1_20261207T201500Z.mkv``)."""
     parts = urlsplit(url)
-    where = "_".join(x for x in (parts.hostname or "camera", *parts.path.split("/")) if x)
+    host = parts.hostname or "camera"
+    if parts.port not in (None, 554):
+        host = f"{host}-{parts.port}"
+    where = "_".join(x for x in (host, *parts.path.split("/"), parts.query) if x)
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
     return f"{re.sub(r'[^A-Za-z0-9._-]+', '-', where)}_{stamp}.mkv"
 
