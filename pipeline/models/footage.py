@@ -167,8 +167,8 @@ def read_footage(
     input_fps: float | None,
     record_s: float,
     progress: bool,
-    record_dir: Path | None = None,
-    recordings: dict[str, str] | None = None,
+    record_dir: Path,
+    recordings: dict[str, str],
 ) -> tuple[list[NormalInput], dict[str, FootagePlan]]:
     """The normal inputs (files, image sequences, folders of them, live cameras) as the stretches training keeps of
     them, and the plan of each kind ("video", "audio": audio-only inputs). Every file is probed before any camera
@@ -183,13 +183,10 @@ def read_footage(
     probed = {p: probe_input(p, input_fps) for p in paths if not is_live(p)}
     recorded: dict[str, str] = {}
     for p in dict.fromkeys(p for p in paths if is_live(p)):
-        if record_dir is None:
-            raise ValueError(f"{redact_url(p)} is a live camera: say where to record it (record_dir)")
         recorded[p] = str(record_camera(p, record_dir / recording_name(p), record_s, progress=progress).path)
         log.info("%s recorded to %s", redact_url(p), recorded[p])
         probed[recorded[p]] = probe_input(recorded[p], input_fps)
-    if recordings is not None:
-        recordings.update({redact_url(p): f for p, f in recorded.items()})
+    recordings.update({redact_url(p): f for p, f in recorded.items()})
     paths = [recorded.get(p, p) for p in paths]
     probes = [probed[p] for p in paths]
     # video footage and audio-only footage (a day of a microphone beside a few clips) are each kept to the bound

@@ -58,14 +58,13 @@ def record_camera(
     seconds: float,
     *,
     progress: bool = False,
-    spec: SourceSpec | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Recording:
     """Record ``seconds`` of the live camera at ``url`` (its stream time) into ``dest`` (Matroska, not
     overwritten: ``FileExistsError``). Raises a ``SourceError`` when nothing could be recorded."""
     if seconds <= 0:
         raise ValueError("the recording time must be positive")
-    spec = spec or SourceSpec(camera_id="record", url=url)
+    spec = SourceSpec(camera_id="record", url=url)
     if not spec.live:
         raise ValueError(f"{spec.safe_url} is not a live camera: there is nothing to record")
     try:
