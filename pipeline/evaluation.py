@@ -18,8 +18,8 @@ or ``{"frame_labels": [0, 1, ...]}`` (one per input frame). Labels:
 
 The trivial baselines are scored alongside: frame difference (mean absolute change to the previous scored frame)
 for video, the RMS level of the scored span for audio. Events: the calibrated streams go through
-``pipeline.aggregator.CameraAggregator``; an anomaly is recalled when an event overlaps it (up to ``EVENT_LATE_S``
-after its end); an event that overlaps none is a false alarm.
+``pipeline.aggregator.CameraAggregator``; an anomaly (an interval, or a run of 1s in ``frame_labels``) is recalled
+when an event overlaps it (up to ``EVENT_LATE_S`` after its end); an event that overlaps none is a false alarm.
 """
 
 from __future__ import annotations
@@ -359,6 +359,29 @@ def _intervals(path: str, modalities: Sequence[str] | None = None) -> list[tuple
         for x in _ground_truth(path).get("anomalies", [])
         if modalities is None or any(m in x["modalities"] for m in modalities)
     ]
+
+
+def label_intervals(path: str, scores: MediaScores) -> list[tuple[float, float, str]]:
+    """The labelled anomalies of an input as time intervals, whatever the label format: its ``anomalies``, or each
+    run of 1s in its ``frame_labels`` (from the run's first input frame to the frame after its last, or one frame
+    period past the last frame), which events are matched against and plots shade."""
+    per_frame = _ground_truth(path).get("frame_labels")
+    if per_frame is None:
+        return _intervals(path)
+    flags = np.asarray(per_frame, dtype=np.int64) != 0
+    pts = np.full(len(flags), np.nan)
+    known = scores.input_index < len(flags)
+    pts[scores.input_index[known]] = scores.input_pts[known]
+    step = np.diff(scores.input_pts)
+    period = float(np.median(step)) if np.isfinite(step).any() else 0.0
+    out: list[tuple[float, float, str]] = []
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], flags.astype(np.int8), [0]))))
+    for a, b in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+        start = pts[a]
+        end = pts[b] if b < len(pts) and math.isfinite(pts[b]) else np.nanmax(pts[a:b]) + period
+        if math.isfinite(start) and math.isfinite(end):
+            out.append((float(start), float(end), f"frames {a}-{b - 1}"))
+    return out
 
 
 def frame_labels(path: str, scores: MediaScores, modalities: Sequence[str] | None = None) -> np.ndarray:

@@ -20,6 +20,7 @@ from pipeline.evaluation import (
     _window_labels,
     aggregate,
     frame_labels,
+    label_intervals,
     roc_auc,
     score_media,
 )
@@ -117,7 +118,7 @@ def _clip(
         y_any = frame_labels(path, sc)
         fused[~np.isfinite(sc.video)] = np.nan  # the same frames as the video AUC
         clip["fused"] = pooled.modality("fused", fused, y_any)
-        timelines.append((sc, fused, _intervals(path)))
+        timelines.append((sc, fused, label_intervals(path, sc)))
     if sc.has_audio:
         # a window is labelled by the span its score describes (its newest part), not its whole length
         span = np.maximum(sc.audio_start, sc.audio_end - scorer.audio_scored_samples / scorer.sample_rate)
@@ -126,7 +127,7 @@ def _clip(
         if not sc.has_video:
             pooled.add("fused", sc.audio, _window_labels(span, sc.audio_end, _intervals(path)))
             timelines.append((sc, sc.audio, _intervals(path)))
-    clip["events"] = _event_metrics(_ended(events, sc.duration_s), _intervals(path))
+    clip["events"] = _event_metrics(_ended(events, sc.duration_s), label_intervals(path, sc))
     return clip
 
 

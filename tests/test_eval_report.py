@@ -86,6 +86,21 @@ def test_per_frame_labels_read_the_same_as_the_intervals(labelled: tuple[Path, P
     by_frame = evaluate([str(same)], package, input_fps=10.0)
     a, b = by_interval["clips"]["clip"]["video"], by_frame["clips"]["clip_frames"]["video"]
     assert (a["anomalous"], a["auc"], a["normal_rate_ge_3"]) == (b["anomalous"], b["auc"], b["normal_rate_ge_3"])
+    # events are matched against the runs of 1s as against the interval: an event on the labelled frames is a
+    # detection, not a false alarm
+    ea, eb = by_interval["clips"]["clip"]["events"], by_frame["clips"]["clip_frames"]["events"]
+    assert ea["recalled"] == 1 and ea["false_alarms"] == []
+    assert (eb["anomalies"], eb["recalled"], eb["false_alarms"]) == (1, 1, [])
+    assert by_frame["event_recall"] == 1.0
+
+
+def test_runs_of_frame_labels_become_intervals(tmp_path: Path) -> None:
+    from pipeline.evaluation import MediaScores, label_intervals
+
+    (tmp_path / "c.json").write_text(json.dumps({"frame_labels": [0, 1, 1, 0, 0, 1, 1]}))
+    sc = MediaScores(name="c", input_index=np.arange(7), input_pts=np.arange(7) / 10.0)
+    got = label_intervals(str(tmp_path / "c"), sc)
+    assert [(round(s, 3), round(e, 3)) for s, e, _ in got] == [(0.1, 0.3), (0.5, 0.7)]  # the last run: one period on
 
 
 def test_audio_eval_reports_the_rms_baseline(tmp_path: Path) -> None:
