@@ -43,12 +43,16 @@ def heldout_seconds(video: Sequence[NormalInput], audio: Sequence[NormalInput]) 
 
 
 def margin_from(
-    inputs: Sequence[NormalInput], seen: Callable[[int], Iterator[np.ndarray]]
+    inputs: Sequence[NormalInput], seen: Callable[[int], Iterator[np.ndarray]], kind: str
 ) -> Callable[[int], Iterator[np.ndarray]] | None:
     """What ``_calibrate`` measures the generalisation margin with: the trained-on part (``seen``) when the held-out
-    part is each input's tail; nothing when whole inputs are held out, which are already footage the model has not
-    seen (their scores need no widening)."""
-    return None if whole_inputs_held(inputs) else seen
+    part is each input's tail, or when the whole inputs held out give less than ``FEW_HELDOUT_S`` of ``kind``
+    (video, audio): a calibrated 3 from so few scores is an extrapolation, widened like a tail's. Nothing when
+    whole inputs give enough: they are already footage the model has not seen (their scores need no widening)."""
+    if not whole_inputs_held(inputs):
+        return seen
+    held = heldout_seconds(inputs, []) if kind == "video" else heldout_seconds([], inputs)
+    return seen if held.get(kind, 0.0) < FEW_HELDOUT_S else None
 
 
 def _placeholder_calibration() -> Calibration:
@@ -120,7 +124,7 @@ def calibrate_audio(spec: AudioModelSpec, graph: Path, inputs: Sequence[NormalIn
         cal, report["calibration"] = _calibrate(
             scorer.score,
             heldout_audio(inputs, spec.n_samples, hop),
-            margin_from(inputs, lambda n: seen_audio(inputs, spec.n_samples, n)),
+            margin_from(inputs, lambda n: seen_audio(inputs, spec.n_samples, n), "audio"),
         )
     finally:
         engine.close()

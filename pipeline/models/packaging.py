@@ -139,7 +139,9 @@ def _export_video(
     engine.load(graph)
     scorer = VideoScorer(_scratch_package(spec, None), engine)
     cal, report["calibration"] = _calibrate(
-        lambda b: scorer.score(b)[0], heldout_video(inputs), margin_from(inputs, lambda n: seen_video(inputs, n))
+        lambda b: scorer.score(b)[0],
+        heldout_video(inputs),
+        margin_from(inputs, lambda n: seen_video(inputs, n), "video"),
     )
     engine.close()
     timings["calibrate_video"] = round(time.monotonic() - t, 1)
@@ -184,7 +186,7 @@ def _export_temporal(
     cal, report["calibration"] = _calibrate(
         lambda b: scorer.score(b)[0],
         heldout_temporal(inputs, embeddings),
-        margin_from(inputs, lambda n: seen_temporal(inputs, embeddings, n)),
+        margin_from(inputs, lambda n: seen_temporal(inputs, embeddings, n), "video"),
     )
     engine.close()
     timings["calibrate_temporal"] = round(time.monotonic() - t, 1)
