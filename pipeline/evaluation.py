@@ -377,8 +377,8 @@ def label_intervals(path: str, scores: MediaScores) -> list[tuple[float, float, 
     out: list[tuple[float, float, str]] = []
     edges = np.flatnonzero(np.diff(np.concatenate(([0], flags.astype(np.int8), [0]))))
     for a, b in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
-        start = pts[a]
-        end = pts[b] if b < len(pts) and math.isfinite(pts[b]) else np.nanmax(pts[a:b]) + period
+        start, run = pts[a], pts[a:b][np.isfinite(pts[a:b])]
+        end = pts[b] if b < len(pts) and math.isfinite(pts[b]) else (run.max() + period if len(run) else math.nan)
         if math.isfinite(start) and math.isfinite(end):
             out.append((float(start), float(end), f"frames {a}-{b - 1}"))
     return out
