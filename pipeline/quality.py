@@ -108,6 +108,7 @@ def _clip(
     """One clip's report: per modality, fused and events (labels as the module docstring of
     ``pipeline.evaluation`` says)."""
     events, fused = aggregate(sc, aggregator)
+    intervals = label_intervals(path, sc)
     clip: dict[str, Any] = {"duration_s": round(sc.duration_s, 2)}
     if sc.has_video:
         y = frame_labels(path, sc, ["video"])
@@ -118,16 +119,16 @@ def _clip(
         y_any = frame_labels(path, sc)
         fused[~np.isfinite(sc.video)] = np.nan  # the same frames as the video AUC
         clip["fused"] = pooled.modality("fused", fused, y_any)
-        timelines.append((sc, fused, label_intervals(path, sc)))
+        timelines.append((sc, fused, intervals))
     if sc.has_audio:
         # a window is labelled by the span its score describes (its newest part), not its whole length
         span = np.maximum(sc.audio_start, sc.audio_end - scorer.audio_scored_samples / scorer.sample_rate)
         y = _window_labels(span, sc.audio_end, _intervals(path, ["audio"]))
         clip["audio"] = pooled.modality("audio", sc.audio, y, sc.audio_baseline)
         if not sc.has_video:
-            pooled.add("fused", sc.audio, _window_labels(span, sc.audio_end, _intervals(path)))
-            timelines.append((sc, sc.audio, _intervals(path)))
-    clip["events"] = _event_metrics(_ended(events, sc.duration_s), label_intervals(path, sc))
+            pooled.add("fused", sc.audio, _window_labels(span, sc.audio_end, intervals))
+            timelines.append((sc, sc.audio, intervals))
+    clip["events"] = _event_metrics(_ended(events, sc.duration_s), intervals)
     return clip
 
 

@@ -51,8 +51,7 @@ def margin_from(
     whole inputs give enough: they are already footage the model has not seen (their scores need no widening)."""
     if not whole_inputs_held(inputs):
         return seen
-    held = heldout_seconds(inputs, []) if kind == "video" else heldout_seconds([], inputs)
-    return seen if held.get(kind, 0.0) < FEW_HELDOUT_S else None
+    return seen if heldout_seconds(inputs, inputs).get(kind, 0.0) < FEW_HELDOUT_S else None
 
 
 def _placeholder_calibration() -> Calibration:
